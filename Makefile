@@ -1,0 +1,49 @@
+# segkit — two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel that lies on the build machines; a GPU machine that already has torch keeps it.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= runs/demo
+
+.PHONY: setup demo test test-fast lint kaggle-bundle clean-demo help
+
+help:
+	@echo "make setup   create $(VENV) and install segkit with notebooks, tests and CLI"
+	@echo "make demo    synthetic data -> notebooks 01..04 headless -> $(DEMO_DIR)"
+	@echo "make test    unit tests + notebooks under nbval (CPU, no network)"
+
+setup: $(VENV)/.installed
+
+# If the interpreter that builds the venv already imports torch (a CUDA machine, a conda env),
+# the venv sees it through --system-site-packages and pip keeps it; otherwise the pinned wheel.
+$(VENV)/.installed: pyproject.toml
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  echo "setup: keeping the torch already installed for $(PYTHON)"; \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install -q --upgrade pip; \
+	  $(BIN)/python -m pip install -q "$(TORCH_SPEC)"; \
+	fi
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+demo: setup
+	$(BIN)/python -m segkit demo --out $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: setup
+	$(BIN)/ruff check segkit tests benchmarks
+
+kaggle-bundle: setup
+	$(BIN)/python -m segkit kaggle bundle --out runs/kaggle-bundle
+
+clean-demo:
+	rm -rf $(DEMO_DIR) data/synthetic

@@ -1,0 +1,3 @@
+"""segkit: semantic segmentation of urban scenes (Cityscapes), notebook-first."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny data sets in the official Cityscapes layout, written as real PNG files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Tests run on CPU with few threads so that parallel helpers and CI stay predictable.
+os.environ.setdefault("SEGKIT_SMOKE", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# A few labelIds of evaluated classes (road 7, sidewalk 8, building 11, vegetation 21, sky 23,
+# car 26, person 24) plus two that are not evaluated (unlabeled 0, ego vehicle 1).
+_LABEL_IDS = np.array([7, 8, 11, 21, 23, 26, 24, 0, 1], dtype=np.uint8)
+
+
+def write_cityscapes(
+    root: Path,
+    splits: dict[str, int] | None = None,
+    size: tuple[int, int] = (64, 128),
+    cities: tuple[str, ...] = ("aachen", "bremen"),
+    seed: int = 0,
+    train_ids: bool = False,
+    color: bool = False,
+) -> Path:
+    """Write a small data set in the official layout under `root` and return `root`.
+
+    Images are colour-coded blocks so that a model can learn them; labels are labelIds
+    (and `_gtFine_labelTrainIds.png` too when `train_ids`).
+    """
+    from segkit.labels import LABEL_TO_TRAIN, train_to_color
+
+    rng = np.random.default_rng(seed)
+    splits = splits or {"train": 4, "val": 2}
+    h, w = size
+    for split, n in splits.items():
+        for i in range(n):
+            city = cities[i % len(cities)]
+            stem = f"{city}_{i:06d}_{19:06d}"
+            label = _random_blocks(rng, h, w)
+            image = _image_for(label, rng)
+            img_dir = root / "leftImg8bit" / split / city
+            gt_dir = root / "gtFine" / split / city
+            img_dir.mkdir(parents=True, exist_ok=True)
+            gt_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(img_dir / f"{stem}_leftImg8bit.png")
+            Image.fromarray(label).save(gt_dir / f"{stem}_gtFine_labelIds.png")
+            if train_ids:
+                Image.fromarray(LABEL_TO_TRAIN[label]).save(gt_dir / f"{stem}_gtFine_labelTrainIds.png")
+            if color:
+                Image.fromarray(train_to_color(LABEL_TO_TRAIN[label])).save(
+                    gt_dir / f"{stem}_gtFine_color.png"
+                )
+    return root
+
+
+def _random_blocks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A labelId map made of horizontal bands and a few rectangles."""
+    label = np.empty((h, w), dtype=np.uint8)
+    bands = rng.choice(_LABEL_IDS[:5], size=4, replace=False)
+    edges = np.linspace(0, h, 5).astype(int)
+    for b, (top, bottom) in enumerate(zip(edges[:-1], edges[1:])):
+        label[top:bottom] = bands[b]
+    for _ in range(3):
+        y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        label[y : y + rng.integers(4, h // 3), x : x + rng.integers(4, w // 3)] = rng.choice(_LABEL_IDS)
+    return label
+
+
+def _image_for(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB image whose colour is a noisy function of the label (learnable, not trivial)."""
+    base = np.stack([(label * 37) % 256, (label * 91) % 256, (label * 53) % 256], axis=-1)
+    noise = rng.normal(0, 12, size=base.shape)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def cityscapes_factory(tmp_path: Path):
+    """Call with the keyword arguments of `write_cityscapes`; returns the data root."""
+    counter = iter(range(1000))
+
+    def make(**kwargs) -> Path:
+        return write_cityscapes(tmp_path / f"cityscapes{next(counter)}", **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def tiny_cityscapes(cityscapes_factory) -> Path:
+    """4 train + 2 val images of 64x128 in the official layout, labelIds only."""
+    return cityscapes_factory()
