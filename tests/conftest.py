@@ -73,7 +73,8 @@ def _random_blocks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _image_for(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """RGB image whose colour is a noisy function of the label (learnable, not trivial)."""
-    base = np.stack([(label * 37) % 256, (label * 91) % 256, (label * 53) % 256], axis=-1)
+    ids = label.astype(np.int32)  # uint8 arithmetic would overflow
+    base = np.stack([(ids * 37) % 256, (ids * 91) % 256, (ids * 53) % 256], axis=-1)
     noise = rng.normal(0, 12, size=base.shape)
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 

@@ -1,0 +1,422 @@
+"""One frozen dataclass per job: the single source of defaults for notebooks, CLI and code.
+
+Each field's trailing comment is its help text: the CLI shows it (`segkit train --help`), and the
+notebooks' `parameters` cells repeat the same `name: type = value  # help` lines so that
+`papermill --help-notebook` documents them. A test checks that the three agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import io
+import tokenize
+import typing
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from segkit.errors import ConfigError
+
+C = TypeVar("C")
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("poly", "plateau", "none")
+AMP_MODES = ("auto", "fp16", "bf16", "off")
+LOSSES = ("ce", "dice", "ohem", "ce+dice", "ohem+dice")
+CLASS_WEIGHTS = ("none", "inverse", "median", "enet")
+INFERENCE_MODES = ("whole", "slide", "flip", "ms")
+EVAL_RESOLUTIONS = ("label", "train")
+PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `segkit train` and notebook 02 need; presets fill fields left at their default."""
+
+    data_root: str = ""  # data set root; "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
+    run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
+    preset: str = ""  # named recipe (cpu-quick, t4-256x512, t4-512x1024); explicit values override it
+    model: str = "unet"  # architecture: unet, resnet18-unet, resnet34-unet, resnet50-unet
+    base_channels: int = 64  # U-Net width of the first stage (unet only; the seed used 64)
+    depth: int = 4  # U-Net number of downsamplings (unet only); sizes must be multiples of 2**depth
+    encoder_weights: str = ""  # path to torchvision ImageNet weights for resnet*-unet; "" = random init
+    epochs: int = 20  # passes over the train split
+    batch_size: int = 4  # images per optimizer step (per GPU under torchrun)
+    lr: float = 1e-4  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled weight decay (adamw) or L2 (adam, sgd)
+    optimizer: str = "adamw"  # adamw, adam or sgd (momentum 0.9)
+    scheduler: str = "poly"  # poly (with linear warmup), plateau (ReduceLROnPlateau on val mIoU) or none
+    warmup_epochs: float = 0.5  # linear warmup length in epochs (poly only)
+    image_size: tuple[int, int] = (256, 512)  # training input height width; images are resized to it
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
+    loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
+    class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet
+    amp: str = "auto"  # mixed precision: auto (fp16 on T4/P100, bf16 on Ampere+, off on CPU), fp16, bf16, off
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1
+    num_workers: int = -1  # DataLoader worker processes; -1 = from the CPU count
+    time_budget: float = 0.0  # minutes of training before a clean stop (evaluate, save); 0 = none (Kaggle: fit the 12 h session)
+    eval_every: int = 1  # validate every N epochs (and always after the last)
+    eval_resolution: str = "label"  # label (official: logits upsampled to the label files' size) or train (faster)
+    max_train_images: int = 0  # use only the first N training images; 0 = all
+    max_val_images: int = 0  # use only the first N validation images; 0 = all
+    grad_clip: float = 0.0  # clip the gradient norm to this value; 0 = off
+    channels_last: bool = True  # channels_last memory format (CUDA only; slower on CPU)
+    compile: bool = False  # torch.compile the model (CUDA; first epoch slower)
+    sync_bn: bool = False  # SyncBatchNorm under torchrun (small per-GPU batches)
+    seed: int = 0  # seed for weights, data order and augmentation
+    log_every: int = 20  # steps between headless log lines
+    num_vis: int = 4  # fixed validation images shown in TensorBoard
+    resume: bool = False  # continue the run in run_dir from last.pth
+    overwrite: bool = False  # replace segkit's files in an existing run_dir (otherwise refused)
+    dashboard: bool = False  # start the TensorBoard dashboard (notebook 02)
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("scheduler", self.scheduler, SCHEDULERS)
+        _check_choice("amp", self.amp, AMP_MODES)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
+        _check_positive(self, "epochs", "batch_size", "lr", "eval_every", "log_every", "depth")
+        _check_positive(self, "base_channels")
+        _check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
+        _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
+        if self.num_workers < -1:
+            raise ConfigError(f"num_workers must be -1 (auto) or >= 0, got {self.num_workers}")
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ConfigError(f"scale_range must be 0 < low <= high, got {self.scale_range}; e.g. (0.5, 2.0)")
+        _check_image_size(self.image_size, multiple=self.size_divisor)
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite exclude each other: pick one")
+
+    @property
+    def size_divisor(self) -> int:
+        """Input sizes must be multiples of this (the network's total downsampling)."""
+        return 2**self.depth if self.model == "unet" else 32
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `create_model` beyond name and num_classes."""
+        kwargs: dict[str, Any] = {}
+        if self.model == "unet":
+            kwargs.update(base_channels=self.base_channels, depth=self.depth)
+        if self.encoder_weights:
+            kwargs["encoder_weights"] = self.encoder_weights
+        return kwargs
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`segkit evaluate` and notebook 03: score a checkpoint, or a folder of predictions."""
+
+    run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
+    checkpoint: str = ""  # checkpoint file; "" = <run_dir>/best_model.pth
+    data_root: str = ""  # data set root; "" = auto (as for training)
+    split: str = "val"  # split to evaluate
+    predictions: str = ""  # folder of prediction PNGs to score instead of running a model
+    format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
+    inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
+    eval_resolution: str = "label"  # label (official protocol) or train (resized labels, faster)
+    batch_size: int = 1  # images per forward pass
+    max_images: int = 0  # evaluate only the first N images; 0 = all
+    device: str = "auto"  # auto, cpu, cuda
+    output: str = ""  # metrics JSON to write; "" = <run_dir>/metrics.json (or print only for --predictions)
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        _check_choice("format", self.format, ("labelIds", "trainIds"))
+        _check_choice("inference", self.inference, INFERENCE_MODES)
+        _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
+        _check_positive(self, "batch_size")
+        _check_non_negative(self, "max_images")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """`segkit predict`: segment an image or a folder, at each input's own size."""
+
+    checkpoint: str = ""  # checkpoint file (best_model.pth); it carries the model's architecture
+    img: str = ""  # image file or folder of images
+    output: str = "runs/predictions"  # folder for the prediction PNGs
+    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format)
+    inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
+    backend: str = "torch"  # torch or onnx (needs `segkit export` and onnxruntime)
+    device: str = "auto"  # auto, cpu, cuda
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        _check_choice("format", self.format, PREDICT_FORMATS)
+        _check_choice("inference", self.inference, INFERENCE_MODES)
+        _check_choice("backend", self.backend, ("torch", "onnx"))
+        if not self.checkpoint:
+            raise ConfigError("--checkpoint is required, e.g. --checkpoint runs/train/best_model.pth")
+        if not self.img:
+            raise ConfigError("--img is required: an image file or a folder of images")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """`segkit synth`: write the synthetic street-scene data set in the Cityscapes layout."""
+
+    out: str = "data/synthetic"  # output root (gets leftImg8bit/ and gtFine/)
+    num_train: int = 60  # training images
+    num_val: int = 20  # validation images
+    image_size: tuple[int, int] = (256, 512)  # height width of every image
+    seed: int = 0  # same seed, same images
+    overwrite: bool = False  # regenerate a synthetic set that exists with other parameters
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        _check_non_negative(self, "num_train", "num_val")
+        _check_image_size(self.image_size, multiple=1)
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """Notebook 01: what is in the data."""
+
+    data_root: str = ""  # data set root; "" = auto (as for training)
+    num_samples: int = 6  # images in the sample grid
+    max_images: int = 0  # images per split read for statistics and checks; 0 = all
+    class_weights: str = "median"  # weighting shown next to the class frequencies
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        _check_positive(self, "num_samples")
+        _check_non_negative(self, "max_images")
+        _check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+
+
+@dataclass(frozen=True)
+class VisualizeConfig:
+    """Notebook 04: figures of a training run."""
+
+    run_dir: str = "runs/train"  # training run to visualise
+    data_root: str = ""  # data set root; "" = the one the run was trained on
+    split: str = "val"  # split to draw samples from
+    num_samples: int = 4  # triptychs (input / ground truth / prediction)
+    inference: str = "whole"  # whole, slide, flip or ms
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        _check_positive(self, "num_samples")
+        _check_choice("inference", self.inference, INFERENCE_MODES)
+
+
+# ----------------------------------------------------------------------------- presets
+
+# Named recipes. Each value is a dict of TrainConfig fields; fields the user sets explicitly win.
+# `cost` and `quality` are what we measured (or "not measured"); they are shown by --help.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-quick": {
+        "doc": "laptop / 2 CPU cores, 15 minutes: small U-Net at 128x256",
+        "fields": {
+            "model": "unet", "base_channels": 16, "depth": 4, "image_size": (128, 256),
+            "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
+            "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
+            "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
+        },
+    },
+    "t4-256x512": {
+        "doc": "Kaggle T4 x2, 256x512: ResNet-34 U-Net, fp16",
+        "fields": {
+            "model": "resnet34-unet", "image_size": (256, 512), "batch_size": 16, "lr": 1e-3,
+            "optimizer": "adamw", "scheduler": "poly", "epochs": 120, "amp": "auto",
+            "loss": "ohem", "scale_range": (0.5, 2.0),
+        },
+    },
+    "t4-512x1024": {
+        "doc": "Kaggle T4 x2, 512x1024: ResNet-50 U-Net, fp16",
+        "fields": {
+            "model": "resnet50-unet", "image_size": (512, 1024), "batch_size": 8, "lr": 5e-4,
+            "optimizer": "adamw", "scheduler": "poly", "epochs": 100, "amp": "auto",
+            "loss": "ohem", "scale_range": (0.5, 2.0),
+        },
+    },
+}
+
+
+def apply_preset(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
+    """Fill the preset's fields except those in `explicit` (defaults to fields off their default).
+
+    Args:
+        cfg: a config whose `preset` names a recipe (or is "").
+        explicit: names the user set; preset values never replace them.
+
+    Returns:
+        The config with the preset applied.
+    """
+    if not cfg.preset:
+        return cfg
+    if cfg.preset not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {cfg.preset!r}; valid presets: {', '.join(PRESETS)}"
+            + _did_you_mean(cfg.preset, PRESETS)
+        )
+    if explicit is None:
+        explicit = {f.name for f in fields(cfg) if getattr(cfg, f.name) != f.default}
+    updates = {k: v for k, v in PRESETS[cfg.preset]["fields"].items() if k not in explicit}
+    return dataclasses.replace(cfg, **updates)
+
+
+# ----------------------------------------------------------------------------- building configs
+
+
+def from_dict(cls: type[C], values: dict[str, Any], where: str = "parameter") -> C:
+    """Build a config from a dict, refusing unknown names with the list of valid ones.
+
+    Args:
+        cls: a config dataclass.
+        values: field name -> value (strings such as "256x512" are coerced to the field's type).
+        where: how to call the names in messages ("parameter", "flag").
+
+    Returns:
+        The validated config.
+    """
+    valid = [f.name for f in fields(cls)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        hints = "".join(_did_you_mean(k, valid) for k in unknown)
+        raise ConfigError(
+            f"unknown {where}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for {cls.__name__}{hints}; valid names: {', '.join(valid)}"
+        )
+    return cls(**values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-able dict of a config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+@lru_cache(maxsize=None)
+def field_help(cls: type) -> dict[str, str]:
+    """The trailing `# comment` of each field in the class source: the help text."""
+    source = inspect.getsource(cls)
+    helps: dict[str, str] = {}
+    names = {f.name for f in fields(cls)}
+    for line in source.splitlines():
+        stripped = line.strip()
+        name = stripped.split(":", 1)[0]
+        if name in names and "#" in stripped:
+            tokens = tokenize.generate_tokens(io.StringIO(stripped).readline)
+            comments = [t.string for t in tokens if t.type == tokenize.COMMENT]
+            if comments:
+                helps[name] = comments[-1].lstrip("#").strip()
+    return helps
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type of each field (annotations are strings under `from __future__`)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def coerce(name: str, value: Any, typ: Any) -> Any:
+    """Convert `value` to `typ` where the meaning is unambiguous; ConfigError otherwise."""
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        return _coerce_tuple(name, value, typing.get_args(typ))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not _is_int_like(value):
+            raise ConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        return int(value)
+    if typ is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r} ({type(value).__name__})") from None
+    if typ is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+        return value
+    return value
+
+
+def _is_int_like(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, str):
+        try:
+            int(value)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def _coerce_tuple(name: str, value: Any, args: tuple) -> tuple:
+    if isinstance(value, str):
+        parts = value.replace("x", " ").replace(",", " ").split()
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    if len(parts) != len(args):
+        example = "x".join(["256", "512"][: len(args)])
+        raise ConfigError(
+            f"{name} needs {len(args)} values, got {value!r}; write e.g. {example!r} or {list(parts)[:1] * len(args)}"
+        )
+    return tuple(coerce(name, p, t) for p, t in zip(parts, args))
+
+
+def _coerce_fields(cfg: Any) -> None:
+    types = field_types(type(cfg))
+    for f in fields(cfg):
+        value = coerce(f.name, getattr(cfg, f.name), types[f.name])
+        object.__setattr__(cfg, f.name, value)
+
+
+def _did_you_mean(name: str, valid: Any) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}" + _did_you_mean(value, choices))
+
+
+def _check_positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
+
+
+def _check_non_negative(cfg: Any, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
+
+
+def _check_image_size(size: tuple[int, int], multiple: int = 1) -> None:
+    h, w = size
+    if h < 16 or w < 16:
+        raise ConfigError(f"image_size must be at least 16x16, got {h}x{w}; e.g. 256x512")
+    if h % multiple or w % multiple:
+        nearest = [max(multiple, round(v / multiple) * multiple) for v in (h, w)]
+        raise ConfigError(
+            f"image_size {h}x{w} is not a multiple of {multiple} (the network downsamples {multiple}x); "
+            f"try {nearest[0]}x{nearest[1]}"
+        )

@@ -1,0 +1,527 @@
+"""Training and evaluation: plain functions `train_one_epoch`, `evaluate` and `fit`.
+
+`fit` survives Kaggle: a time budget that stops cleanly, full-state checkpoints written atomically
+every epoch and on SIGTERM / Ctrl-C, exact resume, fp16 on T4s, and torchrun (DDP) when launched so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from segkit import runtime
+from segkit.config import TrainConfig
+from segkit.errors import SegkitError
+from segkit.labels import IGNORE_INDEX, NUM_CLASSES
+from segkit.metrics import ConfusionMatrix
+from segkit.runtime import Precision, log
+
+
+class TrainingDiverged(SegkitError):
+    """The loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+class EpochSampler(Sampler):
+    """Deterministic order per (seed, epoch), sharded across torchrun ranks, resumable mid-epoch.
+
+    Yields (index, augmentation seed) pairs so that every sample's augmentation depends only on
+    (seed, epoch, position) — not on worker count or on where a run was interrupted.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0, batch_size: int = 1) -> None:
+        """Select the epoch's order and skip the batches already done (resume)."""
+        self.epoch, self.start = epoch, start_batch * batch_size
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            order = list(range(self.n))
+        else:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        if self.world > 1:  # pad so every rank gets the same number of samples
+            order += order[: (-len(order)) % self.world]
+        return order[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for pos, idx in enumerate(self._order()):
+            if pos >= self.start:
+                yield idx, (self.seed * 1_000_003 + self.epoch * 10_007 + pos * self.world + self.rank) % 2**31
+
+    def __len__(self) -> int:
+        return max(0, len(self._order()) - self.start)
+
+
+class SeededAugment(torch.utils.data.Dataset):
+    """Wraps a CityscapesDataset: item (index, seed) applies the augmentation with that seed."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        transform = getattr(self.dataset, "transform", None)
+        if seed is not None and hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
+        return self.dataset[index]
+
+
+def collate(batch: list[dict]) -> dict:
+    """Stack images and masks; keep lists when sizes differ (label-resolution validation)."""
+    out: dict[str, Any] = {"name": [b["name"] for b in batch]}
+    for key in ("image", "mask"):
+        items = [b[key] for b in batch]
+        same = all(t.shape == items[0].shape for t in items)
+        out[key] = torch.stack(items) if same else items
+    return out
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(0)  # one OpenCV thread per worker; workers are the parallelism
+    torch.set_num_threads(1)
+
+
+def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLoader, DataLoader]:
+    """Train loader (augmented, EpochSampler) and validation loader (official-size masks)."""
+    from segkit.data.cityscapes import CityscapesDataset
+    from segkit.data.discover import list_samples
+    from segkit.data.transforms import eval_transform, train_transform
+
+    train_samples = _limit(list_samples(roots, "train"), cfg.max_train_images)
+    val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
+    if len(train_samples) < cfg.batch_size * runtime.world_size():
+        log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
+    train_ds = SeededAugment(CityscapesDataset(train_samples, train_transform(cfg.image_size, cfg.scale_range)))
+    label_res = cfg.eval_resolution == "label"
+    val_ds = CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res)
+    workers = runtime.default_num_workers(cfg.num_workers)
+    common = dict(
+        num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate,
+        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None,
+    )
+    sampler = EpochSampler(len(train_ds), cfg.seed, True, runtime.rank(), runtime.world_size())
+    # drop_last keeps BatchNorm away from batches of one; a generator keeps the global RNG untouched.
+    train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
+                       generator=torch.Generator().manual_seed(cfg.seed), **common)
+    val_sampler = EpochSampler(len(val_ds), cfg.seed, False, runtime.rank(), runtime.world_size())
+    val = DataLoader(_IndexOnly(val_ds), batch_size=cfg.batch_size, sampler=val_sampler, **common)
+    return train, val
+
+
+class _IndexOnly(torch.utils.data.Dataset):
+    """Accepts (index, seed) items from EpochSampler for a dataset without augmentation."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.samples = getattr(dataset, "samples", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        return self.dataset[item[0] if isinstance(item, tuple) else item]
+
+
+def _limit(samples: list, n: int) -> list:
+    return samples[:n] if n else samples
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD; no weight decay on norms and biases (they only rescale)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """Poly decay (power 0.9) after linear warmup, stepped per iteration; or ReduceLROnPlateau."""
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch) if cfg.scheduler == "poly" else 0
+
+    def factor(step: int) -> float:
+        if cfg.scheduler == "none":
+            return 1.0
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, 1 - (step - warmup) / max(1, total - warmup)) ** 0.9
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_loss_fn(cfg: TrainConfig, train_loader: DataLoader, run_dir: Path, device: torch.device) -> nn.Module:
+    """The configured loss, with class weights computed from the training labels (cached)."""
+    from segkit.losses import build_loss
+
+    weights = None
+    if cfg.class_weights != "none":
+        from segkit.data.stats import class_pixel_counts, class_weights
+
+        samples = train_loader.dataset.dataset.samples
+        counts = class_pixel_counts(samples, NUM_CLASSES, cache_path=run_dir / "class_counts.json")
+        weights = torch.as_tensor(class_weights(counts, cfg.class_weights), dtype=torch.float32, device=device)
+    return build_loss(cfg.loss, NUM_CLASSES, IGNORE_INDEX, class_weights=weights)
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    precision: Precision,
+    epoch: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[dict], None] | None = None,
+    grad_clip: float = 0.0,
+    log_every: int = 20,
+    channels_last: bool = False,
+) -> dict:
+    """Train for one epoch (or until `should_stop()` is true after a step).
+
+    Returns:
+        {"train_loss", "steps", "images", "seconds", "images_per_sec", "lr", "stopped_early"}.
+    """
+    model.train()
+    per_step_scheduler = isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+    total_loss = torch.zeros((), device=device)
+    steps = images = 0
+    start = time.perf_counter()
+    n_batches = len(loader)
+    stopped = False
+    for batch in runtime.progress(loader, n_batches, f"epoch {epoch}"):
+        image = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
+        mask = batch["mask"].to(device, non_blocking=True)  # (B, H, W)
+        if channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast(device, precision):
+            logits = model(image)  # (B, C, H, W)
+            loss = loss_fn(logits, mask)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(_diverged_message(loss, optimizer, epoch, steps))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if per_step_scheduler:
+            scheduler.step()
+        total_loss += loss.detach()
+        steps += 1
+        images += image.shape[0]
+        if on_step is not None:
+            on_step({"loss": loss.detach(), "lr": optimizer.param_groups[0]["lr"], "images": image.shape[0]})
+        if runtime.is_main() and not runtime.person_is_watching() and (steps % log_every == 0 or steps == n_batches):
+            _log_line(epoch, steps, n_batches, total_loss / steps, optimizer, images, start)
+        if runtime.any_rank(should_stop(), device):
+            stopped = steps < n_batches
+            break
+    seconds = time.perf_counter() - start
+    return {
+        "train_loss": float(total_loss / max(1, steps)), "steps": steps, "images": images, "seconds": seconds,
+        "images_per_sec": images * runtime.world_size() / max(seconds, 1e-9),
+        "lr": optimizer.param_groups[0]["lr"], "stopped_early": stopped,
+    }
+
+
+def _log_line(epoch: int, step: int, total: int, loss: torch.Tensor, optimizer, images: int, start: float) -> None:
+    elapsed = time.perf_counter() - start
+    eta = elapsed / step * (total - step)
+    log.info(
+        "epoch %d step %d/%d loss %.4f lr %.2e %.1f img/s eta %s", epoch, step, total, float(loss),
+        optimizer.param_groups[0]["lr"], images * runtime.world_size() / max(elapsed, 1e-9), _hms(eta),
+    )
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _diverged_message(loss: torch.Tensor, optimizer, epoch: int, step: int) -> str:
+    lr = optimizer.param_groups[0]["lr"]
+    return (
+        f"the training loss became {float(loss)} at epoch {epoch}, step {step + 1} (lr {lr:.2e}). "
+        "The last good checkpoint (last.pth, best_model.pth) is kept and was not overwritten. "
+        f"Try a lower --lr (e.g. {lr / 10:.1e}), --grad-clip 1.0, or --amp off; then --resume or start a new run."
+    )
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    image_size: tuple[int, int],
+    precision: Precision = Precision(None, False),
+    loss_fn: nn.Module | None = None,
+    inference: str = "whole",
+    per_image: bool = False,
+    num_classes: int = NUM_CLASSES,
+) -> dict:
+    """Confusion matrix over the whole loader (all-reduced under torchrun) and the mean loss.
+
+    Masks come at the resolution the loader gives them (the label files' own size for the
+    official protocol); scores are upsampled to each mask's size before the argmax.
+
+    Returns:
+        {"confusion": ConfusionMatrix, "val_loss": float | None, "images": int, "seconds": float,
+         "per_image": [(name, mIoU), ...] if per_image}
+    """
+    from segkit.inference import infer
+
+    model.eval()
+    divisor = getattr(_plain(model), "size_divisor", 32)
+    cm = ConfusionMatrix(num_classes, IGNORE_INDEX, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    per = []
+    start = time.perf_counter()
+    for batch in loader:
+        for image, mask, name in _split_batch(batch):
+            image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+            with runtime.autocast(device, precision):
+                scores = infer(model, image, image_size, inference, out_size=mask.shape[-2:], size_divisor=divisor)
+            if loss_fn is not None and inference == "whole":
+                loss_sum += loss_fn(scores.float(), mask).detach() * mask.shape[0]
+            pred = scores.argmax(1)
+            cm.update(pred, mask)
+            n += mask.shape[0]
+            if per_image:
+                per += _per_image_miou(pred, mask, name, num_classes)
+    stats = torch.tensor([float(loss_sum), float(n)], device=device)
+    cm.all_reduce()
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stats)
+    images = int(stats[1].item())
+    return {
+        "confusion": cm, "images": images, "seconds": time.perf_counter() - start,
+        "val_loss": float(stats[0] / max(1, images)) if loss_fn is not None and inference == "whole" else None,
+        "per_image": per,
+    }
+
+
+def _split_batch(batch: dict):
+    """Yield (image (B,3,H,W), mask (B,H,W), names) groups of equal size."""
+    if torch.is_tensor(batch["image"]) and torch.is_tensor(batch["mask"]):
+        yield batch["image"], batch["mask"], batch["name"]
+        return
+    for i, name in enumerate(batch["name"]):
+        yield batch["image"][i][None], batch["mask"][i][None], [name]
+
+
+def _per_image_miou(pred: torch.Tensor, mask: torch.Tensor, names: list[str], num_classes: int) -> list:
+    out = []
+    for p, m, name in zip(pred, mask, names):
+        one = ConfusionMatrix(num_classes, IGNORE_INDEX, device=p.device)
+        one.update(p, m)
+        out.append((name, one.miou()))
+    return out
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    from segkit.checkpoint import unwrap
+
+    return unwrap(model)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+class _StopFlag:
+    """SIGTERM (Kaggle's session end) and the first Ctrl-C ask for a clean stop after this step."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.reason = signal.Signals(signum).name
+        if runtime.is_main():
+            log.warning("%s received: finishing this step, then saving a checkpoint", self.reason)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Budget:
+    """Wall-clock budget in minutes; stops early enough to leave time to evaluate and save."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60
+        self.start = time.monotonic()
+        self.reserve = 0.0  # seconds the final evaluation + save took last time
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def exhausted(self) -> bool:
+        return self.seconds > 0 and self.elapsed() + 1.2 * self.reserve >= self.seconds
+
+
+def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, stop_at_step: int | None = None) -> dict:
+    """Train `cfg` into `cfg.run_dir` and return the final summary.
+
+    Args:
+        cfg: the (preset-resolved) training config.
+        on_epoch_end: called with each history row (e.g. a notebook's live plot).
+        stop_at_step: stop cleanly after this many optimizer steps in total (as a time budget
+            would), checkpointing the exact state — used to test resume equivalence.
+
+    Returns:
+        {"run_dir", "status" ("completed" | "time_budget" | "SIGTERM" | "SIGINT" | "stopped"),
+         "epochs_done", "best_miou", "metrics" (the metrics.json dict), "history" (list of rows)}
+    """
+    from segkit.run import Run
+
+    runtime.setup_logging()
+    device = runtime.resolve_device(cfg.device)
+    runtime.check_gpu(device)
+    runtime.init_distributed(device)
+    runtime.configure_backends(device)
+    run = Run.open(cfg)
+    try:
+        with _StopFlag() as flag:
+            return _fit(run, device, flag, on_epoch_end, stop_at_step)
+    finally:
+        run.close()
+
+
+def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step) -> dict:
+    cfg = run.cfg
+    precision = runtime.resolve_precision(cfg.amp, device)
+    train_loader, val_loader = build_loaders(cfg, run.roots, device)
+    model, ddp_model = run.build_model(device)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, len(train_loader.sampler) // cfg.batch_size or 1)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+    state = run.restore(model, optimizer, scheduler, scaler)
+    loss_fn = build_loss_fn(cfg, train_loader, run.run_dir, device)
+    budget = Budget(run.time_budget_minutes)
+    run.announce(model, precision, device, len(train_loader.dataset), len(val_loader.dataset))
+    status = "completed"
+
+    def should_stop() -> bool:
+        return bool(flag.reason) or budget.exhausted() or (stop_at_step is not None and state["global_step"] + steps_box[0] >= stop_at_step)
+
+    steps_box = [0]
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        train_loader.sampler.set_epoch(epoch, state["step_in_epoch"], cfg.batch_size)
+        steps_box[0] = 0
+
+        def on_step(info: dict) -> None:
+            steps_box[0] += 1
+            run.tb_step(state["global_step"] + steps_box[0], info)
+
+        result = train_one_epoch(
+            ddp_model, train_loader, loss_fn, optimizer, scheduler, scaler, device, precision, epoch,
+            should_stop, on_step, cfg.grad_clip, cfg.log_every, run.channels_last,
+        )
+        state["global_step"] += result["steps"]
+        state["step_in_epoch"] += result["steps"]
+        state["train_seconds"] += result["seconds"]
+        if result["stopped_early"]:
+            status = flag.reason or ("time_budget" if budget.exhausted() else "stopped")
+            run.save_last(model, optimizer, scheduler, scaler, state)
+            break
+        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+        last_epoch = state["epoch"] >= cfg.epochs
+        row = _epoch_row(epoch, result, state)
+        if (epoch + 1) % cfg.eval_every == 0 or last_epoch or budget.exhausted() or flag.reason:
+            t0 = time.monotonic()
+            ev = evaluate(ddp_model, val_loader, device, cfg.image_size, precision, loss_fn)
+            row.update(_metric_columns(ev))
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(row["miou"])
+            run.on_eval(model, ev, row, state)
+            budget.reserve = max(budget.reserve, time.monotonic() - t0)
+        state["history"].append(row)
+        t0 = time.monotonic()
+        run.save_last(model, optimizer, scheduler, scaler, state)
+        budget.reserve = max(budget.reserve, time.monotonic() - t0)
+        if on_epoch_end is not None and runtime.is_main():
+            on_epoch_end(row)
+        if flag.reason or budget.exhausted() or (stop_at_step is not None and state["global_step"] >= stop_at_step):
+            status = flag.reason or ("time_budget" if budget.exhausted() else "stopped")
+            break
+    return run.finish(model, val_loader, device, precision, state, status)
+
+
+def _epoch_row(epoch: int, result: dict, state: dict) -> dict:
+    return {
+        "epoch": epoch, "train_loss": result["train_loss"], "val_loss": None, "miou": None, "mean_dice": None,
+        "pixel_accuracy": None, "lr": result["lr"], "images_per_sec": result["images_per_sec"],
+        "minutes": (state["train_seconds"]) / 60, "steps": state["global_step"],
+    }
+
+
+def _metric_columns(ev: dict) -> dict:
+    cm: ConfusionMatrix = ev["confusion"]
+    return {"val_loss": ev["val_loss"], "miou": _nan_to_none(cm.miou()), "mean_dice": _nan_to_none(cm.mean_dice()),
+            "pixel_accuracy": _nan_to_none(cm.pixel_accuracy())}
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """dataclasses.replace, re-validated (a convenience for notebooks and tests)."""
+    return dataclasses.replace(cfg, **changes)
+
+
+__all__ = ["train_one_epoch", "evaluate", "fit", "EpochSampler", "Budget", "TrainingDiverged", "build_loaders", "np", "F"]

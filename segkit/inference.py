@@ -1,0 +1,158 @@
+"""Inference at the input's own size: whole image, sliding window, flip and multi-scale TTA."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segkit.errors import SegkitError
+
+# Scales of the training size at which each mode looks; sliding windows wherever the scaled
+# image is larger than the training size, so the network always sees the size it trained on.
+MODES: dict[str, dict] = {
+    "whole": {"scales": (1.0,), "flip": False},
+    "slide": {"scales": (1.5,), "flip": False},
+    "flip": {"scales": (1.0,), "flip": True},
+    "ms": {"scales": (0.75, 1.0, 1.25, 1.5), "flip": True},
+}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@torch.no_grad()
+def infer(
+    model: nn.Module,
+    image: torch.Tensor,
+    image_size: Sequence[int],
+    mode: str = "whole",
+    out_size: Sequence[int] | None = None,
+    size_divisor: int = 32,
+) -> torch.Tensor:
+    """Class scores for a normalised image batch, resized back to `out_size`.
+
+    "whole" returns logits; the TTA modes return averaged softmax probabilities (argmax is
+    what matters for metrics and predictions).
+
+    Args:
+        model: segmentation network returning (B, C, h, w) logits.
+        image: (B, 3, H, W) normalised float tensor at any resolution.
+        image_size: (h, w) training size; scale 1.0 means "resize to this".
+        mode: whole, slide, flip or ms.
+        out_size: (H, W) of the scores; defaults to the input's size.
+        size_divisor: network input sizes are rounded to multiples of this.
+
+    Returns:
+        (B, C, H_out, W_out) scores.
+    """
+    if mode not in MODES:
+        raise SegkitError(f"inference mode must be one of {', '.join(MODES)}; got {mode!r}")
+    out_size = tuple(out_size or image.shape[-2:])
+    spec = MODES[mode]
+    if mode == "whole":
+        return _upsample(_forward(model, image, image_size, 1.0, size_divisor, slide=False), out_size)
+    total = None
+    for scale in spec["scales"]:
+        flips = (False, True) if spec["flip"] else (False,)
+        for flip in flips:
+            x = image.flip(-1) if flip else image
+            logits = _forward(model, x, image_size, scale, size_divisor, slide=True)
+            probs = _upsample(logits, out_size).softmax(1)
+            probs = probs.flip(-1) if flip else probs
+            total = probs if total is None else total + probs
+    return total / (len(spec["scales"]) * (2 if spec["flip"] else 1))
+
+
+def _round_to(value: float, divisor: int) -> int:
+    return max(divisor, int(round(value / divisor)) * divisor)
+
+
+def _forward(model: nn.Module, image: torch.Tensor, image_size: Sequence[int], scale: float, divisor: int, slide: bool) -> torch.Tensor:
+    """Resize to scale x training size and run the model, in windows if larger than it."""
+    th, tw = (_round_to(s * scale, divisor) for s in image_size)
+    x = F.interpolate(image, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
+    if slide and (th > image_size[0] or tw > image_size[1]):
+        return _slide(model, x, image_size)
+    return model(x).float()
+
+
+def _slide(model: nn.Module, x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
+    """Average logits of overlapping windows (stride 2/3 of the window) over the whole image."""
+    b, _, h, w = x.shape
+    wh, ww = min(window[0], h), min(window[1], w)
+    starts_y = _starts(h, wh)
+    starts_x = _starts(w, ww)
+    out = None
+    count = torch.zeros((1, 1, h, w), device=x.device)
+    for y in starts_y:
+        for xs in starts_x:
+            logits = model(x[:, :, y : y + wh, xs : xs + ww]).float()  # (B, C, wh, ww)
+            if out is None:
+                out = torch.zeros((b, logits.shape[1], h, w), device=x.device)
+            out[:, :, y : y + wh, xs : xs + ww] += logits
+            count[:, :, y : y + wh, xs : xs + ww] += 1
+    return out / count
+
+
+def _starts(length: int, window: int) -> list[int]:
+    if length <= window:
+        return [0]
+    n = math.ceil((length - window) / (window * 2 / 3)) + 1
+    return sorted({round(i * (length - window) / (n - 1)) for i in range(n)})
+
+
+def _upsample(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """An image file, or every image below a folder (sorted); a clear error when there are none."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SegkitError(f"--img {path} does not exist; give an image file or a folder of images")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise SegkitError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {path}")
+    return files
+
+
+def prediction_name(image_path: Path, fmt: str) -> str:
+    """Output file name: Cityscapes stems keep <city>_<seq>_<frame> so evaluate can match them."""
+    stem = image_path.stem.removesuffix("_leftImg8bit")
+    return f"{stem}_{fmt}.png"
+
+
+def encode_prediction(pred: np.ndarray, image: np.ndarray, fmt: str) -> np.ndarray:
+    """Turn a trainId prediction (H, W) into the requested output array.
+
+    Args:
+        pred: (H, W) uint8 trainIds.
+        image: (H, W, 3) uint8 RGB input (for overlays).
+        fmt: color, overlay, trainIds or labelIds.
+
+    Returns:
+        (H, W) uint8 for id formats, (H, W, 3) uint8 RGB for colour formats.
+    """
+    from segkit.labels import train_to_color, train_to_label
+    from segkit.viz import overlay
+
+    if fmt == "trainIds":
+        return pred.astype(np.uint8)
+    if fmt == "labelIds":
+        return train_to_label(pred)
+    if fmt == "color":
+        return train_to_color(pred)
+    if fmt == "overlay":
+        return overlay(image, pred)
+    raise SegkitError(f"format must be color, overlay, trainIds or labelIds; got {fmt!r}")

@@ -1,0 +1,231 @@
+"""Where the code runs: device and precision, torchrun processes, seeding, logging, progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from segkit.errors import ConfigError
+
+log = logging.getLogger("segkit")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send segkit's log lines to stderr once (idempotent; notebooks and CLI call it)."""
+    if not any(getattr(h, "_segkit", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s segkit %(message)s", "%H:%M:%S"))
+        handler._segkit = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Resolve "auto" once: the local GPU of this process under torchrun, else cuda:0, else CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}") from None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision plan: the autocast dtype (None = off) and whether a GradScaler is needed."""
+
+    dtype: torch.dtype | None
+    use_scaler: bool
+
+    @property
+    def name(self) -> str:
+        return {torch.float16: "fp16", torch.bfloat16: "bf16", None: "off"}[self.dtype]
+
+
+def resolve_precision(amp: str, device: torch.device) -> Precision:
+    """fp16 + GradScaler on GPUs without bf16 (T4, P100), bf16 on Ampere and newer, off on CPU.
+
+    Args:
+        amp: "auto", "fp16", "bf16" or "off".
+        device: the resolved device.
+    """
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return Precision(None, False)
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp=fp16 needs a CUDA GPU (CPU autocast supports bf16); use amp=bf16 or off")
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported(including_emulation=False)):
+        return Precision(torch.bfloat16, False)
+    return Precision(torch.float16, True)
+
+
+def autocast(device: torch.device, precision: Precision) -> AbstractContextManager:
+    """`torch.autocast` for the plan, or a no-op context when precision is off."""
+    if precision.dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=precision.dtype)
+
+
+def configure_backends(device: torch.device) -> None:
+    """cudnn.benchmark and TF32 on CUDA (fixed input sizes); nothing on CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def default_num_workers(requested: int = -1) -> int:
+    """DataLoader workers: the request, or CPUs per local process minus one for the main process."""
+    if requested >= 0:
+        return requested
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return max(0, min(8, per_process - 1))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain lists, so checkpoints load with weights_only=True."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    name, keys, pos, has_gauss, gauss_np = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- torchrun
+
+
+def distributed_env() -> bool:
+    """True when launched by torchrun (WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the torchrun process group (NCCL on GPUs, gloo on CPU); no-op for one process."""
+    if distributed_env() and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """Rank 0 alone logs and writes files."""
+    return rank() == 0
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True if `flag` is true on any process (all ranks must agree on stopping)."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def person_is_watching() -> bool:
+    """A terminal or a live Jupyter kernel (not papermill/CI/other ranks): show a tqdm bar."""
+    if not is_main() or os.environ.get("CI") or os.environ.get("SEGKIT_NO_PROGRESS"):
+        return False
+    live_notebook = "JPY_SESSION_NAME" in os.environ and "PAPERMILL_EXECUTION" not in os.environ
+    return sys.stderr.isatty() or live_notebook
+
+
+def progress(iterable: Iterable, total: int, desc: str) -> Iterator:
+    """tqdm when a person is watching; the plain iterable otherwise (log lines do the talking)."""
+    if not person_is_watching():
+        return iter(iterable)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True))
+
+
+def unsupported_gpu_message(capability: tuple[int, int], arch_list: list[str], name: str) -> str | None:
+    """Explain a GPU this torch build has no kernels for (the P100, sm_60, on current Kaggle images).
+
+    Args:
+        capability: (major, minor) compute capability of the GPU.
+        arch_list: `torch.cuda.get_arch_list()`, e.g. ["sm_75", "sm_80", "compute_90"].
+        name: the GPU's name.
+
+    Returns:
+        The message, or None when torch can run on this GPU.
+    """
+    major, minor = capability
+    sms = {int(a.split("_")[1]) for a in arch_list if a.startswith("sm_")}
+    ptx = {int(a.split("_")[1]) for a in arch_list if a.startswith("compute_")}
+    cc = major * 10 + minor
+    # Same-major binary compatibility (sm_86 runs sm_80 kernels) and PTX JIT for newer GPUs.
+    if not arch_list or any(s // 10 == major and s <= cc for s in sms) or any(p <= cc for p in ptx):
+        return None
+    return (
+        f"GPU {name} has compute capability sm_{cc}, but this torch {torch.__version__} was built only for "
+        f"{', '.join(sorted(arch_list))}: CUDA calls would fail with 'no kernel image is available'. "
+        "Fixes: on Kaggle choose the 'GPU T4 x2' accelerator (Settings > Accelerator; the P100 is being "
+        "retired), or install a torch build that still ships sm_60 kernels (e.g. a cu118/cu121 wheel of "
+        "torch<=2.5), or run on CPU with --device cpu."
+    )
+
+
+def check_gpu(device: torch.device) -> None:
+    """Refuse early, with the fix, a GPU the installed torch cannot run on."""
+    if device.type != "cuda":
+        return
+    idx = device.index or 0
+    msg = unsupported_gpu_message(
+        torch.cuda.get_device_capability(idx), torch.cuda.get_arch_list(), torch.cuda.get_device_name(idx)
+    )
+    if msg:
+        raise ConfigError(msg)

@@ -1,0 +1,163 @@
+"""Pictures of data and results: colour masks, overlays, triptychs, curves, confusion matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segkit.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, train_to_color
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the palette colours of a trainId mask over an RGB image; ignored pixels stay as is.
+
+    Shape: image (H, W, 3) uint8, mask (H, W) -> (H, W, 3) uint8.
+    """
+    if image.shape[:2] != mask.shape:
+        import cv2
+
+        image = cv2.resize(image, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_AREA)
+    colour = train_to_color(mask).astype(np.float32)
+    blend = (1 - alpha) * image.astype(np.float32) + alpha * colour
+    out = np.where((mask == IGNORE_INDEX)[..., None], image.astype(np.float32), blend)
+    return out.round().astype(np.uint8)
+
+
+def triptych_array(image: np.ndarray, target: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Input | ground-truth overlay | prediction overlay side by side, for TensorBoard.
+
+    Shape: image (H, W, 3), target and pred (H, W) -> (H, 3W, 3) uint8.
+    """
+    return np.concatenate([_fit(image, target.shape), overlay(image, target), overlay(image, pred)], axis=1)
+
+
+def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if image.shape[:2] == shape:
+        return image
+    import cv2
+
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def legend_handles(classes: Sequence[int] | None = None) -> list:
+    """Matplotlib patches naming the palette colours (all 19 classes or the given trainIds)."""
+    from matplotlib.patches import Patch
+
+    classes = range(len(CLASS_NAMES)) if classes is None else classes
+    return [Patch(color=PALETTE[c] / 255.0, label=CLASS_NAMES[c]) for c in classes]
+
+
+def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True):
+    """Grid of input / ground truth / prediction rows with a legend of class colours.
+
+    Args:
+        samples: dicts with "image" (H, W, 3) uint8, "target" and "pred" (H, W) trainIds,
+            optional "name" and "miou".
+        title: figure title (say what the numbers are, e.g. the protocol).
+        legend: add the class-colour legend.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(samples)
+    fig, axes = plt.subplots(n, 3, figsize=(12, 2.4 * n + 0.6), squeeze=False)
+    for row, s in zip(axes, samples):
+        for ax, img, label in zip(
+            row,
+            (_fit(s["image"], s["target"].shape), train_to_color(s["target"]), train_to_color(s["pred"])),
+            ("input", "ground truth", "prediction"),
+        ):
+            ax.imshow(img)
+            ax.set_axis_off()
+            ax.set_title(label if "name" not in s or label != "input" else f"{s['name']}", fontsize=8)
+        if "miou" in s:
+            row[2].set_title(f"prediction (image mIoU {100 * s['miou']:.1f})", fontsize=8)
+    present = sorted({int(c) for s in samples for c in np.unique(np.concatenate([s["target"].ravel(), s["pred"].ravel()])) if c != IGNORE_INDEX})
+    if legend and present:
+        fig.legend(handles=legend_handles(present), loc="lower center", ncol=min(8, len(present)), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.05 if legend else 0, 1, 0.97))
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES, title: str = ""):
+    """Row-normalised confusion matrix heatmap (rows: ground truth, columns: prediction).
+
+    Classes with no ground-truth pixels are dropped from the rows and columns.
+    """
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    keep = np.flatnonzero(matrix.sum(1) > 0)
+    norm = matrix[np.ix_(keep, keep)] / matrix[keep].sum(1, keepdims=True)
+    names = [class_names[i] for i in keep]
+    fig, ax = plt.subplots(figsize=(0.45 * len(keep) + 3, 0.45 * len(keep) + 2.5))
+    try:
+        import seaborn as sns
+
+        sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="viridis", xticklabels=names, yticklabels=names,
+                    annot=len(keep) <= 12, fmt=".2f", annot_kws={"fontsize": 6}, cbar_kws={"shrink": 0.7})
+    except ImportError:  # seaborn is in the notebooks extra; TensorBoard figures work without it
+        im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=90)
+        ax.set_yticks(range(len(names)), names)
+        fig.colorbar(im, ax=ax, shrink=0.7)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title or "confusion matrix (row-normalised)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history, metrics: Sequence[str] = ("miou", "mean_dice", "pixel_accuracy"), title: str = ""):
+    """Training curves from history.csv rows: losses on the left, validation metrics on the right.
+
+    Args:
+        history: a pandas DataFrame (or path to history.csv) with an `epoch` column.
+        metrics: validation columns to draw.
+        title: figure title.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    if isinstance(history, (str, Path)):
+        history = pd.read_csv(history)
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 3.5))
+    for col in ("train_loss", "val_loss"):
+        if col in history and history[col].notna().any():
+            ax_loss.plot(history["epoch"], history[col], marker=".", label=col)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    for col in metrics:
+        if col in history and history[col].notna().any():
+            rows = history[history[col].notna()]
+            ax_metric.plot(rows["epoch"], rows[col], marker=".", label=col)
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_ylim(0, 1)
+    ax_metric.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """Render a matplotlib figure to an (H, W, 3) uint8 array (for TensorBoard) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    array = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return array
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Save a figure as PNG (creating the folder) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
