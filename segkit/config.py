@@ -144,8 +144,9 @@ class PredictConfig:
     output: str = "runs/predictions"  # folder for the prediction PNGs
     format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
-    backend: str = "torch"  # torch or onnx (needs `segkit export` and onnxruntime)
+    backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx; needs onnxruntime)
     device: str = "auto"  # auto, cpu, cuda
+    overwrite: bool = False  # replace prediction files that already exist in output
 
     def __post_init__(self) -> None:
         _coerce_fields(self)

@@ -70,23 +70,6 @@ class EpochSampler(Sampler):
         return max(0, len(self._order()) - self.start)
 
 
-class SeededAugment(torch.utils.data.Dataset):
-    """Wraps a CityscapesDataset: item (index, seed) applies the augmentation with that seed."""
-
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        index, seed = item if isinstance(item, tuple) else (item, None)
-        transform = getattr(self.dataset, "transform", None)
-        if seed is not None and hasattr(transform, "set_random_seed"):
-            transform.set_random_seed(seed)
-        return self.dataset[index]
-
-
 def collate(batch: list[dict]) -> dict:
     """Stack images and masks; keep lists when sizes differ (label-resolution validation)."""
     out: dict[str, Any] = {"name": [b["name"] for b in batch]}
@@ -114,7 +97,7 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLo
     val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
     if len(train_samples) < cfg.batch_size * runtime.world_size():
         log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    train_ds = SeededAugment(CityscapesDataset(train_samples, train_transform(cfg.image_size, cfg.scale_range)))
+    train_ds = CityscapesDataset(train_samples, train_transform(cfg.image_size, cfg.scale_range))
     label_res = cfg.eval_resolution == "label"
     val_ds = CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res)
     workers = runtime.default_num_workers(cfg.num_workers)
@@ -127,22 +110,8 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLo
     train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
                        generator=torch.Generator().manual_seed(cfg.seed), **common)
     val_sampler = EpochSampler(len(val_ds), cfg.seed, False, runtime.rank(), runtime.world_size())
-    val = DataLoader(_IndexOnly(val_ds), batch_size=cfg.batch_size, sampler=val_sampler, **common)
+    val = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, **common)
     return train, val
-
-
-class _IndexOnly(torch.utils.data.Dataset):
-    """Accepts (index, seed) items from EpochSampler for a dataset without augmentation."""
-
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
-        self.samples = getattr(dataset, "samples", None)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        return self.dataset[item[0] if isinstance(item, tuple) else item]
 
 
 def _limit(samples: list, n: int) -> list:
@@ -191,7 +160,7 @@ def build_loss_fn(cfg: TrainConfig, train_loader: DataLoader, run_dir: Path, dev
     if cfg.class_weights != "none":
         from segkit.data.stats import class_pixel_counts, class_weights
 
-        samples = train_loader.dataset.dataset.samples
+        samples = train_loader.dataset.samples
         counts = class_pixel_counts(samples, NUM_CLASSES, cache_path=run_dir / "class_counts.json")
         weights = torch.as_tensor(class_weights(counts, cfg.class_weights), dtype=torch.float32, device=device)
     return build_loss(cfg.loss, NUM_CLASSES, IGNORE_INDEX, class_weights=weights)
@@ -453,11 +422,20 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
     budget = Budget(run.time_budget_minutes)
     run.announce(model, precision, device, len(train_loader.dataset), len(val_loader.dataset))
     status = "completed"
+    steps_box = [0]
 
     def should_stop() -> bool:
-        return bool(flag.reason) or budget.exhausted() or (stop_at_step is not None and state["global_step"] + steps_box[0] >= stop_at_step)
+        at_step = stop_at_step is not None and state["global_step"] + steps_box[0] >= stop_at_step
+        return bool(flag.reason) or budget.exhausted() or at_step
 
-    steps_box = [0]
+    def stop_reason() -> str | None:
+        if flag.reason:
+            return flag.reason
+        if budget.exhausted():
+            return "time_budget"
+        return "stopped" if stop_at_step is not None and state["global_step"] >= stop_at_step else None
+
+    elapsed0 = state.get("elapsed_seconds", 0.0)
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         train_loader.sampler.set_epoch(epoch, state["step_in_epoch"], cfg.batch_size)
@@ -473,39 +451,52 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
         )
         state["global_step"] += result["steps"]
         state["step_in_epoch"] += result["steps"]
-        state["train_seconds"] += result["seconds"]
-        if result["stopped_early"]:
-            status = flag.reason or ("time_budget" if budget.exhausted() else "stopped")
-            run.save_last(model, optimizer, scheduler, scaler, state)
-            break
-        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-        last_epoch = state["epoch"] >= cfg.epochs
+        _carry_partial_epoch(state, result)
+        if not result["stopped_early"]:
+            state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+        reason = stop_reason()
+        state["elapsed_seconds"] = elapsed0 + budget.elapsed()
         row = _epoch_row(epoch, result, state)
-        if (epoch + 1) % cfg.eval_every == 0 or last_epoch or budget.exhausted() or flag.reason:
+        # A signal leaves seconds at most (Kaggle kills soon after SIGTERM): save, don't evaluate.
+        scheduled = not result["stopped_early"] and ((epoch + 1) % cfg.eval_every == 0 or state["epoch"] >= cfg.epochs)
+        if (scheduled or reason == "time_budget") and reason not in ("SIGTERM", "SIGINT"):
             t0 = time.monotonic()
             ev = evaluate(ddp_model, val_loader, device, cfg.image_size, precision, loss_fn)
             row.update(_metric_columns(ev))
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(row["miou"])
+                scheduler.step(row["miou"] if row["miou"] is not None else 0.0)
             run.on_eval(model, ev, row, state)
             budget.reserve = max(budget.reserve, time.monotonic() - t0)
+        # A partial epoch's row is replaced when a resumed run completes that epoch.
         state["history"].append(row)
         t0 = time.monotonic()
         run.save_last(model, optimizer, scheduler, scaler, state)
         budget.reserve = max(budget.reserve, time.monotonic() - t0)
         if on_epoch_end is not None and runtime.is_main():
             on_epoch_end(row)
-        if flag.reason or budget.exhausted() or (stop_at_step is not None and state["global_step"] >= stop_at_step):
-            status = flag.reason or ("time_budget" if budget.exhausted() else "stopped")
+        if reason is not None:
+            status = reason
             break
     return run.finish(model, val_loader, device, precision, state, status)
+
+
+def _carry_partial_epoch(state: dict, result: dict) -> None:
+    """An epoch split by a stop and a resume reports the mean loss of all its steps."""
+    done = state.pop("partial_epoch", None) if state.get("partial_epoch", {}).get("epoch") == state["epoch"] else None
+    if done:
+        steps = done["steps"] + result["steps"]
+        result["train_loss"] = (done["loss_sum"] + result["train_loss"] * result["steps"]) / max(1, steps)
+        result["steps"] = steps
+    if result["stopped_early"]:
+        state["partial_epoch"] = {"epoch": state["epoch"], "loss_sum": result["train_loss"] * result["steps"],
+                                  "steps": result["steps"]}
 
 
 def _epoch_row(epoch: int, result: dict, state: dict) -> dict:
     return {
         "epoch": epoch, "train_loss": result["train_loss"], "val_loss": None, "miou": None, "mean_dice": None,
         "pixel_accuracy": None, "lr": result["lr"], "images_per_sec": result["images_per_sec"],
-        "minutes": (state["train_seconds"]) / 60, "steps": state["global_step"],
+        "minutes": state["elapsed_seconds"] / 60, "steps": state["global_step"],
     }
 
 

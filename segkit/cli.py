@@ -1,0 +1,177 @@
+"""`segkit <command>`: flags are generated from the config dataclasses (one source of truth).
+
+User errors (SegkitError) print one clear message and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from segkit.config import (
+    PRESETS,
+    EvalConfig,
+    PredictConfig,
+    SynthConfig,
+    TrainConfig,
+    apply_preset,
+    field_help,
+    field_types,
+    from_dict,
+)
+from segkit.errors import SegkitError
+
+
+def flag_name(field_name: str) -> str:
+    """`batch_size` -> `--batch-size`."""
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per dataclass field, help from the field's comment; unset flags stay absent."""
+    helps, types = field_help(cls), field_types(cls)
+    for f in fields(cls):
+        typ = types[f.name]
+        default = "" if f.default is MISSING else f" (default: {_show(f.default)})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": helps.get(f.name, "") + default}
+        if typ is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(typ) is tuple:
+            kwargs.update(nargs=len(typing.get_args(typ)), metavar=tuple(a.__name__.upper() for a in typing.get_args(typ)))
+        else:
+            kwargs["type"] = typ
+            kwargs["metavar"] = typ.__name__.upper()
+        parser.add_argument(flag_name(f.name), **kwargs)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return repr(value) if value == "" else str(value)
+
+
+def config_from_args(cls: type, args: argparse.Namespace) -> tuple[Any, set[str]]:
+    """The config from the flags given (and the set of names given explicitly)."""
+    names = {f.name for f in fields(cls)}
+    explicit = {k: v for k, v in vars(args).items() if k in names}
+    return from_dict(cls, explicit, where="flag"), set(explicit)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from segkit.engine import fit
+
+    cfg, explicit = config_from_args(TrainConfig, args)
+    cfg = apply_preset(cfg, explicit)
+    result = fit(cfg)
+    if result["metrics"] is not None:
+        from segkit.metrics import describe_protocol
+
+        print(f"best model: {Path(cfg.run_dir) / 'best_model.pth'} | {describe_protocol(result['metrics'])}")
+    if result["status"] not in ("completed", "time_budget"):
+        print(f"stopped ({result['status']}); resume with: segkit train --run-dir {cfg.run_dir} --resume", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from segkit import evaluation
+    from segkit.metrics import format_table
+
+    cfg, _ = config_from_args(EvalConfig, args)
+    summary, out = evaluation.run_evaluation(cfg)
+    print(format_table(summary))
+    if out is not None:
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from segkit import evaluation
+
+    cfg, _ = config_from_args(PredictConfig, args)
+    written = evaluation.run_prediction(cfg)
+    print(f"wrote {len(written)} {cfg.format} prediction(s) to {cfg.output}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from segkit.data.synthetic import generate_synthetic
+
+    cfg, _ = config_from_args(SynthConfig, args)
+    root = generate_synthetic(Path(cfg.out), cfg.num_train, cfg.num_val, cfg.image_size, cfg.seed, overwrite=cfg.overwrite)
+    print(f"synthetic data set (Cityscapes layout) in {root}: {cfg.num_train} train, {cfg.num_val} val images")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, preset in PRESETS.items():
+        print(f"{name}: {preset['doc']}")
+        print("   " + json.dumps(preset["fields"]))
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]] = {
+    "train": ("train a model; every TrainConfig field is a flag", TrainConfig, cmd_train),
+    "evaluate": ("score a checkpoint (--checkpoint) or a folder of predictions (--predictions)", EvalConfig, cmd_evaluate),
+    "predict": ("segment images at their own size", PredictConfig, cmd_predict),
+    "synth": ("write the synthetic data set in the Cityscapes layout", SynthConfig, cmd_synth),
+    "presets": ("list the named training recipes", None, cmd_presets),
+}
+
+
+def _extension_commands(sub) -> None:
+    """Commands whose modules register their own flags (dashboard, kaggle, demo, prepare, export)."""
+    import importlib
+
+    for module_name in ("segkit.dashboard", "segkit.kaggle", "segkit.demo", "segkit.data.cache", "segkit.export"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        register = getattr(module, "register_cli", None)
+        if register is not None:
+            register(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segkit", description="Semantic segmentation of urban scenes (Cityscapes).")
+    from segkit import __version__
+
+    parser.add_argument("--version", action="version", version=f"segkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, cls, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if cls is not None:
+            add_config_flags(p, cls)
+        p.set_defaults(func=func)
+    _extension_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `segkit` console script and `python -m segkit`."""
+    from segkit.runtime import setup_logging
+
+    setup_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SegkitError as e:
+        print(f"segkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"segkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
