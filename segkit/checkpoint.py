@@ -83,6 +83,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         hint = f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
         raise CheckpointError(f"checkpoint {path} does not exist{hint}. Train first (segkit train) or check the path.")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a checkpoint (it is neither a torch zip archive nor a pickle; "
+            f"it starts with {path.read_bytes()[:8]!r}). Use best_model.pth or last.pth written by segkit train."
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -104,6 +109,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "weights go to --encoder-weights instead."
         )
     return ckpt
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, in old versions, a pickle starting with 0x80)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:

@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_message(error: SegkitError) -> str:
+    """The error's own message, without the worker traceback a DataLoader wraps around it."""
+    text = str(error)
+    marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+    if "Original Traceback" in text and marker in text:
+        return text.rsplit(marker, 1)[1].strip()
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `segkit` console script and `python -m segkit`."""
     from segkit.runtime import setup_logging
@@ -166,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SegkitError as e:
-        print(f"segkit {args.command}: error: {e}", file=sys.stderr)
+        print(f"segkit {args.command}: error: {user_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segkit {args.command}: interrupted", file=sys.stderr)

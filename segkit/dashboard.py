@@ -162,7 +162,7 @@ def launch(
     dash = _serve_locally(logdir, port, wait)
     if public:
         try:
-            _open_tunnel(dash, auth)
+            open_tunnel(dash, auth)
         except DashboardError as e:
             dash.error = str(e)
             log.warning("dashboard: no public link: %s (local dashboard still at %s)", e, dash.url)
@@ -347,7 +347,7 @@ def _kaggle_secret(name: str) -> str | None:
     except Exception as e:  # noqa: BLE001 -- its error classes are Kaggle-internal; absent secret = None
         log.info("dashboard: Kaggle secret %s is not available (%s)", name, type(e).__name__)
         return None
-    return value.strip() or None if isinstance(value, str) else None
+    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def _secret(name: str) -> str | None:
@@ -446,8 +446,18 @@ def _import_pyngrok() -> tuple[Any, Any, Any]:
     return ngrok, conf, exception
 
 
-def _open_tunnel(dash: Dashboard, auth: bool) -> None:
-    """Open the ngrok tunnel to the local dashboard; check that it asks for the password."""
+def open_tunnel(dash: Dashboard, auth: bool = True) -> None:
+    """Open a public ngrok link to a running local dashboard (sets `dash.public_url`).
+
+    Args:
+        dash: From `launch`.
+        auth: Basic auth (default); False opens the link to anyone who has it.
+
+    Raises:
+        DashboardError: no pyngrok, no token, unusable credentials, no agent / internet, ngrok
+            refused, or the link did not ask for the password (then it is closed). The message
+            never contains the token or the password.
+    """
     ngrok, conf, _ = _import_pyngrok()
     config = conf.PyngrokConfig()  # honours $PYNGROK_NGROK_PATH for a manually installed agent
     token = _secret(TOKEN_ENV) or _token_from_ngrok_config(conf.get_config_path(config))
@@ -470,6 +480,8 @@ def _open_tunnel(dash: Dashboard, auth: bool) -> None:
         if creds.generated:
             _show_once(creds, dash.public_url)
     log.info("dashboard: public link %s -> %s", dash.public_url, dash.url)
+    if dash.info_file is not None:
+        _write_info(dash)
 
 
 def _auth_options(config: Any, creds: _Credentials | None) -> dict[str, Any]:

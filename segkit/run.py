@@ -237,7 +237,7 @@ class Run:
         for name, iou in zip(CLASS_NAMES, cm.iou().tolist()):
             if iou == iou:  # NaN: class absent from ground truth and prediction
                 w.add_scalar(f"val_iou/{name}", iou, step)
-        w.add_image("val/confusion_matrix", figure_to_array(plot_confusion(cm.mat.cpu().numpy())), step, dataformats="HWC")
+        w.add_image("val/confusion_matrix", figure_to_array(plot_confusion(cm.mat.cpu().numpy(), seaborn=False)), step, dataformats="HWC")
         for i, grid in enumerate(self._vis_grids(model)):
             w.add_image(f"val_samples/{i}", grid, step, dataformats="HWC")
         w.flush()

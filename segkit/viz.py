@@ -84,10 +84,11 @@ def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True
     return fig
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES, title: str = ""):
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES, title: str = "", seaborn: bool = True):
     """Row-normalised confusion matrix heatmap (rows: ground truth, columns: prediction).
 
-    Classes with no ground-truth pixels are dropped from the rows and columns.
+    Classes with no ground-truth pixels are dropped from the rows and columns. `seaborn=False`
+    draws with plain matplotlib (what the training loop uses: seaborn takes seconds to import).
     """
     import matplotlib.pyplot as plt
 
@@ -97,6 +98,8 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES,
     names = [class_names[i] for i in keep]
     fig, ax = plt.subplots(figsize=(0.45 * len(keep) + 3, 0.45 * len(keep) + 2.5))
     try:
+        if not seaborn:
+            raise ImportError
         import seaborn as sns
 
         sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="viridis", xticklabels=names, yticklabels=names,

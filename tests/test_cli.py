@@ -1,0 +1,86 @@
+"""The CLI end to end, as a user runs it: train -> predict -> evaluate, in real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segkit.labels import MAX_LABEL_ID
+
+TINY = ["--base-channels", "8", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2",
+        "--num-workers", "0", "--lr", "3e-3", "--num-vis", "1"]
+
+
+def segkit(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, "-m", "segkit", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"segkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """One tiny training run shared by the tests of this module."""
+    import conftest
+
+    root = conftest.write_cityscapes(tmp_path_factory.mktemp("data"), splits={"train": 4, "val": 2}, size=(48, 96))
+    run = tmp_path_factory.mktemp("runs") / "run"
+    segkit("train", "--data-root", str(root), "--run-dir", str(run), "--epochs", "2", *TINY)
+    return root, run
+
+
+@pytest.mark.slow
+def test_train_predict_evaluate_round_trip(trained, tmp_path):
+    root, run = trained
+    preds = tmp_path / "preds"
+    segkit("predict", "--checkpoint", str(run / "best_model.pth"), "--img", str(root / "leftImg8bit" / "val"),
+           "--output", str(preds), "--format", "labelIds")
+    files = sorted(preds.glob("*_labelIds.png"))
+    assert len(files) == 2
+    pred = np.array(Image.open(files[0]))
+    assert pred.shape == (48, 96) and pred.dtype == np.uint8 and pred.max() <= MAX_LABEL_ID  # input's own size
+    out = tmp_path / "scores.json"
+    segkit("evaluate", "--predictions", str(preds), "--data-root", str(root), "--split", "val", "--output", str(out))
+    scored = json.loads(out.read_text())
+    ckpt_eval = tmp_path / "ckpt.json"
+    segkit("evaluate", "--checkpoint", str(run / "best_model.pth"), "--data-root", str(root), "--output", str(ckpt_eval))
+    direct = json.loads(ckpt_eval.read_text())
+    # Writing labelIds PNGs and scoring them gives the checkpoint's own official-protocol numbers.
+    assert scored["miou"] == pytest.approx(direct["miou"], abs=1e-9)
+    assert direct["protocol"] == {**direct["protocol"], "resolution": "label", "inference": "whole", "split": "val", "images": 2}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["miou"] == pytest.approx(direct["miou"], abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, channels", [("color", 3), ("overlay", 3), ("trainIds", 1)])
+def test_predict_formats_keep_the_input_size(trained, tmp_path, fmt, channels):
+    root, run = trained
+    image = root / "leftImg8bit" / "val" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
+    segkit("predict", "--checkpoint", str(run / "best_model.pth"), "--img", str(image), "--output", str(tmp_path),
+           "--format", fmt, "--inference", "flip")
+    out = np.array(Image.open(tmp_path / f"aachen_000000_000019_{fmt}.png"))
+    assert out.shape[:2] == (48, 96) and (out.ndim == 3) == (channels == 3)
+    again = segkit("predict", "--checkpoint", str(run / "best_model.pth"), "--img", str(image), "--output", str(tmp_path),
+                   "--format", fmt, check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_help_lists_every_command():
+    out = segkit("--help").stdout
+    for command in ("train", "evaluate", "predict", "synth"):
+        assert command in out
+
+
+def test_user_error_is_one_message_without_traceback(tmp_path):
+    proc = segkit("train", "--data-root", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r"), check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "missing" in proc.stderr
