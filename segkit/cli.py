@@ -67,11 +67,15 @@ def config_from_args(cls: type, args: argparse.Namespace) -> tuple[Any, set[str]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from segkit.engine import fit
+    from segkit.launch import train
 
     cfg, explicit = config_from_args(TrainConfig, args)
     cfg = apply_preset(cfg, explicit)
-    result = fit(cfg)
+    result = train(cfg)
+    from segkit.runtime import is_main
+
+    if not is_main():
+        return 0
     if result["metrics"] is not None:
         from segkit.metrics import describe_protocol
 

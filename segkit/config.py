@@ -65,6 +65,7 @@ class TrainConfig:
     channels_last: bool = True  # channels_last memory format (CUDA only; slower on CPU)
     compile: bool = False  # torch.compile the model (CUDA; first epoch slower)
     sync_bn: bool = False  # SyncBatchNorm under torchrun (small per-GPU batches)
+    nproc: int = 1  # processes to launch with torchrun (one per GPU; Kaggle T4 x2: 2); 0 = one per visible GPU
     seed: int = 0  # seed for weights, data order and augmentation
     log_every: int = 20  # steps between headless log lines
     num_vis: int = 4  # fixed validation images shown in TensorBoard
@@ -84,6 +85,8 @@ class TrainConfig:
         _check_positive(self, "base_channels")
         _check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
         _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
+        if self.nproc < 0:
+            raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (auto) or >= 0, got {self.num_workers}")
         lo, hi = self.scale_range

@@ -41,9 +41,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segkit.errors import SegkitError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger("segkit")
 
@@ -118,7 +121,7 @@ class Dashboard:
             self.info_file = None
         _LIVE.discard(self)
 
-    def __enter__(self) -> Dashboard:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -191,7 +194,7 @@ def _serve_locally(logdir: Path, port: int, wait: float) -> Dashboard:
     _LIVE.add(dash)
     try:
         _wait_until_serving(dash, wait)
-    except DashboardError:
+    except BaseException:  # also Ctrl-C while waiting: no half-started TensorBoard stays behind
         dash.stop()
         raise
     return dash
@@ -206,9 +209,11 @@ def _start_tensorboard(logdir: Path, port: int) -> Dashboard:
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", HOST,
            "--port", str(port), "--window_title", WINDOW_TITLE]
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-    log_file = tempfile.TemporaryFile()  # read back only to explain a failed start
+    # Kept open for the server's lifetime (closed by stop()); read back only to explain a failed start.
+    log_file = tempfile.TemporaryFile()  # noqa: SIM115
+    # preexec_fn only calls prctl(), which is safe between fork and exec even with threads.
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                               start_new_session=True, preexec_fn=_die_with_parent)
+                               start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
     return Dashboard(logdir, port, process, _log_file=log_file)
 
 
@@ -438,12 +443,12 @@ def _guard_pyngrok_logs(secret_values: list[str]) -> None:
 # ----------------------------------------------------------------------------- the tunnel
 
 
-def _import_pyngrok() -> tuple[Any, Any, Any]:
+def _import_pyngrok() -> tuple[Any, Any]:
     try:
-        from pyngrok import conf, exception, ngrok
+        from pyngrok import conf, ngrok
     except ImportError:
         raise DashboardError(f"the public link needs pyngrok: {INSTALL_HINT}") from None
-    return ngrok, conf, exception
+    return ngrok, conf
 
 
 def open_tunnel(dash: Dashboard, auth: bool = True) -> None:
@@ -458,7 +463,9 @@ def open_tunnel(dash: Dashboard, auth: bool = True) -> None:
             refused, or the link did not ask for the password (then it is closed). The message
             never contains the token or the password.
     """
-    ngrok, conf, _ = _import_pyngrok()
+    if dash.public_url:
+        return
+    ngrok, conf = _import_pyngrok()
     config = conf.PyngrokConfig()  # honours $PYNGROK_NGROK_PATH for a manually installed agent
     token = _secret(TOKEN_ENV) or _token_from_ngrok_config(conf.get_config_path(config))
     if not token:
@@ -596,13 +603,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if not logdir.is_dir():
         raise DashboardError(f"--logdir {logdir} does not exist: expected a run's tb/ folder or a folder of runs. "
                              "Train first (segkit train --run-dir runs/NAME) or pass an existing folder")
+    # ngrok's raw log lines (already redacted) would repeat what the error below says.
+    logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
     dash = launch(logdir, args.port, args.public, args.auth, args.wait)
     print(f"TensorBoard: {dash.url}  (logdir {dash.logdir}{', already running' if dash.reused else ''})", flush=True)
     if dash.public_url:
         protection = f"basic auth, user {dash.auth_user!r}" if dash.auth_user else "NO password"
         print(f"public link: {dash.public_url}  ({protection})", flush=True)
-    if dash.error:
-        print(f"segkit dashboard: error: {dash.error}", file=sys.stderr, flush=True)
+    if dash.error:  # launch() logged the reason; say what it means for this command
+        print("segkit dashboard: error: no public link (reason above); serving locally only", file=sys.stderr,
+              flush=True)
     if dash.reused and not dash.public_url:
         return 1 if dash.error else 0
     return _serve_until_stopped(dash, 1 if dash.error else 0)

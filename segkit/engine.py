@@ -135,8 +135,13 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """Poly decay (power 0.9) after linear warmup, stepped per iteration; or ReduceLROnPlateau."""
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                    time_fraction: Callable[[], float] | None = None):
+    """Poly decay (power 0.9) after linear warmup, stepped per iteration; or ReduceLROnPlateau.
+
+    With a time budget, poly decays over whichever ends first — the epochs or the budget — so a
+    run cut short by `--time-budget` still ends at a low learning rate instead of mid-schedule.
+    """
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
     total = max(1, cfg.epochs * steps_per_epoch)
@@ -147,7 +152,10 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_pe
             return 1.0
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, 1 - (step - warmup) / max(1, total - warmup)) ** 0.9
+        progress = (step - warmup) / max(1, total - warmup)
+        if time_fraction is not None:
+            progress = max(progress, time_fraction())
+        return max(0.0, 1 - min(1.0, progress)) ** 0.9
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -158,11 +166,11 @@ def build_loss_fn(cfg: TrainConfig, train_loader: DataLoader, run_dir: Path, dev
 
     weights = None
     if cfg.class_weights != "none":
-        from segkit.data.stats import class_pixel_counts, class_weights
+        from segkit.data.stats import class_statistics, class_weights
 
-        samples = train_loader.dataset.samples
-        counts = class_pixel_counts(samples, NUM_CLASSES, cache_path=run_dir / "class_counts.json")
-        weights = torch.as_tensor(class_weights(counts, cfg.class_weights), dtype=torch.float32, device=device)
+        stats = class_statistics(train_loader.dataset.samples, NUM_CLASSES, cache_path=run_dir / "class_counts.json")
+        w = class_weights(stats["pixels"], cfg.class_weights, image_pixels=stats["image_pixels"])
+        weights = torch.as_tensor(w, dtype=torch.float32, device=device)
     return build_loss(cfg.loss, NUM_CLASSES, IGNORE_INDEX, class_weights=weights)
 
 
@@ -378,7 +386,13 @@ class Budget:
         return time.monotonic() - self.start
 
     def exhausted(self) -> bool:
-        return self.seconds > 0 and self.elapsed() + 1.2 * self.reserve >= self.seconds
+        # 2x the slowest evaluate+save seen: the last evaluation plus the final official one.
+        return self.seconds > 0 and self.elapsed() + 2 * self.reserve >= self.seconds
+
+    def fraction(self) -> float:
+        """Share of the usable budget spent so far (drives the time-aware poly schedule)."""
+        usable = max(1e-9, self.seconds - 2 * self.reserve)
+        return min(1.0, self.elapsed() / usable)
 
 
 def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, stop_at_step: int | None = None) -> dict:
@@ -407,6 +421,8 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, st
             return _fit(run, device, flag, on_epoch_end, stop_at_step)
     finally:
         run.close()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step) -> dict:
@@ -415,11 +431,11 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
     train_loader, val_loader = build_loaders(cfg, run.roots, device)
     model, ddp_model = run.build_model(device)
     optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer, len(train_loader.sampler) // cfg.batch_size or 1)
+    budget = Budget(run.time_budget_minutes)
+    scheduler = build_scheduler(cfg, optimizer, len(train_loader), budget.fraction if budget.seconds else None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
     state = run.restore(model, optimizer, scheduler, scaler)
     loss_fn = build_loss_fn(cfg, train_loader, run.run_dir, device)
-    budget = Budget(run.time_budget_minutes)
     run.announce(model, precision, device, len(train_loader.dataset), len(val_loader.dataset))
     status = "completed"
     steps_box = [0]

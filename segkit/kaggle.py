@@ -12,6 +12,7 @@ and segkit as a wheel in a dataset folder so the kernel installs it without inte
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 import logging
@@ -435,21 +436,34 @@ def _parse_params(text: str, path: Path) -> Any:
         raise BundleError(f"--params {path} is not valid JSON ({e}); use .yaml/.yml for YAML") from None
 
 
-def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The names in the notebook's `parameters` cell (papermill's reading of it)."""
-    import papermill
+def notebook_parameters(notebook: Path) -> set[str]:
+    """The names assigned in the notebook's `parameters` cell.
 
-    params = papermill.inspect_notebook(str(notebook))
-    if not params:
+    Read with `ast` rather than `papermill.inspect_notebook`, whose line parser skips lines
+    with a ';' in their comment (and would make valid names look unknown).
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
         raise BundleError(f"{notebook} has no cell tagged 'parameters' (papermill needs one to inject values)")
-    return params
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as e:
+        raise BundleError(f"the parameters cell of {notebook} is not valid Python: {e}") from None
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
 
 
-def check_params(params: dict[str, Any], known: dict[str, Any], notebook: Path) -> None:
+def check_params(params: dict[str, Any], known: set[str], notebook: Path) -> None:
     """Unknown names fail (papermill itself would only warn and the kernel would ignore them)."""
     for name in params:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
+            close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BundleError(f"unknown notebook parameter {name!r} for {notebook.name}{hint} "
                               f"Known: {', '.join(sorted(known))}")
@@ -493,7 +507,7 @@ def build_wheel(dest: Path, root: Path | None = None) -> Path:
                 shutil.copy2(root / name, src / name)
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                "--disable-pip-version-check", "-q", "-w", str(dest), str(src)]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=_env_without_secrets())
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env_without_secrets())
     wheels = sorted(dest.glob("segkit-*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
@@ -633,7 +647,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def register_cli(sub: Any) -> None:
     """`segkit kaggle preflight` and `segkit kaggle bundle --out DIR ...`."""
-    p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=__doc__)
+    p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ksub = p.add_subparsers(dest="kaggle_command", required=True, metavar="{preflight,bundle}")
     pre = ksub.add_parser("preflight", help="GPU/torch/CUDA, CPU, RAM, disk, session time; problems with fixes")
     pre.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -660,6 +675,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
+    """Write the bundle and print the kaggle commands that upload it."""
     params = load_params(args.params) if args.params else {}
     out = bundle(args.out, params, args.title, args.datasets, args.resume_from, args.username,
                  args.enable_gpu, args.enable_internet, args.machine_shape, args.notebook)

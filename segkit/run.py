@@ -34,7 +34,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "miou", "mean_dice", "pixe
                    "images_per_sec", "minutes", "steps")
 # Fields that may change when a run is resumed; every other field must match the saved run.
 RESUMABLE_FIELDS = {"data_root", "run_dir", "epochs", "time_budget", "eval_every", "log_every", "num_workers",
-                    "device", "resume", "overwrite", "dashboard", "num_vis", "compile", "max_val_images", "preset"}
+                    "device", "resume", "overwrite", "dashboard", "num_vis", "compile", "max_val_images", "preset", "nproc"}
 
 
 def environment_info() -> dict[str, Any]:

@@ -146,7 +146,8 @@ def init_distributed(device: torch.device) -> None:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank (from torchrun's RANK before/after the process group exists)."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
 
 
 def world_size() -> int:

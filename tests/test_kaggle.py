@@ -24,8 +24,8 @@ from segkit.kaggle import (
     find_resume_checkpoint,
     format_preflight,
     kaggle_username,
-    prepare_chained_resume,
     preflight,
+    prepare_chained_resume,
     session_elapsed_minutes,
     slugify,
     time_budget_for,
@@ -188,8 +188,8 @@ def test_wheel_installs_offline_in_a_fresh_venv(built: Path, tmp_path: Path) -> 
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index", "--no-deps",
                     "--disable-pip-version-check", "--find-links", str(wheel.parent), "segkit"], check=True)
     # No torch in this venv: check the package is installed, not that it imports its dependencies.
-    found = subprocess.run([str(python), "-c", "import importlib.util as u; s = u.find_spec('segkit'); "
-                            "print(s.submodule_search_locations[0])"], capture_output=True, text=True, check=True,
+    code = "import importlib.util as u; print(u.find_spec('segkit').submodule_search_locations[0])"
+    found = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
                            cwd=tmp_path)  # not the checkout: python -c puts the cwd on sys.path
     assert Path(found.stdout.strip()).is_relative_to(venv) and (Path(found.stdout.strip()) / "kaggle.py").is_file()
 
@@ -344,3 +344,22 @@ def test_format_preflight_shows_the_p100_remedy() -> None:
     report["problems"] = kaggle._problems(report)
     text = format_preflight(report)
     assert "sm_60" in text and "NOT SUPPORTED" in text and "PROBLEM:" in text and "GPU T4 x2" in text
+
+
+@pytest.mark.skipif(not (REPO / "notebooks" / "02_train.ipynb").exists(), reason="notebook 02 not written yet")
+def test_example_params_match_the_real_notebook() -> None:
+    params = kaggle.load_params(REPO / "kaggle" / "params.example.yaml")
+    known = kaggle.notebook_parameters(REPO / "notebooks" / "02_train.ipynb")
+    kaggle.check_params(params, known, REPO / "notebooks" / "02_train.ipynb")
+    assert {"time_budget", "data_root", "num_workers", "resume"} <= known  # papermill's own parser skips some
+
+
+def test_load_params_formats(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("epochs: 3\nimage_size: [128, 256]\n")
+    assert kaggle.load_params(tmp_path / "p.yaml") == {"epochs": 3, "image_size": [128, 256]}
+    (tmp_path / "p.json").write_text('{"epochs": 3')
+    with pytest.raises(BundleError, match="not valid JSON"):
+        kaggle.load_params(tmp_path / "p.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match="mapping"):
+        kaggle.load_params(tmp_path / "list.json")

@@ -48,7 +48,7 @@ def test_pixel_counts_cache_hit_and_invalidation(two_labels: list[Sample], tmp_p
     cache = tmp_path / "cache" / "counts.json"
     first = class_pixel_counts(two_labels, cache_path=cache)
     data = json.loads(cache.read_text())
-    data["counts"][5] = 12345  # a marker: only a cache hit can return it
+    data["pixels"][5] = 12345  # a marker: only a cache hit can return it
     cache.write_text(json.dumps(data))
     assert class_pixel_counts(two_labels, cache_path=cache)[5] == 12345
     assert class_pixel_counts(two_labels[:1], cache_path=cache)[5] == 0  # other file list: recount
@@ -65,7 +65,7 @@ def test_corrupt_cache_is_rebuilt(two_labels: list[Sample], tmp_path: Path) -> N
     cache = tmp_path / "counts.json"
     cache.write_text("{not json")
     assert class_pixel_counts(two_labels, cache_path=cache)[13] == 4
-    assert json.loads(cache.read_text())["counts"][13] == 4
+    assert json.loads(cache.read_text())["pixels"][13] == 4
 
 
 COUNTS = np.array([60, 30, 10, 0])  # frequencies 0.6, 0.3, 0.1; class 3 absent
@@ -102,3 +102,17 @@ def test_class_weights_bad_input() -> None:
         class_weights(np.zeros(19), "median")
     with pytest.raises(ConfigError, match="enet_c must be > 1"):
         class_weights(COUNTS, "enet", enet_c=0.5)
+
+
+def test_median_frequency_uses_the_pixels_of_images_containing_the_class(two_labels: list[Sample]) -> None:
+    from segkit.data.stats import class_statistics
+
+    stats = class_statistics(two_labels)
+    # image a is 4x4 = 16 pixels, image b is 2x3 = 6 pixels
+    assert stats["image_pixels"][0] == 16 + 6 and stats["image_pixels"][13] == 16 and stats["image_pixels"][2] == 6
+    # road 10/22, car 4/16, bicycle 3/22, building 1/6: median of these / each, mean-normalised
+    freq = np.array([10 / 22, 4 / 16, 3 / 22, 1 / 6])
+    raw = np.median(freq) / freq
+    weights = class_weights(stats["pixels"], "median", image_pixels=stats["image_pixels"])
+    np.testing.assert_allclose(weights[[0, 13, 18, 2]], raw / raw.mean(), rtol=1e-6)
+    assert not np.allclose(weights, class_weights(stats["pixels"], "inverse"))

@@ -1,0 +1,198 @@
+"""`segkit demo`: synthetic data -> notebooks 01..04 headless (papermill) -> a trained run, in minutes.
+
+The demo is what `make demo` runs on a fresh machine (2 CPU cores, no GPU): it generates the
+synthetic street scenes, trains a small U-Net for a fixed time budget, evaluates and draws it,
+and prints where everything is and the mIoU with its protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import segkit
+from segkit.errors import SegkitError
+
+REPO_ROOT = Path(segkit.__file__).resolve().parent.parent
+NOTEBOOKS = ("01_explore_data", "02_train", "03_evaluate", "04_visualize")
+DATA_DIR = "data/synthetic"
+SYNTHETIC = {"num_train": 60, "num_val": 20, "image_size": (256, 512), "seed": 0}  # = the auto fallback's set
+TRAIN_MINUTES = 3.0  # training budget: the whole demo stays near 5 minutes on 2 CPU cores
+# Epochs the budget holds on 2 CPU cores; poly decays the learning rate to 0 over them (the
+# preset's 200 epochs would leave it high when the budget stops training).
+DEMO_EPOCHS = 30
+README_FIGURES = "docs/figures"
+FIGURE_TAG = "readme-figure"  # the notebook cell whose image goes to the README
+FIGURE_WIDTH = 900  # px; keeps the committed PNGs small
+
+
+def register_cli(sub: Any) -> None:
+    """`segkit demo [--out DIR] [--minutes M] [--readme-figures DIR | --no-readme-figures]`."""
+    p = sub.add_parser("demo", help="synthetic data -> notebooks 01..04 headless -> a trained run (~5 min on CPU)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--minutes", type=float, default=TRAIN_MINUTES,
+                   help=f"training time budget in minutes (default: {TRAIN_MINUTES})")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
+                   help=f"epochs (the learning-rate schedule's length; default: {DEMO_EPOCHS})")
+    p.add_argument("--readme-figures", default=README_FIGURES,
+                   help=f"copy one figure per notebook here (default: {README_FIGURES}; '' = don't)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    report = run_demo(Path(args.out), args.minutes, args.epochs, Path(args.readme_figures) if args.readme_figures else None)
+    print(summary_text(report))
+    return 0
+
+
+def run_demo(out: Path, minutes: float = TRAIN_MINUTES, epochs: int = DEMO_EPOCHS,
+             readme_figures: Path | None = None) -> dict:
+    """Generate the data, execute the four notebooks into `out/notebooks`, train into `out/run`.
+
+    Args:
+        out: output folder (executed notebooks, the run directory).
+        minutes: training time budget.
+        epochs: training epochs (the budget may stop earlier).
+        readme_figures: folder for one small PNG per notebook, or None.
+
+    Returns:
+        {"seconds", "run_dir", "notebooks", "metrics", "figures", "data"}.
+    """
+    from segkit.data.synthetic import generate_synthetic
+
+    start = time.monotonic()
+    notebook_dir = REPO_ROOT / "notebooks"
+    if not (notebook_dir / f"{NOTEBOOKS[0]}.ipynb").is_file():
+        raise SegkitError(f"the notebooks are not in {notebook_dir}: the demo runs from a clone of the segkit "
+                          "repository (pip install -e .), not from an installed wheel")
+    data = _rel(Path(DATA_DIR))
+    _say(f"synthetic data set -> {data}")
+    generate_synthetic(REPO_ROOT / data, overwrite=True, **SYNTHETIC)
+    run_dir = _rel(out / "run")
+    executed = {}
+    for name, parameters in notebook_parameters(data, run_dir, minutes, epochs).items():
+        executed[name] = execute(notebook_dir / f"{name}.ipynb", out / "notebooks" / f"{name}.ipynb", parameters)
+    figures = copy_readme_figures(executed, readme_figures) if readme_figures else []
+    metrics = json.loads((REPO_ROOT / run_dir / "metrics.json").read_text())
+    return {"seconds": time.monotonic() - start, "run_dir": REPO_ROOT / run_dir, "notebooks": executed,
+            "metrics": metrics, "figures": figures, "data": REPO_ROOT / data}
+
+
+def notebook_parameters(data: str, run_dir: str, minutes: float, epochs: int) -> dict[str, dict]:
+    """The papermill parameters of each notebook (paths relative to the repository root)."""
+    return {
+        "01_explore_data": {"data_root": data, "num_samples": 4},
+        "02_train": {"data_root": data, "run_dir": run_dir, "preset": "cpu-quick", "time_budget": minutes,
+                     "epochs": epochs, "eval_every": 3, "num_workers": 1, "overwrite": True},
+        "03_evaluate": {"run_dir": run_dir, "data_root": data},
+        "04_visualize": {"run_dir": run_dir, "data_root": data, "num_samples": 3},
+    }
+
+
+def execute(notebook: Path, output: Path, parameters: dict) -> Path:
+    """Run one notebook headless with papermill (cwd = repository root); its outputs go to `output`."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"{notebook.stem}: running ({', '.join(f'{k}={v}' for k, v in parameters.items())})")
+    t0 = time.monotonic()
+    _forward_notebook_output()
+    env_smoke = os.environ.pop("SEGKIT_SMOKE", None)  # the demo is the real thing, never the smoke test
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                                   cwd=str(REPO_ROOT), progress_bar=False, log_output=True)
+    except papermill.PapermillExecutionError as e:
+        raise SegkitError(f"{notebook.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}. "
+                          f"The executed notebook with the traceback: {output}") from None
+    finally:
+        if env_smoke is not None:
+            os.environ["SEGKIT_SMOKE"] = env_smoke
+    _say(f"{notebook.stem}: done in {time.monotonic() - t0:.0f} s -> {output}")
+    return output
+
+
+def _forward_notebook_output() -> None:
+    """Show what the kernels print (training log lines) while the notebooks run."""
+    logger = logging.getLogger("papermill")
+    if not any(getattr(h, "_segkit_demo", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._segkit_demo = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def copy_readme_figures(executed: dict[str, Path], folder: Path) -> list[Path]:
+    """One PNG per notebook (the cell tagged `readme-figure`), shrunk to a few hundred KB at most."""
+    import nbformat
+
+    written = []
+    for name, path in executed.items():
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if FIGURE_TAG in c.get("metadata", {}).get("tags", [])]
+        images = [o["data"]["image/png"] for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        if images:
+            written.append(_write_small_png(base64.b64decode(images[0]), folder / f"{name}.png"))
+    return written
+
+
+def _write_small_png(png: bytes, path: Path) -> Path:
+    """Resize to FIGURE_WIDTH and quantise to 256 colours (figures are flat colours mostly)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if image.width > FIGURE_WIDTH:
+        image = image.resize((FIGURE_WIDTH, round(image.height * FIGURE_WIDTH / image.width)), Image.LANCZOS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
+def summary_text(report: dict) -> str:
+    """The closing message: where things are, and the mIoU with its protocol."""
+    from segkit.metrics import describe_protocol
+
+    run_dir = report["run_dir"]
+    lines = [
+        "",
+        f"segkit demo finished in {report['seconds'] / 60:.1f} minutes (SYNTHETIC data in {_show(report['data'])}, not Cityscapes)",
+        f"  executed notebooks: {_show(Path(next(iter(report['notebooks'].values()))).parent)}/",
+        f"  figures:            {_show(run_dir / 'figures')}/",
+        f"  checkpoint:         {_show(run_dir / 'best_model.pth')}",
+        f"  TensorBoard logs:   {_show(run_dir / 'tb')}   (segkit dashboard --logdir {_show(run_dir / 'tb')})",
+    ]
+    if report["figures"]:
+        lines.append(f"  README figures:     {', '.join(_show(p) for p in report['figures'])}")
+    lines.append(f"  best model: {describe_protocol(report['metrics'])}")
+    return "\n".join(lines)
+
+
+def _rel(path: Path) -> str:
+    """A path as notebooks get it: relative to the repository root when inside it."""
+    path = path if path.is_absolute() else Path.cwd() / path
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _say(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
