@@ -35,13 +35,13 @@ PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 class TrainConfig:
     """Everything `segkit train` and notebook 02 need; presets fill fields left at their default."""
 
-    data_root: str = ""  # data set root; "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
+    data_root: str = ""  # data set root, "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
-    preset: str = ""  # named recipe (cpu-quick, t4-256x512, t4-512x1024); explicit values override it
+    preset: str = ""  # named recipe (cpu-quick, t4-256x512, t4-512x1024), explicit values override it
     model: str = "unet"  # architecture: unet, resnet18-unet, resnet34-unet, resnet50-unet
-    base_channels: int = 64  # U-Net width of the first stage (unet only; the seed used 64)
-    depth: int = 4  # U-Net number of downsamplings (unet only); sizes must be multiples of 2**depth
-    encoder_weights: str = ""  # path to torchvision ImageNet weights for resnet*-unet; "" = random init
+    base_channels: int = 64  # U-Net width of the first stage (unet only, the seed used 64)
+    depth: int = 4  # U-Net number of downsamplings (unet only), sizes must be multiples of 2**depth
+    encoder_weights: str = ""  # path to torchvision ImageNet weights for resnet*-unet, "" = random init
     epochs: int = 20  # passes over the train split
     batch_size: int = 4  # images per optimizer step (per GPU under torchrun)
     lr: float = 1e-4  # peak learning rate
@@ -49,23 +49,23 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw, adam or sgd (momentum 0.9)
     scheduler: str = "poly"  # poly (with linear warmup), plateau (ReduceLROnPlateau on val mIoU) or none
     warmup_epochs: float = 0.5  # linear warmup length in epochs (poly only)
-    image_size: tuple[int, int] = (256, 512)  # training input height width; images are resized to it
+    image_size: tuple[int, int] = (256, 512)  # training input height width, images are resized to it
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
     loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
     class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet
     amp: str = "auto"  # mixed precision: auto (fp16 on T4/P100, bf16 on Ampere+, off on CPU), fp16, bf16, off
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1
-    num_workers: int = -1  # DataLoader worker processes; -1 = from the CPU count
-    time_budget: float = 0.0  # minutes of training before a clean stop (evaluate, save); 0 = none (Kaggle: fit the 12 h session)
+    num_workers: int = -1  # DataLoader worker processes, -1 = from the CPU count
+    time_budget: float = 0.0  # minutes of training before a clean stop (evaluate, save), 0 = none (Kaggle: fit the 12 h session)
     eval_every: int = 1  # validate every N epochs (and always after the last)
     eval_resolution: str = "label"  # label (official: logits upsampled to the label files' size) or train (faster)
-    max_train_images: int = 0  # use only the first N training images; 0 = all
-    max_val_images: int = 0  # use only the first N validation images; 0 = all
-    grad_clip: float = 0.0  # clip the gradient norm to this value; 0 = off
-    channels_last: bool = True  # channels_last memory format (CUDA only; slower on CPU)
-    compile: bool = False  # torch.compile the model (CUDA; first epoch slower)
+    max_train_images: int = 0  # use only the first N training images, 0 = all
+    max_val_images: int = 0  # use only the first N validation images, 0 = all
+    grad_clip: float = 0.0  # clip the gradient norm to this value, 0 = off
+    channels_last: bool = True  # channels_last memory format (CUDA only, slower on CPU)
+    compile: bool = False  # torch.compile the model (CUDA, first epoch slower)
     sync_bn: bool = False  # SyncBatchNorm under torchrun (small per-GPU batches)
-    nproc: int = 1  # processes to launch with torchrun (one per GPU; Kaggle T4 x2: 2); 0 = one per visible GPU
+    nproc: int = 1  # processes to launch with torchrun (one per GPU, Kaggle T4 x2: 2), 0 = one per visible GPU
     seed: int = 0  # seed for weights, data order and augmentation
     log_every: int = 20  # steps between headless log lines
     num_vis: int = 4  # fixed validation images shown in TensorBoard
@@ -117,17 +117,17 @@ class EvalConfig:
     """`segkit evaluate` and notebook 03: score a checkpoint, or a folder of predictions."""
 
     run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
-    checkpoint: str = ""  # checkpoint file; "" = <run_dir>/best_model.pth
-    data_root: str = ""  # data set root; "" = auto (as for training)
+    checkpoint: str = ""  # checkpoint file, "" = <run_dir>/best_model.pth
+    data_root: str = ""  # data set root, "" = auto (as for training)
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
     format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     eval_resolution: str = "label"  # label (official protocol) or train (resized labels, faster)
     batch_size: int = 1  # images per forward pass
-    max_images: int = 0  # evaluate only the first N images; 0 = all
+    max_images: int = 0  # evaluate only the first N images, 0 = all
     device: str = "auto"  # auto, cpu, cuda
-    output: str = ""  # metrics JSON to write; "" = <run_dir>/metrics.json (or print only for --predictions)
+    output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>.json beside the checkpoint (print only for --predictions)
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
@@ -142,12 +142,12 @@ class EvalConfig:
 class PredictConfig:
     """`segkit predict`: segment an image or a folder, at each input's own size."""
 
-    checkpoint: str = ""  # checkpoint file (best_model.pth); it carries the model's architecture
+    checkpoint: str = ""  # checkpoint file (best_model.pth), it carries the model's architecture
     img: str = ""  # image file or folder of images
     output: str = "runs/predictions"  # folder for the prediction PNGs
     format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
-    backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx; needs onnxruntime)
+    backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx, needs onnxruntime)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
 
@@ -183,9 +183,9 @@ class SynthConfig:
 class ExploreConfig:
     """Notebook 01: what is in the data."""
 
-    data_root: str = ""  # data set root; "" = auto (as for training)
+    data_root: str = ""  # data set root, "" = auto (as for training)
     num_samples: int = 6  # images in the sample grid
-    max_images: int = 0  # images per split read for statistics and checks; 0 = all
+    max_images: int = 0  # images per split read for statistics and checks, 0 = all
     class_weights: str = "median"  # weighting shown next to the class frequencies
 
     def __post_init__(self) -> None:
@@ -200,7 +200,7 @@ class VisualizeConfig:
     """Notebook 04: figures of a training run."""
 
     run_dir: str = "runs/train"  # training run to visualise
-    data_root: str = ""  # data set root; "" = the one the run was trained on
+    data_root: str = ""  # data set root, "" = the one the run was trained on
     split: str = "val"  # split to draw samples from
     num_samples: int = 4  # triptychs (input / ground truth / prediction)
     inference: str = "whole"  # whole, slide, flip or ms

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import typing
 from collections import Counter
 from collections.abc import Sequence
@@ -56,9 +55,18 @@ def snapshot(namespace: dict[str, Any]) -> frozenset[str]:
 
 def parameters_source(cls: type) -> str:
     """The text of a notebook's parameters cell: `name: type = default  # help`, one field a line."""
-    helps, types = field_help(cls), field_types(cls)
+    helps, types = parameter_help(cls), field_types(cls)
     lines = [f"{f.name}: {_annotation(types[f.name])} = {f.default!r}  # {helps[f.name]}" for f in fields(cls)]
     return "\n".join(lines)
+
+
+def parameter_help(cls: type) -> dict[str, str]:
+    """`field_help` as the parameters cell writes it: `"" = auto` becomes `"": auto`.
+
+    papermill's inspector (`papermill --help-notebook`) skips every line holding more than one
+    `=`, so the help text of a parameter line must not contain one.
+    """
+    return {name: text.replace(" = ", ": ").replace("=", ":") for name, text in field_help(cls).items()}
 
 
 def _annotation(typ: Any) -> str:
@@ -222,42 +230,6 @@ def use_project_root() -> Path:
     if here.name == "notebooks" and (here.parent / "segkit" / "__init__.py").is_file():
         os.chdir(here.parent)
     return Path.cwd()
-
-
-def on_kaggle() -> bool:
-    """True inside a Kaggle kernel (where only a public link reaches the dashboard)."""
-    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or Path("/kaggle/working").is_dir()
-
-
-def environment_line() -> str:
-    """One line: torch version, device and GPU names, CPU count."""
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    device = f"cuda x{len(gpus)} ({', '.join(gpus)})" if gpus else "cpu (no CUDA GPU)"
-    return f"torch {torch.__version__} | device {device} | {os.cpu_count()} CPU cores"
-
-
-def torchrun_command(cfg: TrainConfig, nproc_per_node: int = 2) -> str:
-    """The `torchrun ... -m segkit train` command that trains `cfg` with DDP (not run here).
-
-    Every field that differs from its default becomes a flag, so the command is complete
-    without the preset table; `dashboard` is left out (start `segkit dashboard` separately).
-    """
-    from segkit.cli import flag_name
-
-    args = [f"torchrun --nproc_per_node={nproc_per_node} -m segkit train"]
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if value == f.default or f.name == "dashboard":
-            continue
-        if isinstance(value, bool):
-            args.append(flag_name(f.name) if value else "--no-" + flag_name(f.name)[2:])
-        elif isinstance(value, tuple):
-            args.append(f"{flag_name(f.name)} {' '.join(map(str, value))}")
-        else:
-            args.append(f"{flag_name(f.name)} {shlex.quote(str(value))}")
-    return " \\\n    ".join(args)
 
 
 # ----------------------------------------------------------------------------- data (notebook 01)

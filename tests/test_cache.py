@@ -134,3 +134,21 @@ def test_prepare_cli(data, capsys):
     assert "val 2 images at 32x64" in capsys.readouterr().out
     assert json.loads((out / "manifest.json").read_text())["splits"]["val"]["count"] == 2
     assert find_cache(list_samples(find_data_roots(data), "val"), SIZE, cache_dir=out) == out
+
+
+@pytest.mark.skipif(not hasattr(__import__("segkit.config").config.TrainConfig, "cache"),
+                    reason="TrainConfig.cache / build_loaders not wired to the cache yet")
+def test_training_with_the_cache_equals_training_from_pngs(cityscapes_factory, tmp_path, caplog):
+    from segkit.config import TrainConfig
+    from segkit.engine import fit
+
+    data = cityscapes_factory(splits={"train": 4, "val": 2}, size=(64, 128))
+    prepare_cache(find_data_roots(data), SIZE)
+    common = dict(data_root=str(data), base_channels=8, depth=2, image_size=SIZE, epochs=2, batch_size=2, lr=3e-3,
+                  num_workers=0, num_vis=1, eval_resolution="train", scale_range=(0.5, 2.0))
+    with caplog.at_level(logging.INFO, logger="segkit"):
+        cached = fit(TrainConfig(run_dir=str(tmp_path / "cached"), **common))
+    assert "train data: cache" in caplog.text and "val data: cache" in caplog.text
+    plain = fit(TrainConfig(run_dir=str(tmp_path / "plain"), cache="off", **common))
+    for a, b in zip(cached["history"], plain["history"]):  # same pixels, same seeds: same training
+        assert a["train_loss"] == b["train_loss"] and a["miou"] == b["miou"]
