@@ -19,14 +19,14 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import torch
 
-from segkit.data.cache import CachedDataset, find_cache, prepare_cache  # noqa: E402
-from segkit.data.cityscapes import CityscapesDataset  # noqa: E402
-from segkit.data.discover import find_data_roots, list_samples  # noqa: E402
-from segkit.data.synthetic import generate_synthetic  # noqa: E402
-from segkit.data.transforms import train_transform  # noqa: E402
+from segkit.data.cache import CachedDataset, find_cache, prepare_cache
+from segkit.data.cityscapes import CityscapesDataset
+from segkit.data.discover import find_data_roots, list_samples
+from segkit.data.synthetic import generate_synthetic
+from segkit.data.transforms import train_transform
 
 IMAGE_SIZE = (256, 512)
 FULL_SIZE = (1024, 2048)

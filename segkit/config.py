@@ -61,6 +61,7 @@ class TrainConfig:
     eval_resolution: str = "label"  # label (official: logits upsampled to the label files' size) or train (faster)
     max_train_images: int = 0  # use only the first N training images, 0 = all
     max_val_images: int = 0  # use only the first N validation images, 0 = all
+    cache: str = "auto"  # pre-resized arrays (segkit prepare): auto (use one that matches), build (make it in run_dir/cache first), off, or a folder
     grad_clip: float = 0.0  # clip the gradient norm to this value, 0 = off
     channels_last: bool = True  # channels_last memory format (CUDA only, slower on CPU)
     compile: bool = False  # torch.compile the model (CUDA, first epoch slower)
@@ -223,6 +224,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
             "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
             "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
+            "cache": "build",
         },
     },
     "t4-256x512": {

@@ -43,8 +43,8 @@ class EpochSampler(Sampler):
     (seed, epoch, position) — not on worker count or on where a run was interrupted.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
-        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, pad: bool = True) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world, self.pad = n, seed, shuffle, rank, world, pad
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0, batch_size: int = 1) -> None:
@@ -57,7 +57,9 @@ class EpochSampler(Sampler):
         else:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
-        if self.world > 1:  # pad so every rank gets the same number of samples
+        # Training pads so every rank takes the same number of steps; evaluation must not count an
+        # image twice (ranks may then hold one image more or less: evaluate has no collectives per batch).
+        if self.world > 1 and self.pad:
             order += order[: (-len(order)) % self.world]
         return order[self.rank :: self.world]
 
@@ -89,6 +91,7 @@ def _worker_init(_: int) -> None:
 
 def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLoader, DataLoader]:
     """Train loader (augmented, EpochSampler) and validation loader (official-size masks)."""
+    from segkit.data.cache import CachedDataset
     from segkit.data.cityscapes import CityscapesDataset
     from segkit.data.discover import list_samples
     from segkit.data.transforms import eval_transform, train_transform
@@ -97,9 +100,13 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLo
     val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
     if len(train_samples) < cfg.batch_size * runtime.world_size():
         log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    train_ds = CityscapesDataset(train_samples, train_transform(cfg.image_size, cfg.scale_range))
+    transform = train_transform(cfg.image_size, cfg.scale_range)
+    cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
+    train_ds = CachedDataset(cache, "train", transform, train_samples) if cache else CityscapesDataset(train_samples, transform)
     label_res = cfg.eval_resolution == "label"
-    val_ds = CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res)
+    val_cache = None if label_res else _find_cache(cfg, val_samples)
+    val_ds = (CachedDataset(val_cache, "val", eval_transform(None), val_samples) if val_cache else
+              CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res))
     workers = runtime.default_num_workers(cfg.num_workers)
     common = dict(
         num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate,
@@ -109,9 +116,38 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLo
     # drop_last keeps BatchNorm away from batches of one; a generator keeps the global RNG untouched.
     train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
                        generator=torch.Generator().manual_seed(cfg.seed), **common)
-    val_sampler = EpochSampler(len(val_ds), cfg.seed, False, runtime.rank(), runtime.world_size())
+    val_sampler = EpochSampler(len(val_ds), cfg.seed, False, runtime.rank(), runtime.world_size(), pad=False)
     val = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, **common)
     return train, val
+
+
+def _find_cache(cfg: TrainConfig, samples: list):
+    """The matching `segkit prepare` cache folder, or None (cache "off", none built, or stale: logged)."""
+    from segkit.data.cache import find_cache
+
+    if cfg.cache == "off":
+        return None
+    if cfg.cache == "build":
+        return find_cache(samples, cfg.image_size, cache_dir=Path(cfg.run_dir) / "cache")
+    return find_cache(samples, cfg.image_size, cache_dir=None if cfg.cache == "auto" else cfg.cache)
+
+
+def build_cache(cfg: TrainConfig, roots) -> None:
+    """cache="build": decode, map and resize every training image once into run_dir/cache.
+
+    The train transform starts by resizing to image_size, so training on the cache sees exactly
+    the pixels it would have seen from the PNGs — minus the decoding, every epoch.
+    """
+    if cfg.cache != "build":
+        return
+    if runtime.is_main():
+        from segkit.data.cache import prepare_cache
+
+        splits = ("train", "val") if cfg.eval_resolution == "train" else ("train",)
+        t0 = time.monotonic()
+        prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache")
+        log.info("cache of %s at %dx%d ready in %.0f s", "+".join(splits), *cfg.image_size, time.monotonic() - t0)
+    runtime.barrier()
 
 
 def _limit(samples: list, n: int) -> list:
@@ -259,7 +295,7 @@ def _hms(seconds: float) -> str:
 def _diverged_message(loss: torch.Tensor, optimizer, epoch: int, step: int) -> str:
     lr = optimizer.param_groups[0]["lr"]
     return (
-        f"the training loss became {float(loss)} at epoch {epoch}, step {step + 1} (lr {lr:.2e}). "
+        f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step + 1} (lr {lr:.2e}). "
         "The last good checkpoint (last.pth, best_model.pth) is kept and was not overwritten. "
         f"Try a lower --lr (e.g. {lr / 10:.1e}), --grad-clip 1.0, or --amp off; then --resume or start a new run."
     )
@@ -427,11 +463,12 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, st
 
 def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step) -> dict:
     cfg = run.cfg
+    budget = Budget(run.time_budget_minutes)  # everything counts, data preparation included
     precision = runtime.resolve_precision(cfg.amp, device)
+    build_cache(cfg, run.roots)
     train_loader, val_loader = build_loaders(cfg, run.roots, device)
     model, ddp_model = run.build_model(device)
     optimizer = build_optimizer(cfg, model)
-    budget = Budget(run.time_budget_minutes)
     scheduler = build_scheduler(cfg, optimizer, len(train_loader), budget.fraction if budget.seconds else None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
     state = run.restore(model, optimizer, scheduler, scaler)

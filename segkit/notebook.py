@@ -40,7 +40,6 @@ from segkit.errors import CheckpointError, ConfigError
 SMOKE_ENV = "SEGKIT_SMOKE"
 SMOKE_DATA = "data/synthetic-smoke"  # 6 train / 3 val images of 64x128, generated on first use
 SMOKE_RUN = "runs/smoke/train"
-SYNTHETIC_MANIFEST = "synthetic.json"  # written by segkit.data.synthetic next to gtFine/
 # What papermill can inject (`-p`, `-y`, `-f`): names bound to anything else were not injected.
 _INJECTABLE = (str, int, float, bool, type(None), list, tuple, dict)
 
@@ -235,21 +234,13 @@ def use_project_root() -> Path:
 # ----------------------------------------------------------------------------- data (notebook 01)
 
 
-def is_synthetic(roots: Any) -> bool:
-    """True for the generated stand-in, also when its folder was given explicitly as data_root."""
-    return bool(roots.synthetic) or (Path(roots.label_root) / SYNTHETIC_MANIFEST).is_file()
-
-
 def describe_data(roots: Any) -> str:
     """`DataRoots.describe()`, with a banner nobody can miss when the data are synthetic."""
-    line = roots.describe()
-    if is_synthetic(roots) and not roots.synthetic:
-        line = line.replace("Cityscapes:", "SYNTHETIC data (not Cityscapes):", 1)
-    if is_synthetic(roots):
-        bar = "!" * 78
-        line = (f"{bar}\n!! SYNTHETIC DATA, NOT CITYSCAPES: numbers below say nothing about Cityscapes.\n"
-                f"!! For real data pass data_root=/path/to/cityscapes or set CITYSCAPES_DATASET.\n{bar}\n{line}")
-    return line
+    if not roots.synthetic:
+        return roots.describe()
+    bar = "!" * 78
+    return (f"{bar}\n!! SYNTHETIC DATA, NOT CITYSCAPES: numbers below say nothing about Cityscapes.\n"
+            f"!! For real data pass data_root=/path/to/cityscapes or set CITYSCAPES_DATASET.\n{bar}\n{roots.describe()}")
 
 
 def split_city_counts(samples: dict[str, Sequence[Any]]):

@@ -29,12 +29,12 @@ from segkit.runtime import log
 
 # Files segkit writes into a run directory: --overwrite removes these and nothing else.
 RUN_FILES = ("config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json", "class_counts.json", "dashboard.json")
-RUN_DIRS = ("tb", "figures")
+RUN_DIRS = ("tb", "figures", "cache")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "miou", "mean_dice", "pixel_accuracy", "lr",
                    "images_per_sec", "minutes", "steps")
 # Fields that may change when a run is resumed; every other field must match the saved run.
 RESUMABLE_FIELDS = {"data_root", "run_dir", "epochs", "time_budget", "eval_every", "log_every", "num_workers",
-                    "device", "resume", "overwrite", "dashboard", "num_vis", "compile", "max_val_images", "preset", "nproc"}
+                    "device", "resume", "overwrite", "dashboard", "num_vis", "compile", "max_val_images", "preset", "nproc", "cache"}
 
 
 def environment_info() -> dict[str, Any]:
@@ -346,7 +346,7 @@ class Run:
         samples = list_samples(self.roots, "val")
         samples = samples[: self.cfg.max_val_images] if self.cfg.max_val_images else samples
         ds = CityscapesDataset(samples, eval_transform(None), label_resolution=True)
-        sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size())
+        sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size(), pad=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=1, sampler=sampler, collate_fn=collate)
         ev = evaluate(model, loader, device, self.cfg.image_size, runtime.resolve_precision(self.cfg.amp, device))
         summary = ev["confusion"].summary(CLASS_NAMES, self.protocol(ev["images"], resolution="label"))

@@ -15,7 +15,13 @@ import torch
 from PIL import Image
 
 from segkit.cli import main as cli_main
-from segkit.data.cache import CachedDataset, cache_dir_candidates, find_cache, prepare_cache, read_manifest
+from segkit.data.cache import (
+    CachedDataset,
+    cache_dir_candidates,
+    find_cache,
+    prepare_cache,
+    read_manifest,
+)
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import find_data_roots, list_samples
 from segkit.data.transforms import eval_transform, train_transform
@@ -144,8 +150,9 @@ def test_training_with_the_cache_equals_training_from_pngs(cityscapes_factory, t
 
     data = cityscapes_factory(splits={"train": 4, "val": 2}, size=(64, 128))
     prepare_cache(find_data_roots(data), SIZE)
-    common = dict(data_root=str(data), base_channels=8, depth=2, image_size=SIZE, epochs=2, batch_size=2, lr=3e-3,
-                  num_workers=0, num_vis=1, eval_resolution="train", scale_range=(0.5, 2.0))
+    common = {"data_root": str(data), "base_channels": 8, "depth": 2, "image_size": SIZE, "epochs": 2,
+              "batch_size": 2, "lr": 3e-3, "num_workers": 0, "num_vis": 1, "eval_resolution": "train",
+              "scale_range": (0.5, 2.0)}
     with caplog.at_level(logging.INFO, logger="segkit"):
         cached = fit(TrainConfig(run_dir=str(tmp_path / "cached"), **common))
     assert "train data: cache" in caplog.text and "val data: cache" in caplog.text

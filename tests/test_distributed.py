@@ -33,9 +33,14 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "SEGKIT_NO_PROGRESS": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [launcher, "--standalone", "--nproc_per_node=2", "-m", "segkit", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done
+
+
+def read_history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def evaluate_single_process(checkpoint: Path, data: Path, out: Path) -> dict:
@@ -51,7 +56,7 @@ def test_torchrun_two_processes_train_evaluate_resume(cityscapes_factory, tmp_pa
     done = torchrun("train", "--data-root", str(data), "--run-dir", str(run), "--epochs", "1", *TINY)
 
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes
-    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "history.csv"))] == [0]
+    assert [int(r["epoch"]) for r in read_history(run)] == [0]
     assert not list(run.glob(".*.tmp"))
     assert done.stderr.count("val mIoU") == 1  # rank 0 alone logs
     metrics = json.loads((run / "metrics.json").read_text())
@@ -66,7 +71,7 @@ def test_torchrun_two_processes_train_evaluate_resume(cityscapes_factory, tmp_pa
 
     torchrun("train", "--data-root", str(data), "--run-dir", str(run), "--resume", "--epochs", "3",
              "--num-workers", "0", "--device", "cpu")
-    rows = list(csv.DictReader(open(run / "history.csv")))
+    rows = read_history(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert int(rows[-1]["steps"]) == 3 * 2  # 8 images / (2 processes x batch 2) = 2 steps per epoch
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2  # one per launch
