@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -55,6 +56,14 @@ def atomic_save(obj: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete temporary files a killed `atomic_save` left behind (they are never valid checkpoints)."""
+    stale = [p for p in Path(folder).glob(".*.pth.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _fsync_dir(folder: Path) -> None:
     # The rename itself must reach the disk, or a power cut could lose the new name.
     try:
@@ -69,6 +78,47 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """`torch.load(weights_only=True)` with one clear CheckpointError per kind of bad file.
+
+    Args:
+        path: the file.
+        map_location: where tensors go.
+        what: how to call the file in messages ("checkpoint", "encoder weights").
+
+    Returns:
+        Whatever the file holds (tensors, numbers, strings, lists, dicts).
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
+        raise CheckpointError(f"{what} {path} does not exist{hint}. Check the path (segkit train writes best_model.pth and last.pth).")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a {what} (it is neither a torch zip archive nor a pickle; "
+            f"it starts with {path.read_bytes()[:8]!r}). Use best_model.pth or last.pth written by segkit train."
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to load {path}: it holds Python objects ({_blocked_global(str(e))}) that could run code "
+            f"when unpickled, and segkit loads every file with weights_only=True. A {what} segkit can use holds "
+            "only tensors and plain values; re-save the weights from a source you trust."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable {what} (truncated, corrupt, or not a torch file: "
+            f"{str(e).splitlines()[0][:160]}). Use best_model.pth or last.pth written by segkit train."
+        ) from None
+
+
+def _blocked_global(message: str) -> str:
+    """The global torch refused, e.g. "posix.system", from its UnpicklingError text."""
+    match = re.search(r"(?:Unsupported global: GLOBAL|GLOBAL) ([\w.]+)", message)
+    return f"it references {match.group(1)}" if match else "not tensors or plain values"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a segkit checkpoint with `weights_only=True`, with clear errors for every bad file.
 
@@ -79,28 +129,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     Returns:
         The checkpoint dict (keys: format, model, model_spec, image_size, ...).
     """
-    path = Path(path)
-    if not path.is_file():
-        hint = f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
-        raise CheckpointError(f"checkpoint {path} does not exist{hint}. Train first (segkit train) or check the path.")
-    if not _looks_like_torch_file(path):
-        raise CheckpointError(
-            f"{path} is not a checkpoint (it is neither a torch zip archive nor a pickle; "
-            f"it starts with {path.read_bytes()[:8]!r}). Use best_model.pth or last.pth written by segkit train."
-        )
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refused to load {path}: it holds Python objects that weights_only=True will not unpickle, "
-            f"because unpickling them could execute code ({str(e).splitlines()[0][:200]}). segkit checkpoints "
-            "hold only tensors and plain values; re-save the weights from a trusted source."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated, corrupt, or not a torch file: {str(e).splitlines()[0][:200]}). "
-            "Use best_model.pth or last.pth written by segkit train."
-        ) from None
+    ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         looks_like = "a bare state_dict" if isinstance(ckpt, dict) and all(torch.is_tensor(v) for v in ckpt.values()) else type(ckpt).__name__
         raise CheckpointError(

@@ -146,18 +146,30 @@ def _extension_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segkit", description="Semantic segmentation of urban scenes (Cityscapes).")
+    # allow_abbrev=False: a typo such as --epoch must fail, never quietly mean --epochs.
+    parser = argparse.ArgumentParser(prog="segkit", description="Semantic segmentation of urban scenes (Cityscapes).",
+                                     allow_abbrev=False)
     from segkit import __version__
 
     parser.add_argument("--version", action="version", version=f"segkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, cls, func) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if cls is not None:
             add_config_flags(p, cls)
         p.set_defaults(func=func)
     _extension_commands(sub)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command refuses abbreviated flags, including those other modules registered."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def user_message(error: SegkitError) -> str:

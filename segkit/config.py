@@ -88,6 +88,8 @@ class TrainConfig:
         _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
         if self.nproc < 0:
             raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
+        if self.lr > 10:
+            raise ConfigError(f"lr {self.lr:g} is far too large (at most 10; typical values are 1e-4 to 1e-2)")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (auto) or >= 0, got {self.num_workers}")
         lo, hi = self.scale_range

@@ -87,6 +87,10 @@ def _worker_init(_: int) -> None:
 
     cv2.setNumThreads(0)  # one OpenCV thread per worker; workers are the parallelism
     torch.set_num_threads(1)
+    # Ctrl-C and Kaggle's SIGTERM reach the whole process group: the main process alone decides
+    # (finish the step, save); a worker dying on the signal would break that clean stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLoader, DataLoader]:
@@ -250,7 +254,7 @@ def train_one_epoch(
             logits = model(image)  # (B, C, H, W)
             loss = loss_fn(logits, mask)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(_diverged_message(loss, optimizer, epoch, steps))
+            raise TrainingDiverged(_diverged_message(loss, optimizer, epoch, steps, precision.dtype is not None))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:
@@ -292,13 +296,26 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _diverged_message(loss: torch.Tensor, optimizer, epoch: int, step: int) -> str:
+def _diverged_message(loss: torch.Tensor, optimizer, epoch: int, step: int, amp_on: bool = False) -> str:
     lr = optimizer.param_groups[0]["lr"]
     return (
         f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step + 1} (lr {lr:.2e}). "
         "The last good checkpoint (last.pth, best_model.pth) is kept and was not overwritten. "
-        f"Try a lower --lr (e.g. {lr / 10:.1e}), --grad-clip 1.0, or --amp off; then --resume or start a new run."
+        f"Try a lower --lr (e.g. {lr / 10:.1e}), --grad-clip 1.0{', or --amp off' if amp_on else ''}; "
+        "then --resume or start a new run."
     )
+
+
+def _check_finite_weights(model: nn.Module, optimizer, epoch: int, step: int, precision: Precision) -> None:
+    """The last update can blow the weights up after a finite loss: never evaluate or save those."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        loss = torch.tensor(float("nan"))
+        raise TrainingDiverged(
+            _diverged_message(loss, optimizer, epoch, step - 1, precision.dtype is not None).replace(
+                "the training loss became nan", f"the weights became inf/nan ({bad[0]}, ...)"
+            )
+        )
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -507,6 +524,7 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
         _carry_partial_epoch(state, result)
         if not result["stopped_early"]:
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+        _check_finite_weights(model, optimizer, epoch, state["global_step"], precision)
         reason = stop_reason()
         state["elapsed_seconds"] = elapsed0 + budget.elapsed()
         row = _epoch_row(epoch, result, state)

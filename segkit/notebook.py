@@ -88,20 +88,31 @@ def unknown_parameters(cls: type, namespace: dict[str, Any], before: frozenset[s
     }
     cells = _parameter_cells(namespace.get("In"), valid)
     if cells is not None:
-        new &= set().union(*(_assigned_names(cell) for cell in cells))
+        new &= _assigned_names(cells[0]) | _assigned_names(cells[1])
     return sorted(new)
 
 
-def _parameter_cells(history: Any, valid: set[str]) -> list[str] | None:
-    """The latest parameters cell in IPython's `In` and papermill's injected cell right after it."""
+def injected_names(namespace: dict[str, Any], valid: set[str]) -> set[str]:
+    """The names papermill injected (`-p NAME VALUE`), read from IPython's input history."""
+    cells = _parameter_cells(namespace.get("In"), valid)
+    return _assigned_names(cells[1]) if cells is not None else set()
+
+
+def _parameter_cells(history: Any, valid: set[str]) -> tuple[str, str] | None:
+    """(latest parameters cell, papermill's injected cell right after it or "") in IPython's `In`."""
     if not isinstance(history, list):
         return None
     for i in range(len(history) - 1, -1, -1):
-        if len(_assigned_names(history[i]) & valid) * 2 >= len(valid):
-            following = history[i + 1 : i + 2]
-            # papermill writes its injected cell as "# Parameters" followed by `name = value` lines.
-            return [history[i]] + [c for c in following if c.lstrip().startswith("# Parameters")]
+        # The injected cell may hold many fields too; the parameters cell is the one before it.
+        if len(_assigned_names(history[i]) & valid) * 2 >= len(valid) and not _is_injected(history[i]):
+            following = history[i + 1] if i + 1 < len(history) else ""
+            return history[i], following if _is_injected(following) else ""
     return None
+
+
+def _is_injected(source: str) -> bool:
+    # papermill writes its cell as "# Parameters" followed by `name = value` lines.
+    return source.lstrip().startswith("# Parameters")
 
 
 def _assigned_names(source: str) -> set[str]:
@@ -122,10 +133,11 @@ def _assigned_names(source: str) -> set[str]:
 def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozenset[str]) -> Any:
     """Build the config from the notebook's globals: parameters cell plus papermill's injected cell.
 
-    Precedence, highest first: values that differ from the dataclass default (the user's), the
-    smoke overrides when `SEGKIT_SMOKE=1`, the preset (TrainConfig), the defaults. A value equal
-    to the default counts as not set, as on the command line: `-p epochs 20` with
-    `preset="cpu-quick"` gets the preset's epochs.
+    Precedence, highest first: the values the user set, the smoke overrides when
+    `SEGKIT_SMOKE=1`, the preset (TrainConfig), the defaults. Set means injected by papermill
+    (`-p epochs 20` wins over a preset, like `--epochs 20` on the command line) or, in the
+    parameters cell, different from the dataclass default: an edited value equal to the default
+    cannot be told from an untouched one, so a preset fills it.
 
     Args:
         cls: TrainConfig, EvalConfig, VisualizeConfig or ExploreConfig.
@@ -147,7 +159,7 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
             ) from None
     names = {f.name for f in fields(cls)}
     cfg = from_dict(cls, {k: v for k, v in namespace.items() if k in names})
-    explicit = {f.name for f in fields(cls) if getattr(cfg, f.name) != f.default}
+    explicit = {f.name for f in fields(cls) if getattr(cfg, f.name) != f.default} | injected_names(namespace, names)
     if smoke():
         overrides = {k: v for k, v in smoke_overrides(cls).items() if k not in explicit}
         if getattr(cfg, "resume", False):

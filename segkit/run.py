@@ -20,10 +20,10 @@ from torch import nn
 
 import segkit
 from segkit import runtime
-from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, unwrap
+from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, remove_stale_temp_files, unwrap
 from segkit.config import TrainConfig, from_dict, to_dict
 from segkit.data.transforms import MEAN, STD
-from segkit.errors import ConfigError
+from segkit.errors import ConfigError, SegkitError
 from segkit.labels import CLASS_NAMES, NUM_CLASSES
 from segkit.runtime import log
 
@@ -59,9 +59,23 @@ def git_commit() -> str | None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temporary file + rename)."""
+    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
+    _atomic_write(path, lambda f: f.write(text))
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write a text file through a temporary file + rename; disk errors become a clear message."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SegkitError(
+            f"could not write {path}: {e.strerror or e}. Earlier files in {path.parent} are intact; "
+            "free disk space or make the folder writable, then run again (with --resume if last.pth exists)."
+        ) from None
 
 
 def _json_default(obj: Any) -> Any:
@@ -74,18 +88,24 @@ def _json_default(obj: Any) -> Any:
 
 def write_history(path: Path, rows: list[dict]) -> None:
     """history.csv: one row per epoch (rewritten whole from the checkpointed history)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    def write(f) -> None:
         writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in HISTORY_COLUMNS})
-    os.replace(tmp, path)
+
+    _atomic_write(path, write)
+
+
+# A folder holds a run once training saved something; config.json and tb/ alone are a failed start.
+RUN_MARKERS = ("last.pth", "best_model.pth", "history.csv")
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run unless --resume or --overwrite says what to do."""
     existing = [n for n in RUN_FILES if (run_dir / n).exists()] + [d for d in RUN_DIRS if (run_dir / d).exists()]
+    if not any((run_dir / n).exists() for n in RUN_MARKERS) and not resume:
+        return  # nothing trained here yet (e.g. a start that failed on bad data): reuse the folder
     if resume:
         if not (run_dir / "last.pth").exists():
             raise ConfigError(
@@ -133,6 +153,9 @@ class Run:
 
         run_dir = Path(cfg.run_dir)
         prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)
+        if runtime.is_main() and run_dir.is_dir():
+            for stale in remove_stale_temp_files(run_dir):
+                log.warning("removed %s, left by an interrupted checkpoint write", stale.name)
         runtime.barrier()  # nobody reads the folder before rank 0 has cleaned it
         ckpt = None
         if cfg.resume:
@@ -381,7 +404,10 @@ def merge_resumed_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
             "--resume continues a run with its own settings, but these differ: " + "; ".join(clashes)
             + ". Drop them from the command, or start a new run with another --run-dir."
         )
-    updates = {name: getattr(cfg, name) for name in RESUMABLE_FIELDS}
+    # Settings left at their default keep the run's own value: `segkit train --run-dir R --resume`
+    # continues on the run's data for the run's epochs, not on the defaults.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    updates = {name: getattr(cfg, name) for name in RESUMABLE_FIELDS if getattr(cfg, name) != defaults[name]}
     return from_dict(TrainConfig, {**to_dict(saved_cfg), **updates, "resume": True, "overwrite": False})
 
 

@@ -202,9 +202,6 @@ def test_label_value_outside_the_table(data, tmp_path):
     assert str(label) in r.message and "(40;" in r.message and "0..33" in r.message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG data/cityscapes._check_label_ids: any value > 33 is called 'a trainId "
-                   "file' with the fix 'rename it *_labelTrainIds.png', though 40 is no trainId either (0..18, 255); "
-                   "renaming as told just moves the error")
 def test_label_value_outside_the_table_is_not_called_a_trainid_file(data, tmp_path):
     root = data()
     label = first(root / "gtFine" / "train", "*_labelIds.png")
@@ -279,9 +276,7 @@ def not_a_checkpoint(kind: str, trained: dict, tmp_path: Path) -> Path:
     ("state_dict", "found a bare state_dict"),
     ("truncated-1000", "truncated, corrupt"),
     ("truncated--100", "truncated, corrupt"),
-    pytest.param("truncated-5000", "truncated, corrupt", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG checkpoint.load_checkpoint: for some truncation points torch raises OSError "
-        "'[Errno 22] Invalid argument', which is not caught -> raw traceback"))),
+    pytest.param("truncated-5000", "truncated, corrupt"),
 ])
 def test_file_that_is_not_a_checkpoint(trained, tmp_path, kind, expected):
     path = not_a_checkpoint(kind, trained, tmp_path)
@@ -330,9 +325,6 @@ def test_checkpoint_whose_pickle_would_run_code_is_refused(trained, tmp_path, ho
 
 
 @pytest.mark.parametrize("how", ["predict", "encoder_weights"])
-@pytest.mark.xfail(strict=True, reason="BUG checkpoint.load_checkpoint and models/resnet.load_encoder_weights pass on "
-                   "torch's first line, which tells the user to re-run torch.load with weights_only=False (the "
-                   "one thing that runs the exploit), and do not name the blocked global (posix.system)")
 def test_refusal_names_the_blocked_code_and_does_not_suggest_weights_only_false(trained, tmp_path, how):
     evil = malicious_checkpoint(tmp_path / "evil.pth", tmp_path / "MARKER")
     message = entry_point(how, evil, trained, tmp_path).refused().message
@@ -381,8 +373,6 @@ def test_image_size_the_network_cannot_take_names_the_nearest_valid_one(trained,
     assert f"multiple of {2 ** int(depth)}" in r.message and f"try {nearest}" in r.message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.TrainConfig: lr=1e39 passes validation (> 0) but overflows float32 "
-                   "in the optimizer: raw 'RuntimeError: value cannot be converted to type float without overflow'")
 def test_lr_too_large_for_float32(trained, tmp_path):
     train(trained["root"], tmp_path / "run", "--lr", "1e39", "--optimizer", "sgd").refused()
 
@@ -467,9 +457,6 @@ def test_run_dir_holding_only_user_files_is_used_and_they_survive(trained, tmp_p
     assert (run_dir / "README.txt").read_text() == "my experiment" and (run_dir / "best_model.pth").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG run.Run.open: config.json, tb/ and figures/ are written before the data is "
-                   "listed, so a run that fails on bad data leaves a folder that the same command, once the data is "
-                   "fixed, refuses as 'already holds a run' (and --resume refuses: no last.pth)")
 def test_same_command_works_after_fixing_the_data(data, tmp_path):
     root = data()
     label = first(root / "gtFine" / "train", "*.png")

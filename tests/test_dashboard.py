@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from segkit import dashboard
 from segkit.dashboard import (
     AUTH_ENV,
     TOKEN_ENV,
@@ -24,6 +23,8 @@ from segkit.dashboard import (
     launch,
     open_tunnel,
     scrub,
+    server,
+    tunnel,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,9 +109,9 @@ def test_agent_echoing_the_token_is_scrubbed(sandbox: Path, monkeypatch, caplog,
 
 def test_pyngrok_debug_lines_with_credentials_are_redacted(sandbox: Path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    dashboard._guard_pyngrok_logs([TOKEN, PASSWORD, f"tester:{PASSWORD}"])
-    options = dashboard._auth_options(type("Cfg", (), {"config_version": "3"})(),
-                                      dashboard._Credentials("tester", PASSWORD))
+    tunnel._guard_pyngrok_logs([TOKEN, PASSWORD, f"tester:{PASSWORD}"])
+    options = tunnel._auth_options(type("Cfg", (), {"config_version": "3"})(),
+                                   tunnel._Credentials("tester", PASSWORD))
     logging.getLogger("pyngrok.ngrok").debug("Creating tunnel with options: %s", options)
     logging.getLogger("pyngrok.process.ngrok").error("Your authtoken: %s", TOKEN)
     assert caplog.text.count("[redacted]") == 2
@@ -136,12 +137,12 @@ def test_headless_run_gets_no_generated_password(sandbox: Path, monkeypatch) -> 
 
 
 def test_basic_auth_options_for_both_ngrok_config_versions() -> None:
-    creds = dashboard._Credentials("tester", "a-long-password")
-    v3 = dashboard._auth_options(type("Cfg", (), {"config_version": "3"})(), creds)
+    creds = tunnel._Credentials("tester", "a-long-password")
+    v3 = tunnel._auth_options(type("Cfg", (), {"config_version": "3"})(), creds)
     (rule,) = v3["traffic_policy"]["on_http_request"]
     assert rule["actions"] == [{"type": "basic-auth", "config": {"credentials": ["tester:a-long-password"]}}]
-    assert dashboard._auth_options(type("Cfg", (), {"config_version": "2"})(), creds) == {"auth": "tester:a-long-password"}
-    assert dashboard._auth_options(object(), None) == {}
+    assert tunnel._auth_options(type("Cfg", (), {"config_version": "2"})(), creds) == {"auth": "tester:a-long-password"}
+    assert tunnel._auth_options(object(), None) == {}
     assert "a-long-password" not in repr(creds)
 
 
@@ -228,7 +229,7 @@ def test_tensorboard_on_loopback_serves_scalars_reuses_and_stops_cleanly(tmp_pat
     finally:
         dash.stop()
     assert dash.process.poll() is not None and not group_alive(dash.process.pid)
-    assert dashboard._port_free(dash.port) and dashboard._port_free(other.port)
+    assert server._port_free(dash.port) and server._port_free(other.port)
     assert not (tmp_path / "run" / "dashboard.json").exists()
     same.stop()  # a reused server is not ours: nothing happens
 
@@ -259,7 +260,7 @@ def test_cli_public_failure_keeps_serving_locally_and_never_leaks_the_token(tmp_
     assert "error: no public link" in err
     assert_no_secret(out, err, under=tmp_path)
     port = int(info["url"].rsplit(":", 1)[1].strip("/"))
-    assert dashboard._port_free(port) and not info_file.exists()
+    assert server._port_free(port) and not info_file.exists()
 
 
 def test_cli_refuses_a_missing_logdir(tmp_path: Path, capsys) -> None:

@@ -19,11 +19,13 @@ from segkit.data.discover import KAGGLE_INPUT_ENV, DataRoots, find_data_roots
 from segkit.kaggle import (
     BundleError,
     bundle,
+    bundling,
     check_title,
     default_time_budget,
     find_resume_checkpoint,
     format_preflight,
     kaggle_username,
+    machine,
     preflight,
     prepare_chained_resume,
     session_elapsed_minutes,
@@ -154,7 +156,8 @@ def test_bundle_wheel_dataset(built: Path) -> None:
     assert meta["id"] == "tester/segkit-wheel" and 6 <= len(meta["title"]) <= 50 and meta["licenses"]
     (wheel,) = wheel_dir.glob("segkit-*-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("segkit/__init__.py", "segkit/kaggle.py", "segkit/cli.py", "segkit/data/discover.py"):
+    for module in ("segkit/__init__.py", "segkit/kaggle/__init__.py", "segkit/kaggle/bundling.py", "segkit/cli.py",
+                   "segkit/data/discover.py", "segkit/data/synthetic/__init__.py", "segkit/dashboard/__init__.py"):
         assert module in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
@@ -171,7 +174,7 @@ def test_bundle_holds_no_secrets(built: Path) -> None:
 
 def test_bundle_refuses_a_secret_in_the_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NGROK_AUTHTOKEN", SENTINELS["NGROK_AUTHTOKEN"])
-    monkeypatch.setattr(kaggle, "build_wheel", lambda dest, root=None: dest.mkdir(parents=True, exist_ok=True))
+    monkeypatch.setattr(bundling, "build_wheel", lambda dest, root=None: dest.mkdir(parents=True, exist_ok=True))
     notebook = write_standin_notebook(tmp_path / "nb.ipynb")
     with pytest.raises(BundleError, match="secret"):
         bundle(tmp_path / "out", {"run_dir": SENTINELS["NGROK_AUTHTOKEN"]}, username="tester", notebook=notebook)
@@ -191,7 +194,7 @@ def test_wheel_installs_offline_in_a_fresh_venv(built: Path, tmp_path: Path) -> 
     code = "import importlib.util as u; print(u.find_spec('segkit').submodule_search_locations[0])"
     found = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
                            cwd=tmp_path)  # not the checkout: python -c puts the cwd on sys.path
-    assert Path(found.stdout.strip()).is_relative_to(venv) and (Path(found.stdout.strip()) / "kaggle.py").is_file()
+    assert Path(found.stdout.strip()).is_relative_to(venv) and (Path(found.stdout.strip()) / "kaggle" / "__init__.py").is_file()
 
 
 def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
@@ -341,7 +344,7 @@ def test_format_preflight_shows_the_p100_remedy() -> None:
               "disk_path": "/kaggle/working", "disk_free_gb": 19.5, "time_left_minutes": 700.0,
               "gpus": [{"index": 0, "name": "Tesla P100-PCIE-16GB", "capability": "6.0", "memory_gb": 15.9,
                         "problem": unsupported_gpu_message((6, 0), CURRENT_ARCHS, "Tesla P100-PCIE-16GB")}]}
-    report["problems"] = kaggle._problems(report)
+    report["problems"] = machine._problems(report)
     text = format_preflight(report)
     assert "sm_60" in text and "NOT SUPPORTED" in text and "PROBLEM:" in text and "GPU T4 x2" in text
 

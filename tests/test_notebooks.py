@@ -19,10 +19,18 @@ import nbformat
 import pytest
 
 import segkit.notebook as snb
-from segkit.config import EvalConfig, ExploreConfig, TrainConfig, VisualizeConfig, field_help
+from segkit.config import (
+    PRESETS,
+    EvalConfig,
+    ExploreConfig,
+    TrainConfig,
+    VisualizeConfig,
+    field_help,
+)
 from segkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+QUICK = PRESETS["cpu-quick"]["fields"]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = {
     "01_explore_data": ExploreConfig,
@@ -122,6 +130,17 @@ def test_only_the_parameter_cells_count_in_a_kernel():
         snb.config_from_namespace(TrainConfig, namespace, before)
 
 
+def test_injected_values_count_as_set_even_when_equal_to_the_default(monkeypatch):
+    monkeypatch.setenv(snb.SMOKE_ENV, "0")
+    params = snb.parameters_source(TrainConfig).replace("preset: str = ''", "preset: str = 'cpu-quick'")
+    namespace, before = _namespace(In=["", "import segkit", params, "# Parameters\nepochs = 20\n"], preset="cpu-quick",
+                                   epochs=20)
+    cfg = snb.config_from_namespace(TrainConfig, namespace, before)
+    assert (cfg.epochs, cfg.base_channels) == (20, QUICK["base_channels"])  # -p epochs 20 kept, the rest preset
+    namespace["In"] = namespace["In"][:-1]  # no -p: 20 is the default, the preset's 200 fills it
+    assert snb.config_from_namespace(TrainConfig, namespace, before).epochs == QUICK["epochs"]
+
+
 def test_ill_typed_parameter_fails_with_the_config_message():
     namespace, before = _namespace(epochs="ten")
     with pytest.raises(ConfigError, match="epochs must be an integer, got 'ten'"):
@@ -132,7 +151,7 @@ def test_explicit_values_beat_the_preset(monkeypatch):
     monkeypatch.setenv(snb.SMOKE_ENV, "0")
     namespace, before = _namespace(preset="cpu-quick", epochs=5, image_size="64x128")
     cfg = snb.config_from_namespace(TrainConfig, namespace, before)
-    assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (5, (64, 128), 16, 3e-3)
+    assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (5, (64, 128), QUICK["base_channels"], QUICK["lr"])
 
 
 def test_smoke_shrinks_what_was_not_set(monkeypatch, tmp_path):

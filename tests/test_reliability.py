@@ -188,9 +188,6 @@ def test_resume_after_sigterm_continues_from_that_step(sigterm_run):
     assert load_checkpoint(run_dir / "best_model.pth")["epoch"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli.cmd_train: the printed hint 'segkit train --run-dir R --resume' "
-                   "resumes with the default data_root ('' = auto/synthetic) and epochs (20), not the run's own; "
-                   "run.merge_resumed_config takes every RESUMABLE_FIELDS value from the command even when not given")
 def test_the_printed_resume_hint_keeps_the_runs_data_and_epochs(sigterm_run):
     from segkit.cli import build_parser, config_from_args
     from segkit.config import TrainConfig
@@ -249,8 +246,6 @@ def test_ctrl_c_with_workers_saves_a_checkpoint_and_exits_cleanly(ctrl_c_run):
     assert ctrl_c_run["leftovers"] == []  # no orphaned DataLoader workers
 
 
-@pytest.mark.xfail(strict=True, reason="BUG engine._StopFlag: forked DataLoader workers inherit the handler, so one "
-                   "Ctrl-C logs 'SIGINT received' once per process (3x with --num-workers 2)")
 def test_ctrl_c_is_announced_once(ctrl_c_run):
     assert ctrl_c_run["proc"].err.count("SIGINT received") == 1
 
@@ -326,9 +321,6 @@ def test_kill_9_during_checkpoint_write_keeps_the_previous_checkpoints(killed_wh
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG checkpoint.atomic_save / run.Run.open: a temp file left by a killed "
-                   "write (.last.pth.*.tmp, as large as the checkpoint) is never removed, not even by --resume; "
-                   "each interrupted save leaks ~checkpoint-size of disk")
 def test_stray_checkpoint_temp_files_are_cleaned_on_resume(killed_while_saving):
     run_dir = killed_while_saving["run_dir"]
     if not (run_dir / "history.csv").exists() or history_epochs(run_dir) != [0, 1, 2]:
@@ -361,9 +353,6 @@ def test_diverging_loss_stops_with_lr_step_and_hints(diverged):
         assert all_finite(load_checkpoint(run_dir / name)), name  # no nan/inf weights written
 
 
-@pytest.mark.xfail(strict=True, reason="BUG engine._fit: only the loss before each update is checked, so the update "
-                   "of an epoch's last step can blow the weights up and they are still evaluated and saved as "
-                   "last.pth/best_model.pth ('the last good checkpoint'), which then predict nan")
 def test_the_checkpoints_kept_after_divergence_still_predict(diverged):
     image = min((diverged["data"] / "leftImg8bit" / "val").rglob("*.png"))
     from segkit.data.cityscapes import read_image
@@ -419,8 +408,6 @@ def test_disk_full_mid_run_gives_a_clear_error_and_keeps_the_checkpoint(data6, t
     assert history_epochs(run_dir) == [0]  # history.csv still matches last.pth
 
 
-@pytest.mark.xfail(strict=True, reason="BUG run.write_json (and run.write_history): an OSError (disk full, EFBIG, "
-                   "read-only dir) escapes as a raw traceback instead of a SegkitError, and leaves .config.json.tmp")
 def test_unwritable_run_dir_at_start_gives_a_clear_error(data6, tmp_path):
     proc = run(train_args(data6, tmp_path / "run", "--epochs", "1"), tmp_path / "full", preexec_fn=file_size_limit(1000))
     assert proc.popen.returncode == 2, proc.err[-3000:]

@@ -134,14 +134,15 @@ def load_encoder_weights(encoder: ResNetEncoder, path: str | Path, depth: int) -
     expected = RESNET_SPECS[depth][2]
     hint = (f"expected torchvision's resnet{depth} ImageNet file {expected} "
             f"({WEIGHTS_URL}{expected}; on Kaggle attach it as a dataset and pass its path)")
+    from segkit.checkpoint import safe_load
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"encoder weights file {path} not found; {hint}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        # Truncated zips, non-tensor pickles refused by weights_only, unreadable files.
-        raise CheckpointError(f"cannot read encoder weights {path}: {exc}; {hint}") from exc
+        state = safe_load(path, "cpu", what="encoder weights file")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} {hint}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state_dict; {hint}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -1,0 +1,334 @@
+"""The kernel bundle: the 02_train notebook with parameters injected and an offline install cell,
+kernel-metadata.json, and segkit as a wheel in a dataset folder."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from segkit.errors import SegkitError
+
+log = logging.getLogger("segkit")
+
+WHEEL_DATASET = "segkit-wheel"  # dataset slug of the segkit wheel, <username>/segkit-wheel
+DEFAULT_TITLE = "segkit cityscapes train"
+DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"
+CODE_FILE = "02_train.ipynb"
+# Values that must never end up in a bundle (checked after writing it).
+SECRET_ENV = ("KAGGLE_KEY", "NGROK_AUTHTOKEN", "NGROK_API_KEY", "SEGKIT_DASHBOARD_AUTH")
+INSTALL_CELL = '''\
+# Kaggle kernels run without internet: install segkit from the attached segkit-wheel dataset.
+import glob, os, subprocess, sys
+if os.path.isdir("/kaggle/input"):
+    wheels = sorted(glob.glob("/kaggle/input/segkit-wheel/*.whl")
+                    + glob.glob("/kaggle/input/datasets/*/segkit-wheel/*.whl"))
+    assert wheels, "attach the segkit-wheel dataset to this notebook (see kaggle/README.md)"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
+                    os.path.dirname(wheels[-1]), "segkit"], check=True)'''
+
+
+class BundleError(SegkitError):
+    """The kernel bundle cannot be written as asked; the message says how to fix it."""
+
+
+# ----------------------------------------------------------------------------- bundle: names
+
+
+def slugify(title: str) -> str:
+    """Kaggle's slug of a title: ASCII, lowercase, runs of other characters -> '-', trimmed."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+
+
+def check_title(title: str) -> str:
+    """Validate a kernel title (5-50 characters, slug of at least 5) and return its slug."""
+    slug = slugify(title)
+    if not 5 <= len(title.strip()) <= 50 or len(slug) < 5:
+        raise BundleError(
+            f"kernel title {title!r} must have 5-50 characters and a slug (lowercase letters/digits, '-' between) "
+            f"of at least 5; its slug is {slug!r}. Try e.g. --title 'segkit {title.strip() or 'cityscapes'} train'"
+        )
+    return slug
+
+
+def check_ref(ref: str, what: str) -> str:
+    """`owner/slug` references (datasets, kernels): exactly one '/', both parts non-empty."""
+    owner, sep, slug = ref.partition("/")
+    if not sep or not owner or not slug or "/" in slug or slug != slugify(slug):
+        raise BundleError(f"{what} {ref!r} must look like owner/slug (as in kaggle.com/.../owner/slug), "
+                          f"lowercase with '-' between words, e.g. {owner or 'someone'}/{slugify(slug or ref) or 'name'}")
+    return ref
+
+
+def kaggle_username(explicit: str | None = None) -> str:
+    """--username, else $KAGGLE_USERNAME, else the username field of kaggle.json (the key is not read)."""
+    if explicit:
+        return explicit
+    if os.environ.get("KAGGLE_USERNAME"):
+        return os.environ["KAGGLE_USERNAME"]
+    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    path = config_dir / "kaggle.json"
+    try:
+        username = json.loads(path.read_text()).get("username")
+    except (OSError, ValueError, AttributeError):
+        username = None
+    if not username:
+        raise BundleError(f"no Kaggle username: pass --username NAME, set KAGGLE_USERNAME, or create {path} "
+                          "(kaggle.com > Settings > API > Create New Token)")
+    return str(username)
+
+
+# ----------------------------------------------------------------------------- bundle: parts
+
+
+def repo_root() -> Path:
+    """The segkit source checkout (pyproject.toml, notebooks/, kaggle/); a wheel install has none."""
+    root = Path(__file__).resolve().parents[2]  # segkit/kaggle/bundling.py -> the checkout
+    if not (root / "pyproject.toml").is_file() or not (root / "kaggle").is_dir():
+        raise BundleError(f"the bundle is built from a segkit source checkout, but {root} has no pyproject.toml "
+                          "and kaggle/: run it from a clone of the repository (pip install -e .)")
+    return root
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """Notebook parameters from a .json or .yaml file (a mapping of name -> literal)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BundleError(f"--params {path}: cannot read it ({e.strerror})") from None
+    params = _parse_params(text, path)
+    if not isinstance(params, dict):
+        raise BundleError(f"--params {path} must hold a mapping name: value, found {type(params).__name__}")
+    return params
+
+
+def _parse_params(text: str, path: Path) -> Any:
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise BundleError(f"--params {path} is not valid YAML: {e}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise BundleError(f"--params {path} is not valid JSON ({e}); use .yaml/.yml for YAML") from None
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    """The names assigned in the notebook's `parameters` cell.
+
+    Read with `ast` rather than `papermill.inspect_notebook`, whose line parser skips lines
+    with a ';' in their comment (and would make valid names look unknown).
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        raise BundleError(f"{notebook} has no cell tagged 'parameters' (papermill needs one to inject values)")
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as e:
+        raise BundleError(f"the parameters cell of {notebook} is not valid Python: {e}") from None
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def check_params(params: dict[str, Any], known: set[str], notebook: Path) -> None:
+    """Unknown names fail (papermill itself would only warn and the kernel would ignore them)."""
+    for name in params:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise BundleError(f"unknown notebook parameter {name!r} for {notebook.name}{hint} "
+                              f"Known: {', '.join(sorted(known))}")
+
+
+def prepare_notebook(source: Path, target: Path, params: dict[str, Any]) -> None:
+    """papermill --prepare-only (parameters injected, nothing run), then the offline install cell."""
+    import nbformat
+    import papermill
+
+    papermill.execute_notebook(str(source), str(target), parameters=params, prepare_only=True,
+                               progress_bar=False, log_output=False)
+    nb = nbformat.read(str(target), as_version=4)
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+    cell = nbformat.v4.new_code_cell(INSTALL_CELL, metadata={"tags": ["segkit-install"]})
+    nb.cells.insert(first_code, cell)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    # Local paths of the machine that built the bundle are no business of the kernel.
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
+    nbformat.write(nb, str(target))
+
+
+def build_wheel(dest: Path, root: Path | None = None) -> Path:
+    """A segkit wheel built offline (`pip wheel --no-deps --no-build-isolation --no-index`).
+
+    The sources are copied to a temporary folder first, so the checkout gets no build/ or
+    egg-info/ and a stale build can't leak into the wheel.
+    """
+    root = root or repo_root()
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("segkit-*.whl"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="segkit-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(root / "segkit", src / "segkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (root / name).is_file():
+                shutil.copy2(root / name, src / name)
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+               "--disable-pip-version-check", "-q", "-w", str(dest), str(src)]
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env_without_secrets())
+    wheels = sorted(dest.glob("segkit-*.whl"))
+    if result.returncode != 0 or not wheels:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise BundleError(f"building the segkit wheel failed (exit {result.returncode}):\n{tail}\n"
+                          "It needs setuptools in this environment: pip install 'setuptools>=68' wheel")
+    return wheels[-1]
+
+
+def _env_without_secrets() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+
+
+def _template(root: Path, name: str) -> dict[str, Any]:
+    path = root / "kaggle" / name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BundleError(f"template {path} is missing or not JSON ({e}); restore it from git") from None
+
+
+def validate_kernel_metadata(meta: dict[str, Any], folder: Path) -> list[str]:
+    """What `kaggle kernels push` would reject or warn about (empty list = valid).
+
+    Args:
+        meta: The kernel-metadata.json content.
+        folder: The kernel folder (code_file is relative to it).
+    """
+    problems = []
+    owner, _, slug = str(meta.get("id", "")).partition("/")
+    title = str(meta.get("title", ""))
+    if not owner or not slug or len(slug) < 5:
+        problems.append(f"id {meta.get('id')!r} must be owner/slug with a slug of at least 5 characters")
+    if not 5 <= len(title) <= 50 or slugify(title) != slug:
+        problems.append(f"title {title!r} must have 5-50 characters and slugify to the id's slug {slug!r}")
+    if not (folder / str(meta.get("code_file", ""))).is_file():
+        problems.append(f"code_file {meta.get('code_file')!r} not found in {folder}")
+    expected = {"language": "python", "kernel_type": "notebook"}
+    problems += [f"{k} must be {v!r}" for k, v in expected.items() if meta.get(k) != v]
+    problems += [f"{k} must be true/false" for k in ("is_private", "enable_gpu", "enable_internet")
+                 if not isinstance(meta.get(k), bool)]
+    for key in ("dataset_sources", "kernel_sources"):
+        refs = meta.get(key, [])
+        problems += [f"{key}: {r!r} is not owner/slug" for r in refs if str(r).count("/") != 1]
+    return problems
+
+
+def _check_no_secrets(out: Path) -> None:
+    """A bundle is uploaded to Kaggle: refuse (and remove) it if any secret value ended up inside."""
+    values = [os.environ[k] for k in SECRET_ENV if len(os.environ.get(k, "")) >= 6]
+    if not values:
+        return
+    for path in out.rglob("*"):
+        if path.is_file() and any(v.encode() in path.read_bytes() for v in values):
+            shutil.rmtree(out / "kernel", ignore_errors=True)
+            raise BundleError(f"a secret from the environment ended up in {path}; the bundle was removed. "
+                              "Secrets belong in Kaggle Secrets, never in parameters or notebooks")
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+def bundle(
+    out: Path,
+    params: dict[str, Any] | None = None,
+    title: str = DEFAULT_TITLE,
+    datasets: list[str] | None = None,
+    resume_from: str | None = None,
+    username: str | None = None,
+    enable_gpu: bool = True,
+    enable_internet: bool = False,
+    machine_shape: str = DEFAULT_MACHINE_SHAPE,
+    notebook: Path | None = None,
+) -> Path:
+    """Write a Kaggle kernel push folder and the segkit wheel dataset folder.
+
+    Args:
+        out: Output folder; gets `kernel/` (02_train.ipynb + kernel-metadata.json) and
+            `segkit-wheel/` (the wheel + dataset-metadata.json).
+        params: Notebook parameters to inject (names must exist in the parameters cell).
+        title: Kernel title; its slug is the kernel id's slug.
+        datasets: Cityscapes dataset references (owner/slug) to attach.
+        resume_from: A previous kernel (owner/slug) whose output is attached and resumed.
+        username: Kaggle username (else $KAGGLE_USERNAME or kaggle.json).
+        enable_gpu: Request a GPU.
+        enable_internet: Internet in the kernel (not needed: segkit installs offline).
+        machine_shape: Kaggle machine shape, e.g. NvidiaTeslaT4 (T4 x2).
+        notebook: The notebook to bundle; default the repository's notebooks/02_train.ipynb.
+
+    Returns:
+        `out`.
+    """
+    user, slug = kaggle_username(username), check_title(title)
+    datasets = [check_ref(d, "dataset") for d in (datasets or [])]
+    kernel_sources = [check_ref(resume_from, "--resume-from kernel")] if resume_from else []
+    root = repo_root()
+    notebook = Path(notebook) if notebook else root / "notebooks" / CODE_FILE
+    if not notebook.is_file():
+        raise BundleError(f"notebook {notebook} not found; pass notebook= / --notebook")
+    params = _bundle_params(notebook, dict(params or {}), bool(resume_from))
+    if not datasets:
+        log.warning("no --datasets: the kernel will find no Cityscapes data and train on SYNTHETIC data")
+    out = Path(out)
+    kernel_dir, wheel_dir = out / "kernel", out / WHEEL_DATASET
+    kernel_dir.mkdir(parents=True, exist_ok=True)
+    prepare_notebook(notebook, kernel_dir / CODE_FILE, params)
+    meta = {**_template(root, "kernel-metadata.template.json"), "id": f"{user}/{slug}", "title": title.strip(),
+            "code_file": CODE_FILE, "enable_gpu": enable_gpu, "enable_internet": enable_internet,
+            "machine_shape": machine_shape, "dataset_sources": datasets + [f"{user}/{WHEEL_DATASET}"],
+            "kernel_sources": kernel_sources}
+    problems = validate_kernel_metadata(meta, kernel_dir)
+    if problems:
+        raise BundleError("kernel-metadata.json would be rejected: " + "; ".join(problems))
+    _write_json(kernel_dir / "kernel-metadata.json", meta)
+    build_wheel(wheel_dir, root)
+    dataset_meta = {**_template(root, "dataset-metadata.template.json"), "id": f"{user}/{WHEEL_DATASET}"}
+    _write_json(wheel_dir / "dataset-metadata.json", dataset_meta)
+    _check_no_secrets(out)
+    return out
+
+
+def _bundle_params(notebook: Path, params: dict[str, Any], chained: bool) -> dict[str, Any]:
+    known = notebook_parameters(notebook)
+    check_params(params, known, notebook)
+    if chained and "resume" in known:
+        params.setdefault("resume", True)  # the chained kernel continues the attached run
+    elif chained:
+        log.warning("%s has no 'resume' parameter: the chained kernel cannot resume", notebook.name)
+    return params
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,63 @@
+"""`segkit kaggle preflight` and `segkit kaggle bundle`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from segkit.kaggle.bundling import (
+    DEFAULT_MACHINE_SHAPE,
+    DEFAULT_TITLE,
+    WHEEL_DATASET,
+    bundle,
+    load_params,
+)
+from segkit.kaggle.machine import format_preflight, preflight
+
+
+def register_cli(sub: Any) -> None:
+    """`segkit kaggle preflight` and `segkit kaggle bundle --out DIR ...`."""
+    from segkit import kaggle  # the package docstring is the command's description
+
+    p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=kaggle.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ksub = p.add_subparsers(dest="kaggle_command", required=True, metavar="{preflight,bundle}")
+    pre = ksub.add_parser("preflight", help="GPU/torch/CUDA, CPU, RAM, disk, session time; problems with fixes")
+    pre.add_argument("--json", action="store_true", help="print the report as JSON")
+    pre.set_defaults(func=cmd_preflight)
+    b = ksub.add_parser("bundle", help="write a kernel push folder + the segkit wheel dataset folder")
+    b.add_argument("--out", type=Path, default=Path("runs/kaggle-bundle"), help="output folder (default: runs/kaggle-bundle)")
+    b.add_argument("--params", type=Path, help="notebook parameters, .json or .yaml (names of 02_train's parameters cell)")
+    b.add_argument("--title", default=DEFAULT_TITLE, help=f"kernel title, 5-50 characters (default: {DEFAULT_TITLE!r})")
+    b.add_argument("--datasets", nargs="*", default=[], metavar="OWNER/SLUG", help="Cityscapes datasets to attach")
+    b.add_argument("--resume-from", metavar="OWNER/KERNEL", help="chain: attach this kernel's output and resume it")
+    b.add_argument("--username", help="Kaggle username (default: $KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
+    b.add_argument("--no-gpu", dest="enable_gpu", action="store_false", help="CPU kernel")
+    b.add_argument("--internet", dest="enable_internet", action="store_true", help="internet on in the kernel")
+    b.add_argument("--machine-shape", default=DEFAULT_MACHINE_SHAPE, help=f"default: {DEFAULT_MACHINE_SHAPE} (T4 x2)")
+    b.add_argument("--notebook", type=Path, help="notebook to bundle (default: notebooks/02_train.ipynb)")
+    b.set_defaults(func=cmd_bundle)
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is wrong, 1 when a problem was found (printed with its fix)."""
+    report = preflight()
+    print(json.dumps(report, indent=2) if args.json else format_preflight(report))
+    return 1 if report["problems"] else 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Write the bundle and print the kaggle commands that upload it."""
+    params = load_params(args.params) if args.params else {}
+    out = bundle(args.out, params, args.title, args.datasets, args.resume_from, args.username,
+                 args.enable_gpu, args.enable_internet, args.machine_shape, args.notebook)
+    meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
+    print(f"wrote {out / 'kernel'} (kernel {meta['id']}) and {out / WHEEL_DATASET}. Next:\n"
+          f"  kaggle datasets create -p {out / WHEEL_DATASET}   (later: kaggle datasets version -p "
+          f"{out / WHEEL_DATASET} -m 'segkit update')\n"
+          f"  kaggle kernels push -p {out / 'kernel'}\n"
+          f"  kaggle kernels status {meta['id']}\n"
+          f"  kaggle kernels output {meta['id']} -p runs/kaggle-output")
+    return 0
