@@ -87,10 +87,9 @@ def _worker_init(_: int) -> None:
 
     cv2.setNumThreads(0)  # one OpenCV thread per worker; workers are the parallelism
     torch.set_num_threads(1)
-    # Ctrl-C and Kaggle's SIGTERM reach the whole process group: the main process alone decides
-    # (finish the step, save); a worker dying on the signal would break that clean stop.
+    # Ctrl-C reaches the whole process group: the main process alone decides (finish the step,
+    # save). SIGTERM keeps torch's worker handler (exit 0), so multiprocessing can still stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLoader, DataLoader]:
@@ -229,11 +228,15 @@ def train_one_epoch(
     epoch: int,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[dict], None] | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
     grad_clip: float = 0.0,
     log_every: int = 20,
     channels_last: bool = False,
 ) -> dict:
     """Train for one epoch (or until `should_stop()` is true after a step).
+
+    `interrupted()` (a signal arrived) also ends the epoch when the DataLoader fails because the
+    same signal stopped its workers.
 
     Returns:
         {"train_loss", "steps", "images", "seconds", "images_per_sec", "lr", "stopped_early"}.
@@ -245,7 +248,7 @@ def train_one_epoch(
     start = time.perf_counter()
     n_batches = len(loader)
     stopped = False
-    for batch in runtime.progress(loader, n_batches, f"epoch {epoch}"):
+    for batch in _batches(loader, n_batches, epoch, interrupted):
         image = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
         mask = batch["mask"].to(device, non_blocking=True)  # (B, H, W)
         if channels_last:
@@ -274,12 +277,27 @@ def train_one_epoch(
         if runtime.any_rank(should_stop(), device):
             stopped = steps < n_batches
             break
+    stopped = stopped or (interrupted() and steps < n_batches)
     seconds = time.perf_counter() - start
     return {
         "train_loss": float(total_loss / max(1, steps)), "steps": steps, "images": images, "seconds": seconds,
         "images_per_sec": images * runtime.world_size() / max(seconds, 1e-9),
         "lr": optimizer.param_groups[0]["lr"], "stopped_early": stopped,
     }
+
+
+def _batches(loader: DataLoader, n_batches: int, epoch: int, interrupted: Callable[[], bool]) -> Iterator[dict]:
+    """The loader's batches; ends quietly if a signal took the workers down (SIGTERM to the group)."""
+    iterator = runtime.progress(loader, n_batches, f"epoch {epoch}")
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError:
+            if interrupted():
+                return
+            raise
 
 
 def _log_line(epoch: int, step: int, total: int, loss: torch.Tensor, optimizer, images: int, start: float) -> None:
@@ -517,7 +535,7 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
 
         result = train_one_epoch(
             ddp_model, train_loader, loss_fn, optimizer, scheduler, scaler, device, precision, epoch,
-            should_stop, on_step, cfg.grad_clip, cfg.log_every, run.channels_last,
+            should_stop, on_step, lambda: bool(flag.reason), cfg.grad_clip, cfg.log_every, run.channels_last,
         )
         state["global_step"] += result["steps"]
         state["step_in_epoch"] += result["steps"]
@@ -548,7 +566,8 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
         if reason is not None:
             status = reason
             break
-    return run.finish(model, val_loader, device, precision, state, status)
+    seconds_left = budget.seconds - budget.elapsed() if budget.seconds else None
+    return run.finish(model, val_loader, device, precision, state, status, seconds_left)
 
 
 def _carry_partial_epoch(state: dict, result: dict) -> None:

@@ -337,12 +337,18 @@ class Run:
 
     # ------------------------------------------------------------------ the end
 
-    def finish(self, model, val_loader, device, precision, state: dict, status: str) -> dict:
-        """Official-protocol evaluation of best_model.pth -> metrics.json; the resume hint if stopped."""
+    def finish(self, model, val_loader, device, precision, state: dict, status: str,
+               seconds_left: float | None = None) -> dict:
+        """Official-protocol evaluation of best_model.pth -> metrics.json; the resume hint if stopped.
+
+        With a time budget, the official evaluation runs only if it fits in what is left (it is
+        estimated from one image); otherwise metrics.json keeps the best model's training-size
+        numbers, labelled so in its protocol, and the log says how to get the official ones.
+        """
         metrics = None
         best = self.run_dir / "best_model.pth"
         if best.exists() and state["history"]:
-            metrics = self.final_metrics(best, device)
+            metrics = self.final_metrics(best, device, seconds_left)
         if runtime.is_main():
             if metrics is not None:
                 write_json(self.run_dir / "metrics.json", metrics)
@@ -355,7 +361,7 @@ class Run:
         return {"run_dir": str(self.run_dir), "status": status, "epochs_done": state["epoch"],
                 "best_miou": state["best_miou"], "metrics": metrics, "history": state["history"]}
 
-    def final_metrics(self, best: Path, device) -> dict:
+    def final_metrics(self, best: Path, device, seconds_left: float | None = None) -> dict:
         """Evaluate the best weights at the label files' own resolution (the headline number)."""
         from segkit.checkpoint import model_from_checkpoint
         from segkit.data.cityscapes import CityscapesDataset
@@ -369,9 +375,19 @@ class Run:
         samples = list_samples(self.roots, "val")
         samples = samples[: self.cfg.max_val_images] if self.cfg.max_val_images else samples
         ds = CityscapesDataset(samples, eval_transform(None), label_resolution=True)
+        precision = runtime.resolve_precision(self.cfg.amp, device)
+        if seconds_left is not None and ckpt.get("metrics"):
+            probe = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, [0]), batch_size=1, collate_fn=collate)
+            estimate = evaluate(model, probe, device, self.cfg.image_size, precision)["seconds"] * len(samples) / runtime.world_size()
+            if runtime.any_rank(estimate > seconds_left + 60, device):
+                log.warning("the official evaluation (%d val images at the label files' resolution, about %.0f s) "
+                            "does not fit in the time budget: metrics.json holds the best model's %s-resolution "
+                            "numbers. Official numbers: segkit evaluate --checkpoint %s", len(samples), estimate,
+                            self.cfg.eval_resolution, best)
+                return {**ckpt["metrics"], "epoch": ckpt.get("epoch"), "checkpoint": str(best)}
         sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size(), pad=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=1, sampler=sampler, collate_fn=collate)
-        ev = evaluate(model, loader, device, self.cfg.image_size, runtime.resolve_precision(self.cfg.amp, device))
+        ev = evaluate(model, loader, device, self.cfg.image_size, precision)
         summary = ev["confusion"].summary(CLASS_NAMES, self.protocol(ev["images"], resolution="label"))
         summary["epoch"] = ckpt.get("epoch")
         summary["checkpoint"] = str(best)
