@@ -14,7 +14,7 @@ import io
 import tokenize
 import typing
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
 from segkit.errors import ConfigError
@@ -88,8 +88,8 @@ class TrainConfig:
         _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
         if self.nproc < 0:
             raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
-        if self.lr > 10:
-            raise ConfigError(f"lr {self.lr:g} is far too large (at most 10; typical values are 1e-4 to 1e-2)")
+        if not self.lr < 3.4e38:  # must fit the optimizer's float32 state
+            raise ConfigError(f"lr {self.lr:g} does not fit in float32 (max 3.4e38); typical values are 1e-4 to 1e-2")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (auto) or >= 0, got {self.num_workers}")
         lo, hi = self.scale_range
@@ -301,7 +301,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_help(cls: type) -> dict[str, str]:
     """The trailing `# comment` of each field in the class source: the help text."""
     source = inspect.getsource(cls)
@@ -346,8 +346,8 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
         return int(value)
     if typ is float:
         try:
-            if isinstance(value, bool):
-                raise ValueError
+            if isinstance(value, bool):  # float(True) would quietly be 1.0
+                raise TypeError
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, got {value!r} ({type(value).__name__})") from None

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from segkit import runtime
 from segkit.config import TrainConfig
+from segkit.data.loaders import EpochSampler, build_cache, build_loaders
 from segkit.errors import SegkitError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 from segkit.metrics import ConfusionMatrix
@@ -31,130 +32,6 @@ from segkit.runtime import Precision, log
 
 class TrainingDiverged(SegkitError):
     """The loss became NaN or infinite."""
-
-
-# ----------------------------------------------------------------------------- data order
-
-
-class EpochSampler(Sampler):
-    """Deterministic order per (seed, epoch), sharded across torchrun ranks, resumable mid-epoch.
-
-    Yields (index, augmentation seed) pairs so that every sample's augmentation depends only on
-    (seed, epoch, position) — not on worker count or on where a run was interrupted.
-    """
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, pad: bool = True) -> None:
-        self.n, self.seed, self.shuffle, self.rank, self.world, self.pad = n, seed, shuffle, rank, world, pad
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0, batch_size: int = 1) -> None:
-        """Select the epoch's order and skip the batches already done (resume)."""
-        self.epoch, self.start = epoch, start_batch * batch_size
-
-    def _order(self) -> list[int]:
-        if not self.shuffle:
-            order = list(range(self.n))
-        else:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        # Training pads so every rank takes the same number of steps; evaluation must not count an
-        # image twice (ranks may then hold one image more or less: evaluate has no collectives per batch).
-        if self.world > 1 and self.pad:
-            order += order[: (-len(order)) % self.world]
-        return order[self.rank :: self.world]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for pos, idx in enumerate(self._order()):
-            if pos >= self.start:
-                yield idx, (self.seed * 1_000_003 + self.epoch * 10_007 + pos * self.world + self.rank) % 2**31
-
-    def __len__(self) -> int:
-        return max(0, len(self._order()) - self.start)
-
-
-def collate(batch: list[dict]) -> dict:
-    """Stack images and masks; keep lists when sizes differ (label-resolution validation)."""
-    out: dict[str, Any] = {"name": [b["name"] for b in batch]}
-    for key in ("image", "mask"):
-        items = [b[key] for b in batch]
-        same = all(t.shape == items[0].shape for t in items)
-        out[key] = torch.stack(items) if same else items
-    return out
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(0)  # one OpenCV thread per worker; workers are the parallelism
-    torch.set_num_threads(1)
-    # Ctrl-C reaches the whole process group: the main process alone decides (finish the step,
-    # save). SIGTERM keeps torch's worker handler (exit 0), so multiprocessing can still stop us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLoader, DataLoader]:
-    """Train loader (augmented, EpochSampler) and validation loader (official-size masks)."""
-    from segkit.data.cache import CachedDataset
-    from segkit.data.cityscapes import CityscapesDataset
-    from segkit.data.discover import list_samples
-    from segkit.data.transforms import eval_transform, train_transform
-
-    train_samples = _limit(list_samples(roots, "train"), cfg.max_train_images)
-    val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
-    if len(train_samples) < cfg.batch_size * runtime.world_size():
-        log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    transform = train_transform(cfg.image_size, cfg.scale_range)
-    cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
-    train_ds = CachedDataset(cache, "train", transform, train_samples) if cache else CityscapesDataset(train_samples, transform)
-    label_res = cfg.eval_resolution == "label"
-    val_cache = None if label_res else _find_cache(cfg, val_samples)
-    val_ds = (CachedDataset(val_cache, "val", eval_transform(None), val_samples) if val_cache else
-              CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res))
-    workers = runtime.default_num_workers(cfg.num_workers)
-    common = dict(
-        num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate,
-        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None,
-    )
-    sampler = EpochSampler(len(train_ds), cfg.seed, True, runtime.rank(), runtime.world_size())
-    # drop_last keeps BatchNorm away from batches of one; a generator keeps the global RNG untouched.
-    train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
-                       generator=torch.Generator().manual_seed(cfg.seed), **common)
-    val_sampler = EpochSampler(len(val_ds), cfg.seed, False, runtime.rank(), runtime.world_size(), pad=False)
-    val = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, **common)
-    return train, val
-
-
-def _find_cache(cfg: TrainConfig, samples: list):
-    """The matching `segkit prepare` cache folder, or None (cache "off", none built, or stale: logged)."""
-    from segkit.data.cache import find_cache
-
-    if cfg.cache == "off":
-        return None
-    if cfg.cache == "build":
-        return find_cache(samples, cfg.image_size, cache_dir=Path(cfg.run_dir) / "cache")
-    return find_cache(samples, cfg.image_size, cache_dir=None if cfg.cache == "auto" else cfg.cache)
-
-
-def build_cache(cfg: TrainConfig, roots) -> None:
-    """cache="build": decode, map and resize every training image once into run_dir/cache.
-
-    The train transform starts by resizing to image_size, so training on the cache sees exactly
-    the pixels it would have seen from the PNGs — minus the decoding, every epoch.
-    """
-    if cfg.cache != "build":
-        return
-    if runtime.is_main():
-        from segkit.data.cache import prepare_cache
-
-        splits = ("train", "val") if cfg.eval_resolution == "train" else ("train",)
-        t0 = time.monotonic()
-        prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache")
-        log.info("cache of %s at %dx%d ready in %.0f s", "+".join(splits), *cfg.image_size, time.monotonic() - t0)
-    runtime.barrier()
-
-
-def _limit(samples: list, n: int) -> list:
-    return samples[:n] if n else samples
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -257,7 +134,8 @@ def train_one_epoch(
             logits = model(image)  # (B, C, H, W)
             loss = loss_fn(logits, mask)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(_diverged_message(loss, optimizer, epoch, steps, precision.dtype is not None))
+            what = f"the training loss became {float(loss.detach())}"
+            raise TrainingDiverged(_diverged_message(what, optimizer, epoch, steps + 1, precision.dtype is not None))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:
@@ -314,26 +192,34 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _diverged_message(loss: torch.Tensor, optimizer, epoch: int, step: int, amp_on: bool = False) -> str:
+def _diverged_message(what: str, optimizer, epoch: int, step: int, amp_on: bool = False) -> str:
     lr = optimizer.param_groups[0]["lr"]
     return (
-        f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step + 1} (lr {lr:.2e}). "
-        "The last good checkpoint (last.pth, best_model.pth) is kept and was not overwritten. "
-        f"Try a lower --lr (e.g. {lr / 10:.1e}), --grad-clip 1.0{', or --amp off' if amp_on else ''}; "
-        "then --resume or start a new run."
+        f"{what} at epoch {epoch}, step {step} (lr {lr:.2e}). The last good checkpoint (last.pth, "
+        "best_model.pth, if any was written) is kept: nothing non-finite was saved. Try a lower --lr "
+        f"(e.g. {lr / 10:.1e}), --grad-clip 1.0{', or --amp off' if amp_on else ''}; then --resume or start a new run."
     )
 
 
-def _check_finite_weights(model: nn.Module, optimizer, epoch: int, step: int, precision: Precision) -> None:
-    """The last update can blow the weights up after a finite loss: never evaluate or save those."""
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        loss = torch.tensor(float("nan"))
-        raise TrainingDiverged(
-            _diverged_message(loss, optimizer, epoch, step - 1, precision.dtype is not None).replace(
-                "the training loss became nan", f"the weights became inf/nan ({bad[0]}, ...)"
-            )
-        )
+@torch.no_grad()
+def _check_finite_weights(model: nn.Module, optimizer, epoch: int, step: int, precision: Precision,
+                          image_size: tuple[int, int]) -> None:
+    """The last update can blow the weights up after a finite loss: never evaluate or save those.
+
+    Weights can be finite yet huge (1e29), so a forward pass on a probe image must be finite too.
+    """
+    bad = next((n for n, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    what = f"the weights became inf/nan ({bad})" if bad else None
+    if what is None:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        probe = torch.randn(1, 3, *image_size, generator=torch.Generator().manual_seed(0)).to(device)
+        if not torch.isfinite(model(probe)).all():
+            what = "the weights blew up (the model's output on a probe image is inf/nan)"
+        model.train(was_training)
+    if what is not None:
+        raise TrainingDiverged(_diverged_message(what, optimizer, epoch, step, precision.dtype is not None))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -345,7 +231,7 @@ def evaluate(
     loader: DataLoader,
     device: torch.device,
     image_size: tuple[int, int],
-    precision: Precision = Precision(None, False),
+    precision: Precision | None = None,
     loss_fn: nn.Module | None = None,
     inference: str = "whole",
     per_image: bool = False,
@@ -362,6 +248,7 @@ def evaluate(
     """
     from segkit.inference import infer
 
+    precision = precision or Precision(None, False)
     model.eval()
     divisor = getattr(_plain(model), "size_divisor", 32)
     cm = ConfusionMatrix(num_classes, IGNORE_INDEX, device=device)
@@ -427,7 +314,7 @@ class _StopFlag:
         self.reason: str | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:  # noqa: PYI034 (a private, final class)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -542,7 +429,7 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
         _carry_partial_epoch(state, result)
         if not result["stopped_early"]:
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-        _check_finite_weights(model, optimizer, epoch, state["global_step"], precision)
+        _check_finite_weights(model, optimizer, epoch, state["global_step"], precision, cfg.image_size)
         reason = stop_reason()
         state["elapsed_seconds"] = elapsed0 + budget.elapsed()
         row = _epoch_row(epoch, result, state)
@@ -605,4 +492,4 @@ def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     return dataclasses.replace(cfg, **changes)
 
 
-__all__ = ["train_one_epoch", "evaluate", "fit", "EpochSampler", "Budget", "TrainingDiverged", "build_loaders", "np", "F"]
+__all__ = ["Budget", "EpochSampler", "F", "TrainingDiverged", "build_loaders", "evaluate", "fit", "np", "train_one_epoch"]

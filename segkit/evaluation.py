@@ -73,8 +73,9 @@ def evaluate_checkpoint(
     """
     from segkit.data.cityscapes import CityscapesDataset
     from segkit.data.discover import list_samples
+    from segkit.data.loaders import collate
     from segkit.data.transforms import eval_transform
-    from segkit.engine import collate, evaluate
+    from segkit.engine import evaluate
     from segkit.metrics import make_protocol
 
     device = device or next(model.parameters()).device

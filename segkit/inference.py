@@ -68,7 +68,7 @@ def infer(
 
 
 def _round_to(value: float, divisor: int) -> int:
-    return max(divisor, int(round(value / divisor)) * divisor)
+    return max(divisor, round(value / divisor) * divisor)
 
 
 def _forward(model: nn.Module, image: torch.Tensor, image_size: Sequence[int], scale: float, divisor: int, slide: bool) -> torch.Tensor:

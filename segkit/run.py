@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import subprocess
@@ -20,7 +21,14 @@ from torch import nn
 
 import segkit
 from segkit import runtime
-from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, remove_stale_temp_files, unwrap
+from segkit.checkpoint import (
+    FORMAT,
+    VERSION,
+    atomic_save,
+    load_checkpoint,
+    remove_stale_temp_files,
+    unwrap,
+)
 from segkit.config import TrainConfig, from_dict, to_dict
 from segkit.data.transforms import MEAN, STD
 from segkit.errors import ConfigError, SegkitError
@@ -51,7 +59,8 @@ def environment_info() -> dict[str, Any]:
 def git_commit() -> str | None:
     """The commit of the segkit checkout (None when installed from a wheel)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                             timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -147,7 +156,7 @@ class Run:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, cfg: TrainConfig) -> "Run":
+    def open(cls, cfg: TrainConfig) -> Run:
         """Check the run dir, merge a resumed config, find the data, write config.json."""
         from segkit.data.discover import resolve_data_roots
 
@@ -258,7 +267,7 @@ class Run:
         w.add_scalar("train/images_per_sec", row["images_per_sec"], step)
         w.add_scalar("train/epoch_loss", row["train_loss"], step)
         for name, iou in zip(CLASS_NAMES, cm.iou().tolist()):
-            if iou == iou:  # NaN: class absent from ground truth and prediction
+            if not math.isnan(iou):  # NaN: class absent from ground truth and prediction
                 w.add_scalar(f"val_iou/{name}", iou, step)
         w.add_image("val/confusion_matrix", figure_to_array(plot_confusion(cm.mat.cpu().numpy(), seaborn=False)), step, dataformats="HWC")
         for i, grid in enumerate(self._vis_grids(model)):
@@ -366,8 +375,9 @@ class Run:
         from segkit.checkpoint import model_from_checkpoint
         from segkit.data.cityscapes import CityscapesDataset
         from segkit.data.discover import list_samples
+        from segkit.data.loaders import EpochSampler, collate
         from segkit.data.transforms import eval_transform
-        from segkit.engine import EpochSampler, collate, evaluate
+        from segkit.engine import evaluate
 
         runtime.barrier()
         ckpt = load_checkpoint(best, map_location=device)

@@ -35,7 +35,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     """Resolve "auto" once: the local GPU of this process under torchrun, else cuda:0, else CPU."""
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
@@ -93,7 +93,7 @@ def default_num_workers(requested: int = -1) -> int:
     if requested >= 0:
         return requested
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(8, per_process - 1))
 
 
@@ -134,7 +134,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def distributed_env() -> bool:
     """True when launched by torchrun (WORLD_SIZE > 1)."""
-    return int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_distributed(device: torch.device) -> None:
@@ -147,7 +147,7 @@ def init_distributed(device: torch.device) -> None:
 
 def rank() -> int:
     """This process's rank (from torchrun's RANK before/after the process group exists)."""
-    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def _random_blocks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     label = np.empty((h, w), dtype=np.uint8)
     bands = rng.choice(_LABEL_IDS[:5], size=4, replace=False)
     edges = np.linspace(0, h, 5).astype(int)
-    for b, (top, bottom) in enumerate(zip(edges[:-1], edges[1:])):
+    for b, (top, bottom) in enumerate(itertools.pairwise(edges)):
         label[top:bottom] = bands[b]
     for _ in range(3):
         y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)

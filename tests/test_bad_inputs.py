@@ -348,7 +348,7 @@ def test_every_torch_load_in_segkit_uses_weights_only_true():
         for unsafe in ("pickle.load(", "pickle.loads(", "weights_only=False", "dill.load"):
             if unsafe in text:
                 offenders.append(f"{path.relative_to(SEGKIT.parent)}: {unsafe}")
-    assert calls >= 2 and offenders == []
+    assert calls >= 1 and offenders == []
 
 
 def _is_torch_load(func: ast.expr) -> bool:

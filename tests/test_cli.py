@@ -20,7 +20,8 @@ TINY = ["--base-channels", "8", "--depth", "2", "--image-size", "32", "64", "--b
 
 def segkit(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "-m", "segkit", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "segkit", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+                          check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"segkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc

@@ -39,7 +39,7 @@ def test_fit_writes_the_run_directory(data, tmp_path):
     for name in ("config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
-    rows = list(csv.DictReader(open(run / "history.csv")))
+    rows = list(csv.DictReader((run / "history.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     losses = [float(r["train_loss"]) for r in rows]
     assert losses[-1] < losses[0], losses  # it learns

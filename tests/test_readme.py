@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def command_lines(program: str) -> list[list[str]]:
-    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
     out = []
     for line in lines:
@@ -33,7 +33,7 @@ def test_segkit_commands_parse(argv):
 
 
 def test_make_targets_exist():
-    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
     used = {argv[0] for argv in command_lines("make")}
     assert used and used <= targets, used - targets
 

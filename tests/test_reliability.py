@@ -333,7 +333,7 @@ def test_stray_checkpoint_temp_files_are_cleaned_on_resume(killed_while_saving):
 
 @pytest.fixture(scope="module")
 def diverged(data2, tmp_path_factory) -> dict:
-    """SGD at lr 1e30: the first step is finite, the update blows the weights up, the next loss is nan."""
+    """SGD at lr 1e30: the first loss is finite, the update blows the weights up (finite but ~1e29)."""
     base = tmp_path_factory.mktemp("nan")
     run_dir = base / "run"
     args = ["train", "--data-root", str(data2), "--run-dir", str(run_dir), *TINY, "--num-workers", "0",
@@ -346,21 +346,48 @@ def test_diverging_loss_stops_with_lr_step_and_hints(diverged):
     assert proc.popen.returncode == 2, proc.err[-3000:]
     no_traceback(proc)
     message = proc.err.split("segkit train: error:")[-1]
-    for expected in ("nan", "epoch 1, step 1", "lr 1.00e+30", "--lr", "--grad-clip", "--resume"):
+    for expected in ("blew up", "epoch 0, step 1", "lr 1.00e+30", "--lr", "--grad-clip", "--resume"):
         assert expected in message, (expected, message)
-    assert history_epochs(run_dir) == [0]  # no row for the diverged epoch
-    for name in ("last.pth", "best_model.pth"):
-        assert all_finite(load_checkpoint(run_dir / name)), name  # no nan/inf weights written
+    # The very first update diverged: there was no good state, so nothing was saved at all.
+    assert not (run_dir / "last.pth").exists() and not (run_dir / "best_model.pth").exists()
+    assert not (run_dir / "history.csv").exists()
 
 
-def test_the_checkpoints_kept_after_divergence_still_predict(diverged):
-    image = min((diverged["data"] / "leftImg8bit" / "val").rglob("*.png"))
+def test_the_checkpoints_kept_after_divergence_still_predict(data6, tmp_path):
+    """A good epoch first, then divergence: the checkpoint kept is the good one and it predicts."""
+    from segkit.config import TrainConfig
+    from segkit.engine import TrainingDiverged, fit
+
+    cfg = TrainConfig(data_root=str(data6), run_dir=str(tmp_path / "run"), base_channels=8, depth=2,
+                      image_size=(32, 64), batch_size=2, num_workers=0, epochs=3, lr=3e-3, num_vis=1)
+
+    def blow_up(row):  # after epoch 0 is saved, an absurd learning rate takes over
+        for group in blow_up.optimizer.param_groups:
+            group["lr"] = 1e30
+
+    import segkit.engine as engine
+
+    original = engine.build_optimizer
+
+    def capture(cfg, model):
+        blow_up.optimizer = original(cfg, model)
+        return blow_up.optimizer
+
+    engine.build_optimizer = capture
+    try:
+        with pytest.raises(TrainingDiverged, match="epoch 1"):
+            fit(cfg, on_epoch_end=blow_up)
+    finally:
+        engine.build_optimizer = original
+    image = min((data6 / "leftImg8bit" / "val").rglob("*.png"))
     from segkit.data.cityscapes import read_image
     from segkit.data.transforms import eval_transform
 
     x = eval_transform((32, 64))(image=read_image(image))["image"][None]  # (1, 3, 32, 64)
     for name in ("last.pth", "best_model.pth"):
-        model = model_from_checkpoint(load_checkpoint(diverged["run_dir"] / name))
+        ckpt = load_checkpoint(tmp_path / "run" / name)
+        assert ckpt.get("state", {"epoch": 1})["epoch"] == 1
+        model = model_from_checkpoint(ckpt)
         with torch.no_grad():
             assert torch.isfinite(model(x)).all(), f"{name} gives non-finite logits"
 

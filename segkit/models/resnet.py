@@ -7,7 +7,6 @@ downloaded: on Kaggle, attach the .pth file as a dataset and pass its path.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
