@@ -78,13 +78,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "a checkpoint") -> Any:
     """`torch.load(weights_only=True)` with one clear CheckpointError per kind of bad file.
 
     Args:
         path: the file.
         map_location: where tensors go.
-        what: how to call the file in messages ("checkpoint", "encoder weights").
+        what: how to call the file in messages ("a checkpoint", "an encoder weights file").
 
     Returns:
         Whatever the file holds (tensors, numbers, strings, lists, dicts).
@@ -92,10 +92,10 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: 
     path = Path(path)
     if not path.is_file():
         hint = f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
-        raise CheckpointError(f"{what} {path} does not exist{hint}. Check the path (segkit train writes best_model.pth and last.pth).")
+        raise CheckpointError(f"{path} does not exist{hint}. Check the path (segkit train writes best_model.pth and last.pth).")
     if not _looks_like_torch_file(path):
         raise CheckpointError(
-            f"{path} is not a {what} (it is neither a torch zip archive nor a pickle; "
+            f"{path} is not {what} (it is neither a torch zip archive nor a pickle; "
             f"it starts with {path.read_bytes()[:8]!r}). Use best_model.pth or last.pth written by segkit train."
         )
     try:
@@ -103,12 +103,12 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: 
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load {path}: it holds Python objects ({_blocked_global(str(e))}) that could run code "
-            f"when unpickled, and segkit loads every file with weights_only=True. A {what} segkit can use holds "
+            f"when unpickled, and segkit loads every file with weights_only=True. {what[0].upper()}{what[1:]} segkit can use holds "
             "only tensors and plain values; re-save the weights from a source you trust."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(
-            f"{path} is not a readable {what} (truncated, corrupt, or not a torch file: "
+            f"{path} is not {what.replace('a ', 'a readable ', 1).replace('an ', 'a readable ', 1)} (truncated, corrupt, or not a torch file: "
             f"{str(e).splitlines()[0][:160]}). Use best_model.pth or last.pth written by segkit train."
         ) from None
 

@@ -403,8 +403,18 @@ def per_class_table(summary: dict):
 
 
 def compare_inference(run: LoadedRun, split: str, modes: Sequence[str] = ("whole", "slide", "flip"),
-                      eval_resolution: str = "label", max_images: int = 0, batch_size: int = 1):
+                      eval_resolution: str = "label", max_images: int = 0, batch_size: int = 1,
+                      done: dict[str, dict] | None = None):
     """Score the same checkpoint with several inference modes: mIoU and wall time of each.
+
+    Args:
+        run: the loaded run.
+        split: split to evaluate.
+        modes: inference modes to compare.
+        eval_resolution: "label" (official) or "train".
+        max_images: first N images only (0 = all).
+        batch_size: images per forward pass.
+        done: summaries already computed with the same settings, by mode (not run again).
 
     Returns:
         A DataFrame indexed by mode: mIoU %, pixel accuracy %, seconds, seconds per image, images.
@@ -415,8 +425,8 @@ def compare_inference(run: LoadedRun, split: str, modes: Sequence[str] = ("whole
 
     rows = {}
     for mode in modes:
-        s = evaluate_checkpoint(run.model, run.ckpt, run.roots, split, mode, eval_resolution, batch_size,
-                                max_images, run.device)
+        s = (done or {}).get(mode) or evaluate_checkpoint(run.model, run.ckpt, run.roots, split, mode, eval_resolution,
+                                                          batch_size, max_images, run.device)
         images = s["protocol"]["images"]
         rows[mode] = {"mIoU %": round(100 * s["miou"], 2), "pixel acc %": round(100 * s["pixel_accuracy"], 2),
                       "seconds": round(s["seconds"], 2), "s / image": round(s["seconds"] / max(1, images), 3),

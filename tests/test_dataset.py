@@ -68,7 +68,7 @@ def test_colour_mask_as_label_is_rejected(cityscapes_factory) -> None:
 
 
 def test_trainid_file_named_labelids_is_rejected(tmp_path: Path) -> None:
-    label = np.array([[7, 26], [255, 0]], dtype=np.uint8)
+    label = np.array([[7, 13], [255, 0]], dtype=np.uint8)  # trainIds 0..18 and 255
     path = _save(tmp_path / "a_gtFine_labelIds.png", label)
     with pytest.raises(DataError) as err:
         read_label(path, "labelIds")

@@ -139,9 +139,9 @@ def load_encoder_weights(encoder: ResNetEncoder, path: str | Path, depth: int) -
     if not path.is_file():
         raise CheckpointError(f"encoder weights file {path} not found; {hint}")
     try:
-        state = safe_load(path, "cpu", what="encoder weights file")
+        state = safe_load(path, "cpu", what="an encoder weights file")
     except CheckpointError as exc:
-        raise CheckpointError(f"{exc} {hint}") from None
+        raise CheckpointError(f"cannot read encoder weights: {exc} {hint}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state_dict; {hint}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
