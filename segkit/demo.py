@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import logging
 import os
 import sys
 import time
@@ -102,11 +101,11 @@ def execute(notebook: Path, output: Path, parameters: dict) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     _say(f"{notebook.stem}: running ({', '.join(f'{k}={v}' for k, v in parameters.items())})")
     t0 = time.monotonic()
-    _forward_notebook_output()
     env_smoke = os.environ.pop("SEGKIT_SMOKE", None)  # the demo is the real thing, never the smoke test
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                                   cwd=str(REPO_ROOT), progress_bar=False, log_output=True)
+                                   cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
+                                   stdout_file=sys.stdout, stderr_file=sys.stderr)  # the kernels' prints and log lines
     except papermill.PapermillExecutionError as e:
         raise SegkitError(f"{notebook.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}. "
                           f"The executed notebook with the traceback: {output}") from None
@@ -115,18 +114,6 @@ def execute(notebook: Path, output: Path, parameters: dict) -> Path:
             os.environ["SEGKIT_SMOKE"] = env_smoke
     _say(f"{notebook.stem}: done in {time.monotonic() - t0:.0f} s -> {output}")
     return output
-
-
-def _forward_notebook_output() -> None:
-    """Show what the kernels print (training log lines) while the notebooks run."""
-    logger = logging.getLogger("papermill")
-    if not any(getattr(h, "_segkit_demo", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("    %(message)s"))
-        handler._segkit_demo = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 def copy_readme_figures(executed: dict[str, Path], folder: Path) -> list[Path]:

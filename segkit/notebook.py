@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,10 @@ from segkit.config import (
     from_dict,
 )
 from segkit.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used (slow imports)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 SMOKE_ENV = "SEGKIT_SMOKE"
 SMOKE_DATA = "data/synthetic-smoke"  # 6 train / 3 val images of 64x128, generated on first use
@@ -171,7 +175,7 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
     return cfg
 
 
-def config_table(cfg: Any):
+def config_table(cfg: Any) -> pd.DataFrame:
     """The config as a table: value, default and help of each field (changed values marked *)."""
     import pandas as pd
 
@@ -255,7 +259,7 @@ def describe_data(roots: Any) -> str:
             f"!! For real data pass data_root=/path/to/cityscapes or set CITYSCAPES_DATASET.\n{bar}\n{roots.describe()}")
 
 
-def split_city_counts(samples: dict[str, Sequence[Any]]):
+def split_city_counts(samples: dict[str, Sequence[Any]]) -> pd.DataFrame:
     """Images per city and split (a DataFrame: rows cities, columns splits, plus totals)."""
     import pandas as pd
 
@@ -265,7 +269,7 @@ def split_city_counts(samples: dict[str, Sequence[Any]]):
     return table
 
 
-def check_table(checks: dict[str, dict]):
+def check_table(checks: dict[str, dict]) -> pd.DataFrame:
     """The `check_samples` reports of several splits as one table."""
     import pandas as pd
 
@@ -278,7 +282,7 @@ def check_table(checks: dict[str, dict]):
     return pd.DataFrame(rows).T
 
 
-def plot_samples(samples: Sequence[Any], n: int, title: str = ""):
+def plot_samples(samples: Sequence[Any], n: int, title: str = "") -> Figure:
     """n image | colour-label overlay pairs, with a legend of the classes present.
 
     Args:
@@ -312,7 +316,7 @@ def plot_samples(samples: Sequence[Any], n: int, title: str = ""):
     return fig
 
 
-def class_frequency_table(counts: np.ndarray, weights: np.ndarray):
+def class_frequency_table(counts: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
     """Per-class pixels, fraction of labelled pixels and loss weight (a DataFrame)."""
     import pandas as pd
 
@@ -323,7 +327,7 @@ def class_frequency_table(counts: np.ndarray, weights: np.ndarray):
                          "weight": np.asarray(weights, dtype=np.float64)})
 
 
-def plot_class_frequencies(table, method: str):
+def plot_class_frequencies(table: pd.DataFrame, method: str) -> Figure:
     """Bar charts: pixel fraction per class (log scale) and the loss weights it implies."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -348,7 +352,7 @@ class LoadedRun:
 
     run_dir: Path
     config: dict  # config.json: {"config", "data", "environment", ...}
-    history: Any  # pandas DataFrame of history.csv
+    history: pd.DataFrame  # history.csv
     metrics: dict | None  # metrics.json (None if training never evaluated)
     model: Any  # torch.nn.Module in eval mode
     ckpt: dict  # the checkpoint dict (image_size, normalization, epoch, ...)
@@ -390,7 +394,7 @@ def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", dev
     return LoadedRun(run_dir, config, history, metrics, model, ckpt, data_roots_for(data_root, ckpt), dev)
 
 
-def per_class_table(summary: dict):
+def per_class_table(summary: dict) -> pd.DataFrame:
     """Per-class IoU and Dice in % and ground-truth pixels (NaN: class absent, left out of the mean)."""
     import pandas as pd
 
@@ -404,7 +408,7 @@ def per_class_table(summary: dict):
 
 def compare_inference(run: LoadedRun, split: str, modes: Sequence[str] = ("whole", "slide", "flip"),
                       eval_resolution: str = "label", max_images: int = 0, batch_size: int = 1,
-                      done: dict[str, dict] | None = None):
+                      done: dict[str, dict] | None = None) -> pd.DataFrame:
     """Score the same checkpoint with several inference modes: mIoU and wall time of each.
 
     Args:
@@ -490,7 +494,7 @@ def worst_samples(samples: Sequence[Any], scores: dict[str, float], n: int) -> l
     return sorted(scored, key=lambda s: scores[s.stem])[:n]
 
 
-def plot_overlays(items: Sequence[dict], title: str = ""):
+def plot_overlays(items: Sequence[dict], title: str = "") -> Figure:
     """Prediction overlaid on the input, next to the error map (red: wrong, black: ignored).
 
     Args:
@@ -521,7 +525,7 @@ def plot_overlays(items: Sequence[dict], title: str = ""):
     return fig
 
 
-def saved_figures(folder: str | Path):
+def saved_figures(folder: str | Path) -> pd.DataFrame:
     """The PNGs in a figures folder with their sizes (a DataFrame)."""
     import pandas as pd
 
