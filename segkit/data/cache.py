@@ -1,0 +1,418 @@
+"""`segkit prepare`: decode, map and resize the data set once into memory-mappable arrays.
+
+Decoding a 2048x1024 PNG pair costs ~100 ms of CPU; reading a pre-resized row of a memory-mapped
+array costs microseconds, so a Kaggle kernel's 4 CPU cores can keep two GPUs busy.
+
+A cache directory (`<data root>/segkit_cache/<H>x<W>/`; when the data root is read-only,
+`/kaggle/working/segkit_cache/<root>-<hash>/<H>x<W>/` on Kaggle or `runs/cache/...` elsewhere):
+    <split>_images.npy  uint8 (N, H, W, 3) RGB, resized as `segkit.data.transforms` resizes
+    <split>_masks.npy   uint8 (N, H, W) trainIds (255 = ignore), nearest-exact
+    manifest.json       sources (paths, bytes, mtimes, sizes), label mapping, image_size, versions
+
+A stale cache (a source file changed, vanished or is new) is never used: `find_cache` logs which
+file changed and training reads the PNG files instead (correct, only slower) until
+`segkit prepare` is rerun, which rebuilds only the splits whose sources changed. A cache folder
+given explicitly (`find_cache(..., cache_dir=...)`) that does not match raises instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+import segkit
+from segkit import runtime
+from segkit.data.discover import DataRoots, Sample
+from segkit.errors import ConfigError, DataError
+from segkit.labels import LABEL_TO_TRAIN
+from segkit.runtime import log
+
+FORMAT = "segkit-cache"
+VERSION = 1  # bump when the array layout or the resize changes: older caches are then rebuilt
+CACHE_DIR_NAME = "segkit_cache"
+MANIFEST = "manifest.json"
+RESIZE = {"image": "INTER_AREA when shrinking, else INTER_LINEAR", "mask": "INTER_NEAREST_EXACT"}
+
+
+# ----------------------------------------------------------------------------- locations
+
+
+def cache_dir_candidates(image_root: Path, image_size: Sequence[int]) -> list[Path]:
+    """Where a cache for this data root and size may live, in the order they are searched.
+
+    Args:
+        image_root: The directory that contains leftImg8bit/.
+        image_size: (H, W) of the cached arrays.
+
+    Returns:
+        [<image_root>/segkit_cache/<H>x<W>, <fallback>/<root name>-<hash>/<H>x<W>].
+    """
+    size = f"{int(image_size[0])}x{int(image_size[1])}"
+    root = Path(image_root).resolve()
+    key = f"{root.name or 'root'}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+    return [root / CACHE_DIR_NAME / size, _fallback_base() / key / size]
+
+
+def _fallback_base() -> Path:
+    # Kaggle mounts /kaggle/input read-only; /kaggle/working survives as the kernel's output.
+    from segkit.kaggle import on_kaggle, working_dir
+
+    return working_dir() / CACHE_DIR_NAME if on_kaggle() else Path("runs") / "cache"
+
+
+def default_cache_dir(image_root: Path, image_size: Sequence[int]) -> Path:
+    """The first candidate location that can be written (the data root itself if possible)."""
+    candidates = cache_dir_candidates(image_root, image_size)
+    return next((c for c in candidates if _writable(c)), candidates[-1])
+
+
+def _writable(path: Path) -> bool:
+    """Whether `path` exists writable, or its nearest existing ancestor is writable."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    return False
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def prepare_cache(
+    roots: DataRoots,
+    image_size: Sequence[int],
+    splits: Sequence[str] = ("train", "val"),
+    out: Path | None = None,
+    workers: int = -1,
+) -> Path:
+    """Build (or bring up to date) the cache of `splits` at `image_size`.
+
+    Splits whose sources are unchanged since the last build are kept as they are.
+
+    Args:
+        roots: The data set (from `find_data_roots` / `resolve_data_roots`).
+        image_size: (H, W) of the training input.
+        splits: Splits to cache.
+        out: Cache folder; None = `default_cache_dir(...)`.
+        workers: Decoding threads (OpenCV releases the GIL); -1 = one per CPU, at most 8.
+
+    Returns:
+        The cache folder.
+    """
+    from segkit.data.discover import list_samples
+
+    size = _check_size(image_size)
+    out = Path(out) if out is not None else default_cache_dir(roots.image_root, size)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _usable_manifest(out, size) or _new_manifest(size)
+    for split in splits:
+        samples = list_samples(roots, split)
+        entry = manifest["splits"].get(split)
+        if entry is not None and _stale_reason(out, entry, samples, size) is None:
+            log.info("cache %s: %s is up to date (%d images)", out, split, len(samples))
+            continue
+        manifest["splits"][split] = _write_split(out, split, samples, size, workers)
+        _write_manifest(out, manifest)  # after each split: an interrupted build keeps what it finished
+    return out
+
+
+def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
+    if len(image_size) != 2 or any(int(v) != v or v < 16 for v in image_size):
+        raise ConfigError(f"image_size must be (H, W) with integers >= 16, got {tuple(image_size)}; e.g. 256 512")
+    return int(image_size[0]), int(image_size[1])
+
+
+def _new_manifest(size: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "format": FORMAT, "version": VERSION, "segkit_version": segkit.__version__, "image_size": list(size),
+        "resize": RESIZE, "label_mapping": _label_mapping(), "splits": {},
+    }
+
+
+def _label_mapping() -> dict[str, Any]:
+    """How label files became trainIds; a cache built with another table is stale."""
+    return {"labelIds": "segkit.labels.LABEL_TO_TRAIN", "lut": LABEL_TO_TRAIN.tolist(), "labelTrainIds": "as is"}
+
+
+def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[int, int], workers: int) -> dict:
+    """Decode, map and resize every pair of a split into two .npy files (written, then renamed)."""
+    h, w = size
+    names = {"images": f"{split}_images.npy", "masks": f"{split}_masks.npy"}
+    tmp = {k: out / f".{v}.tmp.npy" for k, v in names.items()}
+    images = np.lib.format.open_memmap(tmp["images"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w, 3))
+    masks = np.lib.format.open_memmap(tmp["masks"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w))
+    start = time.perf_counter()
+
+    def fill(i: int) -> dict:
+        images[i], masks[i], shape = _load_resized(samples[i], size)
+        return _source_record(samples[i], shape)
+
+    n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        sources = []
+        for done, record in enumerate(pool.map(fill, range(len(samples))), 1):
+            sources.append(record)
+            if done % 200 == 0 or done == len(samples):
+                log.info("cache %s: %s %d/%d images (%.1f s)", out, split, done, len(samples), time.perf_counter() - start)
+    for key, array in (("images", images), ("masks", masks)):
+        array.flush()
+        os.replace(tmp[key], out / names[key])
+    return {"count": len(samples), **names, "sources": sources}
+
+
+def _load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(image (H, W, 3), trainIds (H, W)) resized exactly as the training transform's first step."""
+    from segkit.data.cityscapes import read_image, read_label
+    from segkit.data.transforms import (
+        _resize,  # the training pipeline's own Resize: identical pixels
+    )
+
+    image = read_image(sample.image)
+    label = read_label(sample.label, sample.label_format)
+    if image.shape[:2] != label.shape[:2]:
+        raise DataError(
+            f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} but "
+            f"{sample.label} is {label.shape[0]}x{label.shape[1]}. Fix: re-extract the originals."
+        )
+    out = _resize(*size)(image=image, mask=label)
+    return out["image"], out["mask"], image.shape[:2]
+
+
+def _source_record(sample: Sample, shape: tuple[int, int]) -> dict[str, Any]:
+    image, label = sample.image.resolve(), sample.label.resolve()
+    si, sl = image.stat(), label.stat()
+    return {
+        "stem": sample.stem, "city": sample.city, "label_format": sample.label_format,
+        "image": str(image), "image_bytes": si.st_size, "image_mtime_ns": si.st_mtime_ns,
+        "label": str(label), "label_bytes": sl.st_size, "label_mtime_ns": sl.st_mtime_ns,
+        "height": int(shape[0]), "width": int(shape[1]),
+    }
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, out / MANIFEST)
+
+
+# ----------------------------------------------------------------------------- finding
+
+
+def read_manifest(cache_dir: Path) -> dict[str, Any]:
+    """The manifest of a cache folder; DataError if it is missing or unreadable."""
+    path = Path(cache_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{cache_dir} is not a segkit cache (no {MANIFEST}). Build one with: "
+                        "segkit prepare --data-root DIR --image-size H W")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read {path} ({e}); rebuild the cache with segkit prepare") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DataError(f"{path} is not a segkit cache manifest (format != {FORMAT!r}); rebuild with segkit prepare")
+    return manifest
+
+
+def _usable_manifest(out: Path, size: tuple[int, int]) -> dict | None:
+    """An existing manifest that a rebuild may extend (same size, layout and label table)."""
+    if not (out / MANIFEST).is_file():
+        return None
+    manifest = read_manifest(out)
+    same = (manifest.get("version") == VERSION and manifest.get("image_size") == list(size)
+            and manifest.get("label_mapping") == _label_mapping())
+    return manifest if same else None
+
+
+def find_cache(
+    samples: Sequence[Sample],
+    image_size: Sequence[int],
+    split: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path | None:
+    """The cache folder that holds these exact samples, unchanged, at `image_size`.
+
+    Args:
+        samples: From `list_samples` (possibly a subset, e.g. `--max-train-images`).
+        image_size: (H, W) the arrays must have.
+        split: Split name; None = read from the samples' paths (leftImg8bit/<split>/<city>/).
+        cache_dir: Check only this folder and raise DataError if it does not match.
+
+    Returns:
+        The folder, or None (auto mode) when there is no cache or it is stale (logged with the
+        file that changed and the `segkit prepare` command that rebuilds it).
+    """
+    if not samples:
+        return None
+    split = split or samples[0].image.parent.parent.name
+    explicit = cache_dir is not None
+    folders = [Path(cache_dir)] if explicit else cache_dir_candidates(samples[0].image.parents[3], image_size)
+    for folder in folders:
+        if not explicit and not (folder / MANIFEST).is_file():
+            continue
+        reason = _why_not(folder, split, samples, image_size)
+        if reason is None:
+            if runtime.is_main():  # every torchrun process looks; one says so
+                log.info("%s data: cache %s (%d images at %dx%d)", split, folder, len(samples), *image_size)
+            return folder
+        message = (f"cache {folder} not used for {split}: {reason}. Rebuild it with: segkit prepare --data-root "
+                   f"{samples[0].image.parents[3]} --image-size {image_size[0]} {image_size[1]} --splits {split}")
+        if explicit:
+            raise DataError(message)
+        if runtime.is_main():
+            log.warning("%s; meanwhile the PNG files are read (slower)", message)
+    return None
+
+
+def _why_not(folder: Path, split: str, samples: Sequence[Sample], image_size: Sequence[int]) -> str | None:
+    """Why the cache in `folder` cannot serve these samples, or None when it can."""
+    manifest = read_manifest(folder)
+    mismatch = _manifest_mismatch(manifest, split, image_size)
+    return mismatch or _stale_reason(folder, manifest["splits"][split], samples, image_size)
+
+
+def _manifest_mismatch(manifest: dict, split: str, image_size: Sequence[int]) -> str | None:
+    if manifest.get("version") != VERSION:
+        return f"it was built by an older segkit (cache version {manifest.get('version')}, expected {VERSION})"
+    if manifest.get("image_size") != [int(v) for v in image_size]:
+        return f"it holds {manifest.get('image_size')} arrays, training needs {list(image_size)}"
+    if manifest.get("label_mapping") != _label_mapping():
+        return "the labelId -> trainId table changed since it was built"
+    if split not in manifest.get("splits", {}):
+        return f"it has no {split!r} split (it has {', '.join(manifest.get('splits', {})) or 'none'})"
+    return None
+
+
+def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample], image_size: Sequence[int]) -> str | None:
+    """Why `entry` does not hold exactly these samples' current files, or None."""
+    records = {r["stem"]: r for r in entry["sources"]}
+    for sample in samples:
+        record = records.get(sample.stem)
+        if record is None:
+            return f"{sample.image.name} is new since the cache was built"
+        for kind in ("image", "label"):
+            path = getattr(sample, kind)
+            try:
+                st = path.stat()
+            except OSError:
+                return f"{path} is missing"
+            if str(path.resolve()) != record[kind] or (st.st_size, st.st_mtime_ns) != (record[f"{kind}_bytes"], record[f"{kind}_mtime_ns"]):
+                return f"{path} changed since the cache was built (size, time or location)"
+    for key, shape in (("images", (entry["count"], *image_size, 3)), ("masks", (entry["count"], *image_size))):
+        if not (folder / entry[key]).is_file() or np.load(folder / entry[key], mmap_mode="r").shape != tuple(shape):
+            return f"{entry[key]} is missing or has the wrong shape (expected {tuple(shape)})"
+    return None
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+class CachedDataset(Dataset):
+    """Pre-resized image/mask pairs from a `segkit prepare` cache, served like CityscapesDataset.
+
+    Items are `{"image": float32 (3, h, w) normalised, "mask": int64 (h, w) trainIds, "name": stem}`;
+    `item` is an index or (index, seed) from EpochSampler. The train transform's first step (a
+    resize to image_size) is a no-op on these arrays, so for the same (index, seed) the item equals
+    CityscapesDataset's, pixel for pixel.
+
+    Args:
+        cache_dir: A folder written by `prepare_cache` (see `find_cache`).
+        split: Split name.
+        transform: Albumentations pipeline ending in ToTensorV2; default `eval_transform(None)`.
+        samples: Serve only these samples, in this order (default: the whole split).
+    """
+
+    def __init__(self, cache_dir: str | Path, split: str, transform: Callable[..., dict] | None = None,
+                 samples: Sequence[Sample] | None = None) -> None:
+        self.cache_dir, self.split = Path(cache_dir), split
+        manifest = read_manifest(self.cache_dir)
+        entry = manifest["splits"].get(split)
+        if entry is None:
+            raise DataError(f"cache {cache_dir} has no {split!r} split (it has {', '.join(manifest['splits']) or 'none'}); "
+                            f"add it with segkit prepare --splits {split}")
+        rows = {r["stem"]: i for i, r in enumerate(entry["sources"])}
+        self.samples = list(samples) if samples is not None else [_sample(r) for r in entry["sources"]]
+        missing = [s.stem for s in self.samples if s.stem not in rows]
+        if missing:
+            raise DataError(f"cache {cache_dir} lacks {len(missing)} of the samples (e.g. {missing[0]}); rerun segkit prepare")
+        self.rows = [rows[s.stem] for s in self.samples]
+        self.paths = (self.cache_dir / entry["images"], self.cache_dir / entry["masks"])
+        if transform is None:
+            from segkit.data.transforms import eval_transform
+
+            transform = eval_transform(None)
+        self.transform = transform
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._seeded_for: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        if self._arrays is None:  # opened lazily: each DataLoader worker maps the files itself
+            self._arrays = tuple(np.load(p, mmap_mode="r") for p in self.paths)
+        row = self.rows[i]
+        image, mask = np.array(self._arrays[0][row]), np.array(self._arrays[1][row])  # (H, W, 3), (H, W)
+        if seed is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
+        else:
+            self._seed_transform_in_worker()
+        out = self.transform(image=image, mask=mask)
+        return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": self.samples[i].stem}
+
+    def _seed_transform_in_worker(self) -> None:
+        # As CityscapesDataset: forked workers would otherwise replay one augmentation stream.
+        info = get_worker_info()
+        if info is None or info.seed == self._seeded_for or not hasattr(self.transform, "set_random_seed"):
+            return
+        self.transform.set_random_seed(info.seed % 2**32)
+        self._seeded_for = info.seed
+
+    def __getstate__(self) -> dict:
+        # A pickled memmap would be copied whole into each worker; workers re-open the files.
+        return {**self.__dict__, "_arrays": None}
+
+
+def _sample(record: dict) -> Sample:
+    return Sample(Path(record["image"]), Path(record["label"]), record["city"], record["stem"], record["label_format"])
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def register_cli(sub: Any) -> None:
+    """`segkit prepare --data-root DIR --image-size H W [--splits ...] [--out DIR] [--workers N]`."""
+    p = sub.add_parser("prepare", help="build the preprocessing cache (decoded, label-mapped, resized arrays)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", default="", help='data set root; "" = auto (as for training)')
+    p.add_argument("--image-size", nargs=2, type=int, default=[256, 512], metavar=("H", "W"),
+                   help="training input height width (default: 256 512)")
+    p.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to cache (default: train val)")
+    p.add_argument("--out", default="", help='cache folder; "" = <data root>/segkit_cache/<H>x<W> (or runs/cache/...)')
+    p.add_argument("--workers", type=int, default=-1, help="decoding threads; -1 = one per CPU, at most 8")
+    p.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Build the cache and say where it is and how training finds it."""
+    from segkit.data.discover import resolve_data_roots
+
+    roots = resolve_data_roots(args.data_root or None)
+    out = prepare_cache(roots, args.image_size, args.splits, Path(args.out) if args.out else None, args.workers)
+    manifest = read_manifest(out)
+    counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in args.splits)
+    megabytes = sum(f.stat().st_size for f in out.glob("*.npy")) / 2**20
+    h, w = args.image_size
+    print(f"cache ({counts} images at {h}x{w}, {megabytes:.0f} MB) in {out}; "
+          f"segkit train --image-size {h} {w} uses it automatically")
+    return 0

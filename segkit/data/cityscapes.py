@@ -1,0 +1,242 @@
+"""Read Cityscapes images and label files (validated) and serve them as a torch Dataset."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from segkit.data.discover import Sample
+from segkit.errors import ConfigError, DataError
+from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES
+
+# OpenCV's own thread pool multiplies with DataLoader workers (N workers x all cores) and can
+# deadlock after fork; parallelism comes from the workers instead.
+cv2.setNumThreads(0)
+cv2.ocl.setUseOpenCL(False)
+
+LABEL_FORMATS = ("labelIds", "labelTrainIds")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file as RGB.
+
+    Args:
+        path: A PNG/JPEG file.
+
+    Returns:
+        (H, W, 3) uint8 RGB. A missing, corrupt or truncated file raises a DataError naming it.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(_unreadable(path, "image"))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: Path, label_format: str) -> np.ndarray:
+    """Read a label file, validate it and map it to trainIds.
+
+    Args:
+        path: A `*_gtFine_labelIds.png` or `*_gtFine_labelTrainIds.png` file.
+        label_format: "labelIds" or "labelTrainIds" (`Sample.label_format`).
+
+    Returns:
+        (H, W) uint8 trainIds in 0..18, 255 = ignore.
+    """
+    if label_format not in LABEL_FORMATS:
+        raise ConfigError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise DataError(_unreadable(path, "label"))
+    label = _as_single_channel_uint8(label, path)
+    if label_format == "labelIds":
+        _check_label_ids(label, path)
+        return LABEL_TO_TRAIN[label]
+    _check_train_ids(label, path)
+    return label
+
+
+def _unreadable(path: Path, kind: str) -> str:
+    if not Path(path).is_file():
+        return (
+            f"{kind} file not found: {path}. Fix: re-run discovery, the data set changed on disk."
+        )
+    return (
+        f"cannot decode {kind} file {path} ({Path(path).stat().st_size} bytes): it is corrupt or "
+        "truncated. Fix: re-extract or re-download it."
+    )
+
+
+def _as_single_channel_uint8(label: np.ndarray, path: Path) -> np.ndarray:
+    """Reject colour masks; accept 16-bit label files whose values fit in uint8."""
+    if label.ndim == 3:
+        raise DataError(
+            f"label file {path} has {label.shape[2]} channels: it looks like a colour mask "
+            "(*_gtFine_color.png); segkit needs *_gtFine_labelIds.png (one channel, values 0..33). "
+            "Fix: use the labelIds files from gtFine_trainvaltest.zip."
+        )
+    if label.dtype != np.uint8:
+        if label.max() > 255:
+            raise DataError(
+                f"label file {path} is {label.dtype} with values up to {label.max()}: expected "
+                "uint8 labelIds (0..33). Is this an *_instanceIds.png? "
+                "Fix: use *_gtFine_labelIds.png."
+            )
+        label = label.astype(np.uint8)
+    return label
+
+
+def _check_label_ids(label: np.ndarray, path: Path) -> None:
+    if int(label.max()) <= MAX_LABEL_ID:
+        return
+    bad = (
+        np.flatnonzero(np.bincount(label.ravel(), minlength=256)[MAX_LABEL_ID + 1 :])
+        + MAX_LABEL_ID
+        + 1
+    )
+    shown = ", ".join(str(v) for v in sorted(bad, reverse=True)[:8])
+    if set(bad.tolist()) == {IGNORE_INDEX} and int(np.max(label[label != IGNORE_INDEX], initial=0)) < NUM_CLASSES:
+        fix = "it looks like a trainId file (0..18 and 255); rename it *_gtFine_labelTrainIds.png or regenerate labelIds."
+    else:
+        fix = ("it is neither labelIds nor trainIds; regenerate the label files with cityscapesScripts "
+               "(json2labelImg) or check which files were copied into gtFine/.")
+    raise DataError(
+        f"label file {path} holds values labelIds never take ({shown}; labelIds are 0..{MAX_LABEL_ID}): {fix}"
+    )
+
+
+def _check_train_ids(label: np.ndarray, path: Path) -> None:
+    counts = np.bincount(label.ravel(), minlength=256)
+    bad = np.flatnonzero(counts[NUM_CLASSES:IGNORE_INDEX]) + NUM_CLASSES
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:8])
+        raise DataError(
+            f"trainId file {path} holds values {shown}: expected 0..{NUM_CLASSES - 1} and "
+            f"{IGNORE_INDEX} (ignore). It may be a labelIds file; fix: rename it "
+            "*_gtFine_labelIds.png, or regenerate it with csCreateTrainIdLabelImgs."
+        )
+
+
+def _check_same_size(image: np.ndarray, label: np.ndarray, sample: Sample) -> None:
+    if image.shape[:2] != label.shape[:2]:
+        raise DataError(
+            f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} "
+            f"(HxW) but {sample.label} is {label.shape[0]}x{label.shape[1]}. Fix: resize both "
+            "with the same code (labels with nearest neighbour), or re-extract the originals."
+        )
+
+
+class CityscapesDataset(Dataset):
+    """Image/mask pairs as tensors.
+
+    Items are `{"image": float32 (3, h, w) normalised, "mask": int64 (h, w) trainIds,
+    "name": stem}`.
+
+    Args:
+        samples: From `list_samples` (each must have an image).
+        transform: An Albumentations pipeline ending in ToTensorV2; default `eval_transform(None)`.
+        label_resolution: Apply `transform` to the image only and return the mask at the
+            label file's own size (official evaluation: logits are upsampled to the mask).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[..., dict[str, Any]] | None = None,
+        label_resolution: bool = False,
+    ) -> None:
+        missing = [s.label for s in samples if s.image is None]
+        if missing:
+            raise DataError(
+                f"{len(missing)} samples have no image (e.g. {missing[0]}): list them with "
+                "list_samples(..., need_images=True) to train or evaluate a model."
+            )
+        if transform is None:
+            from segkit.data.transforms import eval_transform  # albumentations is slow to import
+
+            transform = eval_transform(None)
+        self.samples = list(samples)
+        self.transform = transform
+        self.label_resolution = label_resolution
+        self._seeded_for: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """`item` is an index, or (index, seed) from segkit's EpochSampler: the augmentation then
+        depends only on that seed, so resumed runs and any worker count see the same crops."""
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        sample = self.samples[i]
+        image = read_image(sample.image)  # (H, W, 3)
+        label = read_label(sample.label, sample.label_format)  # (H, W)
+        _check_same_size(image, label, sample)
+        if seed is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
+        else:
+            self._seed_transform_in_worker()
+        if self.label_resolution:
+            out = self.transform(image=image)
+            mask = torch.from_numpy(label.astype(np.int64))
+        else:
+            out = self.transform(image=image, mask=label)
+            mask = torch.as_tensor(out["mask"]).long()
+        return {"image": out["image"], "mask": mask, "name": sample.stem}
+
+    def _seed_transform_in_worker(self) -> None:
+        """Give each DataLoader worker (and each epoch) its own augmentation stream.
+
+        Albumentations 2 seeds a pipeline once, so forked workers would otherwise replay the
+        same random parameters, every epoch. `worker_info.seed` differs per worker and epoch
+        and follows `torch.manual_seed`.
+        """
+        info = get_worker_info()
+        if (
+            info is None
+            or info.seed == self._seeded_for
+            or not hasattr(self.transform, "set_random_seed")
+        ):
+            return
+        self.transform.set_random_seed(info.seed % 2**32)
+        self._seeded_for = info.seed
+
+
+def check_samples(samples: Sequence[Sample], limit: int | None = None) -> dict[str, Any]:
+    """Read every pair (or the first `limit`) and report; the notebooks' "data check".
+
+    Args:
+        samples: From `list_samples`.
+        limit: Read only this many pairs (None = all).
+
+    Returns:
+        {"pairs": n, "sizes": Counter of (H, W), "label_values": sorted trainIds present,
+        "label_formats": Counter, "cities": Counter, "ignored_fraction": float}.
+        The first problem raises a DataError naming the file.
+    """
+    chosen = list(samples)[:limit] if limit is not None else list(samples)
+    if not chosen:
+        raise DataError(
+            "no samples to check: expected at least one (image, label) pair from list_samples."
+        )
+    sizes: Counter[tuple[int, int]] = Counter()
+    counts = np.zeros(256, dtype=np.int64)
+    for sample in chosen:
+        label = read_label(sample.label, sample.label_format)
+        if sample.image is not None:
+            _check_same_size(read_image(sample.image), label, sample)
+        sizes[label.shape[:2]] += 1
+        counts += np.bincount(label.ravel(), minlength=256)
+    return {
+        "pairs": len(chosen),
+        "sizes": sizes,
+        "label_values": [int(v) for v in np.flatnonzero(counts)],
+        "label_formats": Counter(s.label_format for s in chosen),
+        "cities": Counter(s.city for s in chosen),
+        "ignored_fraction": float(counts[IGNORE_INDEX] / counts.sum()),
+    }

@@ -1,0 +1,151 @@
+"""Class pixel counts of a split (cached) and class weights for the loss."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segkit.data.cityscapes import read_label
+from segkit.data.discover import Sample
+from segkit.errors import ConfigError
+from segkit.labels import IGNORE_INDEX, NUM_CLASSES
+
+logger = logging.getLogger("segkit")
+
+WEIGHT_METHODS = ("none", "inverse", "median", "enet")
+
+
+def class_pixel_counts(
+    samples: Sequence[Sample], num_classes: int = NUM_CLASSES, cache_path: Path | None = None
+) -> np.ndarray:
+    """Count the pixels of each trainId over the label files (255 is not counted).
+
+    Args:
+        samples: From `list_samples` (images are not read).
+        num_classes: Number of trainIds counted (0..num_classes-1).
+        cache_path: A JSON file reused while the file list, sizes and mtimes are unchanged.
+
+    Returns:
+        (C,) int64 pixel counts.
+    """
+    return class_statistics(samples, num_classes, cache_path)["pixels"]
+
+
+def class_statistics(
+    samples: Sequence[Sample], num_classes: int = NUM_CLASSES, cache_path: Path | None = None
+) -> dict[str, np.ndarray]:
+    """Pixel counts per trainId and, per class, the pixels of the images that contain it.
+
+    The second is what median frequency balancing divides by (Eigen & Fergus 2015).
+
+    Returns:
+        {"pixels": (C,) int64, "image_pixels": (C,) int64}
+    """
+    if not 1 <= num_classes < IGNORE_INDEX:
+        raise ConfigError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
+    key = _cache_key(samples, num_classes) if cache_path is not None else ""
+    cached = _read_cache(Path(cache_path), key) if cache_path is not None else None
+    if cached is not None:
+        return cached
+    pixels = np.zeros(256, dtype=np.int64)
+    image_pixels = np.zeros(256, dtype=np.int64)
+    for sample in samples:
+        label = read_label(sample.label, sample.label_format)
+        counts = np.bincount(label.ravel(), minlength=256)
+        pixels += counts
+        image_pixels += np.where(counts > 0, label.size, 0)
+    result = {"pixels": pixels[:num_classes].copy(), "image_pixels": image_pixels[:num_classes].copy()}
+    if cache_path is not None:
+        _write_cache(Path(cache_path), key, result)
+    return result
+
+
+def class_weights(
+    counts: np.ndarray, method: str = "median", enet_c: float = 1.02, image_pixels: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-class loss weights from pixel counts.
+
+    With p_c = count_c / total: "none" -> 1; "inverse" -> 1 / p_c; "median" (median frequency
+    balancing, Eigen & Fergus 2015) -> median(p) / p_c; "enet" (Paszke et al. 2016) ->
+    1 / ln(enet_c + p_c). Classes with 0 pixels get weight 0 (except "none": all 1). The
+    weights are then normalised so that their mean over the present classes is 1, which keeps
+    the loss scale (and so the learning rate) comparable across methods.
+
+    For "median", pass `image_pixels` (from `class_statistics`) to get Eigen & Fergus' exact
+    definition, p_c = count_c / pixels of the images where c is present; without it p_c is the
+    global frequency and "median" equals "inverse" after normalisation.
+
+    Args:
+        counts: (C,) pixel counts, e.g. from `class_pixel_counts`.
+        method: One of "none", "inverse", "median", "enet".
+        enet_c: The ENet constant; it bounds the weights to [1/ln(1+c), 1/ln(c)].
+        image_pixels: (C,) pixels of the images containing each class (median only).
+
+    Returns:
+        (C,) float32 weights.
+    """
+    if method not in WEIGHT_METHODS:
+        raise ConfigError(f"class weight method must be one of {WEIGHT_METHODS}, got {method!r}")
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or (counts < 0).any() or counts.sum() <= 0:
+        raise ConfigError(
+            f"counts must be a 1-D array of pixel counts with a positive sum, got {counts}"
+        )
+    if method == "none":
+        return np.ones_like(counts, dtype=np.float32)
+    present = counts > 0
+    freq = counts[present] / counts.sum()
+    if method == "inverse":
+        raw = 1.0 / freq
+    elif method == "median":
+        if image_pixels is not None:
+            freq = counts[present] / np.asarray(image_pixels, dtype=np.float64)[present]
+        raw = np.median(freq) / freq
+    else:
+        if enet_c <= 1.0:
+            raise ConfigError(
+                f"enet_c must be > 1 (ln(c + p) must be positive), got {enet_c}; try 1.02"
+            )
+        raw = 1.0 / np.log(enet_c + freq)
+    weights = np.zeros_like(counts)
+    weights[present] = raw / raw.mean()
+    return weights.astype(np.float32)
+
+
+def _cache_key(samples: Sequence[Sample], num_classes: int) -> str:
+    """A digest of the label files' paths, formats, sizes and mtimes."""
+    digest = hashlib.sha256(f"v2 {num_classes}".encode())
+    for sample in samples:
+        stat = os.stat(sample.label)
+        digest.update(
+            f"\n{sample.label}|{sample.label_format}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+        )
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path, key: str) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        # A cache can always be rebuilt: say so and recount rather than fail the run.
+        logger.warning("ignoring unreadable class-count cache %s (%s); recounting", path, err)
+        return None
+    if data.get("key") != key:
+        logger.info("class-count cache %s is stale; recounting", path)
+        return None
+    return {k: np.asarray(data[k], dtype=np.int64) for k in ("pixels", "image_pixels")}
+
+
+def _write_cache(path: Path, key: str, stats: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")  # write then rename: a crash never leaves half a file
+    tmp.write_text(json.dumps({"key": key, **{k: v.tolist() for k, v in stats.items()}}))
+    tmp.replace(path)
