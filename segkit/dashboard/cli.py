@@ -53,7 +53,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def _serve_until_stopped(dash: Dashboard, status: int) -> int:
     print("serving; Ctrl-C stops", flush=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Installed explicitly: a process started in the background by a shell inherits SIGINT ignored,
+    # and Python then never raises KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while dash.alive():
             time.sleep(0.5)
@@ -62,7 +64,8 @@ def _serve_until_stopped(dash: Dashboard, status: int) -> int:
     except KeyboardInterrupt:
         return status
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         dash.stop()
 
 
