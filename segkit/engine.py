@@ -6,7 +6,6 @@ every epoch and on SIGTERM / Ctrl-C, exact resume, fp16 on T4s, and torchrun (DD
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import signal
 import threading
@@ -15,15 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from segkit import runtime
+from segkit.checkpoint import unwrap
 from segkit.config import TrainConfig
-from segkit.data.loaders import EpochSampler, build_cache, build_loaders
+from segkit.data.loaders import build_cache, build_loaders
 from segkit.errors import SegkitError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 from segkit.metrics import ConfusionMatrix
@@ -250,7 +248,7 @@ def evaluate(
 
     precision = precision or Precision(None, False)
     model.eval()
-    divisor = getattr(_plain(model), "size_divisor", 32)
+    divisor = getattr(unwrap(model), "size_divisor", 32)
     cm = ConfusionMatrix(num_classes, IGNORE_INDEX, device=device)
     loss_sum = torch.zeros((), device=device)
     n = 0
@@ -296,12 +294,6 @@ def _per_image_miou(pred: torch.Tensor, mask: torch.Tensor, names: list[str], nu
         one.update(p, m)
         out.append((name, one.miou()))
     return out
-
-
-def _plain(model: nn.Module) -> nn.Module:
-    from segkit.checkpoint import unwrap
-
-    return unwrap(model)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -485,11 +477,3 @@ def _metric_columns(ev: dict) -> dict:
 
 def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """dataclasses.replace, re-validated (a convenience for notebooks and tests)."""
-    return dataclasses.replace(cfg, **changes)
-
-
-__all__ = ["Budget", "EpochSampler", "F", "TrainingDiverged", "build_loaders", "evaluate", "fit", "np", "train_one_epoch"]
