@@ -1,6 +1,6 @@
 """Samples/s of the training data path at 256x512 from full-resolution PNGs: cached vs uncached.
 
-Both paths run the same train transform (resize, random scale, pad, crop, flip, colour jitter,
+Both paths run the same train transform (resize, random scale + crop, flip, colour jitter,
 normalise) with the same (index, seed) items, in one process with one thread, as a DataLoader
 worker does. Uncached decodes a 2048x1024 PNG pair per sample; cached reads a row of the
 memory-mapped arrays `segkit prepare` wrote.

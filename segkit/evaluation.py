@@ -136,11 +136,10 @@ def score_folder(cfg: EvalConfig) -> dict:
 
 
 def normalise(image: np.ndarray, mean, std) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float normalised tensor."""
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return ((x - m) / s)[None]
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float normalised tensor, as the training transforms do."""
+    from segkit.data.transforms import normalize_image
+
+    return torch.from_numpy(normalize_image(image, tuple(mean), tuple(std))).permute(2, 0, 1)[None].contiguous()
 
 
 def predict_image(model: torch.nn.Module, ckpt: dict, image: np.ndarray, inference: str = "whole") -> np.ndarray:

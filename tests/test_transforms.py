@@ -124,3 +124,79 @@ def test_bad_arguments_raise() -> None:
         eval_transform((0, 64))
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         denormalize(torch.zeros(2, 3, 4, 4))
+
+
+def test_colour_matrix_known_answers() -> None:
+    from segkit.data.transforms import colour_matrix
+
+    def apply(matrix: np.ndarray, rgb: list[float]) -> np.ndarray:
+        return matrix[:, :3] @ np.asarray(rgb, dtype=np.float64) + matrix[:, 3]
+
+    identity = colour_matrix(1.0, 1.0, 1.0, 0.0, grey_mean=97.0)
+    assert np.allclose(identity, np.eye(3, 4), atol=1e-6)
+    assert np.allclose(apply(colour_matrix(2.0, 1.0, 1.0, 0.0, 50.0), [10, 20, 30]), [20, 40, 60], atol=1e-4)
+    # contrast 0: every pixel becomes the (brightness-scaled) mean grey level
+    assert np.allclose(apply(colour_matrix(1.0, 0.0, 1.0, 0.0, 80.0), [200, 3, 7]), [80, 80, 80], atol=1e-4)
+    # saturation 0: each pixel becomes its own ITU-R 601 grey
+    assert np.allclose(apply(colour_matrix(1.0, 1.0, 0.0, 0.0, 0.0), [255, 0, 0]), [0.299 * 255] * 3, atol=1e-3)
+    # a third of a turn about the grey axis permutes the primaries: red -> green -> blue
+    third = colour_matrix(1.0, 1.0, 1.0, 1 / 3, 0.0)
+    assert np.allclose(apply(third, [255, 0, 0]), [0, 255, 0], atol=1e-3)
+    assert np.allclose(apply(third, [0, 0, 255]), [255, 0, 0], atol=1e-3)
+    # saturation and hue keep greys grey, whatever the factors
+    assert np.allclose(apply(colour_matrix(1.0, 1.0, 1.7, 0.05, 0.0), [90, 90, 90]), [90, 90, 90], atol=1e-3)
+
+
+def test_colour_jitter_draws_each_factor_in_its_range() -> None:
+    from segkit.data.transforms import ColorJitter
+
+    grey = np.full((8, 8, 3), 100, dtype=np.uint8)
+    jitter = ColorJitter(brightness=0.25, contrast=0.0, saturation=0.0, hue=0.0, p=1.0)
+    means = []
+    for seed in range(200):
+        jitter.set_random_seed(seed)
+        means.append(jitter(image=grey)["image"].mean())
+    assert 75 <= min(means) < 80 and 120 < max(means) <= 125  # brightness in [0.75, 1.25]
+
+
+def test_normalize_table_equals_the_formula() -> None:
+    from segkit.data.transforms import MEAN, STD, normalize_image
+
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    expected = (image.astype(np.float64) / 255 - np.asarray(MEAN)) / np.asarray(STD)
+    assert np.allclose(normalize_image(image), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        normalize_image(image.astype(np.float32))
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.8, 1.0, 1.5, 2.0])
+def test_scale_crop_scales_by_the_drawn_factor(scale: float) -> None:
+    """A known scale: the kept window is 1/scale of the output (crop) or the image is scale times smaller (pad)."""
+    from segkit.data.transforms import RandomScaleCrop
+
+    image, mask = _pair(64, 128)
+    op = RandomScaleCrop(64, 128, (scale, scale))
+    for seed in range(5):
+        op.set_random_seed(seed)
+        out = op(image=image, mask=mask)
+        assert out["image"].shape == (64, 128, 3) and out["mask"].shape == (64, 128)
+        if scale <= 1:  # the whole image, shrunk, somewhere inside the crop
+            assert (out["mask"] != 255).sum() == round(64 * scale) * round(128 * scale)
+        else:  # nearest upsampling by `scale` repeats each kept label pixel ~scale^2 times
+            assert (out["mask"] != 255).all()
+            assert set(np.unique(out["mask"])) <= set(np.unique(mask))
+    if scale == 1.0:
+        assert np.array_equal(out["mask"], mask) and np.array_equal(out["image"], image)
+
+
+def test_scale_crop_places_small_images_at_random_positions() -> None:
+    from segkit.data.transforms import RandomScaleCrop
+
+    image, mask = _pair(64, 128)
+    op = RandomScaleCrop(64, 128, (0.5, 0.5))
+    corners = set()
+    for seed in range(20):
+        op.set_random_seed(seed)
+        rows, cols = np.nonzero(op(image=image, mask=mask)["mask"] != 255)
+        corners.add((rows.min(), cols.min()))
+    assert len(corners) > 5 and all(0 <= r <= 32 and 0 <= c <= 64 for r, c in corners)

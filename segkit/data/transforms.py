@@ -7,10 +7,14 @@ import os
 # Albumentations checks PyPI for a newer version at import; Kaggle kernels and CI may be offline.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import math
+from typing import Any
+
 import albumentations as A
 import cv2
 import numpy as np
 import torch
+from albumentations.core.type_definitions import Targets
 from albumentations.pytorch import ToTensorV2
 
 from segkit.errors import ConfigError
@@ -29,13 +33,13 @@ def train_transform(
     hflip: bool = True,
     color_jitter: bool = True,
 ) -> A.Compose:
-    """Training augmentation: resize, random scale, pad, random crop, flip, colour jitter.
+    """Training augmentation: resize, random scale and crop (padded), flip, colour jitter.
 
     Args:
         image_size: (H, W) of the output crops.
         scale_range: (min, max) random scale applied after resizing to `image_size`.
         hflip: Random horizontal flip (p=0.5).
-        color_jitter: Random brightness, contrast, saturation and hue (image only).
+        color_jitter: Random brightness, contrast, saturation and hue (image only, p=0.8).
 
     Returns:
         A pipeline called as `t(image=(H, W, 3) uint8, mask=(H, W) uint8)` returning
@@ -45,23 +49,13 @@ def train_transform(
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
-    ops: list = [
-        _resize(h, w),
-        # scale_limit is relative to 1 in Albumentations: (lo - 1, hi - 1) samples in [lo, hi].
-        A.RandomScale(
-            scale_limit=(lo - 1.0, hi - 1.0),
-            interpolation=cv2.INTER_LINEAR,
-            mask_interpolation=MASK_INTERPOLATION,
-            area_for_downscale="image",
-            p=1.0,
-        ),
-        A.PadIfNeeded(h, w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
-        A.RandomCrop(h, w),
-    ]
+    # The scale and the crop are one op that resizes only the window the crop keeps: resizing the
+    # whole image up to 2x and then throwing most of it away cost ~3 ms of a ~5 ms sample.
+    ops: list = [_resize(h, w), RandomScaleCrop(h, w, (lo, hi))]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:
-        ops.append(A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.05, p=0.8))
+        ops.append(ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.05, p=0.8))
     return A.Compose(ops + _to_tensor())
 
 
@@ -105,7 +99,138 @@ def _resize(h: int, w: int) -> A.Resize:
 
 def _to_tensor() -> list:
     mask_to_int64 = A.Lambda(mask=_mask_to_int64, name="mask_to_int64")
-    return [A.Normalize(mean=MEAN, std=STD), mask_to_int64, ToTensorV2()]
+    return [Normalize(), mask_to_int64, ToTensorV2()]
+
+
+class RandomScaleCrop(A.DualTransform):
+    """Scale by a random factor in `scale_range`, then take a random (height, width) crop.
+
+    Only the window the crop keeps is resized (area when shrinking, linear when enlarging; masks
+    nearest), so the cost follows the output size, not the scaled size. Where the scaled image is
+    smaller than the crop it is placed at a random position and the rest is padded (image 0,
+    mask 255). The window is rounded to whole input pixels, which changes the scale by at most
+    one pixel's worth.
+    """
+
+    _targets = (Targets.IMAGE, Targets.MASK)
+
+    def __init__(self, height: int, width: int, scale_range: tuple[float, float] = (0.5, 2.0), p: float = 1.0):
+        super().__init__(p=p)
+        self.height, self.width, self.scale_range = int(height), int(width), tuple(scale_range)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("height", "width", "scale_range")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        rows_in, cols_in = params["shape"][:2]
+        scale = self.py_random.uniform(*self.scale_range)
+        return {"rows": self._axis(rows_in, self.height, scale), "cols": self._axis(cols_in, self.width, scale)}
+
+    def _axis(self, size_in: int, size_out: int, scale: float) -> tuple[int, int, int, int]:
+        """(input start, input length, output start, output length) along one axis."""
+        if size_in * scale >= size_out:  # the crop lies inside the scaled image
+            length = min(size_in, max(1, round(size_out / scale)))
+            return self.py_random.randint(0, size_in - length), length, 0, size_out
+        length = max(1, round(size_in * scale))  # the scaled image lies inside the crop
+        return 0, size_in, self.py_random.randint(0, size_out - length), length
+
+    def apply(self, img: np.ndarray, rows: tuple, cols: tuple, **params: Any) -> np.ndarray:
+        return self._place(img, rows, cols, 0, None)
+
+    def apply_to_mask(self, mask: np.ndarray, rows: tuple, cols: tuple, **params: Any) -> np.ndarray:
+        return self._place(mask, rows, cols, IGNORE_INDEX, MASK_INTERPOLATION)
+
+    def _place(self, array: np.ndarray, rows: tuple, cols: tuple, fill: int, interpolation: int | None) -> np.ndarray:
+        (r0, rn, out_r0, out_rn), (c0, cn, out_c0, out_cn) = rows, cols
+        window = array[r0 : r0 + rn, c0 : c0 + cn]
+        if (rn, cn) != (out_rn, out_cn):
+            if interpolation is None:  # INTER_AREA avoids aliasing when the image shrinks
+                interpolation = cv2.INTER_AREA if out_rn < rn and out_cn < cn else cv2.INTER_LINEAR
+            window = cv2.resize(np.ascontiguousarray(window), (out_cn, out_rn), interpolation=interpolation)
+        if (out_rn, out_cn) == (self.height, self.width):
+            return np.ascontiguousarray(window)
+        out = np.full((self.height, self.width, *array.shape[2:]), fill, dtype=array.dtype)
+        out[out_r0 : out_r0 + out_rn, out_c0 : out_c0 + out_cn] = window
+        return out
+
+
+class ColorJitter(A.ImageOnlyTransform):
+    """Random brightness, contrast, saturation and hue applied as one affine colour map.
+
+    Factors are drawn as in torchvision's ColorJitter (brightness, contrast, saturation uniform in
+    [1 - v, 1 + v], hue in [-v, v] of a turn) and applied in that fixed order: brightness scales,
+    contrast blends with the mean grey level, saturation blends with each pixel's grey (ITU-R 601
+    luma) and hue rotates colours about the grey axis (torchvision shifts hue in HSV instead). The
+    four compose into one 3x4 matrix, so the image is read once (`cv2.transform`, saturating).
+    """
+
+    def __init__(self, brightness: float = 0.25, contrast: float = 0.25, saturation: float = 0.25,
+                 hue: float = 0.05, p: float = 0.8):
+        super().__init__(p=p)
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("brightness", "contrast", "saturation", "hue")
+
+    @property
+    def targets_as_params(self) -> list[str]:
+        return ["image"]
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        factor = [self.py_random.uniform(1 - v, 1 + v) for v in (self.brightness, self.contrast, self.saturation)]
+        hue = self.py_random.uniform(-self.hue, self.hue)
+        grey_mean = float(np.dot(cv2.mean(data["image"])[:3], _LUMA))
+        return {"matrix": colour_matrix(*factor, hue, grey_mean)}
+
+    def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
+        return cv2.transform(img, matrix)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, the grey of torchvision and PIL
+
+
+def colour_matrix(brightness: float, contrast: float, saturation: float, hue: float, grey_mean: float) -> np.ndarray:
+    """The 3x4 affine RGB map of `ColorJitter` for the given factors (hue in turns).
+
+    Returns:
+        float32 (3, 4): `rgb_out = M[:, :3] @ rgb_in + M[:, 3]`, values in 0-255 units.
+    """
+    ones = np.ones(3)
+    saturate = saturation * np.eye(3) + (1 - saturation) * np.outer(ones, _LUMA)
+    angle, axis = 2 * math.pi * hue, ones / math.sqrt(3)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotate = math.cos(angle) * np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * np.outer(axis, axis)
+    # Saturation and hue keep greys grey, so the contrast's offset passes through them unchanged.
+    linear = contrast * brightness * rotate @ saturate
+    offset = (1 - contrast) * brightness * grey_mean * ones
+    return np.concatenate([linear, offset[:, None]], axis=1).astype(np.float32)
+
+
+class Normalize(A.ImageOnlyTransform):
+    """ImageNet normalisation of uint8 RGB by table look-up: float32 (H, W, 3), ~5x faster than arithmetic."""
+
+    def __init__(self, p: float = 1.0):
+        super().__init__(p=p)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return normalize_image(img)
+
+
+def normalize_image(image: np.ndarray, mean: tuple = MEAN, std: tuple = STD) -> np.ndarray:
+    """`(image / 255 - mean) / std` per channel.
+
+    Shape:
+        (H, W, 3) uint8 RGB -> (H, W, 3) float32.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}; "
+                         "decode images with segkit.data.cityscapes.read_image or convert with PIL .convert('RGB')")
+    values = np.arange(256, dtype=np.float32)[:, None] / np.float32(255)  # (256, 1)
+    table = (values - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)  # (256, 3)
+    return cv2.LUT(image, table.reshape(256, 1, 3))
 
 
 def _mask_to_int64(mask: np.ndarray, **_: object) -> np.ndarray:
