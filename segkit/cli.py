@@ -131,21 +131,35 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
 }
 
 
-def _extension_commands(sub) -> None:
-    """Commands whose modules register their own flags (dashboard, kaggle, demo, prepare, export)."""
+# Commands whose modules register their own flags. Those modules import torch (~2 s), so only the
+# command being run is imported; the others appear in `segkit --help` with this text (a test
+# checks it equals what each module registers).
+EXTENSIONS: dict[str, tuple[str, str]] = {
+    "prepare": ("segkit.data.cache", "build the preprocessing cache (decoded, label-mapped, resized arrays)"),
+    "export": ("segkit.export", "export a checkpoint to ONNX (for onnxruntime / segkit predict --backend onnx)"),
+    "dashboard": ("segkit.dashboard", "serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)"),
+    "kaggle": ("segkit.kaggle", "Kaggle: environment preflight and kernel bundle"),
+    "demo": ("segkit.demo", "synthetic data -> notebooks 01..04 headless -> a trained run (~5 min on CPU)"),
+}
+
+
+def _extension_commands(sub, command: str | None) -> None:
+    """Register extension commands: fully if `command` is None or names them, else by name only."""
     import importlib
 
-    for module_name in ("segkit.dashboard", "segkit.kaggle", "segkit.demo", "segkit.data.cache", "segkit.export"):
+    for name, (module_name, help_text) in EXTENSIONS.items():
+        if command is not None and command != name:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        register = getattr(module, "register_cli", None)
-        if register is not None:
-            register(sub)
+        module.register_cli(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `segkit` parser; with `command`, only that command's module is imported (faster start)."""
     # allow_abbrev=False: a typo such as --epoch must fail, never quietly mean --epochs.
     parser = argparse.ArgumentParser(prog="segkit", description="Semantic segmentation of urban scenes (Cityscapes).",
                                      allow_abbrev=False)
@@ -158,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         if cls is not None:
             add_config_flags(p, cls)
         p.set_defaults(func=func)
-    _extension_commands(sub)
+    _extension_commands(sub, command)
     _no_abbreviations(parser)
     return parser
 
@@ -183,11 +197,12 @@ def user_message(error: SegkitError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `segkit` console script and `python -m segkit`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")  # only --version/-h come before it
+    args = build_parser(command).parse_args(argv)  # --help and usage errors exit here, before torch loads
     from segkit.runtime import setup_logging
 
     setup_logging()
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except SegkitError as e:

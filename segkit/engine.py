@@ -437,6 +437,8 @@ def _fit(run, device: torch.device, flag: _StopFlag, on_epoch_end, stop_at_step)
             budget.reserve = max(budget.reserve, time.monotonic() - t0)
         # A partial epoch's row is replaced when a resumed run completes that epoch.
         state["history"].append(row)
+        # How the run stands, for readers of last.pth (a notebook that launched torchrun).
+        state["status"] = reason or ("completed" if state["epoch"] >= cfg.epochs else "running")
         t0 = time.monotonic()
         run.save_last(model, optimizer, scheduler, scaler, state)
         budget.reserve = max(budget.reserve, time.monotonic() - t0)

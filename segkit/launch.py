@@ -90,5 +90,15 @@ def summary_from_run_dir(run_dir: Path) -> dict:
             row["epoch"] = int(row["epoch"])
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
     best = max((r["miou"] for r in history if r.get("miou") is not None), default=-1.0)
-    return {"run_dir": str(run_dir), "status": "completed", "epochs_done": len(history), "best_miou": best,
+    return {"run_dir": str(run_dir), "status": _saved_status(run_dir), "epochs_done": len(history), "best_miou": best,
             "metrics": metrics, "history": history}
+
+
+def _saved_status(run_dir: Path) -> str:
+    """How the run ended, as its last checkpoint says ("completed", "time_budget", "SIGTERM", ...)."""
+    from segkit.checkpoint import load_checkpoint
+
+    last = run_dir / "last.pth"
+    if not last.exists():
+        return "unknown"
+    return str(load_checkpoint(last, map_location="cpu")["state"].get("status", "unknown"))

@@ -85,3 +85,29 @@ def test_user_error_is_one_message_without_traceback(tmp_path):
     proc = segkit("train", "--data-root", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r"), check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "missing" in proc.stderr
+
+
+def test_help_starts_without_importing_torch():
+    """`segkit --help` and usage errors answer before torch (~2 s) is imported."""
+    code = ("import sys\nfrom segkit.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['train', '--epoch', '3']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_listed_help_of_lazy_commands_equals_their_own():
+    """The help `segkit --help` shows for a lazily registered command is what its module registers."""
+    import argparse
+
+    from segkit.cli import EXTENSIONS, build_parser
+
+    def listed(parser: argparse.ArgumentParser) -> dict[str, str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return {c.dest: c.help for c in sub._choices_actions}
+
+    full = listed(build_parser())
+    for name, (_, help_text) in EXTENSIONS.items():
+        assert full[name] == help_text
+        assert listed(build_parser("train"))[name] == help_text

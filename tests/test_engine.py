@@ -13,6 +13,7 @@ import torch
 from segkit.config import TrainConfig
 from segkit.engine import TrainingDiverged, fit
 from segkit.errors import ConfigError
+from segkit.launch import summary_from_run_dir
 
 
 def tiny_config(data_root: Path, run_dir: Path, **changes) -> TrainConfig:
@@ -59,8 +60,9 @@ def test_resume_mid_epoch_equals_uninterrupted(data, tmp_path):
     interrupted = replace(cfg, run_dir=str(tmp_path / "resumed"))
     first = fit(interrupted, stop_at_step=4)  # 3 steps per epoch: stops inside epoch 1
     assert first["status"] == "stopped" and load(tmp_path / "resumed" / "last.pth")["state"]["step_in_epoch"] == 1
+    assert summary_from_run_dir(tmp_path / "resumed")["status"] == "stopped"  # what a torchrun launcher reports
     resumed = fit(replace(interrupted, resume=True))
-    assert resumed["status"] == "completed"
+    assert resumed["status"] == "completed" == summary_from_run_dir(tmp_path / "resumed")["status"]
     a, b = load(tmp_path / "straight" / "last.pth"), load(tmp_path / "resumed" / "last.pth")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
