@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast lint kaggle-bundle clean-demo help
+.PHONY: setup demo test test-fast lint notebook-params kaggle-bundle clean-demo help
 
 help:
 	@echo "make setup   create $(VENV) and install segkit with notebooks, tests and CLI"
 	@echo "make demo    synthetic data -> notebooks 01..04 headless -> $(DEMO_DIR)"
 	@echo "make test    unit tests + notebooks under nbval (CPU, no network)"
+	@echo "make notebook-params  regenerate the notebooks' parameters cells after editing segkit/config.py"
 
 setup: $(VENV)/.installed
 
@@ -41,6 +42,9 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check segkit tests benchmarks
+
+notebook-params: setup
+	$(BIN)/python -c "from segkit.notebook import sync_parameter_cells as s; print('\n'.join(s()) or 'parameters cells up to date')"
 
 kaggle-bundle: setup
 	$(BIN)/python -m segkit kaggle bundle --out runs/kaggle-bundle

@@ -41,6 +41,10 @@ if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used (slo
     import pandas as pd
     from matplotlib.figure import Figure
 
+# The notebooks and the config class their parameters cell is generated from.
+NOTEBOOK_CONFIGS: dict[str, type] = {
+    "01_explore_data": ExploreConfig, "02_train": TrainConfig, "03_evaluate": EvalConfig, "04_visualize": VisualizeConfig,
+}
 SMOKE_ENV = "SEGKIT_SMOKE"
 SMOKE_DATA = "data/synthetic-smoke"  # 6 train / 3 val images of 64x128, generated on first use
 SMOKE_RUN = "runs/smoke/train"
@@ -61,6 +65,30 @@ def parameters_source(cls: type) -> str:
     helps, types = parameter_help(cls), field_types(cls)
     lines = [f"{f.name}: {_annotation(types[f.name])} = {f.default!r}  # {helps[f.name]}" for f in fields(cls)]
     return "\n".join(lines)
+
+
+def sync_parameter_cells(notebook_dir: str | Path = "notebooks") -> list[str]:
+    """Rewrite each notebook's `parameters` cell from its config class (run after editing config.py).
+
+    Returns:
+        The notebooks whose cell changed (`make notebook-params` prints them).
+    """
+    import nbformat
+
+    changed = []
+    for name, cls in NOTEBOOK_CONFIGS.items():
+        path = Path(notebook_dir) / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        if len(cells) != 1:
+            raise ConfigError(f"{path}: expected one cell tagged 'parameters', found {len(cells)}; "
+                              "tag the cell of literals (View > Cell Toolbar > Tags in Jupyter)")
+        source = parameters_source(cls)
+        if cells[0].source != source:
+            cells[0].source = source
+            nbformat.write(nb, path)
+            changed.append(str(path))
+    return changed
 
 
 def parameter_help(cls: type) -> dict[str, str]:

@@ -233,3 +233,21 @@ def test_papermill_ill_typed_parameter_fails_with_the_config_message(tmp_path, m
                                    progress_bar=False)
     assert err.value.ename == "ConfigError"
     assert "num_samples must be an integer, got 'four'" in err.value.evalue
+
+
+def test_sync_rewrites_a_stale_parameters_cell(tmp_path):
+    """`make notebook-params` (sync_parameter_cells) brings a stale cell back to the config, and only it."""
+    for name in NOTEBOOKS:
+        (tmp_path / f"{name}.ipynb").write_text((NOTEBOOK_DIR / f"{name}.ipynb").read_text())
+    assert snb.sync_parameter_cells(tmp_path) == []  # the committed cells are current
+    nb = nbformat.read(tmp_path / "02_train.ipynb", as_version=4)
+    (cell,) = _parameters_cells(nb)
+    cell.source = cell.source.replace("epochs: int = 20", "epochs: int = 3")
+    nbformat.write(nb, tmp_path / "02_train.ipynb")
+    assert snb.sync_parameter_cells(tmp_path) == [str(tmp_path / "02_train.ipynb")]
+    (cell,) = _parameters_cells(_read_from(tmp_path, "02_train"))
+    assert cell.source == snb.parameters_source(TrainConfig)
+
+
+def _read_from(folder: Path, name: str):
+    return nbformat.read(folder / f"{name}.ipynb", as_version=4)

@@ -365,7 +365,7 @@ def test_the_checkpoints_kept_after_divergence_still_predict(data6, tmp_path):
         for group in blow_up.optimizer.param_groups:
             group["lr"] = 1e30
 
-    import segkit.engine as engine
+    from segkit import engine
 
     original = engine.build_optimizer
 

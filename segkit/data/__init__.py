@@ -20,7 +20,7 @@ _EXPORTS = {
     "denormalize": "transforms", "eval_transform": "transforms", "train_transform": "transforms",
     "generate_synthetic": "synthetic",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 from segkit import runtime
 from segkit.config import TrainConfig
 from segkit.runtime import log
+
 
 class EpochSampler(Sampler):
     """Deterministic order per (seed, epoch), sharded across torchrun ranks, resumable mid-epoch.
@@ -93,10 +95,10 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLo
     val_ds = (CachedDataset(val_cache, "val", eval_transform(None), val_samples) if val_cache else
               CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res))
     workers = runtime.default_num_workers(cfg.num_workers)
-    common = dict(
-        num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate,
-        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None,
-    )
+    common = {
+        "num_workers": workers, "pin_memory": device.type == "cuda", "collate_fn": collate,
+        "persistent_workers": workers > 0, "worker_init_fn": _worker_init if workers > 0 else None,
+    }
     sampler = EpochSampler(len(train_ds), cfg.seed, True, runtime.rank(), runtime.world_size())
     # drop_last keeps BatchNorm away from batches of one; a generator keeps the global RNG untouched.
     train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
