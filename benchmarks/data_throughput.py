@@ -54,12 +54,12 @@ def main() -> None:
 
     t0 = time.perf_counter()
     root = generate_synthetic(Path(args.work_dir) / "synthetic", args.images, 1, FULL_SIZE, seed=0, overwrite=True)
-    print(f"data: {args.images} synthetic {FULL_SIZE[0]}x{FULL_SIZE[1]} PNG pairs in {root} ({time.perf_counter() - t0:.1f} s)")
+    print(f"data: {args.images} synthetic {FULL_SIZE[0]}x{FULL_SIZE[1]} PNG pairs in {root} ({time.perf_counter() - t0:.1f} s; reused if they match)")
     roots = find_data_roots(root)
     samples = list_samples(roots, "train")
     t0 = time.perf_counter()
     cache_dir = prepare_cache(roots, IMAGE_SIZE, ("train",), Path(args.work_dir) / "cache", workers=1)
-    print(f"segkit prepare: {len(samples)} images in {time.perf_counter() - t0:.2f} s (1 thread)")
+    print(f"segkit prepare: {len(samples)} images ready in {time.perf_counter() - t0:.2f} s (1 thread; a matching cache is reused)")
     assert find_cache(samples, IMAGE_SIZE, cache_dir=cache_dir) == cache_dir
 
     uncached = CityscapesDataset(samples, train_transform(IMAGE_SIZE))

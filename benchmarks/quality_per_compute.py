@@ -4,10 +4,10 @@ Every candidate is a real `segkit train` run in its own process with the same wa
 the same data, scored afterwards by `segkit evaluate` on its final weights (last.pth) with one
 protocol: cityscapes-19 trainIds, the label files' own resolution, whole-image inference, the val
 split (held out: generated from other seeds than train). Candidates: the `cpu-quick` preset as
-shipped, and the same recipe at other training sizes, one of them the seed's 256x512. With no
+shipped, and the same recipe at other training sizes (always the seed's 256x512). With no
 --data-root the data are synthetic (Cityscapes layout, 512x1024 by default).
 
-    python benchmarks/quality_per_compute.py [--budget-min 5] [--data-root DIR] [--sizes 64x128 ...]
+    python benchmarks/quality_per_compute.py [--budget-min 5] [--data-root DIR] [--sizes 96x192 ...]
 
 The preset's own budget is 15 minutes; 5 minutes per candidate keeps this benchmark near 30 minutes.
 Last line: `quality_per_compute: X` = cpu-quick mIoU / mIoU of the same recipe and budget at 256x512.
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=120, help="synthetic train images")
     parser.add_argument("--val-images", type=int, default=30, help="synthetic val images")
     parser.add_argument("--synthetic-size", default="512x1024", help="synthetic image size HxW")
-    parser.add_argument("--sizes", nargs="*", default=["64x128", "128x256", "256x512"],
+    parser.add_argument("--sizes", nargs="*", default=["96x192", "128x256", "256x512"],
                         help="other training sizes to give the same budget (256x512 is the reference)")
     parser.add_argument("--work-dir", default="runs/benchmarks/quality", help="data and runs go here")
     args = parser.parse_args()
@@ -88,9 +88,11 @@ def main() -> None:
         h, w = parse_size(args.synthetic_size)
         run([sys.executable, "-m", "segkit", "synth", "--out", str(data_root), "--num-train", str(args.train_images),
              "--num-val", str(args.val_images), "--image-size", str(h), str(w), "--seed", "0", "--overwrite"])
+    from segkit.config import PRESETS
+
+    preset_size = tuple(PRESETS["cpu-quick"]["fields"]["image_size"])
     sizes = [parse_size(s) for s in args.sizes]
-    if SEED_SIZE not in sizes:
-        sizes.append(SEED_SIZE)
+    sizes = [s for s in dict.fromkeys(sizes + [SEED_SIZE]) if s != preset_size]  # the reference runs always
     results = [candidate("cpu-quick", None, args, data_root)]
     results += [candidate(f"cpu-quick at {h}x{w}", (h, w), args, data_root) for h, w in sizes]
 

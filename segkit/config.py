@@ -216,14 +216,16 @@ class VisualizeConfig:
 
 # ----------------------------------------------------------------------------- presets
 
-# Named recipes. Each value is a dict of TrainConfig fields; fields the user sets explicitly win.
-# `cost` and `quality` are what we measured (or "not measured"); they are shown by --help.
+# Named recipes: `doc` (shown by `segkit presets`) and `fields`, TrainConfig values that fields the
+# user sets explicitly override. What each one costs and reaches: benchmarks/README.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-quick": {
-        # 96x192 beat 128x256 in equal CPU time on synthetic data (5 min: 20.4 vs 16.5 mIoU).
-        "doc": "laptop / 2 CPU cores, 15 minutes: small U-Net at 96x192",
+        # benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights:
+        # 64x128 33.3 vs 96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 /
+        # 128x256 / 256x512. Synthetic data only: on real Cityscapes, check with --data-root.
+        "doc": "laptop / 2 CPU cores, 15 minutes: small U-Net at 64x128",
         "fields": {
-            "model": "unet", "base_channels": 16, "depth": 4, "image_size": (96, 192),
+            "model": "unet", "base_channels": 16, "depth": 4, "image_size": (64, 128),
             "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
             "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
             "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",

@@ -84,10 +84,8 @@ def notebook_parameters(data: str, run_dir: str, minutes: float) -> dict[str, di
     """The papermill parameters of each notebook (paths relative to the repository root)."""
     return {
         "01_explore_data": {"data_root": data, "num_samples": 4},
-        # cpu-quick's model at 64x128 rather than its 96x192 (earlier 128x256): in 3 minutes on 2 idle cores it
-        # reached val mIoU 21.5 (~55 epochs) where 128x256 reached 11.0 (~15 epochs). The budget
-        # stops training before the preset's 200 epochs; the poly schedule decays over the budget.
-        "02_train": {"data_root": data, "run_dir": run_dir, "preset": "cpu-quick", "image_size": [64, 128],
+        # The budget stops training before the preset's 200 epochs; the poly schedule decays over it.
+        "02_train": {"data_root": data, "run_dir": run_dir, "preset": "cpu-quick",
                      "time_budget": minutes, "overwrite": True},
         "03_evaluate": {"run_dir": run_dir, "data_root": data},
         "04_visualize": {"run_dir": run_dir, "data_root": data, "num_samples": 3},

@@ -149,9 +149,9 @@ def test_ill_typed_parameter_fails_with_the_config_message():
 
 def test_explicit_values_beat_the_preset(monkeypatch):
     monkeypatch.setenv(snb.SMOKE_ENV, "0")
-    namespace, before = _namespace(preset="cpu-quick", epochs=5, image_size="64x128")
+    namespace, before = _namespace(preset="cpu-quick", epochs=5, image_size="128x256")
     cfg = snb.config_from_namespace(TrainConfig, namespace, before)
-    assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (5, (64, 128), QUICK["base_channels"], QUICK["lr"])
+    assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (5, (128, 256), QUICK["base_channels"], QUICK["lr"])
 
 
 def test_smoke_shrinks_what_was_not_set(monkeypatch, tmp_path):
