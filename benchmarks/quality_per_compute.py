@@ -16,6 +16,7 @@ Last line: `quality_per_compute: X` = cpu-quick mIoU / mIoU of the same recipe a
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -65,8 +66,6 @@ def candidate(name: str, size: tuple[int, int] | None, args: argparse.Namespace,
 
 
 def _history(run_dir: Path) -> list[dict]:
-    import csv
-
     with open(run_dir / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
 

@@ -182,9 +182,12 @@ def test_scale_crop_scales_by_the_drawn_factor(scale: float) -> None:
         assert out["image"].shape == (64, 128, 3) and out["mask"].shape == (64, 128)
         if scale <= 1:  # the whole image, shrunk, somewhere inside the crop
             assert (out["mask"] != 255).sum() == round(64 * scale) * round(128 * scale)
-        else:  # nearest upsampling by `scale` repeats each kept label pixel ~scale^2 times
+        else:  # no padding, no invented labels
             assert (out["mask"] != 255).all()
             assert set(np.unique(out["mask"])) <= set(np.unique(mask))
+        if scale == 2.0:  # a 32x64 window upsampled 2x (nearest): constant 2x2 blocks
+            blocks = out["mask"][::2, ::2]
+            assert np.array_equal(np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1), out["mask"])
     if scale == 1.0:
         assert np.array_equal(out["mask"], mask) and np.array_equal(out["image"], image)
 

@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 import segkit
 from segkit import runtime
+from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
 from segkit.errors import ConfigError, DataError
 from segkit.labels import LABEL_TO_TRAIN
@@ -363,20 +364,9 @@ class CachedDataset(Dataset):
             self._arrays = tuple(np.load(p, mmap_mode="r") for p in self.paths)
         row = self.rows[i]
         image, mask = np.array(self._arrays[0][row]), np.array(self._arrays[1][row])  # (H, W, 3), (H, W)
-        if seed is not None and hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(seed)
-        else:
-            self._seed_transform_in_worker()
+        self._seeded_for = seed_transform(self.transform, seed, self._seeded_for)
         out = self.transform(image=image, mask=mask)
         return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": self.samples[i].stem}
-
-    def _seed_transform_in_worker(self) -> None:
-        # As CityscapesDataset: forked workers would otherwise replay one augmentation stream.
-        info = get_worker_info()
-        if info is None or info.seed == self._seeded_for or not hasattr(self.transform, "set_random_seed"):
-            return
-        self.transform.set_random_seed(info.seed % 2**32)
-        self._seeded_for = info.seed
 
     def __getstate__(self) -> dict:
         # A pickled memmap would be copied whole into each worker; workers re-open the files.

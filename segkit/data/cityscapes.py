@@ -177,10 +177,7 @@ class CityscapesDataset(Dataset):
         image = read_image(sample.image)  # (H, W, 3)
         label = read_label(sample.label, sample.label_format)  # (H, W)
         _check_same_size(image, label, sample)
-        if seed is not None and hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(seed)
-        else:
-            self._seed_transform_in_worker()
+        self._seeded_for = seed_transform(self.transform, seed, self._seeded_for)
         if self.label_resolution:
             out = self.transform(image=image)
             mask = torch.from_numpy(label.astype(np.int64))
@@ -189,22 +186,28 @@ class CityscapesDataset(Dataset):
             mask = torch.as_tensor(out["mask"]).long()
         return {"image": out["image"], "mask": mask, "name": sample.stem}
 
-    def _seed_transform_in_worker(self) -> None:
-        """Give each DataLoader worker (and each epoch) its own augmentation stream.
 
-        Albumentations 2 seeds a pipeline once, so forked workers would otherwise replay the
-        same random parameters, every epoch. `worker_info.seed` differs per worker and epoch
-        and follows `torch.manual_seed`.
-        """
-        info = get_worker_info()
-        if (
-            info is None
-            or info.seed == self._seeded_for
-            or not hasattr(self.transform, "set_random_seed")
-        ):
-            return
-        self.transform.set_random_seed(info.seed % 2**32)
-        self._seeded_for = info.seed
+def seed_transform(transform: Any, seed: int | None, seeded_for: int | None) -> int | None:
+    """Seed an Albumentations pipeline for the next item; both segkit datasets call this.
+
+    With a per-item `seed` (from EpochSampler) the augmentation depends only on it. Without one,
+    each DataLoader worker and epoch gets its own stream: Albumentations 2 seeds a pipeline once,
+    so forked workers would otherwise replay the same random parameters every epoch;
+    `worker_info.seed` differs per worker and epoch and follows `torch.manual_seed`.
+
+    Returns:
+        The worker seed the pipeline now follows (pass it back as `seeded_for` next time).
+    """
+    if not hasattr(transform, "set_random_seed"):
+        return seeded_for
+    if seed is not None:
+        transform.set_random_seed(seed)
+        return seeded_for
+    info = get_worker_info()
+    if info is None or info.seed == seeded_for:
+        return seeded_for
+    transform.set_random_seed(info.seed % 2**32)
+    return info.seed
 
 
 def check_samples(samples: Sequence[Sample], limit: int | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 # Albumentations checks PyPI for a newer version at import; Kaggle kernels and CI may be offline.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import functools
 import math
 from typing import Any
 
@@ -228,9 +229,15 @@ def normalize_image(image: np.ndarray, mean: tuple = MEAN, std: tuple = STD) -> 
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}; "
                          "decode images with segkit.data.cityscapes.read_image or convert with PIL .convert('RGB')")
+    return cv2.LUT(image, _normalisation_table(tuple(mean), tuple(std)))
+
+
+@functools.cache
+def _normalisation_table(mean: tuple, std: tuple) -> np.ndarray:
+    """(256, 1, 3) float32: the normalised value of each uint8 level per channel (built once)."""
     values = np.arange(256, dtype=np.float32)[:, None] / np.float32(255)  # (256, 1)
     table = (values - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)  # (256, 3)
-    return cv2.LUT(image, table.reshape(256, 1, 3))
+    return table.reshape(256, 1, 3)
 
 
 def _mask_to_int64(mask: np.ndarray, **_: object) -> np.ndarray:
