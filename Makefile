@@ -2,8 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel that lies on the build machines; a GPU machine that already has torch keeps it.
-TORCH_SPEC ?= torch==2.13.0
+# torch + torchvision (segmentation_models_pytorch needs both). These pins lie on the build
+# machines' disk; from PyPI they are the CUDA build (~5.5 GB in the venv, runs on CPU too).
+# A CPU-only laptop: `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` (~1 GB).
+# A machine whose python3 already has torch (Kaggle, a CUDA box, conda) keeps its own build.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 
 .PHONY: setup demo test test-fast lint notebook-params kaggle-bundle clean-demo help
@@ -25,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	else \
 	  $(PYTHON) -m venv $(VENV); \
 	  $(BIN)/python -m pip install -q --upgrade pip; \
-	  $(BIN)/python -m pip install -q "$(TORCH_SPEC)"; \
+	  $(BIN)/python -m pip install -q $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
