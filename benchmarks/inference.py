@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, model_from_checkpoint
+from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
 from segkit.data.transforms import MEAN, STD
-from segkit.evaluation import predict_image
-from segkit.export import OnnxModel, export_onnx, onnx_predictor
-from segkit.models import create_model, model_spec
+from segkit.export import OnnxModel, export_onnx
+from segkit.inference import load_predictor, predict_image
+from segkit.models import create_model, model_from_checkpoint, model_spec
 
 FULL_SIZE = (1024, 2048)
 
@@ -81,7 +81,7 @@ def main() -> None:
           f"argmax agreement {agree:.5f}")
 
     image = np.random.default_rng(0).integers(0, 256, (*FULL_SIZE, 3), dtype=np.uint8)
-    ort_predict = onnx_predictor(ckpt_path)
+    ort_predict = load_predictor(ckpt_path, "onnx")
     e2e_torch = timed(lambda: predict_image(torch_model, ckpt, image))  # both already warm
     e2e_ort = timed(lambda: ort_predict(image))
     print(f"end to end (segkit predict, one image): torch {e2e_torch:.2f} s, onnx {e2e_ort:.2f} s")

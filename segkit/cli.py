@@ -20,17 +20,12 @@ from segkit.config import (
     PredictConfig,
     SynthConfig,
     TrainConfig,
-    apply_preset,
     field_help,
     field_types,
+    flag_name,
     from_dict,
 )
 from segkit.errors import SegkitError
-
-
-def flag_name(field_name: str) -> str:
-    """`batch_size` -> `--batch-size`."""
-    return "--" + field_name.replace("_", "-")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -67,10 +62,10 @@ def config_from_args(cls: type, args: argparse.Namespace) -> tuple[Any, set[str]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from segkit.launch import train
+    from segkit.launch import resolve_train_config, train
 
     cfg, explicit = config_from_args(TrainConfig, args)
-    cfg = apply_preset(cfg, explicit)
+    cfg = resolve_train_config(cfg, explicit)
     result = train(cfg)
     from segkit.runtime import is_main
 
@@ -151,11 +146,7 @@ def _extension_commands(sub, command: str | None) -> None:
         if command is not None and command != name:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        module.register_cli(sub)
+        importlib.import_module(module_name).register_cli(sub)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

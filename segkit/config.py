@@ -321,6 +321,32 @@ def field_help(cls: type) -> dict[str, str]:
     return helps
 
 
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a field: `batch_size` -> `--batch-size`."""
+    return "--" + field_name.replace("_", "-")
+
+
+def to_argv(cfg: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    """Flags that rebuild `cfg` exactly on the command line: every field, defaults included.
+
+    Every field is given so that nothing is left for a preset or a resumed run to fill in: the
+    process that parses them trains the same config as the one that wrote them.
+    """
+    types = field_types(type(cfg))
+    argv: list[str] = []
+    for f in fields(cfg):
+        if f.name in skip:
+            continue
+        value, flag = getattr(cfg, f.name), flag_name(f.name)
+        if types[f.name] is bool:
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif typing.get_origin(types[f.name]) is tuple:
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Resolved type of each field (annotations are strings under `from __future__`)."""
     hints = typing.get_type_hints(cls)

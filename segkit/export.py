@@ -11,16 +11,17 @@ import argparse
 import json
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 import segkit
+from segkit.checkpoint import load_checkpoint
 from segkit.errors import CheckpointError, SegkitError
+from segkit.models import model_from_checkpoint
+from segkit.runtime import log
 
 INSTALL_HINT = "pip install 'segkit[onnx]'  (onnx, onnxruntime, onnxscript)"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -52,8 +53,6 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, dyn
     Shape:
         input "image" (B, 3, H, W) float32 normalised -> "logits" (B, num_classes, H, W) float32.
     """
-    from segkit.checkpoint import load_checkpoint, model_from_checkpoint
-
     onnx = _require("onnx")
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     model = model_from_checkpoint(ckpt, "cpu")
@@ -115,7 +114,7 @@ class OnnxModel(nn.Module):
 
 
 def onnx_path_for(checkpoint: str | Path) -> Path:
-    """Where `onnx_predictor` keeps the export: next to the checkpoint, else under runs/onnx/."""
+    """Where `segkit predict --backend onnx` keeps the export: next to the checkpoint, else under runs/onnx/."""
     checkpoint = Path(checkpoint)
     beside = checkpoint.with_suffix(".onnx")
     if os.access(checkpoint.parent, os.W_OK):
@@ -124,40 +123,13 @@ def onnx_path_for(checkpoint: str | Path) -> Path:
     return Path("runs") / "onnx" / f"{checkpoint.parent.name}_{beside.name}"
 
 
-def onnx_predictor(checkpoint: str | Path, inference: str = "whole", threads: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-    """`segkit predict --backend onnx`: image -> trainIds through onnxruntime on the CPU.
-
-    Exports to `onnx_path_for(checkpoint)` when that file is missing or older than the
-    checkpoint. Pre- and post-processing are those of `segkit.evaluation.predict_image`.
-
-    Args:
-        checkpoint: A segkit checkpoint.
-        inference: whole, slide, flip or ms.
-        threads: onnxruntime intra-op threads; 0 = as many as torch uses.
-
-    Returns:
-        A function (H, W, 3) uint8 RGB -> (H, W) uint8 trainIds at the image's own size.
-    """
-    from segkit.checkpoint import load_checkpoint
-    from segkit.evaluation import normalise
-    from segkit.inference import infer
-    from segkit.runtime import log
-
+def ensure_onnx(checkpoint: str | Path) -> Path:
+    """The checkpoint's ONNX export, exported now if missing or older than the checkpoint."""
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
     path = onnx_path_for(checkpoint)
     if not path.is_file() or path.stat().st_mtime < checkpoint.stat().st_mtime:
         log.info("exporting %s to %s", checkpoint, export_onnx(checkpoint, path))
-    model = OnnxModel(path, threads)
-    norm = ckpt.get("normalization") or {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-    image_size = tuple(ckpt["image_size"])
-
-    def predict(image: np.ndarray) -> np.ndarray:
-        x = normalise(image, norm["mean"], norm["std"])  # (1, 3, H, W)
-        scores = infer(model, x, image_size, inference, size_divisor=model.size_divisor)
-        return scores.argmax(1)[0].to(torch.uint8).numpy()
-
-    return predict
+    return path
 
 
 # ----------------------------------------------------------------------------- CLI

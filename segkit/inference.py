@@ -1,9 +1,14 @@
-"""Inference at the input's own size: whole image, sliding window, flip and multi-scale TTA."""
+"""The one prediction path: normalise, forward (whole image, sliding window, flip or multi-scale
+TTA) at the input's own size, argmax; with PyTorch or onnxruntime behind the same nn.Module call.
+
+Training's validation, `segkit evaluate`, `segkit predict`, the notebooks and TensorBoard all
+predict through `infer` (tensors) or `predict_image` (an RGB array in, trainIds out).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit import runtime
+from segkit.checkpoint import load_checkpoint
+from segkit.data.transforms import MEAN, STD, normalize_image
 from segkit.errors import SegkitError
+from segkit.export import OnnxModel, ensure_onnx
+from segkit.labels import train_to_color, train_to_label
+from segkit.models import model_from_checkpoint, unwrap
+from segkit.viz import overlay
 
 # Scales of the training size at which each mode looks; sliding windows wherever the scaled
 # image is larger than the training size, so the network always sees the size it trained on.
@@ -111,6 +123,58 @@ def _upsample(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+# ----------------------------------------------------------------------------- images in, trainIds out
+
+
+def to_input(image: np.ndarray, normalization: dict | None = None) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float tensor, normalised as the training transforms do.
+
+    Args:
+        image: the RGB image.
+        normalization: {"mean", "std"} from the checkpoint; ImageNet's by default.
+    """
+    mean, std = (tuple(normalization["mean"]), tuple(normalization["std"])) if normalization else (MEAN, STD)
+    return torch.from_numpy(normalize_image(image, mean, std)).permute(2, 0, 1)[None].contiguous()
+
+
+@torch.no_grad()
+def predict_image(model: nn.Module, ckpt: dict, image: np.ndarray, inference: str = "whole") -> np.ndarray:
+    """trainIds (H, W) uint8 at the image's own size, for a model rebuilt from `ckpt`.
+
+    Args:
+        model: the network (a torch model or an `segkit.export.OnnxModel`); its device is used.
+        ckpt: its checkpoint dict (training size and normalisation).
+        image: (H, W, 3) uint8 RGB.
+        inference: whole, slide, flip or ms.
+    """
+    plain = unwrap(model)
+    device = next(plain.parameters(), torch.empty(0)).device  # an OnnxModel has none: CPU
+    x = to_input(image, ckpt.get("normalization")).to(device)
+    scores = infer(plain, x, tuple(ckpt["image_size"]), inference, size_divisor=plain.size_divisor)
+    return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def load_predictor(checkpoint: str | Path, backend: str = "torch", inference: str = "whole",
+                   device: str = "auto") -> Callable[[np.ndarray], np.ndarray]:
+    """A function image (H, W, 3) uint8 RGB -> trainIds (H, W) uint8, for `segkit predict`.
+
+    Args:
+        checkpoint: a segkit checkpoint (best_model.pth / last.pth).
+        backend: "torch", or "onnx" (onnxruntime on the CPU; exported next to the checkpoint
+            when the .onnx file is missing or older than it).
+        inference: whole, slide, flip or ms.
+        device: torch backend only: auto, cpu, cuda.
+    """
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    if backend == "onnx":
+        model: nn.Module = OnnxModel(ensure_onnx(checkpoint))
+    elif backend == "torch":
+        model = model_from_checkpoint(ckpt, runtime.resolve_device(device))
+    else:
+        raise SegkitError(f"backend must be torch or onnx; got {backend!r}")
+    return lambda image: predict_image(model, ckpt, image, inference)
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -144,9 +208,6 @@ def encode_prediction(pred: np.ndarray, image: np.ndarray, fmt: str) -> np.ndarr
     Returns:
         (H, W) uint8 for id formats, (H, W, 3) uint8 RGB for colour formats.
     """
-    from segkit.labels import train_to_color, train_to_label
-    from segkit.viz import overlay
-
     if fmt == "trainIds":
         return pred.astype(np.uint8)
     if fmt == "labelIds":

@@ -1,4 +1,8 @@
-"""Run training in this process, or in N processes through torchrun (one per GPU).
+"""What to train, and where: resolve the config once, then train in this process or through torchrun.
+
+`resolve_train_config` decides everything `fit` will train — the preset, a Kaggle chained run,
+the resumed run's own settings, the Kaggle session's time budget — so that `fit` trains exactly
+the config it is given, and the notebook and `segkit train` show the config that will run.
 
 Notebooks cannot fork CUDA processes, so notebook 02 (and `segkit train --nproc 2`) start
 `torchrun` as a subprocess; torchrun does all the process management.
@@ -11,16 +15,41 @@ import json
 import os
 import subprocess
 import sys
-import typing
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from segkit.config import TrainConfig, field_types
+from segkit.checkpoint import load_checkpoint
+from segkit.config import TrainConfig, apply_preset, to_argv
+from segkit.engine import fit
 from segkit.errors import SegkitError
+from segkit.kaggle.session import default_time_budget, on_kaggle, prepare_chained_resume
+from segkit.run import merge_resumed_config, saved_status
 from segkit.runtime import distributed_env, log
+
+
+def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
+    """The config training will run: preset, then (with --resume) the run's own settings, then the budget.
+
+    Args:
+        cfg: the config as the user gave it (flags or notebook parameters).
+        explicit: the fields the user set; a preset never replaces them (default: fields off their default).
+
+    Returns:
+        The config to pass to `fit` / `train`: on Kaggle with `resume`, a previous kernel's run
+        attached as input is first copied into run_dir; with no time budget given, Kaggle gets one
+        that ends inside the 12-hour session.
+    """
+    cfg = apply_preset(cfg, explicit)
+    if cfg.resume and on_kaggle():
+        prepare_chained_resume(Path(cfg.run_dir))
+    if cfg.resume and (Path(cfg.run_dir) / "last.pth").is_file():
+        cfg = merge_resumed_config(cfg, load_checkpoint(Path(cfg.run_dir) / "last.pth")["config"])
+    if not cfg.time_budget:
+        cfg = replace(cfg, time_budget=default_time_budget() or 0.0)
+    return cfg
 
 
 def resolved_nproc(cfg: TrainConfig) -> int:
@@ -32,41 +61,21 @@ def resolved_nproc(cfg: TrainConfig) -> int:
     return cfg.nproc
 
 
-def config_flags(cfg: TrainConfig) -> list[str]:
-    """The `segkit train` flags that reproduce `cfg` (fields off their default only)."""
-    types = field_types(TrainConfig)
-    args: list[str] = []
-    for f in fields(TrainConfig):
-        value = getattr(cfg, f.name)
-        if f.name in ("nproc", "dashboard") or value == f.default:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if types[f.name] is bool:
-            args.append(flag if value else "--no-" + f.name.replace("_", "-"))
-        elif typing.get_origin(types[f.name]) is tuple:
-            args += [flag, *map(str, value)]
-        else:
-            args += [flag, str(value)]
-    return args
-
-
 def torchrun_command(cfg: TrainConfig, nproc: int) -> list[str]:
-    """`python -m torch.distributed.run --standalone --nproc-per-node N -m segkit train ...`."""
+    """`python -m torch.distributed.run --standalone --nproc-per-node N -m segkit train ...` (every field)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "segkit", "train", *config_flags(cfg)]
+            "-m", "segkit", "train", *to_argv(cfg, skip=("nproc", "dashboard"))]
 
 
 def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None) -> dict:
-    """Train in-process (one GPU or CPU) or through torchrun; returns fit's summary either way.
+    """Train a resolved config in-process (one GPU or CPU) or through torchrun; fit's summary either way.
 
     Args:
-        cfg: the preset-resolved training config.
+        cfg: from `resolve_train_config`.
         on_epoch_end: per-epoch callback (in-process runs only; torchrun runs log to stdout).
     """
     nproc = resolved_nproc(cfg)
     if nproc <= 1:
-        from segkit.engine import fit
-
         return fit(cfg, on_epoch_end=on_epoch_end)
     command = torchrun_command(cfg, nproc)
     log.info("launching %d processes: %s", nproc, " ".join(command))
@@ -85,20 +94,10 @@ def summary_from_run_dir(run_dir: Path) -> dict:
     history = []
     if (run_dir / "history.csv").exists():
         with open(run_dir / "history.csv") as f:
-            history = [{k: (float(v) if v not in ("",) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+            history = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
         for row in history:
             row["epoch"] = int(row["epoch"])
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
     best = max((r["miou"] for r in history if r.get("miou") is not None), default=-1.0)
-    return {"run_dir": str(run_dir), "status": _saved_status(run_dir), "epochs_done": len(history), "best_miou": best,
+    return {"run_dir": str(run_dir), "status": saved_status(run_dir), "epochs_done": len(history), "best_miou": best,
             "metrics": metrics, "history": history}
-
-
-def _saved_status(run_dir: Path) -> str:
-    """How the run ended, as its last checkpoint says ("completed", "time_budget", "SIGTERM", ...)."""
-    from segkit.checkpoint import load_checkpoint
-
-    last = run_dir / "last.pth"
-    if not last.exists():
-        return "unknown"
-    return str(load_checkpoint(last, map_location="cpu")["state"].get("status", "unknown"))

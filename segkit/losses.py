@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.config import LOSSES
 from segkit.errors import ConfigError
-
-LOSSES = ("ce", "dice", "ohem", "ce+dice", "ohem+dice")
 
 
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
@@ -169,7 +168,7 @@ def build_loss(
     """Build a loss module by name.
 
     Args:
-        name: One of "ce", "dice", "ohem", "ce+dice", "ohem+dice".
+        name: One of `segkit.config.LOSSES`: "ce", "dice", "ohem", "ce+dice", "ohem+dice".
         num_classes: Number of classes (channels of the logits).
         ignore_index: Target value of pixels that do not count.
         class_weights: Optional (num_classes,) per-class CE weights (not used by Dice).

@@ -145,6 +145,28 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
+def setup_device(device: str = "auto") -> torch.device:
+    """Everything a training process does once: logging, the device, a GPU check, the torchrun
+    process group and cuDNN/TF32 settings. Returns the device."""
+    setup_logging()
+    resolved = resolve_device(device)
+    check_gpu(resolved)
+    init_distributed(resolved)
+    configure_backends(resolved)
+    return resolved
+
+
+def leave_process_group() -> None:
+    """All ranks leave together: a barrier (rank 0 has finished writing), then destroy the group.
+
+    A rank that tears the group down while another still works in it can abort inside gloo or
+    NCCL ("terminate called without an active exception"), and torchrun then fails the whole run.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def rank() -> int:
     """This process's rank (from torchrun's RANK before/after the process group exists)."""
     return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))

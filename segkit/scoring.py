@@ -3,7 +3,8 @@
 Predictions are matched to ground truth as the official script does: a prediction for
 `<city>_<seq>_<frame>_gtFine_labelIds.png` is any `<city>_<seq>_<frame>*.png` below the
 prediction folder. One confusion matrix is accumulated over the whole split at the label
-files' own resolution.
+files' own resolution. Label files are read by `segkit.data.cityscapes.read_label`, the reader
+training uses, so a bad label file gets the same message here as there.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segkit.data.cityscapes import read_label
+from segkit.data.discover import LABEL_SUFFIXES, label_format_of
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
 from segkit.metrics import ConfusionMatrix, make_protocol
 
-_GT_NAME = re.compile(r"([^_]+_\d+_\d+)_gtFine_(labelIds|labelTrainIds)\.png")
+# <frame> followed by one of the label suffixes discovery knows (_gtFine_labelIds.png, ...).
+_GT_SUFFIXES = "|".join(map(re.escape, LABEL_SUFFIXES.values()))
+_GT_NAME = re.compile(rf"([^_]+_\d+_\d+)(?:{_GT_SUFFIXES})")
 _PRED_NAME = re.compile(r"([^_]+_\d+_\d+)(?:[_.].*)?\.png")
-_PRED_FORMATS = ("labelIds", "trainIds")
+# The id formats of config.PREDICT_FORMATS; EvalConfig.format accepts the same (a test checks).
+PRED_FORMATS = ("labelIds", "trainIds")
 _SHOW = 3  # file names quoted in an error message
 
 
@@ -111,7 +117,8 @@ def score_predictions(
 
     Args:
         pred_dir: folder of single-channel prediction PNGs, at the label files' resolution.
-        gt_labels: ground-truth label files (labelIds or labelTrainIds, told apart by name).
+        gt_labels: ground-truth label files (labelIds or labelTrainIds, told apart by name),
+            read and checked by `read_label`.
         pred_format: "labelIds" (the submission format) or "trainIds" (0..18, 255 = void).
         split: recorded in the protocol.
         inference: how the predictions were made ("whole", "slide", ...), recorded in the protocol.
@@ -119,12 +126,12 @@ def score_predictions(
     Returns:
         `ConfusionMatrix.summary` dict; protocol resolution "label".
     """
-    if pred_format not in _PRED_FORMATS:
-        raise ConfigError(f"pred_format must be one of {_PRED_FORMATS}, got {pred_format!r}")
+    if pred_format not in PRED_FORMATS:
+        raise ConfigError(f"pred_format must be one of {PRED_FORMATS}, got {pred_format!r}")
     pairs = match_predictions(pred_dir, gt_labels)
     cm = ConfusionMatrix()
     for pred_path, gt_path in pairs:
-        gt = read_gt(gt_path)
+        gt = read_label(gt_path, label_format_of(gt_path))  # (H, W) trainIds
         pred = read_prediction(pred_path, pred_format)
         if pred.shape != gt.shape:
             raise DataError(
@@ -146,28 +153,14 @@ def _hw(a: np.ndarray) -> str:
     return f"{a.shape[0]}x{a.shape[1]} (HxW)"
 
 
-def _read_png(path: Path, what: str) -> np.ndarray:
+def _read_png(path: Path) -> np.ndarray:
     array = np.array(Image.open(path))
     if array.ndim != 2:
         raise DataError(
-            f"{what} {path} has shape {array.shape}, a colour image; expected a single-channel "
+            f"prediction {path} has shape {array.shape}, a colour image; expected a single-channel "
             "PNG of class ids (segkit predict --format labelIds)"
         )
     return array
-
-
-def read_gt(path: Path) -> np.ndarray:
-    """Read a ground-truth label file as trainIds (255 = ignore). Shape: (H, W) uint8."""
-    label = _read_png(Path(path), "label file")
-    if Path(path).name.endswith("_labelTrainIds.png"):
-        _check_train_ids(label, path, "label file", "is it a *_labelIds.png file renamed?")
-        return label.astype(np.uint8)
-    if label.max() > MAX_LABEL_ID:
-        raise DataError(
-            f"label file {path} holds value {label.max()} but labelIds stop at {MAX_LABEL_ID}; "
-            "is it a different kind of file renamed *_labelIds.png?"
-        )
-    return label_to_train(label)
 
 
 def read_prediction(path: Path, pred_format: str = "labelIds") -> np.ndarray:
@@ -176,11 +169,9 @@ def read_prediction(path: Path, pred_format: str = "labelIds") -> np.ndarray:
     Shape:
         (H, W) uint8.
     """
-    pred = _read_png(Path(path), "prediction")
+    pred = _read_png(Path(path))
     if pred_format == "trainIds":
-        _check_train_ids(
-            pred, path, "prediction", "it looks like a labelIds file: use --format labelIds"
-        )
+        _check_train_ids(pred, path)
         return pred.astype(np.uint8)
     if pred.max() > MAX_LABEL_ID:
         raise DataError(
@@ -190,10 +181,11 @@ def read_prediction(path: Path, pred_format: str = "labelIds") -> np.ndarray:
     return label_to_train(pred)
 
 
-def _check_train_ids(array: np.ndarray, path: Path, what: str, fix: str) -> None:
-    bad = (array >= NUM_CLASSES) & (array != IGNORE_INDEX)
+def _check_train_ids(pred: np.ndarray, path: Path) -> None:
+    bad = (pred >= NUM_CLASSES) & (pred != IGNORE_INDEX)
     if bad.any():
         raise DataError(
-            f"{what} {path} holds value {array[bad].max()}, which no trainId takes "
-            f"(0..{NUM_CLASSES - 1}, {IGNORE_INDEX}); {fix}"
+            f"prediction {path} holds value {pred[bad].max()}, which no trainId takes "
+            f"(0..{NUM_CLASSES - 1}, {IGNORE_INDEX}); it looks like a labelIds file: "
+            "use --format labelIds"
         )

@@ -1,13 +1,21 @@
-"""Pictures of data and results: colour masks, overlays, triptychs, curves, confusion matrices."""
+"""Pictures of data and results: colour masks, overlays, samples, triptychs, error maps, class
+frequencies, curves, confusion matrices."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, train_to_color
+
+if TYPE_CHECKING:  # matplotlib, pandas and seaborn are imported where they are used (slow imports)
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from segkit.data.discover import Sample
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -81,6 +89,93 @@ def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True
         fig.legend(handles=legend_handles(present), loc="lower center", ncol=min(8, len(present)), fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.05 if legend else 0, 1, 0.97))
+    return fig
+
+
+def plot_samples(samples: Sequence[Sample], n: int, title: str = "") -> Figure:
+    """n image | colour-label overlay pairs, with a legend of the classes present.
+
+    Args:
+        samples: `Sample`s (from `list_samples`).
+        n: how many to show (the first n).
+        title: figure title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from segkit.data.cityscapes import read_image, read_label
+
+    chosen = list(samples)[:n]
+    fig, axes = plt.subplots(len(chosen), 2, figsize=(10, 2.6 * len(chosen) + 0.6), squeeze=False)
+    present: set[int] = set()
+    for (ax_image, ax_overlay), sample in zip(axes, chosen):
+        image, label = read_image(sample.image), read_label(sample.label, sample.label_format)
+        present |= {int(v) for v in np.unique(label) if v != IGNORE_INDEX}
+        ax_image.imshow(image)
+        ax_image.set_title(sample.stem, fontsize=8)
+        ax_overlay.imshow(overlay(image, label))
+        ax_overlay.set_title("labels (trainIds, 255 = ignore left as is)", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.legend(handles=legend_handles(sorted(present)), loc="lower center", ncol=8, fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    return fig
+
+
+def plot_overlays(items: Sequence[dict], title: str = "") -> Figure:
+    """Prediction overlaid on the input, next to the error map (red: wrong, black: ignored).
+
+    Args:
+        items: dicts with "image" (H, W, 3) uint8, "target" and "pred" (H, W) trainIds and "name"
+            (what `segkit.analysis.triptychs` returns).
+        title: figure title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(items), 2, figsize=(10, 2.6 * len(items) + 0.4), squeeze=False)
+    for (ax_pred, ax_err), item in zip(axes, items):
+        wrong = (item["pred"] != item["target"]) & (item["target"] != IGNORE_INDEX)
+        errors = (0.35 * item["image"]).astype(np.uint8)  # dimmed input under the errors
+        errors[wrong] = (230, 30, 30)
+        errors[item["target"] == IGNORE_INDEX] = 0
+        ax_pred.imshow(overlay(item["image"], item["pred"]))
+        ax_pred.set_title(f"{item['name']}: prediction overlay", fontsize=8)
+        ax_err.imshow(errors)
+        ax_err.set_title(f"errors: {100 * wrong.mean():.1f}% of pixels wrong", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_frequencies(table: pd.DataFrame, method: str) -> Figure:
+    """Bar charts: pixel fraction per class (log scale) and the loss weights it implies.
+
+    Args:
+        table: from `segkit.data.report.class_frequency_table` (columns class, pixels, fraction, weight).
+        method: the class weight method, named in the title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, (ax_freq, ax_weight) = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
+    shown = table[table["pixels"] > 0]  # log scale: absent classes have no bar
+    sns.barplot(data=shown, x="fraction", y="class", ax=ax_freq, color="tab:blue")
+    ax_freq.set_xscale("log")
+    ax_freq.set_title("fraction of labelled pixels (log scale)", fontsize=9)
+    sns.barplot(data=shown, x="weight", y="class", ax=ax_weight, color="tab:orange")
+    ax_weight.set_title(f"class weights: {method} (mean 1 over present classes)", fontsize=9)
+    fig.tight_layout()
     return fig
 
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -221,6 +222,62 @@ def test_trainid_value_outside_the_table(data, tmp_path):
     assert str(label) in r.message and "30" in r.message and "0..18" in r.message and "255" in r.message
 
 
+# ----------------------------------------------------------------------------- one label reader
+
+
+def misnamed_labels(data, kind: str) -> Path:
+    """A data set whose *_gtFine_labelIds.png files hold real trainId annotations or colour masks."""
+    root = data(train_ids=kind == "trainIds", color=kind == "colour")
+    suffix = {"trainIds": "_gtFine_labelTrainIds.png", "colour": "_gtFine_color.png"}[kind]
+    for other in root.rglob(f"*{suffix}"):
+        if kind == "trainIds":  # as in real Cityscapes: the ego vehicle is void (255) in every frame
+            values = np.array(Image.open(other))
+            values[-4:] = 255
+            Image.fromarray(values).save(other)
+        other.replace(str(other).replace(suffix, "_gtFine_labelIds.png"))
+    return root
+
+
+def predictions_for(root: Path, out: Path) -> Path:
+    """One well-formed labelIds prediction per val frame, so that only the ground truth is wrong."""
+    out.mkdir(parents=True)
+    for label in (root / "gtFine" / "val").rglob("*_gtFine_labelIds.png"):
+        width, height = Image.open(label).size
+        pred = np.full((height, width), 7, np.uint8)  # road
+        Image.fromarray(pred).save(out / label.name.replace("_gtFine_labelIds", "_pred"))
+    return out
+
+
+# Every command that reads label files, as a user runs it; all go through read_label.
+LABEL_READERS = {
+    "train": lambda root, tmp: train(root, tmp / "run"),
+    "statistics": lambda root, tmp: train(root, tmp / "run", "--class-weights", "inverse"),
+    "cache": lambda root, tmp: cli("prepare", "--data-root", root, "--image-size", "32", "64",
+                                   "--splits", "val", "--out", tmp / "cache"),
+    "scoring": lambda root, tmp: cli("evaluate", "--predictions", predictions_for(root, tmp / "pred"),
+                                     "--data-root", root, "--split", "val"),
+}
+MISNAMED_MESSAGES = {
+    "trainIds": "label file <file> holds values labelIds never take (255; labelIds are 0..33): it looks "
+                "like a trainId file (0..18 and 255); rename it *_gtFine_labelTrainIds.png or regenerate labelIds.",
+    "colour": "label file <file> has 3 channels: it looks like a colour mask (*_gtFine_color.png); segkit "
+              "needs *_gtFine_labelIds.png (one channel, values 0..33). Fix: use the labelIds files from "
+              "gtFine_trainvaltest.zip.",
+}
+
+
+@pytest.mark.parametrize("kind", list(MISNAMED_MESSAGES))
+@pytest.mark.parametrize("command", list(LABEL_READERS))
+def test_misnamed_label_files_get_the_same_message_from_every_command(data, tmp_path, command, kind):
+    root = misnamed_labels(data, kind)
+    before = snapshot(root)
+    r = LABEL_READERS[command](root, tmp_path).refused()
+    bad = re.search(r"label file (\S+_gtFine_labelIds\.png)", r.message)
+    assert bad and Path(bad[1]).is_relative_to(root), r.message
+    assert r.message.strip().replace(bad[1], "<file>") == MISNAMED_MESSAGES[kind]
+    assert snapshot(root) == before
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -396,14 +453,6 @@ def test_resume_and_overwrite_together(trained, tmp_path):
     assert "exclude each other" in r.message
 
 
-def _notebook():
-    try:
-        from segkit import notebook
-    except ImportError as e:
-        pytest.skip(f"segkit.notebook is not importable yet ({e}); the notebook helper writes it")
-    return notebook
-
-
 @pytest.mark.parametrize("injected, expected", [
     ({"epoch": 5}, "unknown parameter 'epoch' for TrainConfig (did you mean 'epochs'?)"),
     ({"epochs": "many"}, "epochs must be an integer, got 'many'"),
@@ -413,10 +462,10 @@ def _notebook():
     ({"optimizer": "adamx"}, "one of adamw, adam, sgd; got 'adamx'"),
 ])
 def test_unknown_or_ill_typed_notebook_parameter(injected, expected):
+    from segkit import notebook
     from segkit.config import TrainConfig
     from segkit.errors import ConfigError
 
-    notebook = _notebook()
     namespace = {"__name__": "__main__", "Path": Path}
     before = notebook.snapshot(namespace)
     namespace.update({"epochs": 3, "run_dir": "runs/x"}, **injected)  # the parameters cell, then papermill's

@@ -142,8 +142,6 @@ def test_prepare_cli(data, capsys):
     assert find_cache(list_samples(find_data_roots(data), "val"), SIZE, cache_dir=out) == out
 
 
-@pytest.mark.skipif(not hasattr(__import__("segkit.config").config.TrainConfig, "cache"),
-                    reason="TrainConfig.cache / build_loaders not wired to the cache yet")
 def test_training_with_the_cache_equals_training_from_pngs(cityscapes_factory, tmp_path, caplog):
     from segkit.config import TrainConfig
     from segkit.engine import fit

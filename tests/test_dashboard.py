@@ -20,6 +20,7 @@ from segkit.dashboard import (
     TOKEN_ENV,
     Dashboard,
     DashboardError,
+    Tunnel,
     launch,
     open_tunnel,
     scrub,
@@ -74,7 +75,7 @@ def assert_no_secret(*texts: str, under: Path | None = None) -> None:
 
 def test_no_token_says_how_to_get_and_set_one(sandbox: Path) -> None:
     with pytest.raises(DashboardError) as err:
-        open_tunnel(Dashboard(sandbox, 6006))
+        open_tunnel(6006)
     message = str(err.value)
     assert "dashboard.ngrok.com" in message and "export NGROK_AUTHTOKEN" in message and "Secrets" in message
 
@@ -84,7 +85,7 @@ def test_agent_that_cannot_be_downloaded(sandbox: Path, monkeypatch, caplog, cap
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv(AUTH_ENV, f"tester:{PASSWORD}")
     with pytest.raises(DashboardError, match="ngrok agent") as err:
-        open_tunnel(Dashboard(sandbox, 6006))
+        open_tunnel(6006)
     if "could not download" in str(err.value):  # this machine has no internet
         assert "PYNGROK_NGROK_PATH" in str(err.value) and "internet" in str(err.value)
     out, errs = capsys.readouterr()
@@ -96,15 +97,14 @@ def test_agent_echoing_the_token_is_scrubbed(sandbox: Path, monkeypatch, caplog,
     fake_agent(sandbox / "agent" / "ngrok")
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv(AUTH_ENV, f"tester:{PASSWORD}")
-    dash = Dashboard(sandbox, 6006)
     with pytest.raises(DashboardError) as err:
-        open_tunnel(dash)
+        open_tunnel(6006)
     message = str(err.value)
     assert "ERR_NGROK_105" in message and "[redacted]" in message and "Check the token" in message
     assert "ERR_NGROK_105" in caplog.text  # ngrok's own log line went through, redacted
     out, errs = capsys.readouterr()
     assert_no_secret(message, caplog.text, out, errs, under=sandbox)
-    assert dash.public_url is None and err.value.__cause__ is None and err.value.__suppress_context__
+    assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
 def test_pyngrok_debug_lines_with_credentials_are_redacted(sandbox: Path, caplog) -> None:
@@ -124,7 +124,7 @@ def test_bad_credentials_are_refused_without_echoing_them(sandbox: Path, monkeyp
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv(AUTH_ENV, value)
     with pytest.raises(DashboardError, match="user:password") as err:
-        open_tunnel(Dashboard(sandbox, 6006))
+        open_tunnel(6006)
     assert found in str(err.value) and value not in str(err.value)
 
 
@@ -132,7 +132,7 @@ def test_headless_run_gets_no_generated_password(sandbox: Path, monkeypatch) -> 
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv("CI", "1")  # nobody watching: a generated password could not be shown
     with pytest.raises(DashboardError, match="headless") as err:
-        open_tunnel(Dashboard(sandbox, 6006))
+        open_tunnel(6006)
     assert AUTH_ENV in str(err.value) and "--no-auth" in str(err.value)
 
 
@@ -144,6 +144,47 @@ def test_basic_auth_options_for_both_ngrok_config_versions() -> None:
     assert tunnel._auth_options(type("Cfg", (), {"config_version": "2"})(), creds) == {"auth": "tester:a-long-password"}
     assert tunnel._auth_options(object(), None) == {}
     assert "a-long-password" not in repr(creds)
+
+
+def test_link_that_does_not_ask_for_the_password_is_closed(sandbox: Path, monkeypatch) -> None:
+    import http.server
+    import threading
+
+    from pyngrok import ngrok
+
+    # Stands in for a tunnel whose agent ignored the basic-auth policy: it answers 200 to anyone.
+    public = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=public.serve_forever, daemon=True).start()
+    url, closed = f"http://127.0.0.1:{public.server_port}", []
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(AUTH_ENV, f"tester:{PASSWORD}")
+    monkeypatch.setattr(ngrok, "connect", lambda addr, proto, pyngrok_config, **options: type("T", (), {"public_url": url}))
+    monkeypatch.setattr(Tunnel, "close", lambda self: closed.append(self.public_url))
+    try:
+        with pytest.raises(DashboardError, match="did not ask for a password .HTTP 200"):
+            open_tunnel(6006)
+    finally:
+        public.shutdown()
+        public.server_close()
+    assert closed == [url]
+
+
+def test_launch_keeps_the_tunnel_it_gets_and_stop_closes_it_once(tmp_path: Path, monkeypatch) -> None:
+    closed, opened = [], []
+    monkeypatch.setattr(server, "_serve_locally", lambda logdir, port, wait: Dashboard(logdir, port))  # reused
+    monkeypatch.setattr(Tunnel, "close", lambda self: closed.append(self.public_url))
+
+    def fake_open(port: int, auth: bool = True) -> Tunnel:
+        opened.append((port, auth))
+        return Tunnel("https://x.ngrok-free.app", "tester", None)
+
+    monkeypatch.setattr(server, "open_tunnel", fake_open)
+    dash = launch(tmp_path, port=6123, public=True)
+    assert opened == [(6123, True)] and (dash.public_url, dash.auth_user, dash.error) == (
+        "https://x.ngrok-free.app", "tester", None)
+    dash.stop()
+    dash.stop()
+    assert closed == ["https://x.ngrok-free.app"] and dash.public_url == "https://x.ngrok-free.app"
 
 
 def test_scrub() -> None:

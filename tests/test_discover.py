@@ -225,10 +225,6 @@ def test_labels_without_images_are_named(tiny_cityscapes: Path) -> None:
 def test_synthetic_fallback_is_loud_and_reused(
     isolated: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    try:
-        import segkit.data.synthetic  # noqa: F401
-    except ImportError:
-        pytest.skip("segkit.data.synthetic is not written yet")
     synth = isolated / "work" / "synth"
     with pytest.warns(UserWarning, match="SYNTHETIC data set"):
         roots = resolve_data_roots(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from segkit.config import TrainConfig
 from segkit.engine import TrainingDiverged, fit
@@ -105,31 +106,153 @@ def test_time_budget_stops_cleanly_with_checkpoint_and_evaluation(data, tmp_path
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     run = tmp_path / "run"
+    hooks = []
 
-    def poison(row):  # after epoch 0 is saved, the weights diverge
+    def poison(row):  # after epoch 0 is saved, every optimizer step leaves NaN weights
         if row["epoch"] == 0:
-            model = poison.model
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.fill_(float("nan"))
+            def to_nan(optimizer, args, kwargs):
+                with torch.no_grad():
+                    for group in optimizer.param_groups:
+                        for p in group["params"]:
+                            p.fill_(float("nan"))
 
-    import segkit.run as run_module
+            hooks.append(register_optimizer_step_post_hook(to_nan))
 
-    original = run_module.Run.build_model
-
-    def capture(self, device):
-        model, train_model = original(self, device)
-        poison.model = model
-        return model, train_model
-
-    run_module.Run.build_model = capture
     try:
         with pytest.raises(TrainingDiverged) as err:
             fit(tiny_config(data, run, epochs=3), on_epoch_end=poison)
     finally:
-        run_module.Run.build_model = original
+        for hook in hooks:
+            hook.remove()
     msg = str(err.value)
-    assert "nan" in msg and "lr" in msg and "--resume" in msg
+    assert "nan" in msg and "epoch 1" in msg and "lr" in msg and "--resume" in msg
     last = load(run / "last.pth")
     assert last["state"]["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+
+
+# ----------------------------------------------------------------------------- the building blocks, called directly
+
+
+def _loader(data: Path, size=(32, 64), batch_size=2) -> torch.utils.data.DataLoader:
+    from segkit.data.cityscapes import CityscapesDataset
+    from segkit.data.discover import find_data_roots, list_samples
+    from segkit.data.loaders import collate
+    from segkit.data.transforms import eval_transform
+
+    samples = list_samples(find_data_roots(data), "train")[:2]
+    ds = CityscapesDataset(samples, eval_transform(size))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+
+
+def _optim(model, lr=1e-2, scheduler="none", epochs=1, steps=1):
+    from segkit.engine import Optim, build_optimizer, build_scheduler
+    from segkit.runtime import Precision
+
+    cfg = TrainConfig(lr=lr, scheduler=scheduler, epochs=epochs, weight_decay=0.0)
+    optimizer = build_optimizer(cfg, model)
+    return Optim(optimizer, build_scheduler(cfg, optimizer, steps), torch.amp.GradScaler("cpu", enabled=False),
+                 Precision(None, False))
+
+
+def test_train_one_epoch_makes_the_loss_fall_on_two_images(data):
+    from segkit.engine import train_one_epoch
+    from segkit.losses import build_loss
+    from segkit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", base_channels=8, depth=2)
+    loader, loss_fn, optim = _loader(data), build_loss("ce"), _optim(model, lr=3e-2)
+    seen = []
+    results = [train_one_epoch(model=model, loader=loader, loss_fn=loss_fn, optim=optim, epoch=e,
+                               on_step=lambda steps, loss, lr: seen.append((steps, loss, lr))) for e in range(8)]
+    assert [r["steps"] for r in results] == [1] * 8 and results[0]["images"] == 2
+    assert results[-1]["train_loss"] < 0.7 * results[0]["train_loss"], [r["train_loss"] for r in results]
+    assert seen[0][0] == 1 and seen[0][1] == pytest.approx(results[0]["train_loss"]) and seen[0][2] == 3e-2
+    assert not any(r["stopped_early"] for r in results)
+
+
+def test_train_one_epoch_stops_when_asked_after_a_step(data):
+    from segkit.engine import train_one_epoch
+    from segkit.losses import build_loss
+    from segkit.models import create_model
+
+    model = create_model("unet", base_channels=8, depth=2)
+    loader = _loader(data, batch_size=1)  # 2 steps
+    result = train_one_epoch(model=model, loader=loader, loss_fn=build_loss("ce"), optim=_optim(model), epoch=0,
+                             stop=lambda steps: "time_budget" if steps >= 1 else None)
+    assert result["steps"] == 1 and result["stopped_early"] is True
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts fixed logits: the one-hot of `pred` (what a perfect or a known-wrong model outputs)."""
+
+    size_divisor = 1
+
+    def __init__(self, pred: torch.Tensor) -> None:
+        super().__init__()
+        self.pred = pred
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, image):
+        return torch.nn.functional.one_hot(self.pred, 19).permute(0, 3, 1, 2).float() * 10 + self.dummy
+
+
+def test_evaluate_known_answer():
+    from segkit.engine import evaluate
+
+    mask = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 255]]])  # (1, 2, 4): road x4, sidewalk x3, one ignored
+    pred = torch.tensor([[[0, 0, 1, 0], [0, 0, 1, 5]]])  # one sidewalk pixel predicted as road
+    loader = [{"image": torch.zeros(1, 3, 2, 4), "mask": mask, "name": ["a"]}]
+    ev = evaluate(model=_Oracle(pred), loader=loader, image_size=(2, 4), per_image=True)
+    cm = ev["confusion"]
+    # road: tp 4, fp 1 -> 4/5; sidewalk: tp 2, fn 1 -> 2/3; the other 17 classes are absent: left out.
+    assert cm.iou()[0].item() == pytest.approx(4 / 5) and cm.iou()[1].item() == pytest.approx(2 / 3)
+    assert cm.miou() == pytest.approx((4 / 5 + 2 / 3) / 2) and ev["images"] == 1
+    assert ev["per_image"] == [("a", pytest.approx((4 / 5 + 2 / 3) / 2))] and ev["val_loss"] is None
+    perfect = evaluate(model=_Oracle(mask.clamp(max=18)), loader=loader, image_size=(2, 4),
+                       loss_fn=torch.nn.CrossEntropyLoss(ignore_index=255))
+    assert perfect["confusion"].miou() == 1.0 and perfect["val_loss"] < 1e-3
+
+
+def _lrs(scheduler, steps, time_fraction=None, warmup=0.0):
+    from segkit.engine import build_scheduler
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([p], lr=1.0)
+    cfg = TrainConfig(scheduler=scheduler, epochs=1, warmup_epochs=warmup, lr=1.0)
+    sched = build_scheduler(cfg, optimizer, steps, time_fraction)
+    out = []
+    for _ in range(steps):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        sched.step()
+    return out
+
+
+def test_poly_schedule_known_answer_with_warmup():
+    lrs = _lrs("poly", 10, warmup=0.2)  # 2 warmup steps over 10
+    assert lrs[:2] == pytest.approx([1 / 3, 2 / 3])
+    assert lrs[2:] == pytest.approx([(1 - k / 8) ** 0.9 for k in range(8)])
+
+
+def test_poly_schedule_follows_the_time_budget_when_it_runs_out_first():
+    spent = iter([0.0, 0.5, 0.5, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    fraction = lambda: next(spent)  # share of the budget used, read at each step
+    lrs = _lrs("poly", 10, time_fraction=fraction)
+    # progress = max(steps done / 10, budget used)
+    assert lrs[:5] == pytest.approx([1.0, 0.5**0.9, 0.5**0.9, 0.1**0.9, 0.0])
+    assert _lrs("none", 3) == [1.0, 1.0, 1.0]
+
+
+def test_budget_reserves_time_for_the_final_evaluation():
+    from segkit.engine import Budget
+
+    budget = Budget(1.0)  # 60 s
+    budget.start -= 30  # 30 s spent
+    assert not budget.exhausted() and budget.fraction() == pytest.approx(0.5, abs=0.01)
+    budget.reserve = 10  # an evaluation + save took 10 s: keep 2 x 10 s for the last ones
+    assert not budget.exhausted() and budget.fraction() == pytest.approx(30 / 40, abs=0.01)
+    budget.reserve = 15
+    assert budget.exhausted()
+    assert not Budget(0).exhausted() and Budget(0).left() is None

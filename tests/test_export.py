@@ -14,13 +14,13 @@ from PIL import Image
 
 pytest.importorskip("onnxruntime")
 
-from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, model_from_checkpoint
+from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
 from segkit.cli import main as cli_main
 from segkit.data.transforms import MEAN, STD
 from segkit.errors import SegkitError
-from segkit.evaluation import predict_image
-from segkit.export import OnnxModel, _require, onnx_predictor
-from segkit.models import create_model, model_spec
+from segkit.export import OnnxModel, _require
+from segkit.inference import load_predictor, predict_image
+from segkit.models import create_model, model_from_checkpoint, model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,9 @@ def make_checkpoint(path: Path, image_size=(32, 64), seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    """A checkpoint in a run folder, exported once by onnx_predictor to best_model.onnx beside it."""
+    """A checkpoint in a run folder, exported once by load_predictor to best_model.onnx beside it."""
     ckpt_path = make_checkpoint(tmp_path_factory.mktemp("run") / "best_model.pth")
-    onnx_predictor(ckpt_path)
+    load_predictor(ckpt_path, "onnx")
     return ckpt_path
 
 
@@ -65,26 +65,26 @@ def test_onnx_logits_match_torch_at_two_sizes(exported):
 
 
 @pytest.mark.parametrize("inference", ["whole", "flip"])
-def test_onnx_predictor_equals_predict_image(exported, inference):
+def test_load_predictor_equals_predict_image(exported, inference):
     image = np.random.default_rng(0).integers(0, 256, (50, 90, 3), dtype=np.uint8)  # not the training size
     ckpt = load_checkpoint(exported)
     expected = predict_image(model_from_checkpoint(ckpt), ckpt, image, inference)
-    pred = onnx_predictor(exported, inference)(image)
+    pred = load_predictor(exported, "onnx", inference)(image)
     assert pred.shape == (50, 90) and pred.dtype == np.uint8
     assert (pred == expected).mean() >= 0.999
 
 
-def test_onnx_predictor_reexports_only_when_the_checkpoint_is_newer(tmp_path):
+def test_load_predictor_reexports_only_when_the_checkpoint_is_newer(tmp_path):
     ckpt_path = make_checkpoint(tmp_path / "best_model.pth")
-    onnx_predictor(ckpt_path)
+    load_predictor(ckpt_path, "onnx")
     onnx_file = tmp_path / "best_model.onnx"
     first = onnx_file.stat().st_mtime_ns
-    onnx_predictor(ckpt_path)
+    load_predictor(ckpt_path, "onnx")
     assert onnx_file.stat().st_mtime_ns == first  # reused
     make_checkpoint(ckpt_path, seed=1)
     os.utime(ckpt_path, ns=(first + 10**9, first + 10**9))
     image = np.zeros((32, 64, 3), np.uint8)
-    pred = onnx_predictor(ckpt_path)(image)
+    pred = load_predictor(ckpt_path, "onnx")(image)
     assert onnx_file.stat().st_mtime_ns != first  # re-exported from the new weights
     ckpt = load_checkpoint(ckpt_path)
     assert np.array_equal(pred, predict_image(model_from_checkpoint(ckpt), ckpt, image))

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from segkit.config import LOSSES
 from segkit.errors import ConfigError
-from segkit.losses import LOSSES, build_loss
+from segkit.losses import build_loss
 
 IGNORE = 255
 

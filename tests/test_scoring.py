@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from segkit import config, inference
 from segkit.errors import ConfigError, DataError
 from segkit.labels import CLASS_NAMES, LABEL_TO_TRAIN
-from segkit.scoring import match_predictions, score_predictions
+from segkit.scoring import PRED_FORMATS, match_predictions, score_predictions
 
 # Predicted labelIds: most evaluated classes, unevaluated ones (0 unlabeled, 4 static, 9 parking:
 # void predictions, false negatives officially) and bicycle (33), which no ground truth holds.
@@ -184,3 +186,31 @@ def test_wrong_format_is_detected_both_ways(val_set, tmp_path):
 def test_no_ground_truth_is_refused(tmp_path):
     with pytest.raises(DataError, match="no ground-truth"):
         match_predictions(tmp_path, [])
+
+
+def test_ground_truth_is_checked_by_the_training_reader(val_set, tmp_path):
+    """labelIds saved as *_labelTrainIds.png: read_label's message and fix, as in training."""
+    gt_files = _gt_files(val_set, "labelTrainIds")
+    for label_ids, train_ids in zip(_gt_files(val_set), gt_files):
+        train_ids.write_bytes(label_ids.read_bytes())
+    _write_predictions(_gt_files(val_set), tmp_path / "pred")
+    with pytest.raises(DataError, match=rf"trainId file {re.escape(str(gt_files[0]))} holds values .*It may be a "
+                       r"labelIds file; fix: rename it \*_gtFine_labelIds.png"):
+        score_predictions(tmp_path / "pred", gt_files)
+
+
+def test_choices_kept_in_two_places_agree():
+    """Choices that cannot be one object (a dict of specs, an if-chain) name the same values as
+    segkit.config, which validates what users pass."""
+    assert set(inference.MODES) == set(config.INFERENCE_MODES)
+    assert set(PRED_FORMATS) <= set(config.PREDICT_FORMATS)
+    for fmt in config.PREDICT_FORMATS:  # EvalConfig.format keeps its own literal tuple
+        try:
+            config.EvalConfig(format=fmt)
+        except ConfigError:
+            assert fmt not in PRED_FORMATS, fmt
+        else:
+            assert fmt in PRED_FORMATS, fmt
+    pred, image = np.zeros((2, 3), np.uint8), np.zeros((2, 3, 3), np.uint8)
+    for fmt in config.PREDICT_FORMATS:  # encode_prediction dispatches on each format by name
+        assert inference.encode_prediction(pred, image, fmt).shape[:2] == (2, 3), fmt

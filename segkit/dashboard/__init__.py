@@ -21,17 +21,19 @@ them removed. The token does reach the ngrok agent's command line (pyngrok passe
 `--authtoken`), visible to processes of the same machine, as with any ngrok use.
 """
 
+from segkit.credentials import (
+    AUTH_ENV,
+    SECRET_ENV,
+    TOKEN_ENV,
+)
 from segkit.dashboard.cli import (
     cmd_dashboard,
     register_cli,
 )
 from segkit.dashboard.common import (
-    AUTH_ENV,
     HOST,
     INFO_FILE,
     INSTALL_HINT,
-    SECRET_ENV,
-    TOKEN_ENV,
     DashboardError,
     info_path,
 )
@@ -45,6 +47,7 @@ from segkit.dashboard.tunnel import (
     GENERATED_USER,
     NO_TOKEN_HELP,
     REDACTED,
+    Tunnel,
     open_tunnel,
     scrub,
 )
@@ -63,6 +66,7 @@ __all__ = [
     "WINDOW_TITLE",
     "Dashboard",
     "DashboardError",
+    "Tunnel",
     "cmd_dashboard",
     "info_path",
     "launch",

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segkit.dashboard.common import AUTH_ENV, INSTALL_HINT, TOKEN_ENV, DashboardError
+from segkit.credentials import AUTH_ENV, TOKEN_ENV
+from segkit.dashboard.common import INSTALL_HINT, DashboardError
 from segkit.dashboard.server import Dashboard, launch
 
 

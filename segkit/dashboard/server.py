@@ -1,4 +1,5 @@
-"""TensorBoard as a subprocess on 127.0.0.1: the `Dashboard` handle, `launch`, ports and probes."""
+"""TensorBoard as a subprocess on 127.0.0.1: the `Dashboard` handle, `launch`, ports, probes and
+dashboard.json."""
 
 from __future__ import annotations
 
@@ -18,14 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segkit.dashboard.common import (
-    _OPENER,
-    HOST,
-    SECRET_ENV,
-    DashboardError,
-    _write_info,
-)
-from segkit.dashboard.tunnel import _close_tunnel, open_tunnel
+from segkit.credentials import SECRET_ENV
+from segkit.dashboard.common import DIRECT_OPENER, HOST, DashboardError, info_path
+from segkit.dashboard.tunnel import Tunnel, open_tunnel
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -50,8 +46,7 @@ class Dashboard:
     error: str | None = None  # why the public link is missing although it was asked for
     auth_user: str | None = None  # basic-auth user of the public link (the password is never kept)
     info_file: Path | None = None  # dashboard.json written for notebooks (URLs only)
-    _tunnel: Any = field(default=None, repr=False)
-    _pyngrok_config: Any = field(default=None, repr=False)
+    _tunnel: Tunnel | None = field(default=None, repr=False)  # None: no link, or closed by stop()
     _log_file: Any = field(default=None, repr=False)
 
     @property
@@ -72,7 +67,9 @@ class Dashboard:
 
     def stop(self) -> None:
         """Close the tunnel, stop TensorBoard (and its data server), remove dashboard.json."""
-        _close_tunnel(self)
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
         if self.process is not None:
             _terminate(self.process)
         if self._log_file is not None:
@@ -128,12 +125,31 @@ def launch(
     dash = _serve_locally(logdir, port, wait)
     if public:
         try:
-            open_tunnel(dash, auth)
+            link = open_tunnel(dash.port, auth)
         except DashboardError as e:
             dash.error = str(e)
             log.warning("dashboard: no public link: %s (local dashboard still at %s)", e, dash.url)
+        else:
+            dash._tunnel, dash.public_url, dash.auth_user = link, link.public_url, link.auth_user
     _write_info(dash)
     return dash
+
+
+def _write_info(dash: Dashboard) -> None:
+    """URLs for notebooks and people (no token, no password); skipped if the folder is missing."""
+    if dash.reused:
+        return
+    path = info_path(dash.logdir)
+    if not path.parent.is_dir():
+        return
+    info = {"url": dash.url, "public_url": dash.public_url, "basic_auth_user": dash.auth_user,
+            "public_error": dash.error, "logdir": str(dash.logdir), "pid": os.getpid()}
+    try:
+        path.write_text(json.dumps(info, indent=2) + "\n")
+    except OSError as e:
+        log.warning("dashboard: could not write %s (%s); the URLs are printed instead", path, e.strerror)
+        return
+    dash.info_file = path
 
 
 def _serve_locally(logdir: Path, port: int, wait: float) -> Dashboard:
@@ -171,7 +187,7 @@ def _start_tensorboard(logdir: Path, port: int) -> Dashboard:
         raise DashboardError("TensorBoard is not installed; install it with `pip install tensorboard`")
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", HOST,
            "--port", str(port), "--window_title", WINDOW_TITLE]
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}  # TensorBoard needs none of them
     # Kept open for the server's lifetime (closed by stop()); read back only to explain a failed start.
     log_file = tempfile.TemporaryFile()  # noqa: SIM115
     # preexec_fn only calls prctl(), which is safe between fork and exec even with threads.
@@ -252,7 +268,7 @@ def _free_port() -> int:
 def _segkit_logdir_at(port: int) -> Path | None:
     """The logdir of a segkit TensorBoard answering on HOST:port, else None."""
     try:
-        with _OPENER.open(f"http://{HOST}:{port}/data/environment", timeout=2) as response:
+        with DIRECT_OPENER.open(f"http://{HOST}:{port}/data/environment", timeout=2) as response:
             env = json.loads(response.read().decode())
     except (OSError, ValueError, http.client.HTTPException):
         return None

@@ -1,12 +1,11 @@
-"""The public ngrok link: pyngrok, basic-auth credentials, secrets from the environment or Kaggle
-Secrets, and the scrubbing that keeps them out of every error and log line."""
+"""The public ngrok link to a local port: pyngrok, basic-auth credentials (read with
+`segkit.credentials`), and the scrubbing that keeps secrets out of every error and log line."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import secrets
 import sys
 import time
@@ -14,20 +13,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from segkit.dashboard.common import (
-    _OPENER,
-    AUTH_ENV,
-    HOST,
-    INSTALL_HINT,
-    TOKEN_ENV,
-    DashboardError,
-    _write_info,
-)
-
-if TYPE_CHECKING:
-    from segkit.dashboard.server import Dashboard
+from segkit.credentials import AUTH_ENV, TOKEN_ENV, read_secret
+from segkit.dashboard.common import DIRECT_OPENER, HOST, INSTALL_HINT, DashboardError
 
 log = logging.getLogger("segkit")
 
@@ -55,24 +44,6 @@ class _Credentials:
         return f"{self.user}:{self.password}"
 
 
-def _kaggle_secret(name: str) -> str | None:
-    """A Kaggle Secret attached to this notebook, else None (also off Kaggle)."""
-    try:
-        from kaggle_secrets import UserSecretsClient  # only importable inside Kaggle kernels
-    except ImportError:
-        return None
-    try:
-        value = UserSecretsClient().get_secret(name)
-    except Exception as e:  # noqa: BLE001 -- its error classes are Kaggle-internal; absent secret = None
-        log.info("dashboard: Kaggle secret %s is not available (%s)", name, type(e).__name__)
-        return None
-    return (value.strip() or None) if isinstance(value, str) else None
-
-
-def _secret(name: str) -> str | None:
-    return os.environ.get(name, "").strip() or _kaggle_secret(name)
-
-
 def _token_from_ngrok_config(path: str) -> str | None:
     """A token saved with `ngrok config add-authtoken` (read only to pass on and to redact)."""
     try:
@@ -90,7 +61,7 @@ def _credentials(auth: bool) -> _Credentials | None:
     """Basic-auth credentials: $SEGKIT_DASHBOARD_AUTH / Kaggle Secret, else generated."""
     if not auth:
         return None
-    value = _secret(AUTH_ENV)
+    value = read_secret(AUTH_ENV)
     if value is None:
         if not _person_watching():
             raise DashboardError(
@@ -165,23 +136,44 @@ def _import_pyngrok() -> tuple[Any, Any]:
     return ngrok, conf
 
 
-def open_tunnel(dash: Dashboard, auth: bool = True) -> None:
-    """Open a public ngrok link to a running local dashboard (sets `dash.public_url`).
+@dataclass(frozen=True)
+class Tunnel:
+    """An open public ngrok link to a local port. `close()` ends it and the ngrok agent."""
+
+    public_url: str  # https://<random>.ngrok-free.app
+    auth_user: str | None  # basic-auth user; None: open to anyone with the link (the password is never kept)
+    _pyngrok_config: Any = field(repr=False, compare=False)  # the agent serving it (holds the token)
+
+    def close(self) -> None:
+        """Disconnect the link and stop its ngrok agent."""
+        from pyngrok import exception as exc
+        from pyngrok import ngrok
+
+        try:
+            ngrok.disconnect(self.public_url, self._pyngrok_config)
+            ngrok.kill(self._pyngrok_config)
+        except (exc.PyngrokError, OSError) as e:
+            log.warning("dashboard: closing the tunnel failed: %s", scrub(str(e), list(_REDACT.secrets)))
+
+
+def open_tunnel(port: int, auth: bool = True) -> Tunnel:
+    """Open a public ngrok link to a local dashboard on 127.0.0.1:`port`.
 
     Args:
-        dash: From `launch`.
+        port: The local port TensorBoard serves on (`Dashboard.port`).
         auth: Basic auth (default); False opens the link to anyone who has it.
+
+    Returns:
+        The open `Tunnel`; the caller closes it.
 
     Raises:
         DashboardError: no pyngrok, no token, unusable credentials, no agent / internet, ngrok
             refused, or the link did not ask for the password (then it is closed). The message
             never contains the token or the password.
     """
-    if dash.public_url:
-        return
     ngrok, conf = _import_pyngrok()
     config = conf.PyngrokConfig()  # honours $PYNGROK_NGROK_PATH for a manually installed agent
-    token = _secret(TOKEN_ENV) or _token_from_ngrok_config(conf.get_config_path(config))
+    token = read_secret(TOKEN_ENV) or _token_from_ngrok_config(conf.get_config_path(config))
     if not token:
         raise DashboardError(NO_TOKEN_HELP)
     creds = _credentials(auth)
@@ -190,19 +182,20 @@ def open_tunnel(dash: Dashboard, auth: bool = True) -> None:
     config.auth_token = token
     options = _auth_options(config, creds)
     with _explained_pyngrok_errors(secret_values):
-        tunnel = ngrok.connect(f"http://{HOST}:{dash.port}", "http", pyngrok_config=config, **options)
-    dash._tunnel, dash._pyngrok_config = tunnel, config
-    dash.public_url = tunnel.public_url
+        connected = ngrok.connect(f"http://{HOST}:{port}", "http", pyngrok_config=config, **options)
+    tunnel = Tunnel(connected.public_url, creds.user if creds else None, config)
     if creds is None:
-        log.warning("dashboard: %s is open to anyone who has the link (auth disabled)", dash.public_url)
+        log.warning("dashboard: %s is open to anyone who has the link (auth disabled)", tunnel.public_url)
     else:
-        _check_protected(dash)
-        dash.auth_user = creds.user
+        try:
+            _check_protected(tunnel.public_url)
+        except BaseException:  # also Ctrl-C while checking: no link stays open without its password
+            tunnel.close()
+            raise
         if creds.generated:
-            _show_once(creds, dash.public_url)
-    log.info("dashboard: public link %s -> %s", dash.public_url, dash.url)
-    if dash.info_file is not None:
-        _write_info(dash)
+            _show_once(creds, tunnel.public_url)
+    log.info("dashboard: public link %s -> http://%s:%d/", tunnel.public_url, HOST, port)
+    return tunnel
 
 
 def _auth_options(config: Any, creds: _Credentials | None) -> dict[str, Any]:
@@ -255,13 +248,13 @@ def _auth_failure(message: str) -> bool:
     return any(code in message for code in ("ERR_NGROK_105", "ERR_NGROK_107", "ERR_NGROK_4018", "authentication failed"))
 
 
-def _check_protected(dash: Dashboard) -> None:
-    """Fail closed: a tunnel that serves the dashboard without the password is shut at once."""
-    request = urllib.request.Request(dash.public_url, headers={"ngrok-skip-browser-warning": "1"})
+def _check_protected(public_url: str) -> None:
+    """Fail closed: raise if the link serves the dashboard without the password (the caller closes it)."""
+    request = urllib.request.Request(public_url, headers={"ngrok-skip-browser-warning": "1"})
     status = None
     for _ in range(3):
         try:
-            with _OPENER.open(request, timeout=10) as response:
+            with DIRECT_OPENER.open(request, timeout=10) as response:
                 status = response.status
         except urllib.error.HTTPError as e:
             status = e.code
@@ -271,24 +264,8 @@ def _check_protected(dash: Dashboard) -> None:
             break
         time.sleep(1)
     if status not in (401, 407):
-        _close_tunnel(dash)
-        dash.public_url = None
         got = "no answer" if status is None else f"HTTP {status}"
         raise DashboardError(
             f"the public link did not ask for a password ({got} without credentials), so it was closed. "
             "Your ngrok agent may not support the basic-auth traffic policy: update it (`ngrok update`) and retry"
         )
-
-
-def _close_tunnel(dash: Dashboard) -> None:
-    if dash._tunnel is None:
-        return
-    from pyngrok import exception as exc
-    from pyngrok import ngrok
-
-    try:
-        ngrok.disconnect(dash._tunnel.public_url, dash._pyngrok_config)
-        ngrok.kill(dash._pyngrok_config)
-    except (exc.PyngrokError, OSError) as e:
-        log.warning("dashboard: closing the tunnel failed: %s", scrub(str(e), list(_REDACT.secrets)))
-    dash._tunnel = None

@@ -18,7 +18,8 @@ _EXPORTS = {
     "list_splits": "discover", "resolve_data_roots": "discover", "class_pixel_counts": "stats",
     "class_statistics": "stats", "class_weights": "stats", "MEAN": "transforms", "STD": "transforms",
     "denormalize": "transforms", "eval_transform": "transforms", "train_transform": "transforms",
-    "generate_synthetic": "synthetic",
+    "generate_synthetic": "synthetic", "check_table": "report", "class_frequency_table": "report",
+    "describe_data": "report", "split_city_counts": "report",
 }
 __all__ = list(_EXPORTS)
 

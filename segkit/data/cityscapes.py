@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from segkit.data.discover import Sample
+from segkit.data.discover import LABEL_SUFFIXES, Sample
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES
 
@@ -21,7 +21,7 @@ from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSE
 cv2.setNumThreads(0)
 cv2.ocl.setUseOpenCL(False)
 
-LABEL_FORMATS = ("labelIds", "labelTrainIds")
+LABEL_FORMATS = tuple(LABEL_SUFFIXES)  # "labelTrainIds", "labelIds": discovery names them
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -42,9 +42,13 @@ def read_image(path: Path) -> np.ndarray:
 def read_label(path: Path, label_format: str) -> np.ndarray:
     """Read a label file, validate it and map it to trainIds.
 
+    The one reader of ground truth: training, statistics, the cache and scoring all call it,
+    so a bad label file gets the same message everywhere.
+
     Args:
         path: A `*_gtFine_labelIds.png` or `*_gtFine_labelTrainIds.png` file.
-        label_format: "labelIds" or "labelTrainIds" (`Sample.label_format`).
+        label_format: "labelIds" or "labelTrainIds" (`Sample.label_format`, or
+            `discover.label_format_of(path)` for a bare path).
 
     Returns:
         (H, W) uint8 trainIds in 0..18, 255 = ignore.

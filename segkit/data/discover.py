@@ -73,6 +73,25 @@ def kaggle_input_root() -> Path:
     return Path(os.environ.get(KAGGLE_INPUT_ENV, "/kaggle/input"))
 
 
+def label_format_of(path: str | Path) -> str:
+    """The label format a file's name announces (the key of LABEL_SUFFIXES its name ends with).
+
+    Args:
+        path: A `*_gtFine_labelIds.png` or `*_gtFine_labelTrainIds.png` file.
+
+    Returns:
+        "labelIds" or "labelTrainIds", as in `Sample.label_format` (for `read_label`).
+    """
+    name = Path(path).name
+    for label_format, suffix in LABEL_SUFFIXES.items():
+        if name.endswith(suffix):
+            return label_format
+    raise DataError(
+        f"{path} is not named like a Cityscapes label file: expected <city>_<seq>_<frame>"
+        f"{' or '.join(LABEL_SUFFIXES.values())}. Fix: pass the label files from gtFine/."
+    )
+
+
 def candidate_roots(data_root: str | Path | None) -> list[Path]:
     """The places searched, in order.
 

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from segkit.config import CLASS_WEIGHTS
 from segkit.data.cityscapes import read_label
 from segkit.data.discover import Sample
 from segkit.errors import ConfigError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 
 logger = logging.getLogger("segkit")
-
-WEIGHT_METHODS = ("none", "inverse", "median", "enet")
 
 
 def class_pixel_counts(
@@ -83,15 +82,15 @@ def class_weights(
 
     Args:
         counts: (C,) pixel counts, e.g. from `class_pixel_counts`.
-        method: One of "none", "inverse", "median", "enet".
+        method: One of `segkit.config.CLASS_WEIGHTS`: "none", "inverse", "median", "enet".
         enet_c: The ENet constant; it bounds the weights to [1/ln(1+c), 1/ln(c)].
         image_pixels: (C,) pixels of the images containing each class (median only).
 
     Returns:
         (C,) float32 weights.
     """
-    if method not in WEIGHT_METHODS:
-        raise ConfigError(f"class weight method must be one of {WEIGHT_METHODS}, got {method!r}")
+    if method not in CLASS_WEIGHTS:
+        raise ConfigError(f"class weight method must be one of {CLASS_WEIGHTS}, got {method!r}")
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or (counts < 0).any() or counts.sum() <= 0:
         raise ConfigError(

@@ -9,12 +9,12 @@ On your machine: `segkit kaggle bundle --out runs/kaggle-bundle` writes everythi
 and segkit as a wheel in a dataset folder so the kernel installs it without internet.
 """
 
+from segkit.credentials import SECRET_ENV
 from segkit.kaggle.bundling import (
     CODE_FILE,
     DEFAULT_MACHINE_SHAPE,
     DEFAULT_TITLE,
     INSTALL_CELL,
-    SECRET_ENV,
     WHEEL_DATASET,
     BundleError,
     build_wheel,

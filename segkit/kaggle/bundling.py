@@ -17,6 +17,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from segkit.credentials import SECRET_ENV
 from segkit.errors import SegkitError
 
 log = logging.getLogger("segkit")
@@ -25,8 +26,6 @@ WHEEL_DATASET = "segkit-wheel"  # dataset slug of the segkit wheel, <username>/s
 DEFAULT_TITLE = "segkit cityscapes train"
 DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"
 CODE_FILE = "02_train.ipynb"
-# Values that must never end up in a bundle (checked after writing it).
-SECRET_ENV = ("KAGGLE_KEY", "NGROK_AUTHTOKEN", "NGROK_API_KEY", "SEGKIT_DASHBOARD_AUTH")
 INSTALL_CELL = '''\
 # Kaggle kernels run without internet: install segkit from the attached segkit-wheel dataset.
 import glob, os, subprocess, sys

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from segkit.errors import CheckpointError, ConfigError
@@ -26,8 +27,11 @@ __all__ = [
     "available_models",
     "check_input_size",
     "create_model",
+    "load_weights",
+    "model_from_checkpoint",
     "model_from_spec",
     "model_spec",
+    "unwrap",
 ]
 
 
@@ -108,12 +112,13 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: convert(v) for k, v in values.items()}
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DistributedDataParallel and/or torch.compile wrappers."""
     # DistributedDataParallel keeps the model in `.module`, torch.compile in `._orig_mod`.
     for attr in ("module", "_orig_mod"):
         inner = getattr(model, attr, None)
         if isinstance(inner, nn.Module):
-            return _unwrap(inner)
+            return unwrap(inner)
     return model
 
 
@@ -128,7 +133,7 @@ def check_input_size(model: nn.Module, height: int, width: int) -> None:
     Raises:
         ConfigError: e.g. "image size 250 is not a multiple of 32; try 256 ...".
     """
-    inner = _unwrap(model)
+    inner = unwrap(model)
     name = getattr(inner, "segkit_spec", {}).get("name", type(inner).__name__)
     check_divisible(height, width, inner.size_divisor, name)
 
@@ -143,7 +148,7 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
         `{"name": ..., "num_classes": ..., **options}` with every option filled in;
         `encoder_weights` is None because the checkpoint holds the weights.
     """
-    spec = getattr(_unwrap(model), "segkit_spec", None)
+    spec = getattr(unwrap(model), "segkit_spec", None)
     if spec is None:
         raise ConfigError(
             f"{type(model).__name__} was not built by segkit.models.create_model, so it has no "
@@ -165,3 +170,39 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
             f"model spec must be a dict with a 'name' key (from segkit.models.model_spec), got "
             f"{spec!r}; was the checkpoint written by segkit?")
     return create_model(**spec)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the architecture from `model_spec` and load the weights (strict), in eval mode."""
+    spec = dict(ckpt["model_spec"])
+    spec.pop("encoder_weights", None)  # the weights come from the checkpoint, not ImageNet
+    model = model_from_spec(spec)
+    load_weights(model, ckpt["model"], source="checkpoint")
+    return model.to(device).eval()
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict(strict=True), turning mismatches into a message that names them."""
+    state_dict = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    own = model.state_dict()
+    shape_diff = [
+        f"{k}: {tuple(v.shape)} in {source} vs {tuple(own[k].shape)} in model"
+        for k, v in state_dict.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if shape_diff or missing or unexpected:
+        parts = []
+        if shape_diff:
+            parts.append("shape mismatches: " + "; ".join(shape_diff[:3]))
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise CheckpointError(
+            f"the {source} does not match the model ({'; '.join(parts)}): it was saved from a different "
+            "architecture or number of classes. Rebuild the model from the checkpoint's model_spec "
+            "(segkit predict/evaluate do this) or pick the matching checkpoint."
+        )
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,89 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+
+A crash, a kill or a full disk at any moment leaves the previous file intact; nothing segkit
+writes is ever half a file. Checkpoints (`segkit.checkpoint`), the run directory's JSON and CSV
+files (`segkit.run`) and evaluation reports all go through `atomic_write`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from segkit.errors import SegkitError
+
+
+def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = False) -> Path:
+    """Write `path` through `write(file)` on a temporary file that replaces `path` only when complete.
+
+    Args:
+        path: destination file (its folder must exist).
+        write: called with the open temporary file.
+        binary: open the temporary file in binary mode.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        SegkitError: the disk refused the write; the message names the file and the fix.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise SegkitError(
+            f"could not write {path}: {e.strerror or e}. The previous {path.name} (if any) and the other files in "
+            f"{path.parent} are intact; free disk space or make the folder writable, then run again "
+            "(training: the same command plus --resume if last.pth exists)."
+        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write `obj` as indented JSON, atomically (Paths and tensors are converted)."""
+    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
+    return atomic_write(path, lambda f: f.write(text))
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete temporary files a killed `atomic_write` left behind (never valid files)."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # tensors and numpy values
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself must reach the disk, or a power cut could lose the new name.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (e.g. FUSE mounts) refuse fsync on directories; the rename still happened
+    finally:
+        os.close(fd)

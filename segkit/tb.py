@@ -1,0 +1,100 @@
+"""What training shows in TensorBoard (`run_dir/tb`): losses, lr, validation metrics, per-class IoU,
+throughput, the confusion matrix and input | ground truth | prediction overlays of fixed images.
+
+`segkit.engine.fit` calls `TensorBoardLog.step` after optimizer steps and `.validation` after
+each evaluation, on rank 0 only. Serving the logs is `segkit.dashboard`'s job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segkit.config import TrainConfig
+from segkit.data.cityscapes import CityscapesDataset
+from segkit.data.discover import DataRoots, list_samples
+from segkit.data.transforms import denormalize, eval_transform
+from segkit.inference import infer
+from segkit.labels import CLASS_NAMES
+from segkit.metrics import ConfusionMatrix
+from segkit.models import unwrap
+from segkit.run import TrainState
+from segkit.viz import figure_to_array, plot_confusion, triptych_array
+
+
+class TensorBoardLog:
+    """A SummaryWriter on `run_dir/tb` plus the fixed validation images shown every evaluation.
+
+    Args:
+        run_dir: the run directory.
+        roots: the data set (validation images for the overlays).
+        image_size: training size (the overlays are predicted as validation does).
+        num_vis: how many validation images to show.
+        log_every: write train/loss and train/lr every N steps.
+        purge_step: on resume, events after this step (from the interrupted session) are dropped.
+    """
+
+    def __init__(self, run_dir: Path, roots: DataRoots, image_size: tuple[int, int], num_vis: int,
+                 log_every: int, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
+
+        self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
+        self.roots, self.image_size, self.num_vis, self.log_every = roots, image_size, num_vis, log_every
+        self._vis: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def for_run(cls, cfg: TrainConfig, roots: DataRoots, state: TrainState) -> TensorBoardLog:
+        """The log of a (possibly resumed) training run: a resumed run drops the events it redoes."""
+        return cls(Path(cfg.run_dir), roots, cfg.image_size, cfg.num_vis, cfg.log_every,
+                   purge_step=state.global_step if cfg.resume else None)
+
+    def on_step(self, global_step: int) -> Callable[[int, float, float], None]:
+        """A `train_one_epoch` on_step callback for an epoch that starts at `global_step`."""
+        return lambda steps, loss, lr: self.step(global_step + steps, loss, lr)
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        """Training loss and learning rate every `log_every` steps."""
+        if step % self.log_every == 0:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", lr, step)
+
+    def validation(self, model: nn.Module, cm: ConfusionMatrix, row: dict, step: int) -> None:
+        """An evaluation: its history row's metrics, per-class IoU, confusion matrix and overlays."""
+        w = self.writer
+        for key in ("val_loss", "miou", "mean_dice", "pixel_accuracy"):
+            if row.get(key) is not None:
+                w.add_scalar(f"val/{key}", row[key], step)
+        w.add_scalar("train/images_per_sec", row["images_per_sec"], step)
+        w.add_scalar("train/epoch_loss", row["train_loss"], step)
+        for name, iou in zip(CLASS_NAMES, cm.iou().tolist()):
+            if not math.isnan(iou):  # NaN: class absent from ground truth and prediction
+                w.add_scalar(f"val_iou/{name}", iou, step)
+        confusion = plot_confusion(cm.mat.cpu().numpy(), seaborn=False)
+        w.add_image("val/confusion_matrix", figure_to_array(confusion), step, dataformats="HWC")
+        for i, grid in enumerate(self._overlays(model)):
+            w.add_image(f"val_samples/{i}", grid, step, dataformats="HWC")
+        w.flush()
+
+    @torch.no_grad()
+    def _overlays(self, model: nn.Module) -> list:
+        """input | ground truth | prediction for the same validation images every time."""
+        if self._vis is None:
+            ds = CityscapesDataset(list_samples(self.roots, "val")[: self.num_vis], eval_transform(self.image_size))
+            self._vis = [ds[i] for i in range(len(ds))]
+        model = unwrap(model).eval()
+        device = next(model.parameters()).device
+        grids = []
+        for sample in self._vis:
+            scores = infer(model, sample["image"][None].to(device), self.image_size, "whole",
+                           out_size=sample["mask"].shape[-2:], size_divisor=model.size_divisor)
+            pred = scores.argmax(1)[0].cpu().numpy().astype("uint8")
+            grids.append(triptych_array(denormalize(sample["image"]), sample["mask"].numpy().astype("uint8"), pred))
+        return grids
+
+    def close(self) -> None:
+        self.writer.close()
