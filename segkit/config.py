@@ -29,6 +29,7 @@ CLASS_WEIGHTS = ("none", "inverse", "median", "enet")
 INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
+SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class TrainConfig:
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ConfigError(f"scale_range must be 0 < low <= high, got {self.scale_range}; e.g. (0.5, 2.0)")
-        _check_image_size(self.image_size, multiple=self.size_divisor)
+        check_image_size(self.image_size, multiple=self.size_divisor, model=self.model)
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other: pick one")
 
@@ -134,7 +135,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
-        _check_choice("format", self.format, ("labelIds", "trainIds"))
+        _check_choice("format", self.format, SCORE_FORMATS)
         _check_choice("inference", self.inference, INFERENCE_MODES)
         _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
         _check_positive(self, "batch_size")
@@ -179,7 +180,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         _coerce_fields(self)
         _check_non_negative(self, "num_train", "num_val")
-        _check_image_size(self.image_size, multiple=1)
+        check_image_size(self.image_size)
 
 
 @dataclass(frozen=True)
@@ -447,13 +448,31 @@ def _check_non_negative(cfg: Any, *names: str) -> None:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
 
 
-def _check_image_size(size: tuple[int, int], multiple: int = 1) -> None:
-    h, w = size
-    if h < 16 or w < 16:
-        raise ConfigError(f"image_size must be at least 16x16, got {h}x{w}; e.g. 256x512")
+def check_image_size(size: Any, multiple: int = 1, minimum: int = 16, model: str = "the network") -> tuple[int, int]:
+    """The one check of an image size: (height, width) integers >= `minimum`, multiples of `multiple`.
+
+    Args:
+        size: (H, W) as given.
+        multiple: the model's total downsampling (its `size_divisor`).
+        minimum: smallest side accepted.
+        model: how to name the model in the message.
+
+    Returns:
+        (H, W) as ints.
+
+    Raises:
+        ConfigError: with the nearest valid size, e.g. "image size 250x512 is not a multiple of 32; try 256x512".
+    """
+    parts = list(size) if isinstance(size, (tuple, list)) else []
+    if len(parts) != 2 or not all(_is_int_like(v) and not isinstance(v, bool) and int(v) >= minimum for v in parts):
+        raise ConfigError(f"image_size must be (height, width), both integers >= {minimum}, e.g. 256x512; got {size!r}")
+    h, w = int(parts[0]), int(parts[1])
     if h % multiple or w % multiple:
-        nearest = [max(multiple, round(v / multiple) * multiple) for v in (h, w)]
+        # Round half up to the nearest multiple, but never below one multiple.
+        fix_h, fix_w = (max(multiple, (v + multiple // 2) // multiple * multiple) for v in (h, w))
+        found, fix = (f"{h}", f"{fix_h}") if h == w else (f"{h}x{w}", f"{fix_h}x{fix_w}")
         raise ConfigError(
-            f"image_size {h}x{w} is not a multiple of {multiple} (the network downsamples {multiple}x); "
-            f"try {nearest[0]}x{nearest[1]}"
+            f"image size {found} is not a multiple of {multiple}; try {fix} ({model} downsamples by {multiple}, "
+            f"so H and W must both be multiples of {multiple}; resize or pad the input)"
         )
+    return h, w

@@ -25,7 +25,8 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import TrainConfig, apply_preset, to_argv
 from segkit.engine import fit
 from segkit.errors import SegkitError
-from segkit.kaggle.session import default_time_budget, on_kaggle, prepare_chained_resume
+from segkit.kaggle.session import default_time_budget, prepare_chained_resume
+from segkit.kaggle_env import on_kaggle
 from segkit.run import merge_resumed_config, saved_status
 from segkit.runtime import distributed_env, log
 

@@ -27,12 +27,12 @@ from segkit.config import (
     ExploreConfig,
     TrainConfig,
     VisualizeConfig,
-    apply_preset,
     field_help,
     field_types,
     from_dict,
 )
 from segkit.errors import ConfigError
+from segkit.launch import resolve_train_config
 
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd
@@ -165,7 +165,9 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
     `SEGKIT_SMOKE=1`, the preset (TrainConfig), the defaults. Set means injected by papermill
     (`-p epochs 20` wins over a preset, like `--epochs 20` on the command line) or, in the
     parameters cell, different from the dataclass default: an edited value equal to the default
-    cannot be told from an untouched one, so a preset fills it.
+    cannot be told from an untouched one, so a preset fills it. A TrainConfig is then resolved
+    as `segkit train` resolves it (`segkit.launch.resolve_train_config`): with `resume`, the run's
+    own settings fill what was left at its default; on Kaggle a time budget fits the session.
 
     Args:
         cls: TrainConfig, EvalConfig, VisualizeConfig or ExploreConfig.
@@ -194,8 +196,8 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
             overrides.pop("overwrite", None)  # resume and overwrite exclude each other
         cfg = dataclasses.replace(cfg, **overrides)
         explicit |= set(overrides)
-    if cls is TrainConfig:
-        cfg = apply_preset(cfg, explicit)
+    if cls is TrainConfig:  # what will train: preset, a resumed run's own settings, the Kaggle budget
+        cfg = resolve_train_config(cfg, explicit)
     return cfg
 
 

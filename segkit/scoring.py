@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segkit.config import SCORE_FORMATS
 from segkit.data.cityscapes import read_label
 from segkit.data.discover import LABEL_SUFFIXES, label_format_of
 from segkit.errors import ConfigError, DataError
@@ -28,7 +29,6 @@ _GT_SUFFIXES = "|".join(map(re.escape, LABEL_SUFFIXES.values()))
 _GT_NAME = re.compile(rf"([^_]+_\d+_\d+)(?:{_GT_SUFFIXES})")
 _PRED_NAME = re.compile(r"([^_]+_\d+_\d+)(?:[_.].*)?\.png")
 # The id formats of config.PREDICT_FORMATS; EvalConfig.format accepts the same (a test checks).
-PRED_FORMATS = ("labelIds", "trainIds")
 _SHOW = 3  # file names quoted in an error message
 
 
@@ -126,8 +126,8 @@ def score_predictions(
     Returns:
         `ConfusionMatrix.summary` dict; protocol resolution "label".
     """
-    if pred_format not in PRED_FORMATS:
-        raise ConfigError(f"pred_format must be one of {PRED_FORMATS}, got {pred_format!r}")
+    if pred_format not in SCORE_FORMATS:
+        raise ConfigError(f"pred_format must be one of {SCORE_FORMATS}, got {pred_format!r}")
     pairs = match_predictions(pred_dir, gt_labels)
     cm = ConfusionMatrix()
     for pred_path, gt_path in pairs:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from segkit.data.discover import (
-    KAGGLE_INPUT_ENV,
     DataRoots,
     candidate_roots,
     find_data_roots,
@@ -17,6 +16,7 @@ from segkit.data.discover import (
     resolve_data_roots,
 )
 from segkit.errors import DataError
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import torch
 
 from segkit import kaggle
 from segkit.cli import main
-from segkit.data.discover import KAGGLE_INPUT_ENV, DataRoots, find_data_roots
+from segkit.data.discover import DataRoots, find_data_roots
 from segkit.kaggle import (
     BundleError,
     bundle,
@@ -34,6 +34,7 @@ from segkit.kaggle import (
     validate_kernel_metadata,
     working_dir,
 )
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 from segkit.runtime import unsupported_gpu_message
 
 REPO = Path(__file__).resolve().parent.parent
@@ -223,7 +224,6 @@ def test_validate_kernel_metadata_finds_problems(tmp_path: Path) -> None:
         assert fragment in problems
 
 
-@pytest.mark.skipif(not (REPO / "notebooks" / "02_train.ipynb").exists(), reason="notebook 02 not written yet")
 def test_the_real_02_train_notebook_prepares(tmp_path: Path) -> None:
     target = tmp_path / "02_train.ipynb"
     kaggle.prepare_notebook(REPO / "notebooks" / "02_train.ipynb", target, {})
@@ -349,7 +349,6 @@ def test_format_preflight_shows_the_p100_remedy() -> None:
     assert "sm_60" in text and "NOT SUPPORTED" in text and "PROBLEM:" in text and "GPU T4 x2" in text
 
 
-@pytest.mark.skipif(not (REPO / "notebooks" / "02_train.ipynb").exists(), reason="notebook 02 not written yet")
 def test_example_params_match_the_real_notebook() -> None:
     params = kaggle.load_params(REPO / "kaggle" / "params.example.yaml")
     known = kaggle.notebook_parameters(REPO / "notebooks" / "02_train.ipynb")

@@ -13,7 +13,7 @@ from PIL import Image
 from segkit import config, inference
 from segkit.errors import ConfigError, DataError
 from segkit.labels import CLASS_NAMES, LABEL_TO_TRAIN
-from segkit.scoring import PRED_FORMATS, match_predictions, score_predictions
+from segkit.scoring import match_predictions, score_predictions
 
 # Predicted labelIds: most evaluated classes, unevaluated ones (0 unlabeled, 4 static, 9 parking:
 # void predictions, false negatives officially) and bicycle (33), which no ground truth holds.
@@ -203,14 +203,7 @@ def test_choices_kept_in_two_places_agree():
     """Choices that cannot be one object (a dict of specs, an if-chain) name the same values as
     segkit.config, which validates what users pass."""
     assert set(inference.MODES) == set(config.INFERENCE_MODES)
-    assert set(PRED_FORMATS) <= set(config.PREDICT_FORMATS)
-    for fmt in config.PREDICT_FORMATS:  # EvalConfig.format keeps its own literal tuple
-        try:
-            config.EvalConfig(format=fmt)
-        except ConfigError:
-            assert fmt not in PRED_FORMATS, fmt
-        else:
-            assert fmt in PRED_FORMATS, fmt
+    assert set(config.SCORE_FORMATS) <= set(config.PREDICT_FORMATS)  # what predict writes, evaluate reads
     pred, image = np.zeros((2, 3), np.uint8), np.zeros((2, 3, 3), np.uint8)
     for fmt in config.PREDICT_FORMATS:  # encode_prediction dispatches on each format by name
         assert inference.encode_prediction(pred, image, fmt).shape[:2] == (2, 3), fmt

@@ -12,9 +12,9 @@ from typing import Any
 
 _EXPORTS = {
     "CityscapesDataset": "cityscapes", "check_samples": "cityscapes", "read_image": "cityscapes",
-    "read_label": "cityscapes", "DEFAULT_SYNTHETIC_DIR": "discover", "KAGGLE_INPUT_ENV": "discover",
+    "read_label": "cityscapes", "DEFAULT_SYNTHETIC_DIR": "discover", 
     "DataRoots": "discover", "Sample": "discover", "candidate_roots": "discover",
-    "find_data_roots": "discover", "kaggle_input_root": "discover", "list_samples": "discover",
+    "find_data_roots": "discover", "list_samples": "discover",
     "list_splits": "discover", "resolve_data_roots": "discover", "class_pixel_counts": "stats",
     "class_statistics": "stats", "class_weights": "stats", "MEAN": "transforms", "STD": "transforms",
     "denormalize": "transforms", "eval_transform": "transforms", "train_transform": "transforms",

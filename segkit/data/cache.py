@@ -33,9 +33,11 @@ from torch.utils.data import Dataset
 
 import segkit
 from segkit import runtime
+from segkit.config import check_image_size
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
-from segkit.errors import ConfigError, DataError
+from segkit.errors import DataError
+from segkit.kaggle_env import on_kaggle, working_dir
 from segkit.labels import LABEL_TO_TRAIN
 from segkit.runtime import log
 
@@ -67,8 +69,6 @@ def cache_dir_candidates(image_root: Path, image_size: Sequence[int]) -> list[Pa
 
 def _fallback_base() -> Path:
     # Kaggle mounts /kaggle/input read-only; /kaggle/working survives as the kernel's output.
-    from segkit.kaggle import on_kaggle, working_dir
-
     return working_dir() / CACHE_DIR_NAME if on_kaggle() else Path("runs") / "cache"
 
 
@@ -112,7 +112,7 @@ def prepare_cache(
     """
     from segkit.data.discover import list_samples
 
-    size = _check_size(image_size)
+    size = check_image_size(image_size)
     out = Path(out) if out is not None else default_cache_dir(roots.image_root, size)
     out.mkdir(parents=True, exist_ok=True)
     manifest = _usable_manifest(out, size) or _new_manifest(size)
@@ -125,12 +125,6 @@ def prepare_cache(
         manifest["splits"][split] = _write_split(out, split, samples, size, workers)
         _write_manifest(out, manifest)  # after each split: an interrupted build keeps what it finished
     return out
-
-
-def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
-    if len(image_size) != 2 or any(int(v) != v or v < 16 for v in image_size):
-        raise ConfigError(f"image_size must be (H, W) with integers >= 16, got {tuple(image_size)}; e.g. 256 512")
-    return int(image_size[0]), int(image_size[1])
 
 
 def _new_manifest(size: tuple[int, int]) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segkit.errors import DataError
+from segkit.kaggle_env import kaggle_input_root
 
 logger = logging.getLogger("segkit")
 
-KAGGLE_INPUT_ENV = "SEGKIT_KAGGLE_INPUT"  # overrides /kaggle/input (tests fake it in tmp_path)
 DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
 IMAGE_DIR = "leftImg8bit"
 LABEL_DIR = "gtFine"
@@ -66,11 +66,6 @@ class Sample:
     city: str
     stem: str  # "<city>_<seq>_<frame>"
     label_format: str  # "labelIds" | "labelTrainIds"
-
-
-def kaggle_input_root() -> Path:
-    """The Kaggle input mount: `$SEGKIT_KAGGLE_INPUT` if set, else `/kaggle/input`."""
-    return Path(os.environ.get(KAGGLE_INPUT_ENV, "/kaggle/input"))
 
 
 def label_format_of(path: str | Path) -> str:

@@ -18,6 +18,7 @@ import torch
 from albumentations.core.type_definitions import Targets
 from albumentations.pytorch import ToTensorV2
 
+from segkit.config import check_image_size
 from segkit.errors import ConfigError
 from segkit.labels import IGNORE_INDEX
 
@@ -46,7 +47,7 @@ def train_transform(
         A pipeline called as `t(image=(H, W, 3) uint8, mask=(H, W) uint8)` returning
         {"image": float32 (3, h, w), "mask": int64 (h, w)} with (h, w) = image_size.
     """
-    h, w = _check_size(image_size)
+    h, w = check_image_size(image_size)
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
@@ -69,7 +70,7 @@ def eval_transform(image_size: tuple[int, int] | None) -> A.Compose:
     Returns:
         A pipeline returning {"image": float32 (3, h, w), "mask": int64 (h, w)} (mask optional).
     """
-    ops = [] if image_size is None else [_resize(*_check_size(image_size))]
+    ops = [] if image_size is None else [_resize(*check_image_size(image_size))]
     return A.Compose(ops + _to_tensor())
 
 
@@ -243,9 +244,3 @@ def _normalisation_table(mean: tuple, std: tuple) -> np.ndarray:
 def _mask_to_int64(mask: np.ndarray, **_: object) -> np.ndarray:
     """Masks leave the pipeline as int64, the dtype `cross_entropy` wants for targets."""
     return mask.astype(np.int64)
-
-
-def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
-    if len(image_size) != 2 or min(image_size) <= 0:
-        raise ConfigError(f"image_size must be (H, W) with positive sizes, got {image_size}")
-    return int(image_size[0]), int(image_size[1])

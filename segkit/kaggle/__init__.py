@@ -43,20 +43,17 @@ from segkit.kaggle.session import (
     CHAINED_DIRS,
     CHAINED_FILES,
     MIN_BUDGET_MINUTES,
-    RUN_TYPE_ENV,
     SAFETY_MARGIN_MINUTES,
     SESSION_HOURS,
     SESSION_HOURS_ENV,
-    WORKING_ENV,
     default_time_budget,
     find_resume_checkpoint,
-    on_kaggle,
     prepare_chained_resume,
     session_elapsed_minutes,
     session_minutes,
     time_budget_for,
-    working_dir,
 )
+from segkit.kaggle_env import RUN_TYPE_ENV, WORKING_ENV, on_kaggle, working_dir
 
 __all__ = [
     "CHAINED_DIRS",

@@ -9,14 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from segkit.kaggle.session import (
-    RUN_TYPE_ENV,
-    SAFETY_MARGIN_MINUTES,
-    on_kaggle,
-    session_elapsed_minutes,
-    session_minutes,
-    working_dir,
-)
+from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
+from segkit.kaggle_env import RUN_TYPE_ENV, on_kaggle, working_dir
 
 
 def preflight() -> dict[str, Any]:

@@ -10,11 +10,10 @@ from collections import deque
 from pathlib import Path
 
 from segkit.errors import ConfigError
+from segkit.kaggle_env import kaggle_input_root, on_kaggle
 
 log = logging.getLogger("segkit")
 
-RUN_TYPE_ENV = "KAGGLE_KERNEL_RUN_TYPE"  # set by Kaggle in every kernel ("Interactive" or "Batch")
-WORKING_ENV = "SEGKIT_KAGGLE_WORKING"  # overrides /kaggle/working (tests)
 SESSION_HOURS_ENV = "SEGKIT_KAGGLE_SESSION_HOURS"  # overrides the 12 h limit (TPU sessions: 9)
 SESSION_HOURS = 12.0  # Kaggle's limit for one CPU/GPU session
 SAFETY_MARGIN_MINUTES = 20.0  # final evaluation + checkpoint + output upload after the budget
@@ -28,18 +27,6 @@ _SKIP_DIRS = {"leftImg8bit", "gtFine", "gtCoarse", "__pycache__"}  # data, not r
 
 
 # ----------------------------------------------------------------------------- where we run
-
-
-def on_kaggle() -> bool:
-    """True inside a Kaggle kernel (Kaggle sets $KAGGLE_KERNEL_RUN_TYPE)."""
-    return bool(os.environ.get(RUN_TYPE_ENV))
-
-
-def working_dir() -> Path:
-    """/kaggle/working in a kernel (what Kaggle keeps as output), else the current directory."""
-    if os.environ.get(WORKING_ENV):
-        return Path(os.environ[WORKING_ENV])
-    return Path("/kaggle/working") if on_kaggle() else Path.cwd()
 
 
 def session_minutes() -> float:
@@ -108,15 +95,13 @@ def find_resume_checkpoint(kaggle_input: Path | None = None, run_name: str | Non
     """The last.pth of a previous kernel's output attached as input, if any.
 
     Args:
-        kaggle_input: The input mount; default `segkit.data.discover.kaggle_input_root()`.
+        kaggle_input: The input mount; default `segkit.kaggle_env.kaggle_input_root()`.
         run_name: Prefer a last.pth whose run directory has this name.
 
     Returns:
         The chosen last.pth (same run name first, then the newest), or None.
     """
     if kaggle_input is None:
-        from segkit.data.discover import kaggle_input_root
-
         kaggle_input = kaggle_input_root()
     found = _find_files(Path(kaggle_input), "last.pth")
     if not found:

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from segkit.config import check_image_size
 from segkit.errors import CheckpointError, ConfigError
 from segkit.models.resnet import ResNetUNet
-from segkit.models.unet import UNet, check_divisible
+from segkit.models.unet import UNet
 
 __all__ = [
     "ResNetUNet",
@@ -135,7 +136,7 @@ def check_input_size(model: nn.Module, height: int, width: int) -> None:
     """
     inner = unwrap(model)
     name = getattr(inner, "segkit_spec", {}).get("name", type(inner).__name__)
-    check_divisible(height, width, inner.size_divisor, name)
+    check_image_size((height, width), multiple=inner.size_divisor, minimum=1, model=name)
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:

@@ -10,31 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.config import check_image_size
 from segkit.errors import ConfigError
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
-
-
-def check_divisible(height: int, width: int, divisor: int, model_name: str = "the model") -> None:
-    """Raise ConfigError unless height and width are multiples of `divisor`, naming the fix.
-
-    Args:
-        height: Input height in pixels.
-        width: Input width in pixels.
-        divisor: The model's `size_divisor`.
-        model_name: Used in the message.
-    """
-    if height % divisor == 0 and width % divisor == 0 and height > 0 and width > 0:
-        return
-    # Round half up to the nearest multiple, but never below one multiple.
-    fix_h, fix_w = (max(divisor, (v + divisor // 2) // divisor * divisor) for v in (height, width))
-    found, fix = (f"{height}", f"{fix_h}") if height == width else (
-        f"{height}x{width}", f"{fix_h}x{fix_w}")
-    raise ConfigError(
-        f"image size {found} is not a multiple of {divisor}; try {fix} "
-        f"({model_name} downsamples by {divisor}, so H and W must both be multiples of "
-        f"{divisor}; resize or pad the input)"
-    )
 
 
 def _check_forward_input(x: torch.Tensor, divisor: int, model_name: str) -> None:
@@ -42,7 +21,7 @@ def _check_forward_input(x: torch.Tensor, divisor: int, model_name: str) -> None
     # symbolic, and a Python check would add guards or graph breaks.
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return
-    check_divisible(x.shape[-2], x.shape[-1], divisor, model_name)
+    check_image_size((x.shape[-2], x.shape[-1]), multiple=divisor, minimum=1, model=model_name)
 
 
 class DoubleConv(nn.Module):

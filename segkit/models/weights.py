@@ -46,8 +46,8 @@ from huggingface_hub import (
 from huggingface_hub.file_download import repo_folder_name
 from segmentation_models_pytorch.encoders import is_equivalent_to_timm_universal
 
-from segkit.data.discover import KAGGLE_INPUT_ENV, kaggle_input_root
 from segkit.errors import ConfigError, SegkitError
+from segkit.kaggle_env import KAGGLE_INPUT_ENV, kaggle_input_root
 
 logger = logging.getLogger("segkit")
 

@@ -3,12 +3,12 @@ planes along the street, traffic and roadside objects far to near, the ego vehic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 
 import cv2
 import numpy as np
 
+from segkit.config import check_image_size
 from segkit.data.synthetic.canvas import (
     _SHIFT,
     _Z_MIN,
@@ -41,7 +41,6 @@ from segkit.data.synthetic.planes import _draw_facade, _sample_facade, _side_pla
 from segkit.data.synthetic.roadside import _crossing, _roadside
 from segkit.data.synthetic.texture import _finish
 from segkit.data.synthetic.traffic import _traffic
-from segkit.errors import ConfigError
 
 
 def render_scene(
@@ -57,7 +56,7 @@ def render_scene(
     Returns:
         (image, label): RGB image (H, W, 3) uint8 and Cityscapes labelIds (H, W) uint8.
     """
-    _check_size((height, width))
+    check_image_size((height, width))
     rng = _Random(rng)
     cam = _sample_camera(rng, height, width)
     street = _sample_street(rng)
@@ -74,16 +73,6 @@ def render_scene(
         draw(cv, rng)
     _draw_hood(cv, rng)
     return _finish(cv, rng)
-
-
-def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
-    """(height, width) as ints, or ConfigError."""
-    sizes = list(image_size) if isinstance(image_size, (tuple, list)) else []
-    if len(sizes) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 16 for v in sizes):
-        raise ConfigError(
-            f"image_size must be (height, width), both >= 16, e.g. (256, 512); got {image_size!r}"
-        )
-    return int(sizes[0]), int(sizes[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segkit.data.synthetic.scene import _check_size, render_scene
+from segkit.config import check_image_size
+from segkit.data.synthetic.scene import render_scene
 from segkit.errors import ConfigError, DataError
 from segkit.labels import label_to_color
 
@@ -83,7 +84,7 @@ def _parameters(num_train, num_val, image_size, seed, cities) -> dict:
             raise ConfigError(f"{name} must be an integer >= 0; got {value!r}")
     if num_train + num_val == 0:
         raise ConfigError("num_train + num_val is 0; ask for at least one image, e.g. num_train=60")
-    size = _check_size(image_size)
+    size = check_image_size(image_size)
     names = list(cities) if cities is not None else [*TRAIN_CITIES, *VAL_CITIES]
     bad = [c for c in names if not isinstance(c, str) or not re.fullmatch(r"[a-z][a-z0-9]*", c)]
     if len(names) < 2 or len(set(names)) != len(names) or bad:
