@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -157,12 +158,17 @@ def setup_device(device: str = "auto") -> torch.device:
 
 
 def leave_process_group() -> None:
-    """All ranks leave together: a barrier (rank 0 has finished writing), then destroy the group.
+    """All ranks leave together: free what still holds the group, a barrier, then destroy it.
 
-    A rank that tears the group down while another still works in it can abort inside gloo or
-    NCCL ("terminate called without an active exception"), and torchrun then fails the whole run.
+    The caller drops its DistributedDataParallel wrapper first. DDP sits in reference cycles, so
+    only the cyclic garbage collector frees it, and with it the last reference to the gloo/NCCL
+    process group. Left to interpreter shutdown, the group's worker threads are destroyed while
+    still joinable and the process aborts ("terminate called without an active exception",
+    exit -6), and torchrun reports the finished run as failed. The barrier makes every rank wait
+    for rank 0's last writes (metrics.json) before any of them tears the group down.
     """
     if dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 

@@ -28,11 +28,20 @@ pytestmark = [
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node=2 -m segkit ...`, one thread per process."""
+    return _torchrun(["-m", "segkit", *args])
+
+
+def torchrun_script(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 SCRIPT ...`."""
+    return _torchrun([str(script), *args])
+
+
+def _torchrun(target: list[str]) -> subprocess.CompletedProcess:
     launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert launcher, "torchrun not found next to the Python interpreter"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "SEGKIT_NO_PROGRESS": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    cmd = [launcher, "--standalone", "--nproc_per_node=2", "-m", "segkit", *args]
+    cmd = [launcher, "--standalone", "--nproc_per_node=2", *target]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done
@@ -80,3 +89,49 @@ def test_torchrun_two_processes_train_evaluate_resume(cityscapes_factory, tmp_pa
     metrics = json.loads((run / "metrics.json").read_text())
     single = evaluate_single_process(run / "best_model.pth", data, tmp_path / "eval2.json")
     assert metrics["miou"] == pytest.approx(single["miou"], abs=1e-6)
+
+
+WORKER = """
+import gc, json, sys
+import torch
+from segkit.config import TrainConfig
+from segkit.engine import fit
+
+cfg = TrainConfig(**json.loads(sys.argv[1]))
+fit(cfg)
+left = [type(o).__name__ for o in gc.get_objects() if isinstance(o, torch.nn.parallel.DistributedDataParallel)]
+print("DDP objects alive after fit:", len(left), flush=True)
+assert not left, "fit returned with a DistributedDataParallel wrapper (and its process group) still alive"
+assert not torch.distributed.is_initialized()
+"""
+
+
+def _busy_cpus(n: int) -> list[subprocess.Popen]:
+    """n processes spinning on a core: the load under which the teardown race showed up."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def test_torchrun_runs_end_cleanly_under_load(cityscapes_factory, tmp_path):
+    """Every rank leaves together and nothing holds the process group into interpreter shutdown.
+
+    Before the fix, DistributedDataParallel (in reference cycles) kept the gloo group alive past
+    destroy_process_group; freed during interpreter shutdown, it aborted rank 1 ("terminate called
+    without an active exception", exit -6) in a few runs out of ten under load, and torchrun
+    failed the finished run. Each worker here also checks that no DDP object outlives `fit`.
+    """
+    data = cityscapes_factory(splits={"train": 4, "val": 2}, size=(32, 64))
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    busy = _busy_cpus(os.cpu_count() or 2)
+    try:
+        for i in range(3):
+            cfg = {"data_root": str(data), "run_dir": str(tmp_path / f"run{i}"), "epochs": 1, "num_workers": 0,
+                   "base_channels": 8, "depth": 2, "image_size": [32, 64], "batch_size": 2, "num_vis": 1,
+                   "device": "cpu"}
+            done = torchrun_script(script, json.dumps(cfg))
+            assert done.stdout.count("DDP objects alive after fit: 0") == 2, done.stdout[-2000:]
+            assert "terminate called" not in done.stderr
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()

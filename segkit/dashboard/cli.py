@@ -17,10 +17,8 @@ from segkit.dashboard.server import Dashboard, launch
 
 def register_cli(sub: Any) -> None:
     """`segkit dashboard --logdir DIR [--port N] [--public] [--no-auth] [--wait S]`."""
-    from segkit import dashboard  # the package docstring is the command's description
-
     p = sub.add_parser("dashboard", help="serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)",
-                       description=dashboard.__doc__.split("\n\n")[0])
+                       description=__doc__)
     p.add_argument("--logdir", default="runs", help="a run's tb/ folder or a folder of runs (default: runs)")
     p.add_argument("--port", type=int, default=6006, help="preferred local port (default: 6006; 0 = any free)")
     p.add_argument("--public", action="store_true",

@@ -9,91 +9,58 @@ On your machine: `segkit kaggle bundle --out runs/kaggle-bundle` writes everythi
 and segkit as a wheel in a dataset folder so the kernel installs it without internet.
 """
 
-from segkit.credentials import SECRET_ENV
-from segkit.kaggle.bundling import (
-    CODE_FILE,
-    DEFAULT_MACHINE_SHAPE,
-    DEFAULT_TITLE,
-    INSTALL_CELL,
-    WHEEL_DATASET,
-    BundleError,
-    build_wheel,
-    bundle,
-    check_params,
-    check_ref,
-    check_title,
-    kaggle_username,
-    load_params,
-    notebook_parameters,
-    prepare_notebook,
-    repo_root,
-    slugify,
-    validate_kernel_metadata,
-)
-from segkit.kaggle.cli import (
-    cmd_bundle,
-    cmd_preflight,
-    register_cli,
-)
-from segkit.kaggle.machine import (
-    format_preflight,
-    preflight,
-)
-from segkit.kaggle.session import (
-    CHAINED_DIRS,
-    CHAINED_FILES,
-    MIN_BUDGET_MINUTES,
-    SAFETY_MARGIN_MINUTES,
-    SESSION_HOURS,
-    SESSION_HOURS_ENV,
-    default_time_budget,
-    find_resume_checkpoint,
-    prepare_chained_resume,
-    session_elapsed_minutes,
-    session_minutes,
-    time_budget_for,
-)
-from segkit.kaggle_env import RUN_TYPE_ENV, WORKING_ENV, on_kaggle, working_dir
+from __future__ import annotations
 
-__all__ = [
-    "CHAINED_DIRS",
-    "CHAINED_FILES",
-    "CODE_FILE",
-    "DEFAULT_MACHINE_SHAPE",
-    "DEFAULT_TITLE",
-    "INSTALL_CELL",
-    "MIN_BUDGET_MINUTES",
-    "RUN_TYPE_ENV",
-    "SAFETY_MARGIN_MINUTES",
-    "SECRET_ENV",
-    "SESSION_HOURS",
-    "SESSION_HOURS_ENV",
-    "WHEEL_DATASET",
-    "WORKING_ENV",
-    "BundleError",
-    "build_wheel",
-    "bundle",
-    "check_params",
-    "check_ref",
-    "check_title",
-    "cmd_bundle",
-    "cmd_preflight",
-    "default_time_budget",
-    "find_resume_checkpoint",
-    "format_preflight",
-    "kaggle_username",
-    "load_params",
-    "notebook_parameters",
-    "on_kaggle",
-    "preflight",
-    "prepare_chained_resume",
-    "prepare_notebook",
-    "register_cli",
-    "repo_root",
-    "session_elapsed_minutes",
-    "session_minutes",
-    "slugify",
-    "time_budget_for",
-    "validate_kernel_metadata",
-    "working_dir",
-]
+import importlib
+from typing import Any
+
+# Imported on first use: `segkit train` needs only kaggle.session, not the bundler or the CLI.
+_EXPORTS = {
+    "SECRET_ENV": "segkit.credentials",
+    "BundleError": "segkit.kaggle.bundling",
+    "CODE_FILE": "segkit.kaggle.bundling",
+    "DEFAULT_MACHINE_SHAPE": "segkit.kaggle.bundling",
+    "DEFAULT_TITLE": "segkit.kaggle.bundling",
+    "INSTALL_CELL": "segkit.kaggle.bundling",
+    "WHEEL_DATASET": "segkit.kaggle.bundling",
+    "build_wheel": "segkit.kaggle.bundling",
+    "bundle": "segkit.kaggle.bundling",
+    "check_params": "segkit.kaggle.bundling",
+    "check_ref": "segkit.kaggle.bundling",
+    "check_title": "segkit.kaggle.bundling",
+    "kaggle_username": "segkit.kaggle.bundling",
+    "load_params": "segkit.kaggle.bundling",
+    "notebook_parameters": "segkit.kaggle.bundling",
+    "prepare_notebook": "segkit.kaggle.bundling",
+    "repo_root": "segkit.kaggle.bundling",
+    "slugify": "segkit.kaggle.bundling",
+    "validate_kernel_metadata": "segkit.kaggle.bundling",
+    "cmd_bundle": "segkit.kaggle.cli",
+    "cmd_preflight": "segkit.kaggle.cli",
+    "register_cli": "segkit.kaggle.cli",
+    "format_preflight": "segkit.kaggle.machine",
+    "preflight": "segkit.kaggle.machine",
+    "CHAINED_DIRS": "segkit.kaggle.session",
+    "CHAINED_FILES": "segkit.kaggle.session",
+    "MIN_BUDGET_MINUTES": "segkit.kaggle.session",
+    "SAFETY_MARGIN_MINUTES": "segkit.kaggle.session",
+    "SESSION_HOURS": "segkit.kaggle.session",
+    "SESSION_HOURS_ENV": "segkit.kaggle.session",
+    "default_time_budget": "segkit.kaggle.session",
+    "find_resume_checkpoint": "segkit.kaggle.session",
+    "prepare_chained_resume": "segkit.kaggle.session",
+    "session_elapsed_minutes": "segkit.kaggle.session",
+    "session_minutes": "segkit.kaggle.session",
+    "time_budget_for": "segkit.kaggle.session",
+    "RUN_TYPE_ENV": "segkit.kaggle_env",
+    "WORKING_ENV": "segkit.kaggle_env",
+    "on_kaggle": "segkit.kaggle_env",
+    "working_dir": "segkit.kaggle_env",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'segkit.kaggle' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

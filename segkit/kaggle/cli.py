@@ -1,4 +1,13 @@
-"""`segkit kaggle preflight` and `segkit kaggle bundle`."""
+"""`segkit kaggle preflight` and `segkit kaggle bundle`.
+
+In a kernel: data is found under /kaggle/input, outputs go to /kaggle/working, the time budget
+defaults to what keeps a run inside the 12-hour session, and a previous kernel's output attached
+as input (kernel_sources) is resumed from its last.pth.
+
+On your machine: `segkit kaggle bundle --out runs/kaggle-bundle` writes everything a push needs
+(see kaggle/README.md): the 02_train notebook with parameters injected, kernel-metadata.json,
+and segkit as a wheel in a dataset folder so the kernel installs it without internet.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +28,7 @@ from segkit.kaggle.machine import format_preflight, preflight
 
 def register_cli(sub: Any) -> None:
     """`segkit kaggle preflight` and `segkit kaggle bundle --out DIR ...`."""
-    from segkit import kaggle  # the package docstring is the command's description
-
-    p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=kaggle.__doc__,
+    p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ksub = p.add_subparsers(dest="kaggle_command", required=True, metavar="{preflight,bundle}")
     pre = ksub.add_parser("preflight", help="GPU/torch/CUDA, CPU, RAM, disk, session time; problems with fixes")

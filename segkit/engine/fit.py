@@ -1,0 +1,231 @@
+"""`fit`: the whole training run, top to bottom, and the final official evaluation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from segkit import runtime
+from segkit.checkpoint import load_checkpoint
+from segkit.config import TrainConfig
+from segkit.data.discover import DataRoots, list_samples, resolve_data_roots
+from segkit.data.loaders import build_cache, build_loaders
+from segkit.engine.loop import (
+    check_finite_weights,
+    data_name,
+    evaluate,
+    evaluate_split,
+    train_one_epoch,
+)
+from segkit.engine.setup import (
+    Optim,
+    build_loss_fn,
+    build_optimizer,
+    build_scheduler,
+    build_training_model,
+    channels_last,
+)
+from segkit.engine.stopping import Budget, StopFlag, Stopper
+from segkit.labels import CLASS_NAMES
+from segkit.metrics import format_table, make_protocol
+from segkit.models import model_from_checkpoint
+from segkit.run import Run, TrainState
+from segkit.runtime import Precision, log
+from segkit.tb import TensorBoardLog
+
+
+def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
+        stop_at_step: int | None = None) -> dict:
+    """Train `cfg` into `cfg.run_dir`: model -> optimizer -> schedule -> resume -> epochs -> final evaluation.
+
+    Args:
+        cfg: the config to train, exactly (resolve presets, resume and the Kaggle budget first:
+            `segkit.launch.resolve_train_config`).
+        on_epoch_end: called with each history row (e.g. a notebook's live plot).
+        stop_at_step: stop cleanly after this many optimizer steps in total (as a time budget
+            would), checkpointing the exact state — used to test resume equivalence.
+
+    Returns:
+        {"run_dir", "status" ("completed" | "time_budget" | "SIGTERM" | "SIGINT" | "stopped"),
+         "epochs_done", "best_miou", "metrics" (the metrics.json dict), "history" (list of rows)}
+    """
+    device = runtime.setup_device(cfg.device)  # GPU check, torchrun process group, cudnn settings
+    budget = Budget(cfg.time_budget)  # everything counts, data preparation included
+    precision = runtime.resolve_precision(cfg.amp, device)
+    roots = resolve_data_roots(cfg.data_root or None)
+    run = Run.create(cfg, {"image_root": str(roots.image_root), "label_root": str(roots.label_root),
+                           "synthetic": roots.synthetic})
+    board = model = train_model = None
+    try:
+        with StopFlag() as flag:
+            build_cache(cfg, roots)
+            train_loader, val_loader = build_loaders(cfg, roots, device)
+            model, train_model = build_training_model(cfg, device)
+            optimizer = build_optimizer(cfg, model)
+            scheduler = build_scheduler(cfg, optimizer, len(train_loader), budget.fraction if budget.seconds else None)
+            scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+            optim = Optim(optimizer, scheduler, scaler, precision, cfg.grad_clip)
+            state = run.restore(model, optimizer, scheduler, scaler) if cfg.resume else TrainState()
+            loss_fn = build_loss_fn(cfg, train_loader.dataset.samples, run.run_dir, device)
+            board = TensorBoardLog.for_run(cfg, roots, state) if runtime.is_main() else None
+            _announce(cfg, model, precision, device, roots, len(train_loader.dataset), len(val_loader.dataset))
+            stopper = Stopper(flag, budget, stop_at_step, elapsed_before=state.elapsed_seconds)
+            while state.epoch < cfg.epochs:
+                epoch = state.epoch
+                train_loader.sampler.set_epoch(epoch, state.step_in_epoch, cfg.batch_size)
+                result = train_one_epoch(
+                    model=train_model, loader=train_loader, loss_fn=loss_fn, optim=optim, epoch=epoch,
+                    stop=lambda steps: stopper.reason(state.global_step + steps), log_every=cfg.log_every,
+                    on_step=board.on_step(state.global_step) if board else None, channels_last=channels_last(cfg, device),
+                )
+                row = _advance(state, result, stopper.elapsed())
+                check_finite_weights(model, optim, epoch, state.global_step, cfg.image_size)
+                reason = stopper.reason(state.global_step)
+                # A signal leaves seconds at most (Kaggle kills soon after SIGTERM): save, don't evaluate.
+                if _validation_due(cfg, result, state, reason):
+                    with budget.timed():
+                        ev = evaluate(model=train_model, loader=val_loader, image_size=cfg.image_size,
+                                      precision=precision, loss_fn=loss_fn)
+                        _record_validation(cfg, run, board, model, optim, ev, row, state, data_name(roots))
+                state.history.append(row)  # a partial epoch's row is replaced when a resumed run completes it
+                state.status = reason or ("completed" if state.epoch >= cfg.epochs else "running")
+                with budget.timed():
+                    run.save_last(model, optimizer, scheduler, scaler, state)
+                if on_epoch_end is not None and runtime.is_main():
+                    on_epoch_end(row)
+                if reason is not None:
+                    break
+            metrics = final_evaluation(cfg, run, roots, device, precision, budget.left())
+            _say_how_it_ended(state, run)
+            return {"run_dir": str(run.run_dir), "status": state.status, "epochs_done": state.epoch,
+                    "best_miou": state.best_miou, "metrics": metrics, "history": state.history}
+    finally:
+        if board is not None:
+            board.close()
+        # DistributedDataParallel holds the process group inside reference cycles: let it go first,
+        # or the group outlives destroy_process_group and gloo aborts at interpreter exit.
+        model = train_model = None
+        runtime.leave_process_group()  # every rank leaves together, after rank 0's last write
+
+
+def _advance(state: TrainState, result: dict, elapsed_seconds: float) -> dict:
+    """Count the epoch's steps into the state (a stopped epoch stays current); its history row."""
+    epoch = state.epoch
+    state.global_step += result["steps"]
+    state.step_in_epoch += result["steps"]
+    _carry_partial_epoch(state, result)
+    if not result["stopped_early"]:
+        state.epoch, state.step_in_epoch = epoch + 1, 0
+    state.elapsed_seconds = elapsed_seconds
+    return {
+        "epoch": epoch, "train_loss": result["train_loss"], "val_loss": None, "miou": None, "mean_dice": None,
+        "pixel_accuracy": None, "lr": result["lr"], "images_per_sec": result["images_per_sec"],
+        "minutes": elapsed_seconds / 60, "steps": state.global_step,
+    }
+
+
+def _validation_due(cfg: TrainConfig, result: dict, state: TrainState, reason: str | None) -> bool:
+    """Every eval_every epochs and after the last; before a budget stop; never after a signal."""
+    if reason in StopFlag.SIGNALS:
+        return False
+    finished = not result["stopped_early"]
+    return reason == "time_budget" or (finished and (state.epoch % cfg.eval_every == 0 or state.epoch >= cfg.epochs))
+
+
+def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None, model: nn.Module, optim: Optim,
+                       ev: dict, row: dict, state: TrainState, data: str) -> None:
+    """Metrics into the history row, the log and TensorBoard; best_model.pth; a plateau scheduler's step."""
+    cm = ev["confusion"]
+    row.update(val_loss=ev["val_loss"], miou=_finite(cm.miou()), mean_dice=_finite(cm.mean_dice()),
+               pixel_accuracy=_finite(cm.pixel_accuracy()))
+    miou = row["miou"] if row["miou"] is not None else -1.0
+    if isinstance(optim.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        optim.scheduler.step(max(miou, 0.0))
+    if runtime.is_main():
+        log.info("epoch %d val mIoU %.4f dice %s pixel acc %s (%s resolution, %d images)", row["epoch"], miou,
+                 _fmt(row["mean_dice"]), _fmt(row["pixel_accuracy"]), cfg.eval_resolution, ev["images"])
+    if board is not None:
+        board.validation(model, cm, row, state.global_step)
+    if miou > state.best_miou:
+        state.best_miou, state.best_epoch = miou, row["epoch"]
+        resolution = "label" if cfg.eval_resolution == "label" else "train {}x{}".format(*cfg.image_size)
+        protocol = make_protocol(resolution=resolution, inference="whole", split="val", images=ev["images"], data=data)
+        run.save_best(model, cm.summary(CLASS_NAMES, protocol), row["epoch"])
+
+
+def _say_how_it_ended(state: TrainState, run: Run) -> None:
+    if runtime.is_main() and state.status != "completed":
+        log.warning("training stopped (%s) at epoch %d, step %d: continue with the same command plus --resume "
+                    "(run_dir %s)", state.status, state.epoch, state.step_in_epoch, run.run_dir)
+
+
+def final_evaluation(cfg: TrainConfig, run: Run, roots: DataRoots, device: torch.device, precision: Precision,
+                     seconds_left: float | None) -> dict | None:
+    """best_model.pth scored as `segkit evaluate` scores it (label resolution) -> metrics.json.
+
+    With a time budget, it runs only if it fits in what is left (estimated from one image);
+    otherwise metrics.json keeps the best model's training-time numbers, labelled so in their
+    protocol, and the log says how to get the official ones.
+    """
+    best = run.run_dir / "best_model.pth"
+    runtime.barrier()  # rank 0 wrote best_model.pth
+    if not best.exists():
+        return None
+    ckpt = load_checkpoint(best, map_location=device)
+    model = model_from_checkpoint(ckpt, device)
+    n_images = len(list_samples(roots, "val")[: cfg.max_val_images or None])
+    if seconds_left is not None:
+        probe = evaluate_split(model, roots=roots, image_size=cfg.image_size, max_images=1, precision=precision)
+        estimate = probe["seconds"] * n_images / runtime.world_size()
+        if runtime.any_rank(estimate > seconds_left + 60, device):
+            if runtime.is_main():
+                log.warning("the official evaluation (%d val images at the label files' resolution, about %.0f s) "
+                            "does not fit in the time budget: metrics.json holds the best model's %s-resolution "
+                            "numbers. Official numbers: segkit evaluate --checkpoint %s", n_images, estimate,
+                            cfg.eval_resolution, best)
+            metrics = {**ckpt["metrics"], "epoch": ckpt.get("epoch"), "checkpoint": str(best)}
+            run.write_metrics(metrics)
+            return metrics
+    metrics = evaluate_split(model, roots=roots, image_size=cfg.image_size, max_images=cfg.max_val_images,
+                             precision=precision)
+    metrics.update(epoch=ckpt.get("epoch"), checkpoint=str(best))
+    run.write_metrics(metrics)
+    if runtime.is_main():
+        log.info("best model (epoch %s):\n%s", ckpt.get("epoch"), format_table(metrics))
+    return metrics
+
+
+def _announce(cfg: TrainConfig, model: nn.Module, precision: Precision, device: torch.device, roots: DataRoots,
+              n_train: int, n_val: int) -> None:
+    if not runtime.is_main():
+        return
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    data = "SYNTHETIC data (not Cityscapes)" if roots.synthetic else str(roots.image_root)
+    log.info("run %s | %s %.1fM params | %s | amp %s | %d processes | %d train / %d val images | %s",
+             cfg.run_dir, cfg.model, params, device, precision.name, runtime.world_size(), n_train, n_val, data)
+    if cfg.time_budget:
+        log.info("time budget %.1f minutes: training stops cleanly, evaluates and saves before it runs out", cfg.time_budget)
+
+
+def _carry_partial_epoch(state: TrainState, result: dict) -> None:
+    """An epoch split by a stop and a resume reports the mean loss of all its steps."""
+    done = state.partial_epoch if (state.partial_epoch or {}).get("epoch") == state.epoch else None
+    state.partial_epoch = None
+    if done:
+        steps = done["steps"] + result["steps"]
+        result["train_loss"] = (done["loss_sum"] + result["train_loss"] * result["steps"]) / max(1, steps)
+        result["steps"] = steps
+    if result["stopped_early"]:
+        state.partial_epoch = {"epoch": state.epoch, "loss_sum": result["train_loss"] * result["steps"],
+                               "steps": result["steps"]}
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
