@@ -21,6 +21,14 @@ from segkit.errors import ConfigError
 
 C = TypeVar("C")
 
+# segmentation_models_pytorch's architectures (a test checks this equals the installed smp's list).
+ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
+                 "upernet", "segformer", "dpt")
+# The built-in ResNet U-Nets of segkit 0.1, and what builds the nearest model now.
+RETIRED_MODELS = {f"resnet{d}-unet": f"--model unet --encoder resnet{d}" for d in (18, 34, 50)}
+NO_WEIGHTS = ("", "none")  # encoder_weights values meaning random initialisation
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation ImageNet-pretrained encoders expect
+IMAGENET_STD = (0.229, 0.224, 0.225)
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("poly", "plateau", "none")
 AMP_MODES = ("auto", "fp16", "bf16", "off")
@@ -38,11 +46,12 @@ class TrainConfig:
 
     data_root: str = ""  # data set root, "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
-    preset: str = ""  # named recipe (cpu-quick, t4-256x512, t4-512x1024), explicit values override it
-    model: str = "unet"  # architecture: unet, resnet18-unet, resnet34-unet, resnet50-unet
-    base_channels: int = 64  # U-Net width of the first stage (unet only, the seed used 64)
-    depth: int = 4  # U-Net number of downsamplings (unet only), sizes must be multiples of 2**depth
-    encoder_weights: str = ""  # path to torchvision ImageNet weights for resnet*-unet, "" = random init
+    preset: str = ""  # named recipe (segkit presets lists them), explicit values override it
+    model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan, upernet, segformer, dpt
+    encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm model>; "" = segkit's own U-Net (model unet)
+    encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights file, or none (random init)
+    base_channels: int = 64  # width of the first stage of segkit's own U-Net (no encoder; the seed used 64)
+    depth: int = 4  # downsamplings of segkit's own U-Net (no encoder), sizes must be multiples of 2**depth
     epochs: int = 20  # passes over the train split
     batch_size: int = 4  # images per optimizer step (per GPU under torchrun)
     lr: float = 1e-4  # peak learning rate
@@ -85,6 +94,7 @@ class TrainConfig:
         _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
         _check_positive(self, "epochs", "batch_size", "lr", "eval_every", "log_every", "depth")
         _check_positive(self, "base_channels")
+        _check_model(self.model, self.encoder)
         _check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
         _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
         if self.nproc < 0:
@@ -102,18 +112,19 @@ class TrainConfig:
 
     @property
     def size_divisor(self) -> int:
-        """Input sizes must be multiples of this (the network's total downsampling)."""
-        return 2**self.depth if self.model == "unet" else 32
+        """Input sizes must be multiples of this: segkit's U-Net's 2**depth; an smp model's is
+        checked when it is built (`segkit.models.check_model`), here only 1."""
+        return 2**self.depth if not self.encoder else 1
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the encoder starts from pretrained weights."""
+        return bool(self.encoder) and self.encoder_weights.lower() not in NO_WEIGHTS
 
     @property
     def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `create_model` beyond name and num_classes."""
-        kwargs: dict[str, Any] = {}
-        if self.model == "unet":
-            kwargs.update(base_channels=self.base_channels, depth=self.depth)
-        if self.encoder_weights:
-            kwargs["encoder_weights"] = self.encoder_weights
-        return kwargs
+        """Keyword arguments for `create_model` beyond the name, num_classes, encoder and weights."""
+        return {} if self.encoder else {"base_channels": self.base_channels, "depth": self.depth}
 
 
 @dataclass(frozen=True)
@@ -220,33 +231,58 @@ class VisualizeConfig:
 # Named recipes: `doc` (shown by `segkit presets`) and `fields`, TrainConfig values that fields the
 # user sets explicitly override. What each one costs and reaches: benchmarks/README.md.
 PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {
+        "doc": "the seed's train.py: U-Net (base 64) at 256x512, batch 4, lr 1e-4, 20 epochs (= the defaults)",
+        "fields": {"model": "unet", "encoder": "", "base_channels": 64, "depth": 4, "image_size": (256, 512),
+                   "batch_size": 4, "lr": 1e-4, "epochs": 20},
+    },
     "cpu-quick": {
         # benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights:
         # 64x128 33.3 vs 96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 /
         # 128x256 / 256x512. Synthetic data only: on real Cityscapes, check with --data-root.
         "doc": "laptop / 2 CPU cores, 15 minutes: small U-Net at 64x128",
         "fields": {
-            "model": "unet", "base_channels": 16, "depth": 4, "image_size": (64, 128),
+            "model": "unet", "encoder": "", "base_channels": 16, "depth": 4, "image_size": (64, 128),
             "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
             "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
             "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
             "cache": "build",
         },
     },
-    "t4-256x512": {
-        "doc": "Kaggle T4 x2, 256x512: ResNet-34 U-Net, fp16",
+    # The GPU presets train on every visible GPU (nproc 0: T4 x2 -> 2 processes; batch_size is per GPU)
+    # and stop inside Kaggle's session (time budget). Their recipes follow common Cityscapes practice
+    # (poly schedule, scale 0.5-2.0 augmentation); nobody has measured them on a T4 yet.
+    "t4-fast": {
+        "doc": "Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
         "fields": {
-            "model": "resnet34-unet", "image_size": (256, 512), "batch_size": 16, "lr": 1e-3,
-            "optimizer": "adamw", "scheduler": "poly", "epochs": 120, "amp": "auto",
-            "loss": "ohem", "scale_range": (0.5, 2.0),
+            "model": "segformer", "encoder": "mit_b0", "encoder_weights": "imagenet", "image_size": (512, 1024),
+            "batch_size": 8, "lr": 2e-4, "weight_decay": 1e-2, "optimizer": "adamw", "scheduler": "poly",
+            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ce", "scale_range": (0.5, 2.0), "nproc": 0,
+        },
+    },
+    "t4-strong": {
+        "doc": "Kaggle T4 x2, 512x1024, strong: DeepLabV3+ on ResNet-50 (ImageNet), fp16, SyncBN",
+        "fields": {
+            "model": "deeplabv3plus", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
+            "batch_size": 4, "lr": 1e-2, "weight_decay": 5e-4, "optimizer": "sgd", "scheduler": "poly",
+            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ohem", "scale_range": (0.5, 2.0),
+            "sync_bn": True, "nproc": 0,
+        },
+    },
+    "t4-256x512": {
+        "doc": "Kaggle T4 x2, 256x512: U-Net on ResNet-34 (ImageNet), fp16",
+        "fields": {
+            "model": "unet", "encoder": "resnet34", "encoder_weights": "imagenet", "image_size": (256, 512),
+            "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "scheduler": "poly", "epochs": 120, "amp": "auto",
+            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
         },
     },
     "t4-512x1024": {
-        "doc": "Kaggle T4 x2, 512x1024: ResNet-50 U-Net, fp16",
+        "doc": "Kaggle T4 x2, 512x1024: U-Net on ResNet-50 (ImageNet), fp16",
         "fields": {
-            "model": "resnet50-unet", "image_size": (512, 1024), "batch_size": 8, "lr": 5e-4,
-            "optimizer": "adamw", "scheduler": "poly", "epochs": 100, "amp": "auto",
-            "loss": "ohem", "scale_range": (0.5, 2.0),
+            "model": "unet", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
+            "batch_size": 8, "lr": 5e-4, "optimizer": "adamw", "scheduler": "poly", "epochs": 100, "amp": "auto",
+            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
         },
     },
 }
@@ -429,6 +465,19 @@ def _coerce_fields(cfg: Any) -> None:
 def _did_you_mean(name: str, valid: Any) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_model(model: str, encoder: str) -> None:
+    """The architecture name (encoders are checked by segkit.models, which imports smp)."""
+    if model in RETIRED_MODELS:
+        raise ConfigError(
+            f"model {model!r} was segkit 0.1's own ResNet U-Net; U-Nets on pretrained encoders now come from "
+            f"segmentation_models_pytorch: use {RETIRED_MODELS[model]} (ImageNet weights by default)"
+        )
+    _check_choice("model", model, ARCHITECTURES)
+    if not encoder and model != "unet":
+        raise ConfigError(f"model {model!r} needs an encoder, e.g. --encoder resnet34 (only unet has a built-in "
+                          "encoder: segkit's own U-Net, used when --encoder is empty)")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -16,38 +16,51 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
 from segkit.checkpoint import load_checkpoint
-from segkit.config import TrainConfig, apply_preset, to_argv
+from segkit.config import NO_WEIGHTS, TrainConfig, apply_preset, to_argv
 from segkit.engine import fit
-from segkit.errors import SegkitError
+from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.session import default_time_budget, prepare_chained_resume
 from segkit.kaggle_env import on_kaggle
+from segkit.models import check_model, weights
 from segkit.run import merge_resumed_config, saved_status
 from segkit.runtime import distributed_env, log
 
 
 def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
-    """The config training will run: preset, then (with --resume) the run's own settings, then the budget.
+    """The config training will run: preset, the run's own settings (resume), the model, the weights, the budget.
 
     Args:
         cfg: the config as the user gave it (flags or notebook parameters).
         explicit: the fields the user set; a preset never replaces them (default: fields off their default).
 
     Returns:
-        The config to pass to `fit` / `train`: on Kaggle with `resume`, a previous kernel's run
-        attached as input is first copied into run_dir; with no time budget given, Kaggle gets one
-        that ends inside the 12-hour session.
+        The config to pass to `fit` / `train`. On Kaggle with `resume`, a previous kernel's run
+        attached as input is first copied into run_dir. The model is checked (names, sizes) and
+        its pretrained encoder weights are found on disk or downloaded now, before any data is
+        read: when they cannot be had, `WeightsUnavailable` says what to attach. With no time
+        budget given, Kaggle gets one that ends inside the 12-hour session.
     """
+    explicit = {f.name for f in fields(cfg) if getattr(cfg, f.name) != f.default} if explicit is None else explicit
     cfg = apply_preset(cfg, explicit)
     if cfg.resume and on_kaggle():
         prepare_chained_resume(Path(cfg.run_dir))
     if cfg.resume and (Path(cfg.run_dir) / "last.pth").is_file():
         cfg = merge_resumed_config(cfg, load_checkpoint(Path(cfg.run_dir) / "last.pth")["config"])
+    if not cfg.encoder:  # segkit's own U-Net has no pretrained encoder
+        if "encoder_weights" in explicit and cfg.encoder_weights.lower() not in NO_WEIGHTS:
+            raise ConfigError(f"encoder_weights {cfg.encoder_weights!r} needs an encoder: segkit's own U-Net starts "
+                              "from random weights. Add e.g. --encoder resnet34, or drop --encoder-weights.")
+        cfg = replace(cfg, encoder_weights="")
+    check_model(cfg.model, cfg.encoder, cfg.encoder_weights, cfg.image_size, cfg.model_kwargs)
+    if cfg.pretrained and not cfg.resume:
+        found = weights.fetch(weights.weights_source(cfg.encoder, cfg.encoder_weights))
+        log.info("encoder %s starts from %s: %s", cfg.encoder, cfg.encoder_weights, found)
     if not cfg.time_budget:
         cfg = replace(cfg, time_budget=default_time_budget() or 0.0)
     return cfg

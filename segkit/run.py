@@ -24,7 +24,6 @@ import segkit
 from segkit import runtime
 from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
 from segkit.config import TrainConfig, from_dict, to_dict
-from segkit.data.transforms import MEAN, STD
 from segkit.errors import ConfigError
 from segkit.files import atomic_write, remove_stale_temp_files, write_json
 from segkit.labels import CLASS_NAMES, NUM_CLASSES
@@ -138,6 +137,7 @@ class Run:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.data = data
+        self.resume_ckpt: dict | None = None  # last.pth of a resumed run, read once
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: dict[str, Any]) -> Run:
@@ -149,7 +149,8 @@ class Run:
                 log.warning("removed %s, left by an interrupted write", stale.name)
         runtime.barrier()  # nobody reads the folder before rank 0 has cleaned it
         if cfg.resume:
-            check_resumable(cfg, load_checkpoint(run.run_dir / "last.pth")["config"])
+            run.resume_ckpt = load_checkpoint(run.run_dir / "last.pth")
+            check_resumable(cfg, run.resume_ckpt["config"])
         if runtime.is_main():
             (run.run_dir / "figures").mkdir(parents=True, exist_ok=True)
             write_json(run.run_dir / "config.json",
@@ -158,7 +159,7 @@ class Run:
 
     def restore(self, model: nn.Module, optimizer, scheduler, scaler) -> TrainState:
         """Load everything last.pth saved into the given objects; returns the training state."""
-        ckpt = load_checkpoint(self.run_dir / "last.pth")
+        ckpt, self.resume_ckpt = self.resume_ckpt or load_checkpoint(self.run_dir / "last.pth"), None
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -195,11 +196,14 @@ class Run:
         """What any checkpoint carries: weights, how to rebuild the model, how it was trained."""
         plain = unwrap(model)
         weights = {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()}
+        mean, std = plain.normalization
         return {
             "format": FORMAT, "version": VERSION, "segkit_version": segkit.__version__,
             "model": weights, "model_spec": model_spec(plain), "num_classes": NUM_CLASSES,
             "label_space": "cityscapes-19", "class_names": list(CLASS_NAMES),
-            "image_size": list(self.cfg.image_size), "normalization": {"mean": list(MEAN), "std": list(STD)},
+            "image_size": list(self.cfg.image_size), "normalization": {"mean": list(mean), "std": list(std)},
+            # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
+            "pretrained": getattr(plain, "segkit_pretrained", None),
             "config": to_dict(self.cfg),
         }
 
@@ -209,10 +213,12 @@ class Run:
 
 def _clashes(cfg: TrainConfig, saved_cfg: TrainConfig, skip_defaults: bool) -> list[str]:
     """Fields that may not change on resume but differ (optionally ignoring fields left at their default)."""
+    # Without an encoder (segkit's own U-Net) encoder_weights means nothing: never a clash.
+    ignore = RESUMABLE_FIELDS | ({"encoder_weights"} if not cfg.encoder and not saved_cfg.encoder else set())
     return [
         f"{f.name} ({getattr(saved_cfg, f.name)!r} in the run, {getattr(cfg, f.name)!r} now)"
         for f in fields(TrainConfig)
-        if f.name not in RESUMABLE_FIELDS and getattr(cfg, f.name) != getattr(saved_cfg, f.name)
+        if f.name not in ignore and getattr(cfg, f.name) != getattr(saved_cfg, f.name)
         and not (skip_defaults and getattr(cfg, f.name) == f.default)
     ]
 

@@ -83,17 +83,20 @@ class TensorBoardLog:
     @torch.no_grad()
     def _overlays(self, model: nn.Module) -> list:
         """input | ground truth | prediction for the same validation images every time."""
-        if self._vis is None:
-            ds = CityscapesDataset(list_samples(self.roots, "val")[: self.num_vis], eval_transform(self.image_size))
-            self._vis = [ds[i] for i in range(len(ds))]
         model = unwrap(model).eval()
+        mean, std = model.normalization
+        if self._vis is None:
+            transform = eval_transform(self.image_size, mean, std)
+            ds = CityscapesDataset(list_samples(self.roots, "val")[: self.num_vis], transform)
+            self._vis = [ds[i] for i in range(len(ds))]
         device = next(model.parameters()).device
         grids = []
         for sample in self._vis:
             scores = infer(model, sample["image"][None].to(device), self.image_size, "whole",
                            out_size=sample["mask"].shape[-2:], size_divisor=model.size_divisor)
             pred = scores.argmax(1)[0].cpu().numpy().astype("uint8")
-            grids.append(triptych_array(denormalize(sample["image"]), sample["mask"].numpy().astype("uint8"), pred))
+            image = denormalize(sample["image"], mean, std)
+            grids.append(triptych_array(image, sample["mask"].numpy().astype("uint8"), pred))
         return grids
 
     def close(self) -> None:

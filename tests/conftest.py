@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -95,3 +97,58 @@ def cityscapes_factory(tmp_path: Path):
 def tiny_cityscapes(cityscapes_factory) -> Path:
     """4 train + 2 val images of 64x128 in the official layout, labelIds only."""
     return cityscapes_factory()
+
+
+def write_hub_cache(cache: Path, repo_id: str, revision: str, weights: Path) -> Path:
+    """Lay out one repo as huggingface_hub does: blobs/<hash>, snapshot symlinks, refs/main."""
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo_dir / "blobs").mkdir()
+    config = json.dumps({"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}).encode()
+    for name, data in (("model.safetensors", weights.read_bytes()), ("config.json", config)):
+        blob = hashlib.sha256(data).hexdigest()
+        (repo_dir / "blobs" / blob).write_bytes(data)
+        (snapshot / name).symlink_to(Path("..", "..", "blobs", blob))
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(revision)
+    return snapshot / "model.safetensors"
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """HF_HUB_OFFLINE=1 with an empty hub cache in tmp_path; call it with an encoder name to put
+    pretrained weights for it there (a random init the test can recognise), as a download would.
+
+    Returns (from the call) the state dict written, as the encoder's weights file holds it.
+    """
+    from safetensors.torch import save_file
+
+    for name in ("HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "SEGKIT_WEIGHTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SEGKIT_KAGGLE_INPUT", str(tmp_path / "kaggle_input"))
+
+    def put(encoder: str, variant: str = "imagenet") -> dict:
+        import segmentation_models_pytorch as smp
+        import timm
+        import torch
+
+        from segkit.models.weights import weights_source
+
+        source = weights_source(encoder, variant)
+        torch.manual_seed(1234)  # not the training seed: the test can tell these weights apart
+        if encoder.startswith("tu-"):  # timm's hub files hold the whole classifier
+            state = timm.create_model(f"{encoder[3:].split('.')[0]}.{source.variant}", pretrained=False).state_dict()
+        else:
+            state = smp.encoders.get_encoder(encoder, weights=None).state_dict()
+        file = tmp_path / "made" / f"{encoder}.safetensors"
+        file.parent.mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(file))
+        write_hub_cache(cache, source.repo_id, source.revision or "0" * 40, file)
+        return state
+
+    return put

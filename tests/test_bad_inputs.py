@@ -367,7 +367,7 @@ def entry_point(how: str, evil: Path, trained: dict, tmp_path: Path) -> Result:
         run_dir.mkdir()
         shutil.copy(evil, run_dir / "last.pth")
         return train(trained["root"], run_dir, "--resume")
-    return train(trained["root"], tmp_path / "run", "--model", "resnet18-unet", "--encoder-weights", str(evil))
+    return train(trained["root"], tmp_path / "run", "--encoder", "resnet18", "--encoder-weights", str(evil))
 
 
 @pytest.mark.parametrize("how", ["predict", "evaluate", "resume", "encoder_weights"])

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from segkit.cli import build_parser, flag_name
+from segkit.cli import build_parser
 from segkit.config import (
     PRESETS,
     EvalConfig,
@@ -15,6 +15,7 @@ from segkit.config import (
     TrainConfig,
     apply_preset,
     field_help,
+    flag_name,
     from_dict,
 )
 from segkit.errors import ConfigError
@@ -25,7 +26,10 @@ from segkit.errors import ConfigError
     [
         ({"lr": -1e-3}, ["lr", "> 0", "-0.001"]),
         ({"image_size": (250, 512)}, ["250x512", "multiple of 16", "try 256x512"]),
-        ({"model": "resnet18-unet", "image_size": (100, 200)}, ["multiple of 32", "try 96x192"]),
+        ({"depth": 5, "image_size": (100, 200)}, ["multiple of 32", "try 96x192"]),
+        ({"model": "resnet34-unet"}, ["--model unet --encoder resnet34"]),
+        ({"model": "deeplabv3plsu", "encoder": "resnet50"}, ["did you mean 'deeplabv3plus'"]),
+        ({"model": "fpn"}, ["needs an encoder", "--encoder resnet34"]),
         ({"optimizer": "adamm"}, ["adamw", "did you mean"]),
         ({"epochs": "ten"}, ["epochs", "integer", "ten"]),
         ({"resume": True, "overwrite": True}, ["resume", "overwrite"]),
@@ -93,3 +97,11 @@ def test_cli_flags_equal_config_fields(command, cls):
 def test_seed_commands_map_one_to_one():
     args = build_parser().parse_args(["train", "--epochs", "20", "--batch-size", "4", "--lr", "1e-4"])
     assert (args.epochs, args.batch_size, args.lr) == (20, 4, 1e-4)
+
+
+def test_architectures_are_the_installed_smps():
+    import segmentation_models_pytorch as smp
+
+    from segkit.config import ARCHITECTURES
+
+    assert set(ARCHITECTURES) == set(smp.MODEL_ARCHITECTURES_MAPPING)

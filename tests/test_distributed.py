@@ -128,9 +128,13 @@ def test_torchrun_runs_end_cleanly_under_load(cityscapes_factory, tmp_path):
             cfg = {"data_root": str(data), "run_dir": str(tmp_path / f"run{i}"), "epochs": 1, "num_workers": 0,
                    "base_channels": 8, "depth": 2, "image_size": [32, 64], "batch_size": 2, "num_vis": 1,
                    "device": "cpu"}
+            if i == 1:  # an smp model under DDP, SyncBatchNorm asked for (CUDA-only: off on CPU, logged)
+                cfg.update(model="fpn", encoder="tu-resnet10t", encoder_weights="none", sync_bn=True)
             done = torchrun_script(script, json.dumps(cfg))
             assert done.stdout.count("DDP objects alive after fit: 0") == 2, done.stdout[-2000:]
             assert "terminate called" not in done.stderr
+            if i == 1:
+                assert "SyncBatchNorm works on CUDA GPUs only" in done.stderr
     finally:
         for p in busy:
             p.kill()

@@ -1,11 +1,19 @@
-"""Kaggle support: preflight, session budget, /kaggle/input discovery, chained resume, the bundle."""
+"""Kaggle support: preflight, session budget, /kaggle/input discovery, chained resume, the bundle.
+
+No test reaches a package index: pip runs with PIP_CONFIG_FILE=os.devnull (no pip.conf, whose
+index or find-links could be anything) and PIP_NO_INDEX=1, or with --no-index; the
+segmentation_models_pytorch wheel is a stand-in built here from a two-file project.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -15,8 +23,12 @@ import torch
 
 from segkit import kaggle
 from segkit.cli import main
+from segkit.config import PRESETS
 from segkit.data.discover import DataRoots, find_data_roots
+from segkit.errors import ConfigError
 from segkit.kaggle import (
+    INSTALL_CELL,
+    SMP_DIST,
     BundleError,
     bundle,
     bundling,
@@ -30,6 +42,7 @@ from segkit.kaggle import (
     prepare_chained_resume,
     session_elapsed_minutes,
     slugify,
+    smp_wheel,
     time_budget_for,
     validate_kernel_metadata,
     working_dir,
@@ -42,6 +55,8 @@ SENTINELS = {"KAGGLE_KEY": "SENTINEL-kaggle-key-0b1f", "NGROK_AUTHTOKEN": "SENTI
              "SEGKIT_DASHBOARD_AUTH": "someone:SENTINEL-password-9c"}
 KAGGLE_JSON_KEY = "SENTINEL-kaggle-json-key-5e"
 CURRENT_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "compute_90"]
+SMP_VERSION = importlib.metadata.version(SMP_DIST)
+SMP_WHEEL = f"segmentation_models_pytorch-{SMP_VERSION}-py3-none-any.whl"
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +118,38 @@ def test_username_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 # --- the bundle -----------------------------------------------------------------------------
 
 
+def offline_pip(mp: pytest.MonkeyPatch, find_links: Path | None = None) -> None:
+    """pip without any index and without the machine's pip.conf; wheels only from `find_links`."""
+    mp.setenv("PIP_CONFIG_FILE", os.devnull)  # pip then reads no configuration file at all
+    mp.setenv("PIP_NO_INDEX", "1")
+    if find_links is None:
+        mp.delenv("PIP_FIND_LINKS", raising=False)
+    else:
+        mp.setenv("PIP_FIND_LINKS", str(find_links))
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One bundle through the CLI, with sentinel secrets in the environment and in kaggle.json."""
+def smp_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a real wheel named like smp's (the installed version), built offline, that
+    requires what smp requires (torch, timm, ...): pip resolves it as it would the real one."""
+    tmp = tmp_path_factory.mktemp("smp-standin")
+    requires = [r for r in importlib.metadata.requires(SMP_DIST) or [] if "extra ==" not in r]
+    project = tmp / "project"
+    (project / "segmentation_models_pytorch").mkdir(parents=True)
+    (project / "segmentation_models_pytorch" / "__init__.py").write_text('"""A stand-in for the tests."""\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{SMP_DIST}"\nversion = "{SMP_VERSION}"\ndependencies = {json.dumps(requires)}\n')
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "-q", "-w", str(tmp / "wheels"), str(project)], check=True)
+    assert [p.name for p in (tmp / "wheels").iterdir()] == [SMP_WHEEL]
+    return tmp / "wheels"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, smp_standin: Path) -> Path:
+    """One bundle through the CLI (smp's wheel from --wheels), with sentinel secrets in the
+    environment and in kaggle.json."""
     tmp = tmp_path_factory.mktemp("bundle")
     notebook = write_standin_notebook(tmp / "02_train.ipynb")
     (tmp / "params.json").write_text(json.dumps({"epochs": 3, "run_dir": "runs/t4"}))
@@ -116,7 +160,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mp.setenv(name, value)
         mp.setenv("KAGGLE_CONFIG_DIR", str(tmp / "kcfg"))
         mp.delenv("KAGGLE_USERNAME", raising=False)
+        offline_pip(mp)  # --wheels must not download; if it tried, pip would fail here
         status = main(["kaggle", "bundle", "--out", str(tmp / "out"), "--notebook", str(notebook),
+                       "--wheels", str(smp_standin),
                        "--params", str(tmp / "params.json"), "--title", "segkit T4 run 2",
                        "--datasets", "someone/cityscapes-leftimg8bit", "someone/cityscapes-gtfine",
                        "--resume-from", "tester/segkit-t4-run-1"])
@@ -151,16 +197,52 @@ def test_bundle_notebook_has_install_cell_and_injected_parameters(built: Path) -
     assert all(c.outputs == [] for c in code)
 
 
-def test_bundle_wheel_dataset(built: Path) -> None:
+def test_bundle_wheel_dataset(built: Path, smp_standin: Path) -> None:
     wheel_dir = built / "segkit-wheel"
     meta = json.loads((wheel_dir / "dataset-metadata.json").read_text())
     assert meta["id"] == "tester/segkit-wheel" and 6 <= len(meta["title"]) <= 50 and meta["licenses"]
+    # Exactly segkit's and smp's wheels: no torch, nothing else Kaggle's image has.
+    assert sorted(p.name for p in wheel_dir.iterdir()) == ["dataset-metadata.json", "segkit-0.1.0-py3-none-any.whl",
+                                                           SMP_WHEEL]
+    assert (wheel_dir / SMP_WHEEL).read_bytes() == (smp_standin / SMP_WHEEL).read_bytes()
     (wheel,) = wheel_dir.glob("segkit-*-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("segkit/__init__.py", "segkit/kaggle/__init__.py", "segkit/kaggle/bundling.py", "segkit/cli.py",
                    "segkit/data/discover.py", "segkit/data/synthetic/__init__.py", "segkit/dashboard/__init__.py"):
         assert module in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_smp_wheel_is_downloaded_by_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smp_standin: Path) -> None:
+    """The download path for real: `pip download` runs, its "index" a local find-links folder."""
+    offline_pip(monkeypatch, find_links=smp_standin)
+    dest = tmp_path / "segkit-wheel"
+    dest.mkdir()
+    (dest / "segmentation_models_pytorch-0.0.1-py3-none-any.whl").write_bytes(b"stale")  # an older bundle's
+    assert smp_wheel(dest) == dest / SMP_WHEEL
+    assert sorted(p.name for p in dest.iterdir()) == [SMP_WHEEL]
+    assert (dest / SMP_WHEEL).read_bytes() == (smp_standin / SMP_WHEEL).read_bytes()
+
+
+def test_smp_wheel_download_failure_says_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    offline_pip(monkeypatch, find_links=tmp_path / "empty")  # pip finds nothing, as without internet
+    with pytest.raises(BundleError, match="downloading the segmentation-models-pytorch wheel failed") as err:
+        smp_wheel(tmp_path / "dest")
+    message = str(err.value)
+    assert f"{SMP_DIST}=={SMP_VERSION} -d DIR" in message and "--wheels DIR" in message and "internet" in message
+
+
+def test_wheels_dir_without_the_smp_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    offline_pip(monkeypatch)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "segmentation_models_pytorch-0.0.1-py3-none-any.whl").write_bytes(b"old")
+    with pytest.raises(BundleError, match=f"no segmentation_models_pytorch-{SMP_VERSION}") as err:
+        smp_wheel(tmp_path / "dest", wheels_dir=mine)
+    assert "0.0.1" in str(err.value) and f"pip download --no-deps --only-binary=:all: {SMP_DIST}==" in str(err.value)
+    with pytest.raises(BundleError, match="not a folder"):
+        smp_wheel(tmp_path / "dest", wheels_dir=tmp_path / "missing")
 
 
 def test_bundle_holds_no_secrets(built: Path) -> None:
@@ -176,6 +258,7 @@ def test_bundle_holds_no_secrets(built: Path) -> None:
 def test_bundle_refuses_a_secret_in_the_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NGROK_AUTHTOKEN", SENTINELS["NGROK_AUTHTOKEN"])
     monkeypatch.setattr(bundling, "build_wheel", lambda dest, root=None: dest.mkdir(parents=True, exist_ok=True))
+    monkeypatch.setattr(bundling, "smp_wheel", lambda dest, wheels_dir=None: None)
     notebook = write_standin_notebook(tmp_path / "nb.ipynb")
     with pytest.raises(BundleError, match="secret"):
         bundle(tmp_path / "out", {"run_dir": SENTINELS["NGROK_AUTHTOKEN"]}, username="tester", notebook=notebook)
@@ -196,6 +279,76 @@ def test_wheel_installs_offline_in_a_fresh_venv(built: Path, tmp_path: Path) -> 
     found = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
                            cwd=tmp_path)  # not the checkout: python -c puts the cwd on sys.path
     assert Path(found.stdout.strip()).is_relative_to(venv) and (Path(found.stdout.strip()) / "kaggle" / "__init__.py").is_file()
+
+
+def overlay_venv(venv: Path, hide: tuple[str, ...]) -> Path:
+    """A fresh venv that sees this environment's packages except the distributions `hide`.
+
+    Each entry of this site-packages is symlinked into the new one, the files of `hide` left out;
+    a new file goes into the venv. Never install into it a package it shows: pip would uninstall
+    the old one through the links, out of this environment.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    target = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                 capture_output=True, text=True, check=True).stdout.strip())
+    site = sysconfig.get_path("purelib")
+    # Asked of site-packages itself: from the checkout, segkit.egg-info would answer first.
+    dists = [d for name in hide for d in importlib.metadata.distributions(name=name, path=[site])]
+    hidden = {f.parts[0] for d in dists for f in d.files or []}
+    for entry in Path(site).iterdir():
+        if entry.name not in hidden and entry.name != "__pycache__":
+            (target / entry.name).symlink_to(entry)
+    return python
+
+
+def run_install_cell(kaggle_input: Path, python: Path | str = sys.executable, **env: str) -> subprocess.CompletedProcess:
+    """INSTALL_CELL as the kernel runs it, with `kaggle_input` as /kaggle/input."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    clean.update({KAGGLE_INPUT_ENV: str(kaggle_input), "PIP_CONFIG_FILE": os.devnull, **env})
+    return subprocess.run([str(python), "-c", INSTALL_CELL], check=False, capture_output=True, text=True,
+                          env=clean, cwd=kaggle_input.parent)
+
+
+@pytest.mark.slow
+def test_install_cell_installs_only_segkit_and_smp_offline(built: Path, tmp_path: Path) -> None:
+    """The kernel's INSTALL_CELL, run as is, against an environment shaped like Kaggle's.
+
+    Why this check: a fresh venv with torch installed for real would download or copy gigabytes.
+    Instead the venv links this environment's packages (torch, torchvision, timm, ...) except segkit
+    and smp, as Kaggle's image has them, and the cell runs in it with PIP_DRY_RUN=1 and PIP_REPORT:
+    pip resolves exactly as in the kernel, then writes what it would install instead of installing.
+    The cell's own --no-index keeps the index away; PIP_CONFIG_FILE=os.devnull drops pip.conf's
+    find-links. The report must hold segkit and smp, both from the attached folder, and nothing
+    else: torch>=2.2 etc. were satisfied by what is installed and left alone (the folder has no
+    torch wheel, and --no-index has no other place to get one).
+    """
+    mount = tmp_path / "kaggle_input"
+    shutil.copytree(built / "segkit-wheel", mount / "datasets" / "tester" / "segkit-wheel")
+    python = overlay_venv(tmp_path / "venv", hide=("segkit", SMP_DIST))
+    report = tmp_path / "report.json"
+    run = run_install_cell(mount, python, PIP_DRY_RUN="1", PIP_REPORT=str(report), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    assert run.returncode == 0, run.stderr
+    installs = {i["metadata"]["name"]: i["download_info"]["url"] for i in json.loads(report.read_text())["install"]}
+    assert sorted(installs) == ["segkit", SMP_DIST]
+    assert all(url.startswith((mount / "datasets").as_uri()) for url in installs.values()), installs
+    assert "Requirement already satisfied: torch>=2.2" in run.stdout  # segkit's; smp's torch>=1.11 too
+    assert "Requirement already satisfied: timm>=" in run.stdout
+    assert not list((tmp_path / "venv").glob("lib/*/site-packages/segkit*"))  # a dry run: nothing installed
+
+
+def test_install_cell_needs_the_dataset(tmp_path: Path, built: Path) -> None:
+    assert KAGGLE_INPUT_ENV in INSTALL_CELL  # the cell runs before segkit is installed: it spells the name
+    assert run_install_cell(tmp_path / "absent").returncode == 0  # not on Kaggle: nothing to do
+    mount = tmp_path / "kaggle_input"
+    mount.mkdir()
+    run = run_install_cell(mount)
+    assert run.returncode == 1 and "AssertionError: attach the segkit-wheel dataset" in run.stderr
+    old = mount / "segkit-wheel"  # a dataset uploaded before smp's wheel was added
+    old.mkdir()
+    shutil.copy2(next((built / "segkit-wheel").glob("segkit-*.whl")), old)
+    run = run_install_cell(mount)
+    assert run.returncode == 1 and "no segmentation_models_pytorch wheel" in run.stderr
 
 
 def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
@@ -347,6 +500,59 @@ def test_format_preflight_shows_the_p100_remedy() -> None:
     report["problems"] = machine._problems(report)
     text = format_preflight(report)
     assert "sm_60" in text and "NOT SUPPORTED" in text and "PROBLEM:" in text and "GPU T4 x2" in text
+
+
+@pytest.fixture
+def weights_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache, no $SEGKIT_WEIGHTS_DIR, a fake /kaggle/input, HF offline mode
+    off (reachability never downloads), and a preset "test-resnet34" to check."""
+    from huggingface_hub import constants
+
+    for name in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT",
+                 "SEGKIT_WEIGHTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # in case pytest started with HF_HUB_OFFLINE=1
+    monkeypatch.setitem(PRESETS, "test-resnet34", {"doc": "test", "fields": {"encoder": "resnet34",
+                                                                             "encoder_weights": "imagenet"}})
+    return tmp_path / "kaggle_input"  # = $SEGKIT_KAGGLE_INPUT (the autouse fixture)
+
+
+def test_preflight_weights_three_states(weights_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    report = preflight(preset="test-resnet34")
+    assert report["weights"]["reachable"] is True and report["problems"] == []
+    assert "pretrained weights resnet34/imagenet: will download smp-hub/resnet34.imagenet" in format_preflight(report)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline and not on disk: a problem, with the fix
+    report = preflight(preset="test-resnet34")
+    text = format_preflight(report)
+    assert report["weights"]["reachable"] is False and len(report["problems"]) == 1
+    assert "pretrained weights resnet34/imagenet: NOT reachable" in text
+    assert "PROBLEM: pretrained weights resnet34/imagenet:" in text and "hf download smp-hub/resnet34.imagenet" in text
+    assert main(["kaggle", "preflight", "--preset", "test-resnet34"]) == 1
+
+    attached = weights_env / "resnet34-imagenet" / "model.safetensors"  # an uploaded Kaggle Dataset's slug
+    attached.parent.mkdir(parents=True)
+    attached.write_bytes(b"weights")
+    capsys.readouterr()
+    assert main(["kaggle", "preflight", "--encoder", "resnet34", "--encoder-weights", "imagenet"]) == 0
+    assert f"pretrained weights resnet34/imagenet: found at {attached}" in capsys.readouterr().out
+
+
+def test_preflight_weights_options(weights_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert preflight()["weights"] is None and "pretrained" not in format_preflight(preflight())
+    monkeypatch.setitem(PRESETS, "test-own-unet", {"doc": "test", "fields": {"model": "unet"}})  # no encoder key
+    report = preflight(preset="test-own-unet")
+    assert report["weights"]["reachable"] is None and report["problems"] == []
+    assert "pretrained weights: none (no pretrained encoder, random initialisation)" in format_preflight(report)
+    assert preflight(preset="test-resnet34", encoder_weights="none")["weights"]["reachable"] is None
+    report = preflight(encoder="resnet5")  # would stop training too: a problem, not an exception
+    assert report["weights"]["reachable"] is False and "did you mean 'resnet50'" in report["problems"][0]
+    with pytest.raises(ConfigError, match="did you mean 'test-resnet34'"):
+        preflight(preset="test-resnet3")
+    with pytest.raises(ConfigError, match="--encoder NAME"):
+        preflight(encoder_weights="ssl")
 
 
 def test_example_params_match_the_real_notebook() -> None:

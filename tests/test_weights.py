@@ -15,7 +15,6 @@ patch `constants.HF_HUB_OFFLINE`, in case pytest itself was started with HF_HUB_
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import socket
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 import segmentation_models_pytorch as smp
 import timm
+from conftest import write_hub_cache
 from huggingface_hub import constants, hf_hub_download
 from safetensors.torch import load_file, save_file
 
@@ -65,22 +65,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SEGKIT_KAGGLE_INPUT", str(tmp_path / "kaggle_input"))
     return tmp_path
-
-
-def write_hub_cache(cache: Path, repo_id: str, revision: str, weights: Path) -> Path:
-    """Lay out one repo as huggingface_hub does: blobs/<hash>, snapshot symlinks, refs/main."""
-    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo_dir / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    (repo_dir / "blobs").mkdir()
-    config = json.dumps({"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}).encode()
-    for name, data in (("model.safetensors", weights.read_bytes()), ("config.json", config)):
-        blob = hashlib.sha256(data).hexdigest()
-        (repo_dir / "blobs" / blob).write_bytes(data)
-        (snapshot / name).symlink_to(Path("..", "..", "blobs", blob))
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text(revision)
-    return snapshot / "model.safetensors"
 
 
 def place(root: Path, relative: str, weights: Path) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from segkit import runtime
 from segkit.config import TrainConfig
+from segkit.data.cache import CachedDataset, find_cache, prepare_cache
+from segkit.data.cityscapes import CityscapesDataset
+from segkit.data.discover import list_samples
+from segkit.data.transforms import MEAN, STD, eval_transform, train_transform
 from segkit.runtime import log
 
 
@@ -76,24 +80,25 @@ def _worker_init(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLoader, DataLoader]:
-    """Train loader (augmented, EpochSampler) and validation loader (official-size masks)."""
-    from segkit.data.cache import CachedDataset
-    from segkit.data.cityscapes import CityscapesDataset
-    from segkit.data.discover import list_samples
-    from segkit.data.transforms import eval_transform, train_transform
+def build_loaders(cfg: TrainConfig, roots, device: torch.device,
+                  normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD)) -> tuple[DataLoader, DataLoader]:
+    """Train loader (augmented, EpochSampler) and validation loader (official-size masks).
 
+    `normalization` is the model's (mean, std): what its encoder was pretrained with.
+    """
+    mean, std = normalization
     train_samples = _limit(list_samples(roots, "train"), cfg.max_train_images)
     val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
     if len(train_samples) < cfg.batch_size * runtime.world_size():
         log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    transform = train_transform(cfg.image_size, cfg.scale_range)
+    transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std)
     cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
     train_ds = CachedDataset(cache, "train", transform, train_samples) if cache else CityscapesDataset(train_samples, transform)
     label_res = cfg.eval_resolution == "label"
     val_cache = None if label_res else _find_cache(cfg, val_samples)
-    val_ds = (CachedDataset(val_cache, "val", eval_transform(None), val_samples) if val_cache else
-              CityscapesDataset(val_samples, eval_transform(None if label_res else cfg.image_size), label_resolution=label_res))
+    val_transform = eval_transform(None if label_res or val_cache else cfg.image_size, mean, std)
+    val_ds = (CachedDataset(val_cache, "val", val_transform, val_samples) if val_cache else
+              CityscapesDataset(val_samples, val_transform, label_resolution=label_res))
     workers = runtime.default_num_workers(cfg.num_workers)
     common = {
         "num_workers": workers, "pin_memory": device.type == "cuda", "collate_fn": collate,
@@ -110,8 +115,6 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device) -> tuple[DataLo
 
 def _find_cache(cfg: TrainConfig, samples: list):
     """The matching `segkit prepare` cache folder, or None (cache "off", none built, or stale: logged)."""
-    from segkit.data.cache import find_cache
-
     if cfg.cache == "off":
         return None
     if cfg.cache == "build":
@@ -128,8 +131,6 @@ def build_cache(cfg: TrainConfig, roots) -> None:
     if cfg.cache != "build":
         return
     if runtime.is_main():
-        from segkit.data.cache import prepare_cache
-
         splits = ("train", "val") if cfg.eval_resolution == "train" else ("train",)
         t0 = time.monotonic()
         prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache")

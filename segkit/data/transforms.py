@@ -9,6 +9,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
@@ -18,12 +19,11 @@ import torch
 from albumentations.core.type_definitions import Targets
 from albumentations.pytorch import ToTensorV2
 
-from segkit.config import check_image_size
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD, check_image_size
 from segkit.errors import ConfigError
 from segkit.labels import IGNORE_INDEX
 
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: the pretrained encoders expect them
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # the default; a model's own come with it (checkpoint "normalization")
 # cv2.INTER_NEAREST samples the top-left source pixel, shifting masks by up to half a source
 # pixel against the (centre-aligned) linear/area-resized image; the _EXACT variant is aligned.
 MASK_INTERPOLATION = cv2.INTER_NEAREST_EXACT
@@ -34,6 +34,8 @@ def train_transform(
     scale_range: tuple[float, float] = (0.5, 2.0),
     hflip: bool = True,
     color_jitter: bool = True,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
 ) -> A.Compose:
     """Training augmentation: resize, random scale and crop (padded), flip, colour jitter.
 
@@ -42,6 +44,8 @@ def train_transform(
         scale_range: (min, max) random scale applied after resizing to `image_size`.
         hflip: Random horizontal flip (p=0.5).
         color_jitter: Random brightness, contrast, saturation and hue (image only, p=0.8).
+        mean: per-channel mean (0..1 units) the model's encoder was pretrained with.
+        std: per-channel standard deviation, likewise.
 
     Returns:
         A pipeline called as `t(image=(H, W, 3) uint8, mask=(H, W) uint8)` returning
@@ -58,23 +62,26 @@ def train_transform(
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:
         ops.append(ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.05, p=0.8))
-    return A.Compose(ops + _to_tensor())
+    return A.Compose(ops + _to_tensor(mean, std))
 
 
-def eval_transform(image_size: tuple[int, int] | None) -> A.Compose:
+def eval_transform(image_size: tuple[int, int] | None, mean: Sequence[float] = MEAN,
+                   std: Sequence[float] = STD) -> A.Compose:
     """Evaluation pipeline: optional resize, normalise, to tensor.
 
     Args:
         image_size: (H, W) to resize to, or None to keep the original size.
+        mean: per-channel mean of the model's normalisation (ImageNet's by default).
+        std: per-channel standard deviation, likewise.
 
     Returns:
         A pipeline returning {"image": float32 (3, h, w), "mask": int64 (h, w)} (mask optional).
     """
     ops = [] if image_size is None else [_resize(*check_image_size(image_size))]
-    return A.Compose(ops + _to_tensor())
+    return A.Compose(ops + _to_tensor(mean, std))
 
 
-def denormalize(image: torch.Tensor) -> np.ndarray:
+def denormalize(image: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
     """Undo `Normalize` for display.
 
     Shape:
@@ -83,7 +90,7 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(image.shape)}")
     array = image.detach().float().cpu().numpy().transpose(1, 2, 0)
-    array = array * np.asarray(STD, dtype=np.float32) + np.asarray(MEAN, dtype=np.float32)
+    array = array * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -99,9 +106,9 @@ def _resize(h: int, w: int) -> A.Resize:
     )
 
 
-def _to_tensor() -> list:
+def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
     mask_to_int64 = A.Lambda(mask=_mask_to_int64, name="mask_to_int64")
-    return [Normalize(), mask_to_int64, ToTensorV2()]
+    return [Normalize(mean, std), mask_to_int64, ToTensorV2()]
 
 
 class RandomScaleCrop(A.DualTransform):
@@ -209,16 +216,17 @@ def colour_matrix(brightness: float, contrast: float, saturation: float, hue: fl
 
 
 class Normalize(A.ImageOnlyTransform):
-    """ImageNet normalisation of uint8 RGB by table look-up: float32 (H, W, 3), ~5x faster than arithmetic."""
+    """(x / 255 - mean) / std of uint8 RGB by table look-up: float32 (H, W, 3), ~5x faster than arithmetic."""
 
-    def __init__(self, p: float = 1.0):
+    def __init__(self, mean: Sequence[float] = MEAN, std: Sequence[float] = STD, p: float = 1.0):
         super().__init__(p=p)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ()
+        return ("mean", "std")
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        return normalize_image(img)
+        return normalize_image(img, self.mean, self.std)
 
 
 def normalize_image(image: np.ndarray, mean: tuple = MEAN, std: tuple = STD) -> np.ndarray:

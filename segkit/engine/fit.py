@@ -62,8 +62,8 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
     try:
         with StopFlag() as flag:
             build_cache(cfg, roots)
-            train_loader, val_loader = build_loaders(cfg, roots, device)
-            model, train_model = build_training_model(cfg, device)
+            model, train_model = build_training_model(cfg, device, run.resume_ckpt)
+            train_loader, val_loader = build_loaders(cfg, roots, device, model.normalization)
             optimizer = build_optimizer(cfg, model)
             scheduler = build_scheduler(cfg, optimizer, len(train_loader), budget.fraction if budget.seconds else None)
             scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)

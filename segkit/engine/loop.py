@@ -13,7 +13,7 @@ from segkit import runtime
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.loaders import EpochSampler, collate
-from segkit.data.transforms import eval_transform
+from segkit.data.transforms import MEAN, STD, eval_transform
 from segkit.engine.setup import (
     Optim,
     TrainingDiverged,
@@ -253,7 +253,8 @@ def evaluate_split(
     samples = list_samples(roots, split)
     samples = samples[:max_images] if max_images else samples
     label_res = eval_resolution == "label"
-    ds = CityscapesDataset(samples, eval_transform(None if label_res else image_size), label_resolution=label_res)
+    mean, std = getattr(unwrap(model), "normalization", (MEAN, STD))
+    ds = CityscapesDataset(samples, eval_transform(None if label_res else image_size, mean, std), label_resolution=label_res)
     sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size(), pad=False)
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=min(2, runtime.default_num_workers()))

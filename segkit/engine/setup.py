@@ -17,20 +17,36 @@ from segkit.errors import SegkitError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 from segkit.losses import build_loss
 from segkit.models import check_input_size, create_model
-from segkit.runtime import Precision
+from segkit.runtime import Precision, log
 
 
 class TrainingDiverged(SegkitError):
     """The loss became NaN or infinite."""
 
 
-def build_training_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """The model (seeded init) and the module to train: DDP and/or torch.compile around it, or itself."""
+def build_training_model(cfg: TrainConfig, device: torch.device,
+                         resume_ckpt: dict | None = None) -> tuple[nn.Module, nn.Module]:
+    """The model (seeded init) and the module to train: DDP and/or torch.compile around it, or itself.
+
+    A fresh run's encoder starts from its pretrained weights (found on disk: the command that
+    resolved the config fetched them); a resumed run (`resume_ckpt`: its last.pth) takes every
+    weight from last.pth instead, and keeps the normalisation and provenance it started with.
+    """
     runtime.seed_everything(cfg.seed)
-    model = create_model(cfg.model, NUM_CLASSES, **cfg.model_kwargs)
+    load_pretrained = cfg.pretrained and not cfg.resume
+    model = create_model(cfg.model, NUM_CLASSES, encoder=cfg.encoder,
+                         encoder_weights=cfg.encoder_weights if load_pretrained else "", **cfg.model_kwargs)
+    if resume_ckpt is not None:
+        norm = resume_ckpt["normalization"]
+        model.normalization = (tuple(norm["mean"]), tuple(norm["std"]))
+        model.segkit_pretrained = resume_ckpt.get("pretrained")
     check_input_size(model, *cfg.image_size)
     if cfg.sync_bn and torch.distributed.is_initialized():
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif runtime.is_main():  # torch's SyncBatchNorm runs on GPUs only
+            log.warning("sync_bn: SyncBatchNorm works on CUDA GPUs only; on %s each process keeps its own "
+                        "BatchNorm statistics", device.type)
     model = model.to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)

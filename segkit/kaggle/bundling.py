@@ -1,10 +1,12 @@
 """The kernel bundle: the 02_train notebook with parameters injected and an offline install cell,
-kernel-metadata.json, and segkit as a wheel in a dataset folder."""
+kernel-metadata.json, and a dataset folder with the wheels a kernel without internet needs and
+Kaggle's image lacks: segkit's and segmentation_models_pytorch's (never torch, which Kaggle has)."""
 
 from __future__ import annotations
 
 import ast
 import difflib
+import importlib.metadata
 import json
 import logging
 import os
@@ -22,19 +24,27 @@ from segkit.errors import SegkitError
 
 log = logging.getLogger("segkit")
 
-WHEEL_DATASET = "segkit-wheel"  # dataset slug of the segkit wheel, <username>/segkit-wheel
+WHEEL_DATASET = "segkit-wheel"  # dataset slug of the wheels, <username>/segkit-wheel
+SMP_DIST = "segmentation-models-pytorch"  # segkit needs it, Kaggle's image lacks it: its wheel travels too
 DEFAULT_TITLE = "segkit cityscapes train"
 DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"
 CODE_FILE = "02_train.ipynb"
 INSTALL_CELL = '''\
-# Kaggle kernels run without internet: install segkit from the attached segkit-wheel dataset.
+# Kaggle kernels may run without internet: install segkit and segmentation_models_pytorch from the
+# attached segkit-wheel dataset. --no-index: pip can install only the wheels of that folder, so
+# torch, torchvision and the rest stay Kaggle's own (they already satisfy segkit's requirements).
 import glob, os, subprocess, sys
-if os.path.isdir("/kaggle/input"):
-    wheels = sorted(glob.glob("/kaggle/input/segkit-wheel/*.whl")
-                    + glob.glob("/kaggle/input/datasets/*/segkit-wheel/*.whl"))
+kaggle_input = os.environ.get("SEGKIT_KAGGLE_INPUT", "/kaggle/input")
+if os.path.isdir(kaggle_input):
+    wheels = sorted(glob.glob(f"{kaggle_input}/segkit-wheel/segkit-*.whl")
+                    + glob.glob(f"{kaggle_input}/datasets/*/segkit-wheel/segkit-*.whl"))
     assert wheels, "attach the segkit-wheel dataset to this notebook (see kaggle/README.md)"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
-                    os.path.dirname(wheels[-1]), "segkit"], check=True)'''
+    wheel_dir = os.path.dirname(wheels[-1])
+    assert glob.glob(f"{wheel_dir}/segmentation_models_pytorch-*.whl"), (
+        f"{wheel_dir} has no segmentation_models_pytorch wheel: run segkit kaggle bundle again and "
+        "upload it with kaggle datasets version (see kaggle/README.md)")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", wheel_dir,
+                    "segkit"], check=True)'''
 
 
 class BundleError(SegkitError):
@@ -207,6 +217,66 @@ def build_wheel(dest: Path, root: Path | None = None) -> Path:
     return wheels[-1]
 
 
+def smp_wheel(dest: Path, wheels_dir: Path | None = None) -> Path:
+    """The segmentation_models_pytorch wheel, of the version installed here, copied into `dest`.
+
+    Only that wheel (`--no-deps`): what smp needs (torch, timm, huggingface_hub, ...) is on
+    Kaggle's image, and the kernel must keep Kaggle's torch.
+
+    Args:
+        dest: The wheel dataset folder.
+        wheels_dir: A folder that already holds the wheel (`--wheels`); None downloads it with
+            `pip download` from pip's configured index.
+
+    Raises:
+        BundleError: The download failed, or `wheels_dir` lacks the wheel; the message says the fix.
+    """
+    version = _installed_version(SMP_DIST)
+    name = re.sub(r"[-_.]+", "_", SMP_DIST)  # wheel file names spell it segmentation_models_pytorch
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob(f"{name}-*.whl"):
+        old.unlink()
+    if wheels_dir is not None and not Path(wheels_dir).is_dir():
+        raise BundleError(f"--wheels {wheels_dir} is not a folder. Fix: {_download_command(version, wheels_dir)}")
+    with tempfile.TemporaryDirectory(prefix="segkit-smp-") as tmp:
+        folder = Path(wheels_dir) if wheels_dir is not None else _pip_download(version, Path(tmp))
+        found = sorted(folder.glob(f"{name}-{version}-*.whl"))
+        if not found:
+            others = sorted(p.name for p in folder.glob("*.whl")) or "no wheels"
+            raise BundleError(f"{folder} has no {name}-{version}-*.whl ({SMP_DIST} {version} is installed "
+                              f"here; found: {others}). Fix: {_download_command(version, wheels_dir or 'DIR')}")
+        wheel = Path(shutil.copy2(found[-1], dest / found[-1].name))
+    log.info("%s (%s): %s", wheel.name, f"from {wheels_dir}" if wheels_dir is not None else "downloaded", dest)
+    return wheel
+
+
+def _installed_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        raise BundleError(f"{dist} is not installed here, so its version is unknown. "
+                          "Fix: pip install -e . in the segkit checkout") from None
+
+
+def _download_command(version: str, folder: Path | str) -> str:
+    return f"pip download --no-deps --only-binary=:all: {SMP_DIST}=={version} -d {folder}"
+
+
+def _pip_download(version: str, folder: Path) -> Path:
+    """`pip download` of smp's wheel (no dependencies) into `folder`, from pip's configured index."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", f"{SMP_DIST}=={version}", "-d", str(folder)]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env_without_secrets())
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-10:])
+        raise BundleError(
+            f"downloading the {SMP_DIST} wheel failed (exit {result.returncode}):\n{tail}\n"
+            "Kaggle's image lacks it, so the wheel dataset must carry it. Fix: run "
+            "the bundle where pip reaches its index (internet), or, on a machine that does, "
+            f"{_download_command(version, 'DIR')} and pass --wheels DIR (bundle(..., wheels_dir=DIR))")
+    return folder
+
+
 def _env_without_secrets() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
 
@@ -271,12 +341,13 @@ def bundle(
     enable_internet: bool = False,
     machine_shape: str = DEFAULT_MACHINE_SHAPE,
     notebook: Path | None = None,
+    wheels_dir: Path | None = None,
 ) -> Path:
-    """Write a Kaggle kernel push folder and the segkit wheel dataset folder.
+    """Write a Kaggle kernel push folder and the wheel dataset folder.
 
     Args:
         out: Output folder; gets `kernel/` (02_train.ipynb + kernel-metadata.json) and
-            `segkit-wheel/` (the wheel + dataset-metadata.json).
+            `segkit-wheel/` (segkit's and segmentation_models_pytorch's wheels + dataset-metadata.json).
         params: Notebook parameters to inject (names must exist in the parameters cell).
         title: Kernel title; its slug is the kernel id's slug.
         datasets: Cityscapes dataset references (owner/slug) to attach.
@@ -286,6 +357,7 @@ def bundle(
         enable_internet: Internet in the kernel (not needed: segkit installs offline).
         machine_shape: Kaggle machine shape, e.g. NvidiaTeslaT4 (T4 x2).
         notebook: The notebook to bundle; default the repository's notebooks/02_train.ipynb.
+        wheels_dir: A folder holding the segmentation_models_pytorch wheel; default: download it.
 
     Returns:
         `out`.
@@ -312,6 +384,7 @@ def bundle(
     if problems:
         raise BundleError("kernel-metadata.json would be rejected: " + "; ".join(problems))
     _write_json(kernel_dir / "kernel-metadata.json", meta)
+    smp_wheel(wheel_dir, wheels_dir)  # first: without internet it fails, and says what to do
     build_wheel(wheel_dir, root)
     dataset_meta = {**_template(root, "dataset-metadata.template.json"), "id": f"{user}/{WHEEL_DATASET}"}
     _write_json(wheel_dir / "dataset-metadata.json", dataset_meta)

@@ -1,25 +1,42 @@
 """`preflight`: what this machine offers for training (GPU, torch/CUDA, CPU, RAM, disk, session
-time), with the problems found and their fixes."""
+time and, when asked, the pretrained encoder weights), with the problems found and their fixes."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import platform
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from segkit.config import NO_WEIGHTS, PRESETS, TrainConfig
+from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
 from segkit.kaggle_env import RUN_TYPE_ENV, on_kaggle, working_dir
 
 
-def preflight() -> dict[str, Any]:
+def preflight(encoder: str | None = None, encoder_weights: str | None = None,
+              preset: str | None = None) -> dict[str, Any]:
     """What this machine offers for training; problems are reported, never raised.
+
+    Args:
+        encoder: Check that this encoder's pretrained weights are reachable (found on this
+            machine, or downloadable); None with no preset: no check.
+        encoder_weights: The weights to check: "imagenet" (TrainConfig's default), another
+            variant, or a file; overrides the preset's.
+        preset: Take encoder and encoder_weights from this preset (`segkit.config.PRESETS`).
 
     Returns:
         A JSON-serialisable dict: on_kaggle, run_type, python, segkit, torch, cuda, arch_list,
         gpus (name, capability, memory_gb, problem), cpu_count, ram_gb, ram_available_gb,
-        disk_path, disk_free_gb, time_left_minutes (None off Kaggle), problems (list of str).
+        disk_path, disk_free_gb, time_left_minutes (None off Kaggle), weights (None unless
+        asked; else encoder, encoder_weights, reachable (None: no pretrained encoder), detail),
+        problems (list of str).
+
+    Raises:
+        ConfigError: An unknown preset, or encoder_weights without an encoder to check.
     """
     import torch
 
@@ -31,9 +48,49 @@ def preflight() -> dict[str, Any]:
         "python": platform.python_version(), "segkit": segkit.__version__,
         "torch": torch.__version__, "cuda": torch.version.cuda, "arch_list": arch_list,
         "gpus": _gpus(arch_list), "cpu_count": _cpu_count(), **_memory_gb(), **_disk(working_dir()),
-        "time_left_minutes": _time_left(),
+        "time_left_minutes": _time_left(), "weights": _weights(encoder, encoder_weights, preset),
     }
     report["problems"] = _problems(report)
+    return report
+
+
+def _requested_weights(encoder: str | None, encoder_weights: str | None,
+                       preset: str | None) -> tuple[str, str] | None:
+    """(encoder, encoder_weights) to check: the arguments over the preset's fields over
+    TrainConfig's defaults; None when nothing was asked."""
+    if encoder is None and encoder_weights is None and not preset:
+        return None
+    wanted = {f.name: f.default for f in fields(TrainConfig) if f.name in ("encoder", "encoder_weights")}
+    if preset:
+        if preset not in PRESETS:
+            close = difflib.get_close_matches(preset, list(PRESETS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown preset {preset!r}{hint}; valid presets: {', '.join(PRESETS)}")
+        preset_fields = PRESETS[preset]["fields"]
+        wanted.update({k: preset_fields[k] for k in wanted if k in preset_fields})
+    wanted.update({k: v for k, v in (("encoder", encoder), ("encoder_weights", encoder_weights)) if v is not None})
+    if encoder_weights is not None and not wanted["encoder"]:
+        raise ConfigError(f"--encoder-weights {encoder_weights} needs an encoder to check: add --encoder NAME "
+                          "(e.g. resnet34) or a --preset that has one")
+    return wanted["encoder"], wanted["encoder_weights"]
+
+
+def _weights(encoder: str | None, encoder_weights: str | None, preset: str | None) -> dict[str, Any] | None:
+    """Whether training will get the pretrained encoder weights; never downloads."""
+    requested = _requested_weights(encoder, encoder_weights, preset)
+    if requested is None:
+        return None
+    encoder, encoder_weights = requested
+    report = {"encoder": encoder, "encoder_weights": encoder_weights, "reachable": None,
+              "detail": "no pretrained encoder, random initialisation"}
+    if not encoder or encoder_weights.strip().lower() in NO_WEIGHTS:
+        return report
+    from segkit.models.weights import reachability  # imports smp and timm: only when asked
+
+    try:
+        report["reachable"], report["detail"] = reachability(encoder, encoder_weights)
+    except SegkitError as e:  # an unknown encoder or variant would stop training too: report it
+        report["reachable"], report["detail"] = False, str(e)
     return report
 
 
@@ -120,6 +177,9 @@ def _problems(report: dict[str, Any]) -> list[str]:
     left = report["time_left_minutes"]
     if left is not None and left < SAFETY_MARGIN_MINUTES + 10:
         problems.append(f"only {left:.0f} min left in this session: too little to train; start a new session")
+    weights = report.get("weights")
+    if weights and weights["reachable"] is False:
+        problems.append(f"pretrained weights {weights['encoder']}/{weights['encoder_weights']}: {weights['detail']}")
     return problems
 
 
@@ -141,5 +201,22 @@ def format_preflight(report: dict[str, Any]) -> str:
     left = report["time_left_minutes"]
     lines.append("session: " + (f"about {left:.0f} min left of {session_minutes():.0f} (estimated)"
                                 if left is not None else "no time limit known"))
+    if report.get("weights"):  # absent from reports made before the check existed
+        lines.append(_weights_line(report["weights"]))
     lines += [f"PROBLEM: {p}" for p in report["problems"]]
     return "\n".join(lines)
+
+
+def _weights_line(weights: dict[str, Any]) -> str:
+    """"pretrained weights resnet50/imagenet: found at ... | will download ... | NOT reachable"."""
+    if weights["reachable"] is None:
+        return f"pretrained weights: none ({weights['detail']})"
+    detail = weights["detail"]
+    if weights["reachable"] is False:
+        status = "NOT reachable (see PROBLEM below)"
+    elif detail.startswith("found: "):  # reachability's wording for a file on this machine
+        status = "found at " + detail.removeprefix("found: ")
+    else:  # Kaggle cannot tell a kernel whether its internet is on, so say what the download needs
+        status = (detail.removeprefix("not on disk; ") + " (needs internet: Kaggle Settings > Internet on; "
+                  "or attach the weights, kaggle/README.md)")
+    return f"pretrained weights {weights['encoder']}/{weights['encoder_weights']}: {status}"

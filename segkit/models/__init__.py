@@ -1,32 +1,32 @@
-"""Model factory: `create_model(name, num_classes, **kwargs)` over a plain dict of builders.
+"""Model factory: `create_model(model, num_classes, encoder=..., encoder_weights=...)`.
 
-Every model has an integer `size_divisor` (input H and W must be multiples of it) and maps
-(B, 3, H, W) images to (B, num_classes, H, W) logits. `model_spec(model)` is a JSON-able dict
-that `model_from_spec` (or `create_model(**spec)`) turns back into the same architecture, so a
-checkpoint can rebuild its model without repeating command-line flags.
+Two builders: `unet` with no encoder is segkit's own U-Net (the seed's model, `UNet`); every
+other combination is a segmentation_models_pytorch architecture on an smp or timm encoder
+(`segkit.models.zoo`), its encoder starting from the pretrained weights `segkit.models.weights`
+finds or downloads. Every model has an integer `size_divisor` (H and W must be multiples of it),
+a `normalization` (mean, std) and maps (B, 3, H, W) images to (B, num_classes, H, W) logits.
+`model_spec(model)` is a JSON-able dict from which `model_from_spec` rebuilds the architecture
+(never fetching weights), so a checkpoint rebuilds its model with no flags and no network.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from segkit.config import check_image_size
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD, NO_WEIGHTS, RETIRED_MODELS, check_image_size
 from segkit.errors import CheckpointError, ConfigError
-from segkit.models.resnet import ResNetUNet
+from segkit.models import weights, zoo
 from segkit.models.unet import UNet
 
 __all__ = [
-    "ResNetUNet",
     "UNet",
-    "available_models",
     "check_input_size",
+    "check_model",
     "create_model",
     "load_weights",
     "model_from_checkpoint",
@@ -36,72 +36,51 @@ __all__ = [
 ]
 
 
-def _resnet_unet(depth: int) -> Callable[..., nn.Module]:
-    # A builder per depth, so `depth` is fixed by the name and not a user option.
-    def build(
-        num_classes: int = 19,
-        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
-        encoder_weights: str | None = None,
-    ) -> nn.Module:
-        return ResNetUNet(num_classes, depth, tuple(decoder_channels), encoder_weights)
-
-    return build
-
-
-_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unet": UNet,
-    "resnet18-unet": _resnet_unet(18),
-    "resnet34-unet": _resnet_unet(34),
-    "resnet50-unet": _resnet_unet(50),
-}
-# Spec entries that describe how weights were initialised, not the architecture: a checkpoint
-# carries the weights, and the original file may not exist where the checkpoint is loaded.
-_INIT_ONLY = ("encoder_weights",)
-
-
-def available_models() -> list[str]:
-    """Return the names `create_model` accepts."""
-    return list(_MODELS)
-
-
-def create_model(name: str, num_classes: int = 19, **kwargs: Any) -> nn.Module:
-    """Build a segmentation model by name.
+def create_model(model: str = "unet", num_classes: int = 19, *, encoder: str = "", encoder_weights: str = "",
+                 **options: Any) -> nn.Module:
+    """Build a segmentation model.
 
     Args:
-        name: One of `available_models()`, e.g. "unet" or "resnet34-unet".
-        num_classes: Number of output channels (19 Cityscapes trainIds).
-        **kwargs: Model options, e.g. `base_channels=32, depth=4, upsample="bilinear"` for
-            "unet"; `decoder_channels=(...), encoder_weights=PATH` for "resnetXX-unet".
+        model: "unet" or another smp architecture (`segkit.config.ARCHITECTURES`).
+        num_classes: output channels (19 Cityscapes trainIds).
+        encoder: smp encoder name or `tu-<timm model>`; "" = segkit's own U-Net (model "unet").
+        encoder_weights: "imagenet" (or another variant smp lists for the encoder), a weights
+            file, or "" / "none" for random initialisation. Asked-for weights that cannot be
+            found or downloaded raise `WeightsUnavailable`; they never become a random init.
+        **options: own U-Net: base_channels, depth, upsample, dropout; smp: its class's arguments.
 
     Returns:
-        The model, with `size_divisor` set and its spec recorded for `model_spec`.
-
-    Raises:
-        ConfigError: Unknown name or option, or an invalid option value.
+        The model, with `size_divisor`, `normalization` and its spec recorded for `model_spec`.
     """
-    builder = _lookup(name)
-    signature = inspect.signature(builder)
-    unknown = sorted(set(kwargs) - set(signature.parameters))
-    if unknown:
-        valid = [p for p in signature.parameters if p != "num_classes"]
-        raise ConfigError(f"unknown option(s) {unknown} for model {name!r}; valid: {valid}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
-    bound = signature.bind(num_classes=num_classes, **kwargs)
+    pretrained = bool(encoder) and encoder_weights.lower() not in NO_WEIGHTS
+    if not encoder:
+        net = _own_unet(model, num_classes, options)
+        net.normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    else:
+        source = weights.weights_source(encoder, encoder_weights) if pretrained else None
+        file = weights.fetch(source) if source else None
+        net = zoo.build(model, encoder, num_classes, file, **options)
+        net.size_divisor = int(net.encoder.output_stride)
+        net.normalization = zoo.normalization(encoder, file)
+        net.segkit_pretrained = {"encoder_weights": encoder_weights, "source": source.describe()} if source else None
+    net.segkit_spec = {"name": model, "num_classes": num_classes, "encoder": encoder, **_jsonable(options)}
+    return net
+
+
+def _own_unet(model: str, num_classes: int, options: dict[str, Any]) -> nn.Module:
+    if model != "unet":
+        raise ConfigError(f"model {model!r} needs an encoder, e.g. encoder='resnet34'; only 'unet' has a built-in one")
+    valid = [p for p in inspect.signature(UNet).parameters if p != "num_classes"]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for segkit's own U-Net; valid: {valid}")
+    # Filled-in defaults go into the spec, so later default changes cannot alter a saved model.
+    bound = inspect.signature(UNet).bind(num_classes=num_classes, **options)
     bound.apply_defaults()
-    model = builder(**bound.arguments)
-    # Stored with defaults filled in, so later default changes cannot alter a saved model.
-    options = {k: None if k in _INIT_ONLY else v for k, v in bound.arguments.items()}
-    model.segkit_spec = {"name": name, **_jsonable(options)}
-    return model
-
-
-def _lookup(name: str) -> Callable[..., nn.Module]:
-    if name in _MODELS:
-        return _MODELS[name]
-    close = difflib.get_close_matches(str(name), list(_MODELS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"unknown model {name!r}; valid: {available_models()}{hint}")
+    options.update({k: v for k, v in bound.arguments.items() if k != "num_classes"})
+    return UNet(**bound.arguments)
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -124,61 +103,100 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def check_input_size(model: nn.Module, height: int, width: int) -> None:
-    """Raise ConfigError with the nearest valid size unless H and W suit `model`.
+    """Raise ConfigError with the nearest valid size unless H and W are multiples of the model's divisor.
 
     Args:
         model: A segkit model (or a DDP / torch.compile wrapper of one).
         height: Input height in pixels.
         width: Input width in pixels.
-
-    Raises:
-        ConfigError: e.g. "image size 250 is not a multiple of 32; try 256 ...".
     """
     inner = unwrap(model)
     name = getattr(inner, "segkit_spec", {}).get("name", type(inner).__name__)
     check_image_size((height, width), multiple=inner.size_divisor, minimum=1, model=name)
 
 
+def check_model(model: str, encoder: str, encoder_weights: str, image_size: tuple[int, int],
+                options: dict[str, Any] | None = None) -> None:
+    """Everything about a model that can fail, checked before any data is read or weights fetched.
+
+    Names (with did-you-mean), a pair smp refuses, weights asked for an encoder that has none,
+    and a training size the network cannot take (a forward pass on the meta device: no memory,
+    no compute) - each a ConfigError naming the fix, e.g. the nearest size that works.
+    """
+    if encoder and encoder_weights.lower() not in NO_WEIGHTS:
+        weights.weights_source(encoder, encoder_weights)  # a variant the encoder has, or an existing file
+    net = create_model(model, 19, encoder=encoder, encoder_weights="", **(options or {})).eval()
+    check_input_size(net, *image_size)
+    if not _forward_works(net, image_size):
+        nearest = _nearest_working_size(net, image_size)
+        hint = f"; try {nearest[0]}x{nearest[1]}" if nearest else ""
+        raise ConfigError(f"model {model!r} on encoder {encoder!r} cannot take {image_size[0]}x{image_size[1]} "
+                          f"inputs (too small for its deepest layers){hint}")
+
+
+def _forward_works(net: nn.Module, size: tuple[int, int]) -> bool:
+    meta = net.to("meta")
+    try:
+        with torch.no_grad():
+            meta(torch.empty(1, 3, *size, device="meta"))
+    except (RuntimeError, ValueError, AssertionError):
+        return False
+    return True
+
+
+def _nearest_working_size(net: nn.Module, size: tuple[int, int]) -> tuple[int, int] | None:
+    """The smallest size at least `size`, in steps of the divisor keeping the aspect ratio, that runs."""
+    d = net.size_divisor
+    for k in range(1, 33):
+        h = -(-int(size[0] * (1 + k / 8)) // d) * d  # grow by 1/8 steps, round up to the divisor
+        w = max(d, round(h * size[1] / size[0] / d) * d)  # the same aspect ratio, to the divisor
+        if _forward_works(net, (h, w)):
+            return h, w
+    return None
+
+
 def model_spec(model: nn.Module) -> dict[str, Any]:
-    """Return the JSON-able dict that rebuilds `model`'s architecture.
+    """Return the JSON-able dict that rebuilds `model`'s architecture (never its pretrained weights).
 
     Args:
         model: A model made by `create_model` (or a DDP / torch.compile wrapper of one).
 
     Returns:
-        `{"name": ..., "num_classes": ..., **options}` with every option filled in;
-        `encoder_weights` is None because the checkpoint holds the weights.
+        `{"name", "num_classes", "encoder", **options}` with every option filled in.
     """
     spec = getattr(unwrap(model), "segkit_spec", None)
     if spec is None:
         raise ConfigError(
             f"{type(model).__name__} was not built by segkit.models.create_model, so it has no "
-            f"spec; build it with create_model(name, num_classes, **options)")
+            f"spec; build it with create_model(model, num_classes, encoder=..., **options)")
     return dict(spec)
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """Rebuild a model (random weights) from `model_spec(...)`, e.g. read from a checkpoint.
-
-    Args:
-        spec: `{"name": ..., "num_classes": ..., **options}`.
-
-    Returns:
-        A new model with the same architecture; load the checkpoint's weights into it.
-    """
+    """Rebuild a model (random weights, nothing downloaded) from `model_spec(...)`, e.g. read from a checkpoint."""
     if not isinstance(spec, dict) or "name" not in spec:
         raise CheckpointError(
             f"model spec must be a dict with a 'name' key (from segkit.models.model_spec), got "
             f"{spec!r}; was the checkpoint written by segkit?")
-    return create_model(**spec)
+    spec = dict(spec)
+    spec.pop("encoder_weights", None)  # the weights come from the checkpoint
+    if spec["name"] in RETIRED_MODELS:
+        raise CheckpointError(
+            f"this checkpoint holds segkit 0.1's built-in {spec['name']}, which this version no longer builds "
+            f"(its U-Nets on pretrained encoders come from segmentation_models_pytorch: {RETIRED_MODELS[spec['name']]}). "
+            "Retrain with that, or evaluate the checkpoint with segkit 0.1."
+        )
+    name = spec.pop("name")
+    return create_model(name, **spec)
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the architecture from `model_spec` and load the weights (strict), in eval mode."""
-    spec = dict(ckpt["model_spec"])
-    spec.pop("encoder_weights", None)  # the weights come from the checkpoint, not ImageNet
-    model = model_from_spec(spec)
+    """Rebuild the architecture from `model_spec`, load the weights (strict), eval mode; no network."""
+    model = model_from_spec(ckpt["model_spec"])
     load_weights(model, ckpt["model"], source="checkpoint")
+    norm = ckpt.get("normalization")
+    if norm:
+        model.normalization = (tuple(norm["mean"]), tuple(norm["std"]))
     return model.to(device).eval()
 
 

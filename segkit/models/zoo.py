@@ -1,0 +1,142 @@
+"""segmentation_models_pytorch (smp) architectures on smp or timm (`tu-`) encoders, built the segkit way.
+
+smp does the modelling; this module adds what segkit needs around it: names checked with a
+did-you-mean, encoder weights loaded from a file `segkit.models.weights` found (so no library
+ever downloads behind our back, and a rebuilt checkpoint never fetches anything — smp issue
+#957), and the normalisation the encoder was pretrained with.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import timm
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from segkit.checkpoint import safe_load
+from segkit.config import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
+from segkit.errors import CheckpointError, ConfigError
+
+# Options segkit sets on an architecture unless given: Cityscapes frames are not 224x224, so
+# DPT's ViT encoder takes any size (a multiple of its patch size).
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"dpt": {"dynamic_img_size": True}}
+
+
+def encoder_names() -> list[str]:
+    """smp's own encoder names; any timm model also works as `tu-<name>`."""
+    return smp.encoders.get_encoder_names()
+
+
+def check_names(model: str, encoder: str) -> None:
+    """Refuse an architecture or encoder smp does not know, with the valid names and a did-you-mean."""
+    if model not in ARCHITECTURES:
+        raise ConfigError(f"unknown model {model!r}; valid: {', '.join(ARCHITECTURES)}{_did_you_mean(model, ARCHITECTURES)}")
+    if encoder.startswith("tu-"):
+        name = encoder[3:].split(".")[0]
+        if not timm.is_model(name):
+            raise ConfigError(f"unknown timm model {name!r} in encoder {encoder!r}"
+                              f"{_did_you_mean(name, timm.list_models())}; list them with timm.list_models()")
+        return
+    if encoder not in encoder_names():
+        raise ConfigError(
+            f"unknown encoder {encoder!r}{_did_you_mean(encoder, encoder_names())}; smp's encoders are e.g. resnet18..152, "
+            "efficientnet-b0..b7, mit_b0..b5 (SegFormer), mobilenet_v2 - all of them: "
+            "python -c 'import segmentation_models_pytorch as smp; print(smp.encoders.get_encoder_names())' "
+            "- and any timm model as tu-<name>, e.g. tu-convnext_tiny"
+        )
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def build(model: str, encoder: str, num_classes: int, weights_file: Path | None = None, **options: Any) -> nn.Module:
+    """smp's `model` on `encoder`, randomly initialised or with its encoder loaded from `weights_file`.
+
+    Args:
+        model: an smp architecture (`segkit.config.ARCHITECTURES`).
+        encoder: an smp encoder name or `tu-<timm model>`.
+        num_classes: output channels.
+        weights_file: encoder weights (.safetensors, .pth, .bin); None = random init.
+        **options: further arguments of smp's architecture class.
+
+    Returns:
+        The smp model (logits at the input's size).
+    """
+    check_names(model, encoder)
+    options = {**DEFAULT_OPTIONS.get(model, {}), **options}
+    timm_file = weights_file is not None and encoder.startswith("tu-")
+    if timm_file:  # timm loads its own weights (and adapts them to the features-only model)
+        options["pretrained_cfg_overlay"] = {"file": str(weights_file)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # smp: "encoder_weights should be True for tu-"
+            net = smp.create_model(model, encoder_name=encoder, encoder_weights=True if timm_file else None,
+                                   classes=num_classes, **options)
+    except (KeyError, ValueError, TypeError, AssertionError, RuntimeError) as e:
+        if timm_file:
+            raise CheckpointError(f"timm could not load encoder weights {weights_file} into {encoder}: {_first_line(e)}. "
+                                  "Is the file for this model?") from None
+        raise ConfigError(f"smp cannot build model {model!r} on encoder {encoder!r}: {_first_line(e)}. "
+                          + _pairing_hint(model)) from None
+    if weights_file is not None and not timm_file:
+        load_encoder_file(net.encoder, encoder, weights_file)
+    return net
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().strip("'\"") or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def _pairing_hint(model: str) -> str:
+    if model == "dpt":
+        return "DPT takes only timm ViT-style encoders, e.g. --encoder tu-vit_small_patch16_224.augreg_in21k_ft_in1k"
+    return "Try another encoder for this architecture, e.g. resnet34 or mit_b0."
+
+
+def load_encoder_file(encoder_module: nn.Module, encoder: str, path: Path) -> None:
+    """Load a weights file into an smp encoder, strictly; a file for another network is refused.
+
+    Accepts smp-hub's model.safetensors and torchvision / plain state-dict .pth files (a
+    classifier head, e.g. torchvision's `fc`, is dropped by smp's encoders themselves).
+    """
+    state = load_file(str(path)) if Path(path).suffix == ".safetensors" else safe_load(path, what="an encoder weights file")
+    for key in ("state_dict", "model"):  # common wrappers around a state dict
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path} is not a state dict of tensors; expected encoder weights for {encoder}")
+    try:
+        encoder_module.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"the weights in {path} do not fit encoder {encoder} ({_first_line(e)}). They were saved from another "
+            "network: pass the file made for this encoder, or --encoder-weights imagenet."
+        ) from None
+
+
+def normalization(encoder: str, weights_file: Path | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the encoder was pretrained with: timm's pretrained config for `tu-` encoders,
+    the config.json beside smp-hub weights, else ImageNet's."""
+    if encoder.startswith("tu-"):
+        try:
+            cfg = timm.models.get_pretrained_cfg(encoder[3:])
+        except (RuntimeError, KeyError, ValueError):
+            cfg = None
+        if cfg is not None and cfg.mean and cfg.std:
+            return tuple(map(float, cfg.mean)), tuple(map(float, cfg.std))
+    config = Path(weights_file).parent / "config.json" if weights_file else None
+    if config is not None and config.is_file():
+        settings = json.loads(config.read_text())
+        if "mean" in settings and "std" in settings:
+            return tuple(map(float, settings["mean"])), tuple(map(float, settings["std"]))
+    return IMAGENET_MEAN, IMAGENET_STD
