@@ -4,10 +4,13 @@ Every candidate is a real `segkit train` run in its own process with the same wa
 the same data, scored afterwards by `segkit evaluate` on its final weights (last.pth) with one
 protocol: cityscapes-19 trainIds, the label files' own resolution, whole-image inference, the val
 split (held out: generated from other seeds than train). Candidates: the `cpu-quick` preset as
-shipped, and the same recipe at other training sizes (always the seed's 256x512). With no
---data-root the data are synthetic (Cityscapes layout, 512x1024 by default).
+shipped, the same recipe at other training sizes (always the seed's 256x512), and, with
+--models, the same recipe and size with other models (smp architecture + encoder, random or
+pretrained encoder: --encoder-weights). With no --data-root the data are synthetic (Cityscapes
+layout, 512x1024 by default).
 
     python benchmarks/quality_per_compute.py [--budget-min 5] [--data-root DIR] [--sizes 96x192 ...]
+        [--models fpn+tu-resnet10t segformer+mit_b0 ...] [--encoder-weights none|imagenet]
 
 The preset's own budget is 15 minutes; 5 minutes per candidate keeps this benchmark near 30 minutes.
 Last line: `quality_per_compute: X` = cpu-quick mIoU / mIoU of the same recipe and budget at 256x512.
@@ -43,13 +46,15 @@ def run(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
-def candidate(name: str, size: tuple[int, int] | None, args: argparse.Namespace, data_root: Path) -> dict:
+def candidate(name: str, size: tuple[int, int] | None, args: argparse.Namespace, data_root: Path,
+              model_flags: tuple[str, ...] = ()) -> dict:
     """Train one candidate for the budget, then score its last weights with the official protocol."""
     run_dir = Path(args.work_dir) / "runs" / name.replace(" ", "_")
     train = [sys.executable, "-m", "segkit", "train", "--preset", "cpu-quick", "--data-root", str(data_root),
              "--run-dir", str(run_dir), "--time-budget", str(args.budget_min), "--overwrite", "--seed", "0"]
     if size is not None:
         train += ["--image-size", str(size[0]), str(size[1])]
+    train += list(model_flags)
     print(f"\n=== {name}: training for {args.budget_min} min", flush=True)
     seconds, peak_mb = run(train)
     history = _history(run_dir)
@@ -79,6 +84,10 @@ def main() -> None:
     parser.add_argument("--synthetic-size", default="512x1024", help="synthetic image size HxW")
     parser.add_argument("--sizes", nargs="*", default=["96x192", "128x256", "256x512"],
                         help="other training sizes to give the same budget (256x512 is the reference)")
+    parser.add_argument("--models", nargs="*", default=[],
+                        help="other models to give the same budget at the preset's size, as MODEL+ENCODER (e.g. fpn+tu-resnet10t)")
+    parser.add_argument("--encoder-weights", default="none",
+                        help="encoder init for --models: none (random, as cpu-quick's U-Net) or imagenet (needs the weights)")
     parser.add_argument("--work-dir", default="runs/benchmarks/quality", help="data and runs go here")
     args = parser.parse_args()
 
@@ -94,12 +103,16 @@ def main() -> None:
     sizes = [s for s in dict.fromkeys(sizes + [SEED_SIZE]) if s != preset_size]  # the reference runs always
     results = [candidate("cpu-quick", None, args, data_root)]
     results += [candidate(f"cpu-quick at {h}x{w}", (h, w), args, data_root) for h, w in sizes]
+    for spec in args.models:
+        model, _, encoder = spec.partition("+")
+        flags = ("--model", model, "--encoder", encoder, "--encoder-weights", args.encoder_weights)
+        results.append(candidate(f"{spec} ({args.encoder_weights})", None, args, data_root, flags))
 
     print(f"\nsame budget each: {args.budget_min} min of training; protocol: {results[0]['protocol']}")
-    print(f"{'candidate':<24} {'size':>9} {'img/s':>6} {'images':>7} {'epochs':>6} {'peak RSS':>9} "
+    print(f"{'candidate':<34} {'size':>9} {'img/s':>6} {'images':>7} {'epochs':>6} {'peak RSS':>9} "
           f"{'pix acc':>8} {'mIoU':>6}")
     for r in results:
-        print(f"{r['name']:<24} {r['size'][0]:>4}x{r['size'][1]:<4} {r['images_per_sec']:>6.1f} "
+        print(f"{r['name']:<34} {r['size'][0]:>4}x{r['size'][1]:<4} {r['images_per_sec']:>6.1f} "
               f"{r['images_seen']:>7} {r['epochs']:>6} {r['peak_mb']:>6.0f} MB {r['pixel_accuracy']:>7.1f}% "
               f"{r['miou']:>6.1f}")
     best = max(results, key=lambda r: r["miou"])

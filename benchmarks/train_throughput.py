@@ -26,16 +26,17 @@ from segkit.config import PRESETS, TrainConfig, apply_preset
 from segkit.models import create_model
 from segkit.runtime import resolve_device
 
-SEED_UNET = {"name": "seed unet (base 64)", "model": "unet", "kwargs": {"base_channels": 64, "depth": 4},
+SEED_UNET = {"name": "seed unet (base 64)", "model": "unet", "encoder": "", "kwargs": {"base_channels": 64, "depth": 4},
              "image_size": (256, 512)}
 
 
 def jobs() -> list[dict]:
-    """One job per preset (its model and training size) plus the seed's U-Net."""
+    """One job per preset (its model and training size) plus the seed's U-Net (preset seed is the same model)."""
     out = []
     for name in PRESETS:
         cfg = apply_preset(TrainConfig(preset=name), set())
-        out.append({"name": name, "model": cfg.model, "kwargs": cfg.model_kwargs, "image_size": cfg.image_size})
+        out.append({"name": name, "model": cfg.model, "encoder": cfg.encoder, "kwargs": cfg.model_kwargs,
+                    "image_size": cfg.image_size})
     return out + [SEED_UNET]
 
 
@@ -53,10 +54,13 @@ def measure(job: dict, steps: int, batch_size: int, device_name: str) -> dict:
     """Train `steps` steps after one warm-up step; images/s, GFLOPs/image, peak memory (MB)."""
     torch.manual_seed(0)
     device = resolve_device(device_name)
-    model = create_model(job["model"], 19, **job["kwargs"]).to(device)
+    # Speed does not depend on the initial weights: random init, nothing downloaded.
+    model = create_model(job["model"], 19, encoder=job["encoder"], encoder_weights="none", **job["kwargs"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     h, w = job["image_size"]
-    batch = batch_size if h * w <= 256 * 512 else 1  # 512x1024 on a CPU: one image per step
+    # 512x1024 on a CPU: as few images per step as training allows (BatchNorm after global pooling, as
+    # in DeepLabV3+'s ASPP, needs 2).
+    batch = batch_size if h * w <= 256 * 512 else 2
     image = torch.randn(batch, 3, h, w, device=device)  # (B, 3, H, W)
     mask = torch.randint(0, 19, (batch, h, w), device=device)  # (B, H, W)
     flops = gflops_per_image(model.eval(), (h, w), device)
@@ -86,7 +90,7 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=2, help="timed optimizer steps per model (after one warm-up)")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per step (1 at 512x1024)")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per step (2 at 512x1024)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     args = parser.parse_args()
     results = {}
@@ -94,7 +98,8 @@ def main() -> None:
         for job in jobs():
             r = pool.apply(measure, (job, args.steps, args.batch_size, args.device))
             results[job["name"]] = r
-            print(f"{r['name']:<22} {r['model']:<14} {r['image_size'][0]}x{r['image_size'][1]:<5} batch {r['batch']} "
+            label = r["model"] + (f"+{r['encoder']}" if r["encoder"] else "")
+            print(f"{r['name']:<22} {label:<24} {r['image_size'][0]}x{r['image_size'][1]:<5} batch {r['batch']} "
                   f"{r['params_m']:6.2f} M params {r['gflops']:7.1f} GFLOPs/img {r['images_per_sec']:7.2f} img/s "
                   f"peak {r['peak_mb']:6.0f} MB ({r['device']}, {r['threads']} threads)", flush=True)
     ratio = results["cpu-quick"]["images_per_sec"] / results[SEED_UNET["name"]]["images_per_sec"]

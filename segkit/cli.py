@@ -20,6 +20,7 @@ from segkit.config import (
     PredictConfig,
     SynthConfig,
     TrainConfig,
+    apply_preset,
     field_help,
     field_types,
     flag_name,
@@ -111,8 +112,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    from segkit.models import create_model, model_cost
+
     for name, preset in PRESETS.items():
+        cfg = apply_preset(TrainConfig(preset=name), explicit={"preset"})
+        net = create_model(cfg.model, 19, encoder=cfg.encoder, encoder_weights="", **cfg.model_kwargs)
+        cost = model_cost(net, cfg.image_size)
+        measured = preset.get("cpu_img_s")
+        cpu = f"{measured:g} img/s measured (benchmarks/train_throughput.py)" if measured else "not measured"
         print(f"{name}: {preset['doc']}")
+        print(f"   {cost['params_m']:.1f} M params, {cost['gflops']:.1f} GFLOPs/image at {cfg.image_size[0]}x{cfg.image_size[1]}"
+              f" | CPU (2 cores): {cpu} | T4: {preset.get('t4', 'not measured')}")
         print("   " + json.dumps(preset["fields"]))
     return 0
 

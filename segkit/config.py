@@ -232,11 +232,13 @@ class VisualizeConfig:
 # user sets explicitly override. What each one costs and reaches: benchmarks/README.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
+        "cpu_img_s": 0.43,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
         "doc": "the seed's train.py: U-Net (base 64) at 256x512, batch 4, lr 1e-4, 20 epochs (= the defaults)",
         "fields": {"model": "unet", "encoder": "", "base_channels": 64, "depth": 4, "image_size": (256, 512),
                    "batch_size": 4, "lr": 1e-4, "epochs": 20},
     },
     "cpu-quick": {
+        "cpu_img_s": 58.6,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
         # benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights:
         # 64x128 33.3 vs 96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 /
         # 128x256 / 256x512. Synthetic data only: on real Cityscapes, check with --data-root.
@@ -253,6 +255,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # and stop inside Kaggle's session (time budget). Their recipes follow common Cityscapes practice
     # (poly schedule, scale 0.5-2.0 augmentation); nobody has measured them on a T4 yet.
     "t4-fast": {
+        "cpu_img_s": 0.62,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
         "doc": "Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
         "fields": {
             "model": "segformer", "encoder": "mit_b0", "encoder_weights": "imagenet", "image_size": (512, 1024),
@@ -261,6 +264,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "t4-strong": {
+        "cpu_img_s": 0.35,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
         "doc": "Kaggle T4 x2, 512x1024, strong: DeepLabV3+ on ResNet-50 (ImageNet), fp16, SyncBN",
         "fields": {
             "model": "deeplabv3plus", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
@@ -270,6 +274,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "t4-256x512": {
+        "cpu_img_s": 2.63,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
         "doc": "Kaggle T4 x2, 256x512: U-Net on ResNet-34 (ImageNet), fp16",
         "fields": {
             "model": "unet", "encoder": "resnet34", "encoder_weights": "imagenet", "image_size": (256, 512),
@@ -278,6 +283,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "t4-512x1024": {
+        "cpu_img_s": 0.32,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
         "doc": "Kaggle T4 x2, 512x1024: U-Net on ResNet-50 (ImageNet), fp16",
         "fields": {
             "model": "unet", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),

@@ -18,7 +18,6 @@ import pytest
 from segkit.dashboard import (
     AUTH_ENV,
     TOKEN_ENV,
-    Dashboard,
     DashboardError,
     Tunnel,
     launch,
@@ -171,7 +170,7 @@ def test_link_that_does_not_ask_for_the_password_is_closed(sandbox: Path, monkey
 
 def test_launch_keeps_the_tunnel_it_gets_and_stop_closes_it_once(tmp_path: Path, monkeypatch) -> None:
     closed, opened = [], []
-    monkeypatch.setattr(server, "_serve_locally", lambda logdir, port, wait: Dashboard(logdir, port))  # reused
+    # A real TensorBoard; only the ngrok side (no internet here) is stood in for.
     monkeypatch.setattr(Tunnel, "close", lambda self: closed.append(self.public_url))
 
     def fake_open(port: int, auth: bool = True) -> Tunnel:
@@ -179,8 +178,8 @@ def test_launch_keeps_the_tunnel_it_gets_and_stop_closes_it_once(tmp_path: Path,
         return Tunnel("https://x.ngrok-free.app", "tester", None)
 
     monkeypatch.setattr(server, "open_tunnel", fake_open)
-    dash = launch(tmp_path, port=6123, public=True)
-    assert opened == [(6123, True)] and (dash.public_url, dash.auth_user, dash.error) == (
+    dash = launch(tmp_path, port=0, public=True)
+    assert dash.process is not None and opened == [(dash.port, True)] and (dash.public_url, dash.auth_user, dash.error) == (
         "https://x.ngrok-free.app", "tester", None)
     dash.stop()
     dash.stop()

@@ -192,3 +192,10 @@ def test_onnx_export_matches_pytorch_at_another_size(tmp_path) -> None:
     onnx_logits = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         assert abs(onnx_logits - model(x).numpy()).max() < 1e-4
+
+
+def test_check_model_refuses_batches_batchnorm_cannot_train_on() -> None:
+    with pytest.raises(ConfigError, match=r"batches of 1 image per process.*--batch-size 2"):
+        check_model("deeplabv3plus", "resnet18", "none", (64, 64), batch_size=1)
+    check_model("deeplabv3plus", "resnet18", "none", (64, 64), batch_size=2)
+    check_model("unet", "", "", (64, 64), {"base_channels": 8}, batch_size=1)  # no pooled BatchNorm: fine

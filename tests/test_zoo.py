@@ -154,3 +154,15 @@ def test_torch_compile_captures_forward_and_backward(model, encoder):
     with torch.no_grad():
         net.eval()
         assert np.allclose(torch.compile(net, backend="aot_eager")(x).numpy(), net(x).numpy(), atol=1e-4)
+
+
+def test_cli_without_the_weights_exits_2_with_the_fix_and_no_traceback(offline_hub, data, tmp_path, capsys):
+    from segkit.cli import main
+
+    code = main(["train", "--data-root", str(data), "--run-dir", str(tmp_path / "run"), "--model", "fpn",
+                 "--encoder", "resnet18", "--image-size", "64", "64", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "segkit train: error: pretrained weights 'imagenet' for encoder 'resnet18'" in err
+    assert "hf download smp-hub/resnet18.imagenet model.safetensors" in err and "--encoder-weights none" in err
+    assert not (tmp_path / "run").exists()

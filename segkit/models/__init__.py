@@ -29,6 +29,7 @@ __all__ = [
     "check_model",
     "create_model",
     "load_weights",
+    "model_cost",
     "model_from_checkpoint",
     "model_from_spec",
     "model_spec",
@@ -116,29 +117,33 @@ def check_input_size(model: nn.Module, height: int, width: int) -> None:
 
 
 def check_model(model: str, encoder: str, encoder_weights: str, image_size: tuple[int, int],
-                options: dict[str, Any] | None = None) -> None:
+                options: dict[str, Any] | None = None, batch_size: int = 2) -> None:
     """Everything about a model that can fail, checked before any data is read or weights fetched.
 
-    Names (with did-you-mean), a pair smp refuses, weights asked for an encoder that has none,
-    and a training size the network cannot take (a forward pass on the meta device: no memory,
-    no compute) - each a ConfigError naming the fix, e.g. the nearest size that works.
+    Names (with did-you-mean), a pair smp refuses, weights asked for an encoder that has none, a
+    training size the network cannot take, a batch too small for BatchNorm after global pooling
+    (forward passes on the meta device: no memory, no compute) - each a ConfigError naming the fix.
     """
     if encoder and encoder_weights.lower() not in NO_WEIGHTS:
         weights.weights_source(encoder, encoder_weights)  # a variant the encoder has, or an existing file
-    net = create_model(model, 19, encoder=encoder, encoder_weights="", **(options or {})).eval()
+    net = create_model(model, 19, encoder=encoder, encoder_weights="", **(options or {})).to("meta")
     check_input_size(net, *image_size)
-    if not _forward_works(net, image_size):
+    if not _forward_works(net.eval(), image_size):
         nearest = _nearest_working_size(net, image_size)
         hint = f"; try {nearest[0]}x{nearest[1]}" if nearest else ""
         raise ConfigError(f"model {model!r} on encoder {encoder!r} cannot take {image_size[0]}x{image_size[1]} "
                           f"inputs (too small for its deepest layers){hint}")
+    if not _forward_works(net.train(), image_size, batch=batch_size):
+        raise ConfigError(f"model {model!r} cannot train on batches of {batch_size} image per process: its "
+                          "BatchNorm after global pooling (e.g. DeepLab's ASPP) needs at least 2. Set --batch-size 2 "
+                          "or more (per GPU under torchrun).")
 
 
-def _forward_works(net: nn.Module, size: tuple[int, int]) -> bool:
-    meta = net.to("meta")
+def _forward_works(net: nn.Module, size: tuple[int, int], batch: int = 1) -> bool:
+    """One forward pass of a meta-device model; False if the shapes do not work out."""
     try:
         with torch.no_grad():
-            meta(torch.empty(1, 3, *size, device="meta"))
+            net(torch.empty(batch, 3, *size, device="meta"))
     except (RuntimeError, ValueError, AssertionError):
         return False
     return True
@@ -150,9 +155,26 @@ def _nearest_working_size(net: nn.Module, size: tuple[int, int]) -> tuple[int, i
     for k in range(1, 33):
         h = -(-int(size[0] * (1 + k / 8)) // d) * d  # grow by 1/8 steps, round up to the divisor
         w = max(d, round(h * size[1] / size[0] / d) * d)  # the same aspect ratio, to the divisor
-        if _forward_works(net, (h, w)):
+        if _forward_works(net.eval(), (h, w)):
             return h, w
     return None
+
+
+def model_cost(model: nn.Module, image_size: tuple[int, int]) -> dict[str, float]:
+    """Parameters (millions) and GFLOPs of one forward pass on a (1, 3, H, W) image.
+
+    FLOPs are counted by `torch.utils.flop_counter` (a multiply-add is 2 FLOPs) on the meta
+    device: no memory, no compute. The model is moved to the meta device: pass a throwaway one.
+    """
+    from torch.utils.flop_counter import (
+        FlopCounterMode,  # only the benchmarks and `segkit presets` count
+    )
+
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    meta = model.eval().to("meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta(torch.empty(1, 3, *image_size, device="meta"))
+    return {"params_m": params, "gflops": counter.get_total_flops() / 1e9}
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
