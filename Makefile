@@ -10,12 +10,13 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast lint notebook-params kaggle-bundle clean-demo help
+.PHONY: setup browser demo test test-fast lint notebook-params kaggle-bundle clean-demo help
 
 help:
 	@echo "make setup   create $(VENV) and install segkit with notebooks, tests and CLI"
 	@echo "make demo    synthetic data -> notebooks 01..04 headless -> $(DEMO_DIR)"
 	@echo "make test    unit tests + notebooks under nbval (CPU, no network)"
+	@echo "make browser install Debian's Chromium + chromedriver (the dashboard's browser test; make test runs it)"
 	@echo "make notebook-params  regenerate the notebooks' parameters cells after editing segkit/config.py"
 
 setup: $(VENV)/.installed
@@ -35,10 +36,29 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
+# The dashboard's browser test (tests/test_dashboard_browser.py) drives Debian's Chromium through
+# its own chromedriver (same package version, so they always match). Installed only when missing;
+# sudo only when not root. SEGKIT_NO_BROWSER=1 opts out (the test is then skipped, saying so).
+BROWSER_PACKAGES := chromium chromium-driver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser:
+	@if [ -n "$$SEGKIT_NO_BROWSER" ]; then echo "browser: SEGKIT_NO_BROWSER is set, not installing Chromium"; \
+	elif command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: installing $(BROWSER_PACKAGES) with apt-get (the dashboard's browser test)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq update >/dev/null && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y $(BROWSER_PACKAGES) >/dev/null; \
+	else \
+	  echo "browser: no apt-get here: install Chromium and its chromedriver (put both on PATH, or set" \
+	       "SEGKIT_CHROMIUM and SEGKIT_CHROMEDRIVER), or set SEGKIT_NO_BROWSER=1 to skip the browser test" >&2; \
+	  exit 1; \
+	fi
+
 demo: setup
 	$(BIN)/python -m segkit demo --out $(DEMO_DIR)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q tests
 
 test-fast: setup

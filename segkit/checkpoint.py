@@ -36,13 +36,15 @@ def atomic_save(obj: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "a checkpoint") -> Any:
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "a checkpoint",
+              mmap: bool = False) -> Any:
     """`torch.load(weights_only=True)` with one clear CheckpointError per kind of bad file.
 
     Args:
         path: the file.
         map_location: where tensors go.
         what: how to call the file in messages ("a checkpoint", "an encoder weights file").
+        mmap: map the tensors instead of reading them (to look at the plain values only).
 
     Returns:
         Whatever the file holds (tensors, numbers, strings, lists, dicts).
@@ -57,7 +59,7 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: 
             f"it starts with {path.read_bytes()[:8]!r}). Use best_model.pth or last.pth written by segkit train."
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load {path}: it holds Python objects ({_blocked_global(str(e))}) that could run code "
@@ -77,17 +79,18 @@ def _blocked_global(message: str) -> str:
     return f"it references {match.group(1)}" if match else "not tensors or plain values"
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Load a segkit checkpoint with `weights_only=True`, with clear errors for every bad file.
 
     Args:
         path: the .pth file.
         map_location: where tensors go.
+        mmap: map the tensors instead of reading them (for the plain values: state, metrics).
 
     Returns:
         The checkpoint dict (keys: format, model, model_spec, image_size, ...).
     """
-    ckpt = safe_load(path, map_location)
+    ckpt = safe_load(path, map_location, mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         looks_like = "a bare state_dict" if isinstance(ckpt, dict) and all(torch.is_tensor(v) for v in ckpt.values()) else type(ckpt).__name__
         raise CheckpointError(

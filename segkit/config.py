@@ -226,6 +226,16 @@ class VisualizeConfig:
         _check_choice("inference", self.inference, INFERENCE_MODES)
 
 
+@dataclass(frozen=True)
+class CompareConfig:
+    """Notebook 05 and `segkit runs`: training runs side by side."""
+
+    runs_dir: str = "runs"  # folder searched for run directories (at any depth), or one run directory
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+
+
 # ----------------------------------------------------------------------------- presets
 
 # Named recipes: `doc` (shown by `segkit presets`) and `fields`, TrainConfig values that fields the

@@ -1,4 +1,4 @@
-"""`segkit demo`: synthetic data -> notebooks 01..04 headless (papermill) -> a trained run, in minutes.
+"""`segkit demo`: synthetic data -> notebooks 01..05 headless (papermill) -> a trained run, in minutes.
 
 The demo is what `make demo` runs on a fresh machine (2 CPU cores, no GPU): it generates the
 synthetic street scenes, trains a small U-Net for a fixed time budget, evaluates and draws it,
@@ -20,7 +20,7 @@ import segkit
 from segkit.errors import SegkitError
 
 REPO_ROOT = Path(segkit.__file__).resolve().parent.parent
-NOTEBOOKS = ("01_explore_data", "02_train", "03_evaluate", "04_visualize")
+NOTEBOOKS = ("01_explore_data", "02_train", "03_evaluate", "04_visualize", "05_compare_runs")
 DATA_DIR = "data/synthetic"
 SYNTHETIC = {"num_train": 60, "num_val": 20, "image_size": (256, 512), "seed": 0}  # = the auto fallback's set
 TRAIN_MINUTES = 3.0  # training budget: the whole demo stays near 5 minutes on 2 CPU cores
@@ -31,7 +31,7 @@ FIGURE_WIDTH = 900  # px; keeps the committed PNGs small
 
 def register_cli(sub: Any) -> None:
     """`segkit demo [--out DIR] [--minutes M] [--readme-figures DIR]`."""
-    p = sub.add_parser("demo", help="synthetic data -> notebooks 01..04 headless -> a trained run (~5 min on CPU)",
+    p = sub.add_parser("demo", help="synthetic data -> notebooks 01..05 headless -> a trained run (~5 min on CPU)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--minutes", type=float, default=TRAIN_MINUTES,
@@ -50,7 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def run_demo(out: Path, minutes: float = TRAIN_MINUTES, readme_figures: Path | None = None) -> dict:
-    """Generate the data, execute the four notebooks into `out/notebooks`, train into `out/run`.
+    """Generate the data, execute the five notebooks into `out/notebooks`, train into `out/run`.
 
     Args:
         out: output folder (executed notebooks, the run directory).
@@ -89,6 +89,7 @@ def notebook_parameters(data: str, run_dir: str, minutes: float) -> dict[str, di
                      "time_budget": minutes, "overwrite": True},
         "03_evaluate": {"run_dir": run_dir, "data_root": data},
         "04_visualize": {"run_dir": run_dir, "data_root": data, "num_samples": 3},
+        "05_compare_runs": {"runs_dir": str(Path(run_dir).parent)},  # the demo's run beside any others there
     }
 
 

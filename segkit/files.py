@@ -1,14 +1,20 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename; and lock files.
 
 A crash, a kill or a full disk at any moment leaves the previous file intact; nothing segkit
 writes is ever half a file. Checkpoints (`segkit.checkpoint`), the run directory's JSON and CSV
 files (`segkit.run`) and evaluation reports all go through `atomic_write`.
+
+`hold_lock` / `lock_holder`: an advisory lock that a process holds while it works in a
+folder; the operating system drops it when the process ends, however it ends, so "is anybody
+training here right now" has a true answer (`segkit runs`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +71,59 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def hold_lock(path: str | Path) -> IO | None:
+    """Take the exclusive lock on `path` (created if missing) and write who holds it into the file.
+
+    A POSIX record lock (`lockf`), not `flock`: forked children (DataLoader workers) do not
+    inherit it, so it ends with the process that took it. The same process must not open `path`
+    again while it holds the lock (closing any descriptor of the file drops a POSIX lock).
+
+    Args:
+        path: the lock file.
+
+    Returns:
+        The open file: the lock lasts until it is closed or the process ends. None if another
+        process holds the lock. Without fcntl (Windows) the file is returned unlocked.
+    """
+    f = open(path, "a+")  # noqa: SIM115 -- held open by the caller for as long as the lock lasts
+    try:
+        import fcntl
+    except ImportError:
+        return f
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        f.close()
+        if e.errno in (errno.EACCES, errno.EAGAIN):
+            return None
+        raise
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
+
+
+def lock_holder(path: str | Path) -> str | None:
+    """Who holds the lock on `path` ("pid 123 on host"), or None if nobody does (or no file, or no fcntl).
+
+    Asks from another process than the holder: a process does not conflict with its own locks.
+    """
+    try:
+        import fcntl
+
+        f = open(path)  # noqa: SIM115 -- closed below
+    except (ImportError, OSError):
+        return None
+    with f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only if nobody holds it exclusively
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            return f.read().strip() or "another process"
+    return None
 
 
 def _json_default(obj: Any) -> Any:

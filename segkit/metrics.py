@@ -240,6 +240,12 @@ def describe_protocol(summary: dict) -> str:
     E.g. "mIoU 63.2 | 19 classes (cityscapes-19), label resolution, whole-image inference,
     val, 500 images".
     """
+    return f"mIoU {_pct(summary['miou'])} | {protocol_text(summary)}"
+
+
+def protocol_text(summary: dict) -> str:
+    """How a summary's numbers were measured, e.g. "19 classes (cityscapes-19), label resolution,
+    whole-image inference, val, 500 images" (what goes beside every reported number)."""
     if "protocol" not in summary:
         raise ValueError(
             "summary has no 'protocol'; build it with "
@@ -252,7 +258,7 @@ def describe_protocol(summary: dict) -> str:
     inference = p.get("inference", "unknown")
     images = p.get("images")
     parts = [
-        f"mIoU {_pct(summary['miou'])} | {classes}",
+        classes,
         f"{p.get('resolution', 'unknown')} resolution",
         f"{'whole-image' if inference == 'whole' else inference} inference",
         str(p.get("split", "unknown")),

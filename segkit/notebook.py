@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segkit.config import (
+    CompareConfig,
     EvalConfig,
     ExploreConfig,
     TrainConfig,
@@ -40,10 +41,12 @@ if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
 # The notebooks and the config class their parameters cell is generated from.
 NOTEBOOK_CONFIGS: dict[str, type] = {
     "01_explore_data": ExploreConfig, "02_train": TrainConfig, "03_evaluate": EvalConfig, "04_visualize": VisualizeConfig,
+    "05_compare_runs": CompareConfig,
 }
 SMOKE_ENV = "SEGKIT_SMOKE"
 SMOKE_DATA = "data/synthetic-smoke"  # 6 train / 3 val images of 64x128, generated on first use
-SMOKE_RUN = "runs/smoke/train"
+SMOKE_RUNS = "runs/smoke"
+SMOKE_RUN = f"{SMOKE_RUNS}/train"
 # What papermill can inject (`-p`, `-y`, `-f`): names bound to anything else were not injected.
 _INJECTABLE = (str, int, float, bool, type(None), list, tuple, dict)
 
@@ -170,7 +173,7 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
     own settings fill what was left at its default; on Kaggle a time budget fits the session.
 
     Args:
-        cls: TrainConfig, EvalConfig, VisualizeConfig or ExploreConfig.
+        cls: TrainConfig, EvalConfig, VisualizeConfig, ExploreConfig or CompareConfig.
         namespace: `globals()` of the notebook.
         before: `snapshot(globals())` taken in the imports cell.
 
@@ -244,6 +247,8 @@ def smoke_overrides(cls: type) -> dict[str, Any]:
         return {"run_dir": SMOKE_RUN, "data_root": data_root, "num_samples": 2}
     if cls is ExploreConfig:
         return {"data_root": data_root, "num_samples": 2}
+    if cls is CompareConfig:
+        return {"runs_dir": SMOKE_RUNS}
     raise ConfigError(f"no smoke overrides for {cls.__name__}; expected one of the notebook configs")
 
 

@@ -1,9 +1,10 @@
 """The run directory: what training writes and everything after it reads. Files only.
 
-    runs/<name>/  config.json  last.pth  best_model.pth  history.csv  metrics.json  tb/  figures/
+    runs/<name>/  config.json  last.pth  best_model.pth  history.csv  metrics.json  tb/  figures/  train.lock
 
-`Run` creates the folder (never clobbering a finished run), writes config.json, checkpoints,
-history.csv and metrics.json, and reads last.pth back for `--resume`. Only rank 0 writes. What
+`Run` creates the folder (never clobbering a finished run, nor one another process is training
+into: train.lock is held while training), writes config.json, checkpoints, history.csv and
+metrics.json, and reads last.pth back for `--resume`. Only rank 0 writes. What
 goes into TensorBoard is `segkit.tb`'s job; the training loop is `segkit.engine`'s.
 """
 
@@ -25,7 +26,7 @@ from segkit import runtime
 from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
 from segkit.config import TrainConfig, from_dict, to_dict
 from segkit.errors import ConfigError
-from segkit.files import atomic_write, remove_stale_temp_files, write_json
+from segkit.files import atomic_write, hold_lock, lock_holder, remove_stale_temp_files, write_json
 from segkit.labels import CLASS_NAMES, NUM_CLASSES
 from segkit.models import model_spec, unwrap
 from segkit.runtime import log
@@ -35,6 +36,9 @@ RUN_FILES = ("config.json", "last.pth", "best_model.pth", "history.csv", "metric
 RUN_DIRS = ("tb", "figures", "cache")
 # A folder holds a run once training saved something; config.json and tb/ alone are a failed start.
 RUN_MARKERS = ("last.pth", "best_model.pth", "history.csv")
+# Held (flock) by the process training into the folder; the OS drops it when that process ends.
+# Not in RUN_FILES: --overwrite must never unlink a lock another process may hold.
+LOCK_FILE = "train.lock"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "miou", "mean_dice", "pixel_accuracy", "lr",
                    "images_per_sec", "minutes", "steps")
 # Fields that may change when a run is resumed; every other field must match the saved run.
@@ -97,8 +101,21 @@ def write_history(path: Path, rows: list[dict]) -> None:
     atomic_write(path, write)
 
 
+def training_now(run_dir: Path) -> str | None:
+    """Who is training into `run_dir` right now ("pid 123 on host"), None if nobody."""
+    return lock_holder(Path(run_dir) / LOCK_FILE)
+
+
+def _busy(run_dir: Path, holder: str) -> ConfigError:
+    return ConfigError(f"{run_dir} is being trained into right now ({holder}): wait for it to end, stop it, "
+                       "or pick another --run-dir")
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run unless --resume or --overwrite says what to do."""
+    holder = training_now(run_dir)
+    if holder:
+        raise _busy(run_dir, holder)
     existing = [n for n in RUN_FILES if (run_dir / n).exists()] + [d for d in RUN_DIRS if (run_dir / d).exists()]
     if resume:
         if not (run_dir / "last.pth").exists():
@@ -138,6 +155,7 @@ class Run:
         self.run_dir = Path(cfg.run_dir)
         self.data = data
         self.resume_ckpt: dict | None = None  # last.pth of a resumed run, read once
+        self._lock: Any = None  # train.lock, held by rank 0 until `release`
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: dict[str, Any]) -> Run:
@@ -153,9 +171,18 @@ class Run:
             check_resumable(cfg, run.resume_ckpt["config"])
         if runtime.is_main():
             (run.run_dir / "figures").mkdir(parents=True, exist_ok=True)
+            run._lock = hold_lock(run.run_dir / LOCK_FILE)
+            if run._lock is None:  # another process started in the same folder a moment ago
+                raise _busy(run.run_dir, training_now(run.run_dir) or "another process")
             write_json(run.run_dir / "config.json",
                        {"config": to_dict(cfg), "data": data, "environment": environment_info()})
         return run
+
+    def release(self) -> None:
+        """Let go of train.lock: nobody trains here any more (the OS does it too if the process dies)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def restore(self, model: nn.Module, optimizer, scheduler, scaler) -> TrainState:
         """Load everything last.pth saved into the given objects; returns the training state."""
@@ -251,9 +278,19 @@ def merge_resumed_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
     return from_dict(TrainConfig, {**to_dict(saved_cfg), **updates, "resume": True, "overwrite": False})
 
 
-def saved_status(run_dir: Path) -> str:
-    """How a run ended, as its last.pth says ("completed", "time_budget", "SIGTERM", ...; "unknown")."""
+def saved_state(run_dir: Path) -> dict | None:
+    """The TrainState last.pth holds, as a plain dict (None without last.pth).
+
+    Read memory-mapped: the weights and optimizer state are not read, so it is quick for any model.
+    Raises CheckpointError for an unreadable last.pth.
+    """
     last = Path(run_dir) / "last.pth"
     if not last.exists():
-        return "unknown"
-    return str(load_checkpoint(last, map_location="cpu")["state"].get("status", "unknown"))
+        return None
+    return dict(load_checkpoint(last, map_location="cpu", mmap=True)["state"])
+
+
+def saved_status(run_dir: Path) -> str:
+    """How a run ended, as its last.pth says ("completed", "time_budget", "SIGTERM", ...; "unknown")."""
+    state = saved_state(run_dir)
+    return "unknown" if state is None else str(state.get("status", "unknown"))

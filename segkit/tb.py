@@ -1,8 +1,9 @@
 """What training shows in TensorBoard (`run_dir/tb`): losses, lr, validation metrics, per-class IoU,
 throughput, the confusion matrix and input | ground truth | prediction overlays of fixed images.
 
-`segkit.engine.fit` calls `TensorBoardLog.step` after optimizer steps and `.validation` after
-each evaluation, on rank 0 only. Serving the logs is `segkit.dashboard`'s job.
+`segkit.engine.fit` calls `TensorBoardLog.step` after optimizer steps, `.validation` after
+each evaluation and `.hparams` when training ends (the HParams tab: the run's settings beside its
+final metrics, one row per run), on rank 0 only. Serving the logs is `segkit.dashboard`'s job.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from segkit.config import TrainConfig
+from segkit.config import TrainConfig, to_dict
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.transforms import denormalize, eval_transform
 from segkit.inference import infer
 from segkit.labels import CLASS_NAMES
-from segkit.metrics import ConfusionMatrix
+from segkit.metrics import ConfusionMatrix, protocol_text
 from segkit.models import unwrap
 from segkit.run import TrainState
 from segkit.viz import figure_to_array, plot_confusion, triptych_array
+
+# Settings that change nothing a run learns (paths, workers, logging): not HParams columns.
+NOT_HPARAMS = ("data_root", "run_dir", "device", "num_workers", "log_every", "num_vis", "resume", "overwrite",
+               "dashboard")
 
 
 class TensorBoardLog:
@@ -80,6 +85,19 @@ class TensorBoardLog:
             w.add_image(f"val_samples/{i}", grid, step, dataformats="HWC")
         w.flush()
 
+    def hparams(self, cfg: TrainConfig, state: TrainState, metrics: dict | None) -> None:
+        """The run's settings and final metrics for the HParams tab, written into this run's own
+        log dir (so the dashboard shows them beside its scalars), at the last step (a resumed
+        session's record replaces the one before)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        results = final_results(state, metrics)
+        for summary in hparams(hparam_values(cfg, state, metrics), results):  # experiment, session start, end
+            self.writer.file_writer.add_summary(summary, state.global_step)
+        for tag, value in results.items():
+            self.writer.add_scalar(tag, value, state.global_step)
+        self.writer.flush()
+
     @torch.no_grad()
     def _overlays(self, model: nn.Module) -> list:
         """input | ground truth | prediction for the same validation images every time."""
@@ -101,3 +119,23 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def hparam_values(cfg: TrainConfig, state: TrainState, metrics: dict | None) -> dict[str, Any]:
+    """The HParams columns: the config's training settings, how the run ended, the metrics' protocol."""
+    values = {k: str(tuple(v)) if isinstance(v, list) else v for k, v in to_dict(cfg).items() if k not in NOT_HPARAMS}
+    values["image_size"] = "{}x{}".format(*cfg.image_size)
+    protocol = protocol_text(metrics) if metrics else "no validation"
+    return {**values, "status": state.status, "val_protocol": protocol}
+
+
+def final_results(state: TrainState, metrics: dict | None) -> dict[str, float]:
+    """The HParams metrics (tags of their own: HParams shows the last value of a scalar tag)."""
+    last = state.history[-1] if state.history else {}
+    results = {"hparams/epochs_done": float(state.epoch), "hparams/minutes": state.elapsed_seconds / 60}
+    if last.get("train_loss") is not None:
+        results["hparams/train_loss"] = float(last["train_loss"])
+    if metrics:  # val_protocol says how these were measured
+        results.update({f"hparams/val_{k}": float(metrics[k]) for k in ("miou", "mean_dice", "pixel_accuracy")
+                        if metrics.get(k) is not None})
+    return results

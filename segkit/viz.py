@@ -243,6 +243,37 @@ def plot_curves(history, metrics: Sequence[str] = ("miou", "mean_dice", "pixel_a
     return fig
 
 
+def plot_runs(histories: dict, title: str = ""):
+    """Several runs' curves side by side: validation mIoU (left), train and val loss (right).
+
+    Args:
+        histories: {label: history.csv DataFrame} (`segkit.runs.run_histories`); one colour per run,
+            train loss solid, val loss dashed.
+        title: figure title.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, (ax_miou, ax_loss) = plt.subplots(1, 2, figsize=(12, 4))
+    top = 0.0
+    for i, (label, history) in enumerate(histories.items()):
+        color = f"C{i % 10}"
+        rows = history[history["miou"].notna()]
+        ax_miou.plot(rows["epoch"], rows["miou"], marker=".", color=color, label=label)
+        top = max([top, *rows["miou"]])
+        ax_loss.plot(history["epoch"], history["train_loss"], color=color)
+        rows = history[history["val_loss"].notna()]
+        ax_loss.plot(rows["epoch"], rows["val_loss"], "--", marker=".", color=color)
+    ax_miou.set(xlabel="epoch", ylabel="val mIoU (whole-image, val split)", ylim=(0, min(1.0, 1.2 * top + 0.05)))
+    ax_miou.legend(fontsize=7)
+    ax_loss.set(xlabel="epoch", ylabel="loss (colours as on the left)")
+    ax_loss.legend([Line2D([], [], color="k"), Line2D([], [], color="k", ls="--", marker=".")], ["train", "val"],
+                   fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def figure_to_array(fig) -> np.ndarray:
     """Render a matplotlib figure to an (H, W, 3) uint8 array (for TensorBoard) and close it."""
     import matplotlib.pyplot as plt

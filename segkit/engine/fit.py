@@ -99,12 +99,15 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                 if reason is not None:
                     break
             metrics = final_evaluation(cfg, run, roots, device, precision, budget.left())
+            if board is not None:
+                board.hparams(cfg, state, metrics)
             _say_how_it_ended(state, run)
             return {"run_dir": str(run.run_dir), "status": state.status, "epochs_done": state.epoch,
                     "best_miou": state.best_miou, "metrics": metrics, "history": state.history}
     finally:
         if board is not None:
             board.close()
+        run.release()  # train.lock: nobody trains here any more
         # DistributedDataParallel holds the process group inside reference cycles: let it go first,
         # or the group outlives destroy_process_group and gloo aborts at interpreter exit.
         model = train_model = None
