@@ -14,9 +14,9 @@ DEMO_DIR ?= runs/demo
 
 help:
 	@echo "make setup   create $(VENV) and install segkit with notebooks, tests and CLI"
-	@echo "make demo    synthetic data -> notebooks 01..04 headless -> $(DEMO_DIR)"
+	@echo "make demo    synthetic data -> notebooks 01..05 headless -> $(DEMO_DIR)"
 	@echo "make test    unit tests + notebooks under nbval (CPU, no network)"
-	@echo "make browser install Debian's Chromium + chromedriver (the dashboard's browser test; make test runs it)"
+	@echo "make browser install Chromium + chromedriver with apt-get if missing (the dashboard's browser test; make test runs it)"
 	@echo "make notebook-params  regenerate the notebooks' parameters cells after editing segkit/config.py"
 
 setup: $(VENV)/.installed
@@ -36,22 +36,27 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
-# The dashboard's browser test (tests/test_dashboard_browser.py) drives Debian's Chromium through
-# its own chromedriver (same package version, so they always match). Installed only when missing;
-# sudo only when not root. SEGKIT_NO_BROWSER=1 opts out (the test is then skipped, saying so).
-BROWSER_PACKAGES := chromium chromium-driver
+# The dashboard's browser test (tests/test_dashboard.py) drives Debian's Chromium through its own
+# chromedriver (one package version, so they always match). Installed only when missing; sudo
+# only when not root; apt's output is shown only if it fails. Without Chromium's recommends (printer
+# tools, udev, ...) but with a font, so the screenshots have text. SEGKIT_NO_BROWSER=1 opts out
+# (the test is then skipped, saying so).
+BROWSER_PACKAGES := chromium chromium-driver fonts-liberation
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 browser:
 	@if [ -n "$$SEGKIT_NO_BROWSER" ]; then echo "browser: SEGKIT_NO_BROWSER is set, not installing Chromium"; \
 	elif command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
-	  echo "browser: installing $(BROWSER_PACKAGES) with apt-get (the dashboard's browser test)"; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq update >/dev/null && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y $(BROWSER_PACKAGES) >/dev/null; \
+	  echo "browser: installing $(BROWSER_PACKAGES) with apt-get (for the dashboard's browser test)"; \
+	  log=$$(mktemp); \
+	  if ! { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q update && \
+	         $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends $(BROWSER_PACKAGES); } >$$log 2>&1; then \
+	    cat $$log >&2; rm -f $$log; echo "browser: apt-get failed (above); or set SEGKIT_NO_BROWSER=1" >&2; exit 1; \
+	  fi; rm -f $$log; \
 	else \
-	  echo "browser: no apt-get here: install Chromium and its chromedriver (put both on PATH, or set" \
-	       "SEGKIT_CHROMIUM and SEGKIT_CHROMEDRIVER), or set SEGKIT_NO_BROWSER=1 to skip the browser test" >&2; \
+	  echo "browser: no apt-get here: install Chromium and its chromedriver (on PATH, or set SEGKIT_CHROMIUM" \
+	       "and SEGKIT_CHROMEDRIVER), or set SEGKIT_NO_BROWSER=1 to skip the browser test" >&2; \
 	  exit 1; \
 	fi
 

@@ -30,6 +30,9 @@ from segkit.viz import figure_to_array, plot_confusion, triptych_array
 # Settings that change nothing a run learns (paths, workers, logging): not HParams columns.
 NOT_HPARAMS = ("data_root", "run_dir", "device", "num_workers", "log_every", "num_vis", "resume", "overwrite",
                "dashboard")
+# The HParams metrics: the final evaluation, and the last epoch's losses and validation mIoU.
+HPARAM_METRICS = ("val/final_miou", "val/final_mean_dice", "val/final_pixel_accuracy", "val/miou", "val/val_loss",
+                  "train/epoch_loss")
 
 
 class TensorBoardLog:
@@ -91,8 +94,9 @@ class TensorBoardLog:
         session's record replaces the one before)."""
         from torch.utils.tensorboard.summary import hparams
 
-        results = final_results(state, metrics)
-        for summary in hparams(hparam_values(cfg, state, metrics), results):  # experiment, session start, end
+        results = final_results(metrics)
+        columns = {tag: results.get(tag, float("nan")) for tag in HPARAM_METRICS}  # only the names are used
+        for summary in hparams(hparam_values(cfg, state, metrics), columns):  # experiment, session start, end
             self.writer.file_writer.add_summary(summary, state.global_step)
         for tag, value in results.items():
             self.writer.add_scalar(tag, value, state.global_step)
@@ -122,20 +126,16 @@ class TensorBoardLog:
 
 
 def hparam_values(cfg: TrainConfig, state: TrainState, metrics: dict | None) -> dict[str, Any]:
-    """The HParams columns: the config's training settings, how the run ended, the metrics' protocol."""
+    """The HParams columns: the config's training settings, how far the run went and how it ended,
+    and the protocol of its final metrics."""
     values = {k: str(tuple(v)) if isinstance(v, list) else v for k, v in to_dict(cfg).items() if k not in NOT_HPARAMS}
     values["image_size"] = "{}x{}".format(*cfg.image_size)
-    protocol = protocol_text(metrics) if metrics else "no validation"
-    return {**values, "status": state.status, "val_protocol": protocol}
+    return {**values, "status": state.status, "epochs_done": state.epoch, "minutes": state.elapsed_seconds / 60,
+            "final_protocol": protocol_text(metrics) if metrics else "no validation"}
 
 
-def final_results(state: TrainState, metrics: dict | None) -> dict[str, float]:
-    """The HParams metrics (tags of their own: HParams shows the last value of a scalar tag)."""
-    last = state.history[-1] if state.history else {}
-    results = {"hparams/epochs_done": float(state.epoch), "hparams/minutes": state.elapsed_seconds / 60}
-    if last.get("train_loss") is not None:
-        results["hparams/train_loss"] = float(last["train_loss"])
-    if metrics:  # val_protocol says how these were measured
-        results.update({f"hparams/val_{k}": float(metrics[k]) for k in ("miou", "mean_dice", "pixel_accuracy")
-                        if metrics.get(k) is not None})
-    return results
+def final_results(metrics: dict | None) -> dict[str, float]:
+    """The final evaluation (metrics.json; `final_protocol` says how it was measured) as scalar tags
+    of their own: HParams shows a metric's last value, and these tags are written once."""
+    return {f"val/final_{k}": float(metrics[k]) for k in ("miou", "mean_dice", "pixel_accuracy")
+            if metrics and metrics.get(k) is not None}

@@ -99,6 +99,20 @@ def tiny_cityscapes(cityscapes_factory) -> Path:
     return cityscapes_factory()
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished tiny training run (2 epochs at 32x64, TensorBoard every step), trained once per
+    session and shared: read it, copy it, never change it."""
+    from segkit.config import TrainConfig
+    from segkit.engine import fit
+
+    root = write_cityscapes(tmp_path_factory.mktemp("tiny-run-data"), splits={"train": 4, "val": 2}, size=(32, 64))
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
+    fit(TrainConfig(data_root=str(root), run_dir=str(run_dir), image_size=(32, 64), epochs=2, base_channels=4, depth=2,
+                    batch_size=2, lr=3e-3, num_workers=0, num_vis=1, log_every=1, device="cpu"))
+    return run_dir
+
+
 def write_hub_cache(cache: Path, repo_id: str, revision: str, weights: Path) -> Path:
     """Lay out one repo as huggingface_hub does: blobs/<hash>, snapshot symlinks, refs/main."""
     repo_dir = cache / f"models--{repo_id.replace('/', '--')}"

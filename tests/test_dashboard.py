@@ -1,11 +1,13 @@
-"""The dashboard: a real TensorBoard on loopback, and the ngrok tunnel's error paths with real
-pyngrok on this machine without internet. Secrets are sentinels that must never show up."""
+"""The dashboard: a real TensorBoard on loopback, seen in a real headless Chromium, and the ngrok
+tunnel's error paths with real pyngrok on this machine without internet. Secrets are sentinels
+that must never show up."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -211,10 +213,10 @@ def get_json(url: str) -> dict:
         return json.loads(response.read().decode())
 
 
-def scalar_tags(url: str, timeout: float = 30) -> set[str]:
+def scalar_tags(url: str, timeout: float = 30, wanted: tuple[str, ...] = ("train/loss", "val/miou")) -> set[str]:
     """Poll until TensorBoard has loaded the event files (it reloads in the background)."""
     deadline, tags = time.monotonic() + timeout, set()
-    while time.monotonic() < deadline and not {"train/loss", "val/miou"} <= tags:
+    while time.monotonic() < deadline and not set(wanted) <= tags:
         tags = {tag for run in get_json(url + "data/plugin/scalars/tags").values() for tag in run}
         time.sleep(0.5)
     return tags
@@ -303,8 +305,127 @@ def test_cli_public_failure_keeps_serving_locally_and_never_leaks_the_token(tmp_
     assert server._port_free(port) and not info_file.exists()
 
 
+def wait_for_info(info_file: Path, proc: subprocess.Popen, timeout: float = 90) -> dict:
+    """dashboard.json, written once `segkit dashboard` serves (the URLs; never a secret)."""
+    deadline = time.monotonic() + timeout
+    while not info_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert info_file.exists(), f"segkit dashboard did not start (exit code {proc.poll()})"
+    return json.loads(info_file.read_text())
+
+
 def test_cli_refuses_a_missing_logdir(tmp_path: Path, capsys) -> None:
     from segkit.cli import main
 
     assert main(["dashboard", "--logdir", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# --- the dashboard in a real browser --------------------------------------------------------
+
+NO_BROWSER_ENV = "SEGKIT_NO_BROWSER"  # =1: skip the browser test knowingly (README, Makefile)
+CHART_TAGS = ("train/loss", "train/epoch_loss", "val/val_loss", "val/miou")  # the run's losses and mIoU
+# Titles of the scalar cards whose chart has drawn a line through two points or more. With WebGL off,
+# TensorBoard draws its charts as SVG paths; with WebGL they go to an offscreen canvas in a worker,
+# where no test can see whether anything was drawn.
+DRAWN_CHARTS_JS = """
+return Array.from(document.querySelectorAll('scalar-card'))
+  .filter(card => Array.from(card.querySelectorAll('line-chart svg path[style*="stroke"]'))
+                       .some(path => (path.getAttribute('d') || '').includes('L')))
+  .map(card => card.querySelector('.tag').getAttribute('title'));
+"""
+
+
+def browser_paths() -> tuple[str, str]:
+    """Chromium and its chromedriver: $SEGKIT_CHROMIUM / $SEGKIT_CHROMEDRIVER, else on PATH."""
+    if os.environ.get(NO_BROWSER_ENV):
+        pytest.skip(f"{NO_BROWSER_ENV} is set: the dashboard is not checked in a browser")
+    names = ("chromium", "chromium-browser", "google-chrome")
+    chromium = os.environ.get("SEGKIT_CHROMIUM") or next(filter(None, map(shutil.which, names)), None)
+    driver = os.environ.get("SEGKIT_CHROMEDRIVER") or shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail(f"the dashboard's browser test needs Chromium and chromedriver (found: chromium {chromium}, "
+                    f"chromedriver {driver}). `make browser` installs them (`make test` runs it); or set "
+                    f"{NO_BROWSER_ENV}=1 to skip this test knowingly")
+    return chromium, driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A headless Chromium driven by selenium; its console log is kept (goog:loggingPrefs)."""
+    chromium, driver_path = browser_paths()
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("selenium is missing: pip install -e '.[dev]' (make setup)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-webgl", "--no-proxy-server",
+                "--window-size=1400,1200", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # selenium -> chromedriver on loopback, never a proxy
+    driver = webdriver.Chrome(service=Service(driver_path, log_output=str(tmp_path / "chromedriver.log")),
+                              options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def show_charts(driver, url: str, tags: tuple[str, ...], timeout: float = 60) -> None:
+    """Open TensorBoard's Time Series page, filter it to `tags` and wait until each chart is drawn."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "#timeseries")
+    wait = WebDriverWait(driver, timeout)
+    tag_filter = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder^='Filter tags']")))
+    tag_filter.send_keys("^(" + "|".join(tags) + ")$", Keys.ESCAPE)  # Escape: close the tag suggestions
+    wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".mat-mdc-autocomplete-panel")))
+    settings = driver.find_element(By.CSS_SELECTOR, "button[aria-label='Toggle settings side pane']")
+    if settings.get_attribute("aria-pressed") == "true":  # the side pane would hide half the charts
+        settings.click()
+        wait.until(lambda d: settings.get_attribute("aria-pressed") == "false")
+    try:
+        wait.until(lambda d: set(tags) <= set(d.execute_script(DRAWN_CHARTS_JS)))
+    except Exception:  # noqa: BLE001 -- re-raised with what the page did show
+        pytest.fail(f"charts drawn after {timeout} s: {driver.execute_script(DRAWN_CHARTS_JS)}; wanted {tags}")
+
+
+@pytest.mark.slow
+def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(tiny_run: Path, tmp_path: Path,
+                                                                               browser) -> None:
+    """`segkit dashboard` on a real training run, as a person sees it. The local dashboard has no
+    login (127.0.0.1 only; the password guards the public ngrok link, which needs internet): the
+    check is that the secrets in its environment reach neither the page, nor the browser's console,
+    nor the command's output."""
+    logdir = tmp_path / "runs"
+    shutil.copytree(tiny_run, logdir / "tiny")
+    env = {**os.environ, TOKEN_ENV: TOKEN, AUTH_ENV: f"tester:{PASSWORD}", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "segkit", "dashboard", "--logdir", str(logdir), "--port", "0"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = wait_for_info(logdir / "dashboard.json", proc)
+        # TensorBoard reads the event files in the background: once it has, the page's first load shows them.
+        assert scalar_tags(info["url"], wanted=CHART_TAGS) >= set(CHART_TAGS)
+        show_charts(browser, info["url"], CHART_TAGS)
+        screenshot = tmp_path / "dashboard.png"
+        assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 20_000
+        page, text = browser.page_source, browser.execute_script("return document.body.innerText")
+        console = browser.get_log("browser")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "tiny/tb" in text and "HPARAMS" in text.upper()  # the run, and its HParams tab beside the scalars
+    assert [e for e in console if e["level"] == "SEVERE"] == [], console
+    assert_no_secret(page, text, json.dumps(console), out, err, under=tmp_path)

@@ -1,4 +1,4 @@
-"""The four notebooks: parameters == config fields, clean in git, executed (nbval, papermill).
+"""The five notebooks: parameters == config fields, clean in git, executed (nbval, papermill).
 
 The executing tests run real Jupyter kernels in smoke mode (SEGKIT_SMOKE=1: tiny synthetic data,
 one short epoch) and are marked slow.
@@ -21,6 +21,7 @@ import pytest
 import segkit.notebook as snb
 from segkit.config import (
     PRESETS,
+    CompareConfig,
     EvalConfig,
     ExploreConfig,
     TrainConfig,
@@ -37,6 +38,7 @@ NOTEBOOKS = {
     "02_train": TrainConfig,
     "03_evaluate": EvalConfig,
     "04_visualize": VisualizeConfig,
+    "05_compare_runs": CompareConfig,
 }
 
 
@@ -164,6 +166,19 @@ def test_smoke_shrinks_what_was_not_set(monkeypatch, tmp_path):
     assert len(list((tmp_path / snb.SMOKE_DATA / "leftImg8bit" / "val").rglob("*.png"))) == 3
 
 
+def test_demo_runs_every_notebook_with_its_own_parameters():
+    import papermill
+
+    from segkit.demo import NOTEBOOKS as DEMO_NOTEBOOKS
+    from segkit.demo import notebook_parameters
+
+    params = notebook_parameters("data/synthetic", "runs/demo/run", 3.0)
+    assert tuple(params) == DEMO_NOTEBOOKS == tuple(NOTEBOOKS)
+    for name, values in params.items():
+        assert set(values) <= set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))), name
+    assert params["05_compare_runs"] == {"runs_dir": "runs/demo"}
+
+
 def test_demo_is_a_cli_command():
     from segkit.cli import build_parser
     from segkit.demo import cmd_demo
@@ -181,7 +196,7 @@ def _smoke_env() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_notebooks_run_under_nbval_in_smoke_mode():
-    # 02 writes runs/smoke/train, which 03 and 04 read: nbval runs the files in name order.
+    # 02 writes runs/smoke/train, which 03, 04 and 05 read: nbval runs the files in name order.
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
            "-q", str(NOTEBOOK_DIR)]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=_smoke_env(), capture_output=True, text=True, timeout=600)

@@ -1,0 +1,203 @@
+"""Runs side by side (`segkit runs`, notebook 05) on real run directories, whole and broken, and
+the HParams record each training run leaves in its own TensorBoard folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segkit.checkpoint import atomic_save, load_checkpoint
+from segkit.config import TrainConfig, from_dict
+from segkit.errors import ConfigError
+from segkit.metrics import protocol_text
+from segkit.run import LOCK_FILE
+from segkit.runs import find_run_dirs, format_runs, list_runs, run_histories, runs_table
+from segkit.tb import HPARAM_METRICS, NOT_HPARAMS
+
+REPO = Path(__file__).resolve().parent.parent
+# Holds train.lock as a training process does, until its stdin closes.
+HOLD_LOCK = "import sys; from segkit.files import hold_lock; f = hold_lock(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+
+
+def copy_run(src: Path, dst: Path, status: str | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """A copy of a run directory, with last.pth's saved status changed and some files removed."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("dashboard.json", LOCK_FILE))
+    if status is not None:
+        ckpt = load_checkpoint(dst / "last.pth")
+        ckpt["state"]["status"] = status
+        atomic_save(ckpt, dst / "last.pth")
+    for name in drop:
+        (dst / name).unlink()
+    return dst
+
+
+def hold_lock(run_dir: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir / LOCK_FILE)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def runs_root(tiny_run: Path, tmp_path_factory) -> Path:
+    """Run directories that ended every way, a broken one, a nested one and a folder that is no run."""
+    root = tmp_path_factory.mktemp("runs")
+    copy_run(tiny_run, root / "done")
+    copy_run(tiny_run, root / "budget", status="time_budget")
+    copy_run(tiny_run, root / "sigterm", status="SIGTERM")
+    copy_run(tiny_run, root / "killed", status="running", drop=("metrics.json",))
+    copy_run(tiny_run, root / "deep" / "er" / "run")
+    (root / "no_epoch").mkdir()
+    shutil.copy(tiny_run / "config.json", root / "no_epoch" / "config.json")
+    broken = copy_run(tiny_run, root / "broken")
+    (broken / "config.json").write_text('{"config": {"model": "unet", ')
+    (broken / "last.pth").write_bytes((tiny_run / "last.pth").read_bytes()[:500])
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    (broken / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "protocol"}))
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("not a run")
+    return root
+
+
+def by_name(rows: list, root: Path) -> dict:
+    return {str(Path(r.path).relative_to(root)): r for r in rows}
+
+
+def test_every_run_dir_gets_a_true_row(runs_root: Path, tiny_run: Path) -> None:
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    rows = by_name(list_runs(runs_root), runs_root)
+    assert sorted(rows) == ["broken", "budget", "deep/er/run", "done", "killed", "no_epoch", "sigterm"]
+    done = rows["done"]
+    assert (done.model, done.encoder, done.image_size, done.epochs_done, done.epochs) == ("unet", "", "32x64", 2, 2)
+    assert done.status == "finished" and done.notes == [] and 0 < done.minutes < 5
+    assert done.miou == pytest.approx(metrics["miou"]) and done.protocol == protocol_text(metrics)
+    assert "label resolution" in done.protocol and "2 images" in done.protocol
+    assert rows["budget"].status == "stopped by budget" and rows["deep/er/run"].status == "finished"
+    assert rows["sigterm"].status == "interrupted (SIGTERM)" and "--resume" in rows["sigterm"].notes[0]
+    killed = rows["killed"]
+    assert killed.status == "failed" and "ended during epoch 3 without saving how" in " ".join(killed.notes)
+    # No metrics.json yet: best_model.pth's own validation, with its protocol and saying where it is from.
+    assert killed.miou is not None and killed.protocol and "best_model.pth" in " ".join(killed.notes)
+    assert rows["no_epoch"].status == "failed" and "before its first epoch" in rows["no_epoch"].notes[0]
+
+
+def test_a_broken_run_dir_says_what_is_wrong_and_shows_no_bare_number(runs_root: Path) -> None:
+    broken = by_name(list_runs(runs_root), runs_root)["broken"]
+    notes = " ".join(broken.notes)
+    assert "config.json is unreadable" in notes and "last.pth is unreadable" in notes
+    assert "no readable protocol, so it is not shown" in notes
+    assert broken.status == "unknown" and broken.miou is None and broken.model is None
+    cells = broken.cells()
+    assert (cells["model"], cells["epochs"], cells["val mIoU %"]) == ("?", "?/?", None)
+
+
+def test_running_while_the_lock_is_held_failed_once_its_process_is_gone(runs_root: Path, tmp_path: Path) -> None:
+    run = copy_run(runs_root / "killed", tmp_path / "run")
+    holder = hold_lock(run)
+    try:
+        (row,) = list_runs(run)
+        assert row.status == "running" and f"pid {holder.pid}" in row.notes[-1]
+        # Nobody may train into it meanwhile, not even with --overwrite (which would delete its files).
+        before = sorted(p.name for p in run.iterdir())
+        saved = json.loads((run / "config.json").read_text())["config"]
+        cfg = from_dict(TrainConfig, {**saved, "run_dir": str(run), "overwrite": True})
+        from segkit.engine import fit
+
+        with pytest.raises(ConfigError, match=f"being trained into right now \\(pid {holder.pid} on"):
+            fit(cfg)
+        assert sorted(p.name for p in run.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.communicate()
+    (row,) = list_runs(run)
+    assert row.status == "failed"
+
+
+def test_table_text_and_curves(runs_root: Path) -> None:
+    rows = list_runs(runs_root)
+    table = runs_table(rows)
+    assert list(table.columns) == ["model", "encoder", "image size", "epochs", "time", "status", "val mIoU %",
+                                   "protocol", "note"]
+    assert table["protocol"].where(table["val mIoU %"].notna(), "x").ne("").all()  # no number without protocol
+    text = format_runs(rows)
+    assert "stopped by budget" in text and "    ! config.json is unreadable" in text and "(own U-Net)" in text
+    curves = run_histories(rows)
+    assert len(curves) == 6 and all(len(h) == 2 for h in curves.values())  # every run but the one without history
+    assert any(label.endswith("(val at label resolution)") for label in curves)
+
+
+def test_find_run_dirs_refuses_a_missing_folder(tmp_path: Path) -> None:
+    from segkit.errors import SegkitError
+
+    with pytest.raises(SegkitError, match="not a folder"):
+        find_run_dirs(tmp_path / "nope")
+
+
+@pytest.mark.slow
+def test_cli_in_a_real_process(runs_root: Path, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "segkit", "runs", str(runs_root)], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "model", "encoder"] and len([x for x in lines if "  unet  " in x]) == 6
+    assert "interrupted (SIGTERM)" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_cli_default_folder_missing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from segkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs"]) == 2  # default runs/, absent here
+    assert "runs is not a folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- HParams
+
+
+def test_hparams_are_in_the_runs_own_event_files(tiny_run: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    tb = tiny_run / "tb"
+    assert [p for p in tb.iterdir() if p.is_dir()] == []  # no timestamped sub-run: beside the scalars
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    assert set(content) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
+    data = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw) for tag, raw in content.items()}
+    metric_tags = [m.name.tag for m in data["_hparams_/experiment"].experiment.metric_infos]
+    assert metric_tags == list(HPARAM_METRICS)
+    hparams = data["_hparams_/session_start_info"].session_start_info.hparams
+    cfg = json.loads((tiny_run / "config.json").read_text())["config"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert {n for n in cfg if n not in NOT_HPARAMS} <= set(hparams) and not set(NOT_HPARAMS) & set(hparams)
+    assert hparams["model"].string_value == "unet" and hparams["image_size"].string_value == "32x64"
+    assert (hparams["lr"].number_value, hparams["epochs"].number_value, hparams["base_channels"].number_value) == (
+        pytest.approx(3e-3), 2, 4)
+    assert hparams["status"].string_value == "completed" and hparams["epochs_done"].number_value == 2
+    assert hparams["final_protocol"].string_value == protocol_text(metrics)
+    for key in ("miou", "mean_dice", "pixel_accuracy"):
+        (final,) = events.Scalars(f"val/final_{key}")
+        assert final.value == pytest.approx(metrics[key], abs=1e-6)
+    assert {"train/loss", "val/miou", "val/val_loss", "train/epoch_loss"} <= set(events.Tags()["scalars"])
+
+
+@pytest.mark.slow
+def test_notebook_05_on_every_kind_of_run(runs_root: Path, tmp_path: Path) -> None:
+    import nbformat
+    import papermill
+
+    out = tmp_path / "05.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "05_compare_runs.ipynb"), str(out),
+                               parameters={"runs_dir": str(runs_root)}, kernel_name="python3", cwd=str(REPO),
+                               progress_bar=False)
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nbformat.read(out, as_version=4).cells
+                   if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "stopped by budget" in html and "config.json is unreadable" in html
+    assert (runs_root / "compare_runs.png").stat().st_size > 10_000
