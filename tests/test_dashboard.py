@@ -388,10 +388,10 @@ def show_charts(driver, url: str, tags: tuple[str, ...], timeout: float = 60) ->
     tag_filter = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder^='Filter tags']")))
     tag_filter.send_keys("^(" + "|".join(tags) + ")$", Keys.ESCAPE)  # Escape: close the tag suggestions
     wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".mat-mdc-autocomplete-panel")))
-    settings = driver.find_element(By.CSS_SELECTOR, "button[aria-label='Toggle settings side pane']")
-    if settings.get_attribute("aria-pressed") == "true":  # the side pane would hide half the charts
-        settings.click()
-        wait.until(lambda d: settings.get_attribute("aria-pressed") == "false")
+    settings = (By.CSS_SELECTOR, "button[aria-label='Toggle settings side pane']")
+    if driver.find_element(*settings).get_attribute("aria-pressed") == "true":  # it would hide half the charts
+        driver.find_element(*settings).click()
+        wait.until(lambda d: d.find_element(*settings).get_attribute("aria-pressed") == "false")
     try:
         wait.until(lambda d: set(tags) <= set(d.execute_script(DRAWN_CHARTS_JS)))
     except Exception:  # noqa: BLE001 -- re-raised with what the page did show
