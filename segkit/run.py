@@ -102,7 +102,11 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 
 def training_now(run_dir: Path) -> str | None:
-    """Who is training into `run_dir` right now ("pid 123 on host"), None if nobody."""
+    """Who is training into `run_dir` right now ("pid 123 on host"), None if nobody.
+
+    Ask from another process than the trainer: a process does not see its own lock (and
+    `files.lock_holder` would drop it there; see `files.hold_lock`).
+    """
     return lock_holder(Path(run_dir) / LOCK_FILE)
 
 

@@ -336,24 +336,30 @@ return Array.from(document.querySelectorAll('scalar-card'))
 """
 
 
+def executable(env: str, *names: str) -> str | None:
+    """$env if set, else the first of `names` on PATH; None unless it is an executable file."""
+    found = os.environ.get(env) or next(filter(None, map(shutil.which, names)), None)
+    return found if found and os.path.isfile(found) and os.access(found, os.X_OK) else None
+
+
+@pytest.fixture(scope="session")
 def browser_paths() -> tuple[str, str]:
     """Chromium and its chromedriver: $SEGKIT_CHROMIUM / $SEGKIT_CHROMEDRIVER, else on PATH."""
     if os.environ.get(NO_BROWSER_ENV):
         pytest.skip(f"{NO_BROWSER_ENV} is set: the dashboard is not checked in a browser")
-    names = ("chromium", "chromium-browser", "google-chrome")
-    chromium = os.environ.get("SEGKIT_CHROMIUM") or next(filter(None, map(shutil.which, names)), None)
-    driver = os.environ.get("SEGKIT_CHROMEDRIVER") or shutil.which("chromedriver")
+    chromium = executable("SEGKIT_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
+    driver = executable("SEGKIT_CHROMEDRIVER", "chromedriver")
     if not (chromium and driver):
         pytest.fail(f"the dashboard's browser test needs Chromium and chromedriver (found: chromium {chromium}, "
-                    f"chromedriver {driver}). `make browser` installs them (`make test` runs it); or set "
-                    f"{NO_BROWSER_ENV}=1 to skip this test knowingly")
+                    f"chromedriver {driver}). `make browser` installs them (`make test` runs it), or set "
+                    f"SEGKIT_CHROMIUM / SEGKIT_CHROMEDRIVER; or set {NO_BROWSER_ENV}=1 to skip this test knowingly")
     return chromium, driver
 
 
 @pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def browser(browser_paths: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A headless Chromium driven by selenium; its console log is kept (goog:loggingPrefs)."""
-    chromium, driver_path = browser_paths()
+    chromium, driver_path = browser_paths
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -399,8 +405,8 @@ def show_charts(driver, url: str, tags: tuple[str, ...], timeout: float = 60) ->
 
 
 @pytest.mark.slow
-def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(tiny_run: Path, tmp_path: Path,
-                                                                               browser) -> None:
+def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(browser_paths, tiny_run: Path,
+                                                                               tmp_path: Path, browser) -> None:
     """`segkit dashboard` on a real training run, as a person sees it. The local dashboard has no
     login (127.0.0.1 only; the password guards the public ngrok link, which needs internet): the
     check is that the secrets in its environment reach neither the page, nor the browser's console,
