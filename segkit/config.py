@@ -59,7 +59,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw, adam or sgd (momentum 0.9)
     scheduler: str = "poly"  # poly (with linear warmup), plateau (ReduceLROnPlateau on val mIoU) or none
     warmup_epochs: float = 0.5  # linear warmup length in epochs (poly only)
-    image_size: tuple[int, int] = (256, 512)  # training input height width, images are resized to it
+    image_size: tuple[int, int] = (256, 512)  # training crop height width; images are resized keeping their aspect ratio to cover it
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
     loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
     class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet

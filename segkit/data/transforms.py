@@ -37,11 +37,16 @@ def train_transform(
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
 ) -> A.Compose:
-    """Training augmentation: resize, random scale and crop (padded), flip, colour jitter.
+    """Training augmentation: resize keeping the aspect ratio, random scale and crop (padded),
+    flip, colour jitter.
+
+    Each image is first resized, keeping its aspect ratio, to the smallest size that covers
+    `image_size` (`cover_size`; a 2:1 Cityscapes frame and a 2:1 `image_size` give exactly
+    `image_size`), then scaled by a random factor and cropped to `image_size`.
 
     Args:
         image_size: (H, W) of the output crops.
-        scale_range: (min, max) random scale applied after resizing to `image_size`.
+        scale_range: (min, max) random scale applied after that resize.
         hflip: Random horizontal flip (p=0.5).
         color_jitter: Random brightness, contrast, saturation and hue (image only, p=0.8).
         mean: per-channel mean (0..1 units) the model's encoder was pretrained with.
@@ -57,7 +62,7 @@ def train_transform(
         raise ConfigError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
     # The scale and the crop are one op that resizes only the window the crop keeps: resizing the
     # whole image up to 2x and then throwing most of it away cost ~3 ms of a ~5 ms sample.
-    ops: list = [_resize(h, w), RandomScaleCrop(h, w, (lo, hi))]
+    ops: list = [ResizeToCover(h, w), RandomScaleCrop(h, w, (lo, hi))]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:
@@ -67,17 +72,18 @@ def train_transform(
 
 def eval_transform(image_size: tuple[int, int] | None, mean: Sequence[float] = MEAN,
                    std: Sequence[float] = STD) -> A.Compose:
-    """Evaluation pipeline: optional resize, normalise, to tensor.
+    """Evaluation pipeline: optional resize (aspect ratio kept), normalise, to tensor.
 
     Args:
-        image_size: (H, W) to resize to, or None to keep the original size.
+        image_size: (H, W) the resized image must cover (`cover_size`), or None to keep the
+            original size.
         mean: per-channel mean of the model's normalisation (ImageNet's by default).
         std: per-channel standard deviation, likewise.
 
     Returns:
         A pipeline returning {"image": float32 (3, h, w), "mask": int64 (h, w)} (mask optional).
     """
-    ops = [] if image_size is None else [_resize(*check_image_size(image_size))]
+    ops = [] if image_size is None else [ResizeToCover(*check_image_size(image_size))]
     return A.Compose(ops + _to_tensor(mean, std))
 
 
@@ -94,16 +100,58 @@ def denormalize(image: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-def _resize(h: int, w: int) -> A.Resize:
-    # INTER_AREA when shrinking the image avoids aliasing; masks always use nearest neighbour
-    # so that no label value is invented at class borders.
-    return A.Resize(
-        h,
-        w,
-        interpolation=cv2.INTER_LINEAR,
-        mask_interpolation=MASK_INTERPOLATION,
-        area_for_downscale="image",
-    )
+def cover_factor(shape: Sequence[int], image_size: Sequence[int]) -> float:
+    """The scale at which an image of `shape` (H, W, ...) just covers `image_size` (h, w)."""
+    return max(image_size[0] / shape[0], image_size[1] / shape[1])
+
+
+def cover_size(shape: Sequence[int], image_size: Sequence[int], scale: float = 1.0) -> tuple[int, int]:
+    """(H', W'): `shape` resized keeping its aspect ratio to cover `image_size`, times `scale`.
+
+    The model's scale: training crops come from images at this size (times the random scale),
+    and inference resizes to it, so objects keep their shape and the size they trained at.
+    E.g. (1024, 2048) at (256, 512) -> (256, 512); (360, 480) -> (96, 128); (256, 768) -> (64, 192).
+    """
+    factor = cover_factor(shape, image_size) * scale
+    return (max(round(image_size[0] * scale), round(shape[0] * factor)),
+            max(round(image_size[1] * scale), round(shape[1] * factor)))
+
+
+def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize an (H, W, C) image to (h, w): area averaging when either side shrinks, else linear."""
+    h, w = int(size[0]), int(size[1])
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = h < image.shape[0] or w < image.shape[1]  # INTER_AREA avoids aliasing
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_mask(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize an (H, W) label map to (h, w) by nearest neighbour: no label value is invented."""
+    h, w = int(size[0]), int(size[1])
+    return mask if mask.shape[:2] == (h, w) else cv2.resize(mask, (w, h), interpolation=MASK_INTERPOLATION)
+
+
+class ResizeToCover(A.DualTransform):
+    """Resize image and mask, keeping the aspect ratio, to the smallest size covering (height, width)."""
+
+    _targets = (Targets.IMAGE, Targets.MASK)
+
+    def __init__(self, height: int, width: int, p: float = 1.0):
+        super().__init__(p=p)
+        self.height, self.width = int(height), int(width)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("height", "width")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"size": cover_size(params["shape"][:2], (self.height, self.width))}
+
+    def apply(self, img: np.ndarray, size: tuple[int, int], **params: Any) -> np.ndarray:
+        return resize_image(img, size)
+
+    def apply_to_mask(self, mask: np.ndarray, size: tuple[int, int], **params: Any) -> np.ndarray:
+        return resize_mask(mask, size)
 
 
 def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
