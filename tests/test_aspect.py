@@ -131,3 +131,27 @@ def test_cache_of_mixed_shapes_serves_each_image_at_its_own_size(tmp_path):
             assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
     sizes = [tuple(cached[i]["mask"].shape) for i in range(3)]
     assert sizes == [(96, 128), (64, 211), (171, 128)]
+
+
+def test_crops_smaller_than_the_image_size_keep_its_scale():
+    image, mask = _square_pair()
+    t = train_transform((128, 256), (1.0, 1.0), hflip=False, color_jitter=False, crop_size=(64, 128))
+    inside = 0
+    for seed in range(20):
+        t.set_random_seed(seed)
+        out = t(image=image, mask=mask)["mask"].numpy()
+        assert out.shape == (64, 128)
+        if (out == 5).any() and not (out[[0, -1]] == 5).any() and not (out[:, [0, -1]] == 5).any():
+            assert _extent(out, 5) == (32, 32)  # 60 px x 256/480, whole square inside the crop
+            inside += 1
+    assert inside >= 3
+
+
+def test_crop_size_is_checked_and_defaults_to_the_image_size():
+    from segkit.config import TrainConfig
+    from segkit.errors import ConfigError
+
+    assert TrainConfig(image_size=(128, 256)).crop == (128, 256)
+    assert TrainConfig(image_size=(128, 256), crop_size=(64, 128)).crop == (64, 128)
+    with pytest.raises(ConfigError, match="not a multiple of 16; try 64x128"):
+        TrainConfig(image_size=(128, 256), crop_size=(60, 128))

@@ -36,33 +36,36 @@ def train_transform(
     color_jitter: bool = True,
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
+    crop_size: tuple[int, int] | None = None,
 ) -> A.Compose:
     """Training augmentation: resize keeping the aspect ratio, random scale and crop (padded),
     flip, colour jitter.
 
     Each image is first resized, keeping its aspect ratio, to the smallest size that covers
     `image_size` (`cover_size`; a 2:1 Cityscapes frame and a 2:1 `image_size` give exactly
-    `image_size`), then scaled by a random factor and cropped to `image_size`.
+    `image_size`), then scaled by a random factor and cropped to `crop_size`.
 
     Args:
-        image_size: (H, W) of the output crops.
+        image_size: (H, W) the resized image covers: the scale of objects the model learns.
         scale_range: (min, max) random scale applied after that resize.
         hflip: Random horizontal flip (p=0.5).
         color_jitter: Random brightness, contrast, saturation and hue (image only, p=0.8).
         mean: per-channel mean (0..1 units) the model's encoder was pretrained with.
         std: per-channel standard deviation, likewise.
+        crop_size: (h, w) of the output crops; None = image_size.
 
     Returns:
         A pipeline called as `t(image=(H, W, 3) uint8, mask=(H, W) uint8)` returning
-        {"image": float32 (3, h, w), "mask": int64 (h, w)} with (h, w) = image_size.
+        {"image": float32 (3, h, w), "mask": int64 (h, w)} with (h, w) = crop_size.
     """
     h, w = check_image_size(image_size)
+    ch, cw = check_image_size(crop_size or image_size)
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
     # The scale and the crop are one op that resizes only the window the crop keeps: resizing the
     # whole image up to 2x and then throwing most of it away cost ~3 ms of a ~5 ms sample.
-    ops: list = [ResizeToCover(h, w), RandomScaleCrop(h, w, (lo, hi))]
+    ops: list = [ResizeToCover(h, w), RandomScaleCrop(ch, cw, (lo, hi))]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:
