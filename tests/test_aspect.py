@@ -155,3 +155,24 @@ def test_crop_size_is_checked_and_defaults_to_the_image_size():
     assert TrainConfig(image_size=(128, 256), crop_size=(64, 128)).crop == (64, 128)
     with pytest.raises(ConfigError, match="not a multiple of 16; try 64x128"):
         TrainConfig(image_size=(128, 256), crop_size=(60, 128))
+
+
+def test_focus_crop_centres_crops_on_thin_classes():
+    from segkit.labels import CLASS_NAMES
+
+    mask = np.zeros((256, 512), np.uint8)  # road, with one pole (trainId 5) near the right edge
+    mask[100:200, 480:486] = CLASS_NAMES.index("pole")
+    image = np.zeros((256, 512, 3), np.uint8)
+
+    def share_with_pole(focus_p):
+        t = train_transform((256, 512), (1.0, 1.0), hflip=False, color_jitter=False, crop_size=(64, 128), focus_p=focus_p)
+        hits = 0
+        for seed in range(60):
+            t.set_random_seed(seed)
+            hits += bool((t(image=image, mask=mask)["mask"] == 5).any())
+        return hits / 60
+
+    assert share_with_pole(0.0) < 0.25  # random windows rarely catch it
+    assert share_with_pole(1.0) == 1.0  # every crop holds part of the pole
+    half = share_with_pole(0.5)
+    assert 0.4 < half < 0.85
