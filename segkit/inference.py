@@ -18,6 +18,7 @@ from torch import nn
 
 from segkit import runtime
 from segkit.checkpoint import load_checkpoint
+from segkit.data.layouts import IMAGE_ENDINGS
 from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
 from segkit.export import OnnxModel, ensure_onnx
@@ -196,8 +197,9 @@ def list_images(path: str | Path) -> list[Path]:
 
 
 def prediction_name(image_path: Path, fmt: str) -> str:
-    """Output file name: Cityscapes stems keep <city>_<seq>_<frame> so evaluate can match them."""
-    stem = image_path.stem.removesuffix("_leftImg8bit")
+    """Output file name: the frame's stem (the image's name without a layout's ending such as
+    _leftImg8bit or _rgb_anon) and the format, so `segkit evaluate --predictions` can match it."""
+    stem = next((image_path.stem.removesuffix(e) for e in IMAGE_ENDINGS if image_path.stem.endswith(e)), image_path.stem)
     return f"{stem}_{fmt}.png"
 
 

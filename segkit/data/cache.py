@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ from torch.utils.data import Dataset
 
 import segkit
 from segkit import runtime
-from segkit.config import check_image_size
+from segkit.config import TrainConfig, check_data_fields, check_image_size, field_help, flag_name
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
+from segkit.data.layouts import layouts_of
 from segkit.data.transforms import cover_size, resize_image, resize_mask
 from segkit.errors import DataError
 from segkit.kaggle_env import on_kaggle, working_dir
@@ -258,7 +260,7 @@ def find_cache(
     Args:
         samples: From `list_samples` (possibly a subset, e.g. `--max-train-images`).
         image_size: (H, W) the arrays must have.
-        split: Split name; None = read from the samples' paths (leftImg8bit/<split>/<city>/).
+        split: Split name; None = the split the samples were listed from.
         cache_dir: Check only this folder and raise DataError if it does not match.
 
     Returns:
@@ -267,9 +269,13 @@ def find_cache(
     """
     if not samples:
         return None
-    split = split or samples[0].image.parent.parent.name
+    roots = samples[0].roots
+    if roots is None:
+        raise DataError("these samples do not say which data set they come from (Sample.roots): list them with "
+                        "list_samples to look for their cache")
+    split = split or samples[0].split
     explicit = cache_dir is not None
-    folders = [Path(cache_dir)] if explicit else cache_dir_candidates(samples[0].image.parents[3], image_size)
+    folders = [Path(cache_dir)] if explicit else cache_dir_candidates(roots.image_root, image_size)
     for folder in folders:
         if not explicit and not (folder / MANIFEST).is_file():
             continue
@@ -278,8 +284,8 @@ def find_cache(
             if runtime.is_main():  # every torchrun process looks; one says so
                 log.info("%s data: cache %s (%d images at %dx%d)", split, folder, len(samples), *image_size)
             return folder
-        message = (f"cache {folder} not used for {split}: {reason}. Rebuild it with: segkit prepare --data-root "
-                   f"{samples[0].image.parents[3]} --image-size {image_size[0]} {image_size[1]} --splits {split}")
+        message = (f"cache {folder} not used for {split}: {reason}. Rebuild it with: segkit prepare {roots.flags()} "
+                   f"--image-size {image_size[0]} {image_size[1]} --splits {split}")
         if explicit:
             raise DataError(message)
         if runtime.is_main():
@@ -400,9 +406,14 @@ def register_cli(sub: Any) -> None:
     p = sub.add_parser("prepare", help="build the preprocessing cache (decoded, label-mapped, resized arrays)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default="", help='data set root; "" = auto (as for training)')
+    helps = field_help(TrainConfig)
+    for name in ("layout", "image_glob", "label_glob", "label_format"):  # as segkit train takes them
+        default = next(f.default for f in fields(TrainConfig) if f.name == name)
+        p.add_argument(flag_name(name), default=default, help=f"{helps[name]} (default: {default!r})")
     p.add_argument("--image-size", nargs=2, type=int, default=[256, 512], metavar=("H", "W"),
                    help="training input height width (default: 256 512)")
-    p.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to cache (default: train val)")
+    p.add_argument("--splits", nargs="+", default=["train", "val"],
+                   help="splits to cache, e.g. training for KITTI (default: train val)")
     p.add_argument("--out", default="", help='cache folder; "" = <data root>/segkit_cache/<H>x<W> (or runs/cache/...)')
     p.add_argument("--workers", type=int, default=-1, help="decoding threads; -1 = one per CPU, at most 8")
     p.set_defaults(func=cmd_prepare)
@@ -412,7 +423,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the cache and say where it is and how training finds it."""
     from segkit.data.discover import resolve_data_roots
 
-    roots = resolve_data_roots(args.data_root or None)
+    check_data_fields(args)
+    roots = resolve_data_roots(args.data_root or None, layouts=layouts_of(args))
     out = prepare_cache(roots, args.image_size, args.splits, Path(args.out) if args.out else None, args.workers)
     manifest = read_manifest(out)
     counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in args.splits)
