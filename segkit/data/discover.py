@@ -496,6 +496,8 @@ def _no_files_message(root: Path, pattern: str, split: str, layout: Layout) -> s
     file_part = fill_split(pattern, split).rsplit("/", 1)[-1]
     if "/" in tail and any(any(d.glob(file_part)) for d in dirs):  # the right files, in the wrong folders
         fix = f"move the files into {tail.rsplit('/', 1)[0]}/ subfolders of {dirs[0]}."
+    elif layout.name == "glob":
+        fix = "make --image-glob / --label-glob match these files (folders, name ending, extension)."
     else:
         fix = "point data_root at the root of the extracted data set, or describe it with --image-glob and --label-glob."
     return (
