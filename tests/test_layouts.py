@@ -457,7 +457,8 @@ def test_glob_label_pattern_matching_nothing(tmp_path):
 def test_glob_label_folder_matching_nothing_is_not_found(tmp_path):
     root = globbed(tmp_path / "g")
     layouts = layouts_for(image_glob=GLOBS[1], label_glob="masks/{split}/*_mask.png", label_format="labelIds")
-    with pytest.raises(DataError, match=r"(?s)no glob patterns data under the data_root.*masks/\{split\}/\*_mask.png"):
+    with pytest.raises(DataError, match=r"(?s)no data for the glob patterns.*image_glob.*splits \['train', 'val'\].*"
+                                        r"label_glob 'masks/\{split\}/\*_mask.png': splits none"):
         find_data_roots(root, layouts=layouts)
 
 

@@ -12,6 +12,7 @@ there; two are refused with the flag that picks one. Glob layouts are read below
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import warnings
@@ -347,23 +348,41 @@ def _subdirs(path: Path) -> list[str]:
 def _not_found_message(searched: list[Path], need_images: bool, source: str, layouts: tuple[Layout, ...]) -> str:
     where = "\n".join(f"  {p}{'' if p.is_dir() else ' (does not exist)'}" for p in searched)
     if layouts == AUTO:
-        wanted = "leftImg8bit/ and gtFine/" if need_images else "gtFine/"
-        others = "\n".join(f"  {lay.title} (--layout {lay.name}):\n{_indent(lay.tree())}" for lay in AUTO[1:])
-        return (
-            f"no usable data under the {source} given: expected {wanted} (Cityscapes) or another layout "
-            f"segkit knows within {_SEARCH_DEPTH} levels, searched:\n{where}\n{EXPECTED_LAYOUT}\n"
-            f"Other layouts found without flags:\n{others}\n"
-            f"Fix: point {source} at the directory that contains leftImg8bit/ and gtFine/ "
-            "(download both zips from https://www.cityscapes-dataset.com/downloads/), or at one of the "
-            "layouts above; describe any other with --image-glob and --label-glob."
-        )
+        return _auto_not_found(where, need_images, source)
+    if layouts[0].name == "glob":
+        return _glob_not_found(searched[0], layouts[0], source)
     layout = layouts[0]
-    wanted = " and ".join(f"{anchor(p)[0]}/" for p in (layout.images, layout.labels[0])[1 - need_images :])
+    folders = [layout.images, layout.labels[0]] if need_images else [layout.labels[0]]
     return (
-        f"no {layout.title} data under the {source} given: expected {wanted} within "
-        f"{_SEARCH_DEPTH} levels, searched:\n{where}\n{layout.tree()}\n"
-        f"Fix: point {source} at the directory those folders are in"
+        f"no {layout.title} data under the {source} given: expected "
+        f"{' and '.join(anchor(p)[0] + '/' for p in folders)} within {_SEARCH_DEPTH} levels, searched:\n"
+        f"{where}\n{layout.tree()}\nFix: point {source} at the directory those folders are in"
         + (f" (as extracted from {layout.shipped})." if layout.shipped else ".")
+    )
+
+
+def _auto_not_found(where: str, need_images: bool, source: str) -> str:
+    wanted = "leftImg8bit/ and gtFine/" if need_images else "gtFine/"
+    others = "\n".join(f"  {lay.title} (--layout {lay.name}):\n{_indent(lay.tree())}" for lay in AUTO[1:])
+    return (
+        f"no usable data under the {source} given: expected {wanted} (Cityscapes) or another layout "
+        f"segkit knows within {_SEARCH_DEPTH} levels, searched:\n{where}\n{EXPECTED_LAYOUT}\n"
+        f"Other layouts found without flags:\n{others}\n"
+        f"Fix: point {source} at the directory that contains leftImg8bit/ and gtFine/ "
+        "(download both zips from https://www.cityscapes-dataset.com/downloads/), or at one of the "
+        "layouts above; describe any other with --image-glob and --label-glob."
+    )
+
+
+def _glob_not_found(root: Path, layout: Layout, source: str) -> str:
+    """Which pattern has no split folder below the root (glob layouts are not searched for)."""
+    found = [f"  {name} {p!r}: splits {sorted(split_names(root, p)) or 'none'} (folders "
+             f"{_split_path(root, layout, p, '<split>')})" for name, p in (("image_glob", layout.images),
+                                                                         ("label_glob", layout.labels[0]))]
+    return (
+        f"no data for the glob patterns below the {source} given ({root}"
+        f"{'' if root.is_dir() else ', which does not exist'}):\n" + "\n".join(found)
+        + f"\nFix: write both patterns relative to {source}, with {{split}} where the split's folder is."
     )
 
 
@@ -469,7 +488,7 @@ def _where(root: Path, layout: Layout, pattern: str, split: str) -> str:
 
 def _label_fix(roots: DataRoots, pattern: str, split: str, stem: str) -> str:
     """The fix for a missing label file, computed from what sits in its place."""
-    found = sorted(p for d in split_dirs(roots.label_root, pattern, split) for p in d.rglob(f"{stem}*") if p.is_file())
+    found = sorted(p for d in split_dirs(roots.label_root, pattern, split) for p in d.rglob(f"{glob.escape(stem)}*") if p.is_file())
     names = ", ".join(p.name for p in found[:_SHOW])
     if any("color" in p.name.lower() for p in found):
         return (

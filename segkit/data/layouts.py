@@ -19,6 +19,7 @@ import glob
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from segkit.errors import DataError
 
@@ -124,7 +125,7 @@ def layouts_for(layout: str = "auto", image_glob: str = "", label_glob: str = ""
     return tuple(replace(lay, formats=(label_format,), label_format=label_format) for lay in chosen)
 
 
-def layouts_of(cfg: object) -> tuple[Layout, ...]:
+def layouts_of(cfg: Any) -> tuple[Layout, ...]:
     """`layouts_for` of a config's layout, image_glob, label_glob and label_format fields."""
     return layouts_for(cfg.layout, cfg.image_glob, cfg.label_glob, cfg.label_format)
 
