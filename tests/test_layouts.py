@@ -507,7 +507,7 @@ def test_named_layout_not_there_is_not_replaced_by_synthetic(tmp_path):
 
 
 @pytest.mark.skipif(not KITTI_MINI.is_dir(), reason="the shared kitti-mini data set is not on this machine")
-def test_kitti_mini_in_the_cityscapes_layout_still_works():
+def test_kitti_mini_in_the_cityscapes_layout_still_works():  # read only: nothing is written there
     roots = find_data_roots(KITTI_MINI)
     assert roots.layout.name == "cityscapes" and list_splits(roots) == ["train", "val"]
     train, val = list_samples(roots, "train"), list_samples(roots, "val")
@@ -515,3 +515,8 @@ def test_kitti_mini_in_the_cityscapes_layout_still_works():
     from segkit.data.cityscapes import check_samples
 
     assert check_samples(val, limit=2)["sizes"] == {(256, 768): 2}
+    from segkit.labels import train_to_label
+
+    pred = predictions(roots, "val", Path("pred"), train_to_label)  # cwd is tmp
+    summary = _score(EvalConfig(predictions=str(pred), data_root=str(KITTI_MINI), split="val"))
+    assert summary["miou"] == 1.0 and summary["protocol"]["images"] == 12
