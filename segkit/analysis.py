@@ -20,6 +20,7 @@ import pandas as pd
 from segkit import runtime
 from segkit.data.cityscapes import read_image, read_label
 from segkit.data.discover import Sample
+from segkit.data.layouts import AUTO
 from segkit.errors import CheckpointError
 from segkit.evaluation import (
     checkpoint_path,
@@ -44,7 +45,8 @@ class LoadedRun:
     device: Any  # torch.device
 
 
-def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", device: str = "auto") -> LoadedRun:
+def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", device: str = "auto",
+             layouts: tuple = AUTO) -> LoadedRun:
     """Read a run directory written by `segkit train` / notebook 02.
 
     Args:
@@ -52,6 +54,8 @@ def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", dev
         data_root: data to evaluate on; "" = the data the run was trained on.
         checkpoint: a checkpoint file; "" = `<run_dir>/best_model.pth`.
         device: auto, cpu, cuda.
+        layouts: the data layout to evaluate on (`layouts.layouts_of(cfg)`); AUTO with data_root ""
+            = the data the run was trained on.
 
     Returns:
         The run, model loaded.
@@ -68,7 +72,7 @@ def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", dev
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else pd.DataFrame()
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else None
-    return LoadedRun(run_dir, config, history, metrics, model, ckpt, data_roots_for(data_root, ckpt), dev)
+    return LoadedRun(run_dir, config, history, metrics, model, ckpt, data_roots_for(data_root, ckpt, layouts=layouts), dev)
 
 
 def per_class_table(summary: dict) -> pd.DataFrame:

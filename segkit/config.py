@@ -38,6 +38,10 @@ INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
+# Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
+LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "glob")
+LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds")  # what label files hold; auto = from their names
+DATA_FIELDS = ("data_root", "layout", "image_glob", "label_glob", "label_format")  # where the data is and how it sits
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,12 @@ class TrainConfig:
     """Everything `segkit train` and notebook 02 need; presets fill fields left at their default."""
 
     data_root: str = ""  # data set root, "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
+    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+    train_split: str = "train"  # split to train on (KITTI: training)
+    val_split: str = "val"  # split to validate and score the best model on (KITTI has only training: training)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
     preset: str = ""  # named recipe (segkit presets lists them), explicit values override it
     model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan, upernet, segformer, dpt
@@ -59,8 +69,10 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw, adam or sgd (momentum 0.9)
     scheduler: str = "poly"  # poly (with linear warmup), plateau (ReduceLROnPlateau on val mIoU) or none
     warmup_epochs: float = 0.5  # linear warmup length in epochs (poly only)
-    image_size: tuple[int, int] = (256, 512)  # training input height width, images are resized to it
+    image_size: tuple[int, int] = (256, 512)  # height width the images are resized to, aspect kept (covering it): the scale the model trains and predicts at
+    crop_size: tuple[int, int] = (0, 0)  # training crop height width, (0, 0) = image_size; smaller crops train faster at the same scale
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
+    focus_crop: float = 0.0  # share of training crops centred on a thin or small class (pole, light, sign, person, rider, bikes)
     loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
     class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet
     amp: str = "auto"  # mixed precision: auto (fp16 on T4/P100, bf16 on Ampere+, off on CPU), fp16, bf16, off
@@ -86,6 +98,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        check_data_fields(self)
+        _check_split("train_split", self.train_split)
+        _check_split("val_split", self.val_split)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("scheduler", self.scheduler, SCHEDULERS)
         _check_choice("amp", self.amp, AMP_MODES)
@@ -103,10 +118,14 @@ class TrainConfig:
             raise ConfigError(f"lr {self.lr:g} does not fit in float32 (max 3.4e38); typical values are 1e-4 to 1e-2")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (auto) or >= 0, got {self.num_workers}")
+        if not 0 <= self.focus_crop <= 1:
+            raise ConfigError(f"focus_crop is a share of crops, 0 to 1; got {self.focus_crop}")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ConfigError(f"scale_range must be 0 < low <= high, got {self.scale_range}; e.g. (0.5, 2.0)")
         check_image_size(self.image_size, multiple=self.size_divisor, model=self.model)
+        if tuple(self.crop_size) != (0, 0):
+            check_image_size(self.crop_size, multiple=self.size_divisor, model=self.model)
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other: pick one")
 
@@ -115,6 +134,11 @@ class TrainConfig:
         """Input sizes must be multiples of this: segkit's U-Net's 2**depth; an smp model's is
         checked when it is built (`segkit.models.check_model`), here only 1."""
         return 2**self.depth if not self.encoder else 1
+
+    @property
+    def crop(self) -> tuple[int, int]:
+        """The training crop (H, W): `crop_size`, or `image_size` when it is (0, 0)."""
+        return tuple(self.image_size) if tuple(self.crop_size) == (0, 0) else tuple(self.crop_size)
 
     @property
     def pretrained(self) -> bool:
@@ -133,7 +157,11 @@ class EvalConfig:
 
     run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
     checkpoint: str = ""  # checkpoint file, "" = <run_dir>/best_model.pth
-    data_root: str = ""  # data set root, "" = auto (as for training)
+    data_root: str = ""  # data set root, "" = the data the checkpoint was trained on (else auto, as for training)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
+    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
     format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
@@ -146,6 +174,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        check_data_fields(self)
+        _check_split("split", self.split)
         _check_choice("format", self.format, SCORE_FORMATS)
         _check_choice("inference", self.inference, INFERENCE_MODES)
         _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
@@ -199,12 +229,17 @@ class ExploreConfig:
     """Notebook 01: what is in the data."""
 
     data_root: str = ""  # data set root, "" = auto (as for training)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
+    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
     num_samples: int = 6  # images in the sample grid
     max_images: int = 0  # images per split read for statistics and checks, 0 = all
     class_weights: str = "median"  # weighting shown next to the class frequencies
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        check_data_fields(self)
         _check_positive(self, "num_samples")
         _check_non_negative(self, "max_images")
         _check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
@@ -216,12 +251,18 @@ class VisualizeConfig:
 
     run_dir: str = "runs/train"  # training run to visualise
     data_root: str = ""  # data set root, "" = the one the run was trained on
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
+    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
     split: str = "val"  # split to draw samples from
     num_samples: int = 4  # triptychs (input / ground truth / prediction)
     inference: str = "whole"  # whole, slide, flip or ms
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        check_data_fields(self)
+        _check_split("split", self.split)
         _check_positive(self, "num_samples")
         _check_choice("inference", self.inference, INFERENCE_MODES)
 
@@ -494,6 +535,56 @@ def _check_model(model: str, encoder: str) -> None:
     if not encoder and model != "unet":
         raise ConfigError(f"model {model!r} needs an encoder, e.g. --encoder resnet34 (only unet has a built-in "
                           "encoder: segkit's own U-Net, used when --encoder is empty)")
+
+
+def check_data_fields(cfg: Any) -> None:
+    """The layout fields of a config (DATA_FIELDS): choices, and glob patterns segkit can read.
+
+    Raises:
+        ConfigError: what is wrong and a pattern that works, e.g. images/{split}/**/*.jpg.
+    """
+    _check_choice("layout", cfg.layout, LAYOUTS)
+    _check_choice("label_format", cfg.label_format, LABEL_FORMAT_CHOICES)
+    globs = {"image_glob": cfg.image_glob, "label_glob": cfg.label_glob}
+    if not any(globs.values()):
+        if cfg.layout == "glob":
+            raise ConfigError("layout glob needs image_glob and label_glob, e.g. --image-glob 'images/{split}/*.jpg' "
+                              "--label-glob 'labels/{split}/*_mask.png'")
+        return
+    missing = [flag_name(k) for k, v in globs.items() if not v]
+    if missing:
+        raise ConfigError(f"image_glob and label_glob go together: add {missing[0]}, e.g. --image-glob "
+                          "'images/{split}/*.jpg' --label-glob 'labels/{split}/*_mask.png'")
+    if cfg.layout not in ("auto", "glob"):
+        raise ConfigError(f"layout {cfg.layout!r} and glob patterns exclude each other: drop --layout (or "
+                          "--image-glob and --label-glob)")
+    if not cfg.data_root:
+        raise ConfigError("image_glob and label_glob are read below data_root: give --data-root too")
+    for name, pattern in globs.items():
+        check_glob(name, pattern)
+
+
+def check_glob(name: str, pattern: str) -> None:
+    """One glob pattern of the glob layout (the rules: segkit.data.layouts' docstring)."""
+    example = "labels/{split}/**/*_mask.png" if name == "label_glob" else "images/{split}/**/*.jpg"
+    folders, _, file_part = pattern.rpartition("/")
+    checks = [
+        (pattern.startswith(("/", "~")), "is absolute: write it relative to data_root"),
+        (pattern.count("{split}") != 1, "needs {split} exactly once, where the split's folder is"),
+        ("{split}" in file_part, "has {split} in its file name: put it in a folder"),
+        (folders.split("/").count("**") > 1, "may use ** once at most"),
+        (file_part == "*" or not file_part.startswith("*") or any(c in file_part[1:] for c in "*?["),
+         "has a file-name part that is not * and a fixed ending (the * is the frame's stem)"),
+        ("{format}" in pattern and name != "label_glob", "names {format}, which only label globs may"),
+    ]
+    problem = next((message for bad, message in checks if bad), "")
+    if problem:
+        raise ConfigError(f"{name} {pattern!r} {problem}; e.g. {example!r}")
+
+
+def _check_split(name: str, value: str) -> None:
+    if not value or "/" in value:
+        raise ConfigError(f"{name} must name one folder of the data set (e.g. train, val, training); got {value!r}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

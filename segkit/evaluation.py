@@ -18,6 +18,7 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import EvalConfig, PredictConfig
 from segkit.data.cityscapes import read_image
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, resolve_data_roots
+from segkit.data.layouts import AUTO, Layout, layouts_for, layouts_of
 from segkit.engine import evaluate_split
 from segkit.errors import SegkitError
 from segkit.files import write_json
@@ -37,15 +38,41 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[
     return model_from_checkpoint(ckpt, device), ckpt
 
 
-def data_roots_for(data_root: str, ckpt: dict | None, need_images: bool = True) -> DataRoots:
-    """The data root given, else the one the checkpoint was trained on, else auto-discovery."""
-    trained_on = (ckpt or {}).get("config", {}).get("data_root", "")
-    root = data_root or trained_on or None
+def data_roots_for(data_root: str, ckpt: dict | None, need_images: bool = True,
+                   layouts: tuple[Layout, ...] = AUTO) -> DataRoots:
+    """The data given (a root or a layout), else the data the checkpoint was trained on, else auto-discovery.
+
+    A checkpoint records the data it was trained on (`DataRoots.record`); while those folders exist
+    they are used as they are, otherwise the training run's own data_root and layout are searched again.
+    """
+    if not data_root and layouts == AUTO and ckpt is not None:
+        recorded = _recorded_roots(ckpt)
+        if recorded is not None:
+            return recorded
+        data_root, layouts = _trained_on(ckpt)
     if not need_images:
-        found = find_data_roots(root, need_images=False)
+        found = find_data_roots(data_root or None, need_images=False, layouts=layouts)
         if found is not None:
             return found
-    return resolve_data_roots(root)
+    return resolve_data_roots(data_root or None, layouts=layouts)
+
+
+def _recorded_roots(ckpt: dict) -> DataRoots | None:
+    """The data the checkpoint recorded, if its folders still exist."""
+    record = ckpt.get("data")
+    if not record:
+        return None
+    if Path(record["image_root"]).is_dir() and Path(record["label_root"]).is_dir():
+        return DataRoots.from_record(record)
+    runtime.log.info("the data the checkpoint was trained on (%s) is gone: searching as training did", record["label_root"])
+    return None
+
+
+def _trained_on(ckpt: dict) -> tuple[str, tuple[Layout, ...]]:
+    """The data_root and layouts of the checkpoint's training config (older checkpoints: auto)."""
+    config = ckpt.get("config", {})
+    fields = {k: config[k] for k in ("layout", "image_glob", "label_glob", "label_format") if k in config}
+    return config.get("data_root", ""), layouts_for(**fields)
 
 
 def evaluate_checkpoint(model: torch.nn.Module, ckpt: dict, roots: DataRoots, split: str = "val",
@@ -66,7 +93,7 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
         device = runtime.resolve_device(cfg.device)
         path = checkpoint_path(cfg.run_dir, cfg.checkpoint)
         model, ckpt = load_model(path, device)
-        roots = data_roots_for(cfg.data_root, ckpt)
+        roots = data_roots_for(cfg.data_root, ckpt, layouts=layouts_of(cfg))
         summary = evaluate_checkpoint(model, ckpt, roots, cfg.split, cfg.inference, cfg.eval_resolution,
                                       cfg.batch_size, cfg.max_images)
         summary["checkpoint"] = str(path)
@@ -79,11 +106,11 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
 
 
 def score_folder(cfg: EvalConfig) -> dict:
-    """Score prediction PNGs against the split's gtFine labels (only gtFine is needed)."""
-    roots = data_roots_for(cfg.data_root, None, need_images=False)
+    """Score prediction PNGs against the split's label files (only the labels are needed)."""
+    roots = data_roots_for(cfg.data_root, None, need_images=False, layouts=layouts_of(cfg))
     samples = list_samples(roots, cfg.split, need_images=False)
     samples = samples[: cfg.max_images] if cfg.max_images else samples
-    return score_predictions(Path(cfg.predictions), [s.label for s in samples], cfg.format, cfg.split,
+    return score_predictions(Path(cfg.predictions), samples, cfg.format, cfg.split,
                              inference=cfg.inference if cfg.inference != "whole" else "unknown")
 
 

@@ -236,6 +236,7 @@ class Run:
             # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
             "pretrained": getattr(plain, "segkit_pretrained", None),
             "config": to_dict(self.cfg),
+            "data": self.data,  # the data trained on (DataRoots.record): evaluation finds it again
         }
 
 

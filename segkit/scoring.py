@@ -1,10 +1,12 @@
-"""Score a folder of prediction PNGs against Cityscapes label files (official protocol).
+"""Score a folder of prediction PNGs against a split's label files (official protocol).
 
-Predictions are matched to ground truth as the official script does: a prediction for
-`<city>_<seq>_<frame>_gtFine_labelIds.png` is any `<city>_<seq>_<frame>*.png` below the
-prediction folder. One confusion matrix is accumulated over the whole split at the label
-files' own resolution. Label files are read by `segkit.data.cityscapes.read_label`, the reader
-training uses, so a bad label file gets the same message here as there.
+Predictions are matched to ground truth by the frame's stem (`Sample.stem`: the image's name
+without its layout's ending, e.g. `aachen_000000_000019`, KITTI's `000000_10`): a prediction for
+a frame is any PNG below the prediction folder named `<stem>.png` or `<stem>_<anything>.png` (as
+`segkit predict` writes them: `<stem>_labelIds.png`); when stems nest (`a` and `a_b`), the
+longest one wins. One confusion matrix is accumulated over the whole split at the label files' own
+resolution. Label files are read by `segkit.data.cityscapes.read_label`, the reader training uses,
+so a bad label file gets the same message here as there.
 """
 
 from __future__ import annotations
@@ -19,25 +21,23 @@ from PIL import Image
 
 from segkit.config import SCORE_FORMATS
 from segkit.data.cityscapes import read_label
-from segkit.data.discover import LABEL_SUFFIXES, label_format_of
+from segkit.data.discover import Sample
+from segkit.data.layouts import LABEL_ENDINGS, label_format_of
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
 from segkit.metrics import ConfusionMatrix, make_protocol
 
-# <frame> followed by one of the label suffixes discovery knows (_gtFine_labelIds.png, ...).
-_GT_SUFFIXES = "|".join(map(re.escape, LABEL_SUFFIXES.values()))
-_GT_NAME = re.compile(rf"([^_]+_\d+_\d+)(?:{_GT_SUFFIXES})")
-_PRED_NAME = re.compile(r"([^_]+_\d+_\d+)(?:[_.].*)?\.png")
-# The id formats of config.PREDICT_FORMATS; EvalConfig.format accepts the same (a test checks).
+_CUT = re.compile(r"[_.]")  # where a prediction's name may continue after the stem
 _SHOW = 3  # file names quoted in an error message
 
 
-def match_predictions(pred_dir: Path, gt_labels: Sequence[Path]) -> list[tuple[Path, Path]]:
+def match_predictions(pred_dir: Path, gt_labels: Sequence[Sample | Path]) -> list[tuple[Path, Path]]:
     """Pair each ground-truth label file with its one prediction found recursively below `pred_dir`.
 
     Args:
-        pred_dir: folder holding `<city>_<seq>_<frame>*.png` predictions (any depth).
-        gt_labels: `*_gtFine_labelIds.png` or `*_gtFine_labelTrainIds.png` files.
+        pred_dir: folder holding `<stem>*.png` predictions (any depth).
+        gt_labels: samples from `list_samples(..., need_images=False)` (any layout), or bare label
+            files named as a built-in layout names them (`*_gtFine_labelIds.png`, ...).
 
     Returns:
         (prediction, ground truth) pairs in the order of `gt_labels`.
@@ -45,60 +45,76 @@ def match_predictions(pred_dir: Path, gt_labels: Sequence[Path]) -> list[tuple[P
     Raises:
         DataError: a frame without or with several predictions, or predictions matching no frame.
     """
-    gt_by_frame = _frames_of_gt(gt_labels)
-    preds = _predictions_by_frame(Path(pred_dir))
-    missing = [gt.name for frame, gt in gt_by_frame.items() if frame not in preds]
+    return [(pred, gt) for pred, (gt, _) in _match(Path(pred_dir), _frames_of_gt(gt_labels))]
+
+
+def _match(pred_dir: Path, frames: dict[str, tuple[Path, str]]) -> list[tuple[Path, tuple[Path, str]]]:
+    preds = _predictions_by_frame(pred_dir, set(frames))
+    missing = [gt.name for stem, (gt, _) in frames.items() if stem not in preds]
     if missing:
         raise DataError(
-            f"{len(missing)} of {len(gt_by_frame)} ground-truth frames have no prediction in "
-            f"{pred_dir}: {_few(missing)}; expected files named <city>_<seq>_<frame>*.png, "
-            f"e.g. {next(iter(gt_by_frame))}_pred.png"
+            f"{len(missing)} of {len(frames)} ground-truth frames have no prediction in "
+            f"{pred_dir}: {_few(missing)}; expected files named <stem>.png or <stem>_*.png (the image's "
+            f"name without its ending, as segkit predict writes them), e.g. {next(iter(frames))}_labelIds.png"
         )
-    dups = {frame: paths for frame, paths in preds.items() if len(paths) > 1}
+    dups = {frame: paths for frame, paths in preds.items() if len(paths) > 1 and frame in frames}
     if dups:
         frame, paths = next(iter(dups.items()))
         raise DataError(
             f"{len(dups)} frames have several predictions, e.g. {frame}: "
             f"{_few([str(p) for p in paths])}; keep one PNG per frame below {pred_dir}"
         )
-    stray = sorted(str(p[0]) for frame, p in preds.items() if frame not in gt_by_frame)
+    stray = sorted(str(p[0]) for frame, p in preds.items() if frame not in frames)
     if stray:
         raise DataError(
             f"{len(stray)} predictions match no ground-truth frame: {_few(stray)}; "
             "wrong split or folder? Point at the predictions of exactly these label files"
         )
-    return [(preds[frame][0], gt) for frame, gt in gt_by_frame.items()]
+    return [(preds[stem][0], gt) for stem, gt in frames.items()]
 
 
-def _frames_of_gt(gt_labels: Sequence[Path]) -> dict[str, Path]:
+def _frames_of_gt(gt_labels: Sequence[Sample | Path]) -> dict[str, tuple[Path, str]]:
+    """{stem: (label file, label format)}, in the order given."""
     if not gt_labels:
-        raise DataError("no ground-truth label files given; expected *_gtFine_labelIds.png files")
-    frames: dict[str, Path] = {}
-    for gt in map(Path, gt_labels):
-        m = _GT_NAME.fullmatch(gt.name)
-        if m is None:
+        raise DataError("no ground-truth label files given; expected the label files of a split "
+                        "(list_samples(..., need_images=False))")
+    frames: dict[str, tuple[Path, str]] = {}
+    for gt in gt_labels:
+        stem, path, fmt = (gt.stem, gt.label, gt.label_format) if isinstance(gt, Sample) else _named(Path(gt))
+        if stem in frames:
             raise DataError(
-                f"{gt} is not named <city>_<seq>_<frame>_gtFine_labelIds.png "
-                "(or _labelTrainIds.png)"
+                f"frame {stem} is given twice: {frames[stem][0]} and {path}; pass one label file per frame"
             )
-        if m.group(1) in frames:
-            raise DataError(
-                f"frame {m.group(1)} is given twice: {frames[m.group(1)]} and {gt}; "
-                "pass one label file per frame"
-            )
-        frames[m.group(1)] = gt
+        frames[stem] = (path, fmt)
     return frames
 
 
-def _predictions_by_frame(pred_dir: Path) -> dict[str, list[Path]]:
+def _named(path: Path) -> tuple[str, Path, str]:
+    """(stem, path, format) of a bare label file named as a built-in layout names them."""
+    end = next((e for e in LABEL_ENDINGS if path.name.endswith(e)), None)
+    if end is None:
+        raise DataError(
+            f"{path} is not named <stem>_gtFine_labelIds.png (or _labelTrainIds.png, _gtCoarse_*, _gt_*); "
+            "pass the samples of list_samples(roots, split, need_images=False), which know each file's stem"
+        )
+    return path.name[: -len(end)], path, label_format_of(path)
+
+
+def _predictions_by_frame(pred_dir: Path, stems: set[str]) -> dict[str, list[Path]]:
     if not pred_dir.is_dir():
         raise DataError(f"prediction folder {pred_dir} does not exist")
     preds: dict[str, list[Path]] = {}
     for path in sorted(pred_dir.rglob("*.png")):
-        m = _PRED_NAME.fullmatch(path.name)
         # Files not named after a frame keep their own name as key: reported as strays.
-        preds.setdefault(m.group(1) if m else path.name, []).append(path)
+        preds.setdefault(_frame_of(path.name, stems) or path.name, []).append(path)
     return preds
+
+
+def _frame_of(name: str, stems: set[str]) -> str | None:
+    """The longest stem `name` is `<stem>.png` or `<stem>[_.]<anything>.png` of, or None."""
+    base = name[: -len(".png")]
+    cuts = [len(base), *reversed([m.start() for m in _CUT.finditer(base)])]
+    return next((base[:i] for i in cuts if base[:i] in stems), None)
 
 
 def _few(names: Sequence[str]) -> str:
@@ -108,7 +124,7 @@ def _few(names: Sequence[str]) -> str:
 
 def score_predictions(
     pred_dir: Path,
-    gt_labels: Sequence[Path],
+    gt_labels: Sequence[Sample | Path],
     pred_format: str = "labelIds",
     split: str = "val",
     inference: str = "unknown",
@@ -117,8 +133,8 @@ def score_predictions(
 
     Args:
         pred_dir: folder of single-channel prediction PNGs, at the label files' resolution.
-        gt_labels: ground-truth label files (labelIds or labelTrainIds, told apart by name),
-            read and checked by `read_label`.
+        gt_labels: the split's samples (`list_samples(..., need_images=False)`, any layout) or bare
+            label files named as a built-in layout names them; read and checked by `read_label`.
         pred_format: "labelIds" (the submission format) or "trainIds" (0..18, 255 = void).
         split: recorded in the protocol.
         inference: how the predictions were made ("whole", "slide", ...), recorded in the protocol.
@@ -128,10 +144,10 @@ def score_predictions(
     """
     if pred_format not in SCORE_FORMATS:
         raise ConfigError(f"pred_format must be one of {SCORE_FORMATS}, got {pred_format!r}")
-    pairs = match_predictions(pred_dir, gt_labels)
+    pairs = _match(Path(pred_dir), _frames_of_gt(gt_labels))
     cm = ConfusionMatrix()
-    for pred_path, gt_path in pairs:
-        gt = read_label(gt_path, label_format_of(gt_path))  # (H, W) trainIds
+    for pred_path, (gt_path, gt_format) in pairs:
+        gt = read_label(gt_path, gt_format)  # (H, W) trainIds
         pred = read_prediction(pred_path, pred_format)
         if pred.shape != gt.shape:
             raise DataError(

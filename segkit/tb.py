@@ -45,21 +45,23 @@ class TensorBoardLog:
         num_vis: how many validation images to show.
         log_every: write train/loss and train/lr every N steps.
         purge_step: on resume, events after this step (from the interrupted session) are dropped.
+        val_split: the split the validation images come from.
     """
 
     def __init__(self, run_dir: Path, roots: DataRoots, image_size: tuple[int, int], num_vis: int,
-                 log_every: int, purge_step: int | None = None) -> None:
+                 log_every: int, purge_step: int | None = None, val_split: str = "val") -> None:
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
         self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
         self.roots, self.image_size, self.num_vis, self.log_every = roots, image_size, num_vis, log_every
+        self.val_split = val_split
         self._vis: list[dict[str, Any]] | None = None
 
     @classmethod
     def for_run(cls, cfg: TrainConfig, roots: DataRoots, state: TrainState) -> TensorBoardLog:
         """The log of a (possibly resumed) training run: a resumed run drops the events it redoes."""
         return cls(Path(cfg.run_dir), roots, cfg.image_size, cfg.num_vis, cfg.log_every,
-                   purge_step=state.global_step if cfg.resume else None)
+                   purge_step=state.global_step if cfg.resume else None, val_split=cfg.val_split)
 
     def on_step(self, global_step: int) -> Callable[[int, float, float], None]:
         """A `train_one_epoch` on_step callback for an epoch that starts at `global_step`."""
@@ -109,7 +111,7 @@ class TensorBoardLog:
         mean, std = model.normalization
         if self._vis is None:
             transform = eval_transform(self.image_size, mean, std)
-            ds = CityscapesDataset(list_samples(self.roots, "val")[: self.num_vis], transform)
+            ds = CityscapesDataset(list_samples(self.roots, self.val_split)[: self.num_vis], transform)
             self._vis = [ds[i] for i in range(len(ds))]
         device = next(model.parameters()).device
         grids = []

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from segkit.data.discover import LABEL_SUFFIXES, Sample
+from segkit.data.discover import Sample
+from segkit.data.layouts import LABEL_FORMATS
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES
 
@@ -20,8 +21,6 @@ from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSE
 # deadlock after fork; parallelism comes from the workers instead.
 cv2.setNumThreads(0)
 cv2.ocl.setUseOpenCL(False)
-
-LABEL_FORMATS = tuple(LABEL_SUFFIXES)  # "labelTrainIds", "labelIds": discovery names them
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -46,9 +45,10 @@ def read_label(path: Path, label_format: str) -> np.ndarray:
     so a bad label file gets the same message everywhere.
 
     Args:
-        path: A `*_gtFine_labelIds.png` or `*_gtFine_labelTrainIds.png` file.
+        path: A label file, e.g. `*_gtFine_labelIds.png`, `*_gtFine_labelTrainIds.png`, KITTI's
+            `semantic/*.png`.
         label_format: "labelIds" or "labelTrainIds" (`Sample.label_format`, or
-            `discover.label_format_of(path)` for a bare path).
+            `layouts.label_format_of(path)` for a bare path).
 
     Returns:
         (H, W) uint8 trainIds in 0..18, 255 = ignore.
@@ -79,11 +79,18 @@ def _unreadable(path: Path, kind: str) -> str:
 
 def _as_single_channel_uint8(label: np.ndarray, path: Path) -> np.ndarray:
     """Reject colour masks; accept 16-bit label files whose values fit in uint8."""
-    if label.ndim == 3:
+    if label.ndim == 3 and _is_cityscapes(path):
         raise DataError(
             f"label file {path} has {label.shape[2]} channels: it looks like a colour mask "
             "(*_gtFine_color.png); segkit needs *_gtFine_labelIds.png (one channel, values 0..33). "
             "Fix: use the labelIds files from gtFine_trainvaltest.zip."
+        )
+    if label.ndim == 3:
+        raise DataError(
+            f"label file {path} has {label.shape[2]} channels: it looks like a colour mask or a photo; segkit "
+            "needs single-channel label ids (labelIds 0..33, or trainIds 0..18 and 255). Fix: point the labels "
+            "at the id files (KITTI: semantic/, not semantic_rgb/; ACDC: *_gt_labelIds.png, not "
+            "*_gt_labelColor.png; --label-glob: the id masks, not the images)."
         )
     if label.dtype != np.uint8:
         if label.max() > 255:
@@ -96,6 +103,20 @@ def _as_single_channel_uint8(label: np.ndarray, path: Path) -> np.ndarray:
     return label
 
 
+def _is_cityscapes(path: Path) -> bool:
+    return "_gtFine_" in Path(path).name
+
+
+def _read_as(path: Path, label_format: str) -> str:
+    """How to have `path` read as `label_format`: its name says the format, else the flag does."""
+    name, other = Path(path).name, "labelIds" if label_format == "labelTrainIds" else "labelTrainIds"
+    if _is_cityscapes(path):
+        return f"rename it *_gtFine_{label_format}.png"
+    if other in name:
+        return f"rename it {name.replace(other, label_format)}"
+    return f"pass --label-format {label_format}"
+
+
 def _check_label_ids(label: np.ndarray, path: Path) -> None:
     if int(label.max()) <= MAX_LABEL_ID:
         return
@@ -106,7 +127,7 @@ def _check_label_ids(label: np.ndarray, path: Path) -> None:
     )
     shown = ", ".join(str(v) for v in sorted(bad, reverse=True)[:8])
     if set(bad.tolist()) == {IGNORE_INDEX} and int(np.max(label[label != IGNORE_INDEX], initial=0)) < NUM_CLASSES:
-        fix = "it looks like a trainId file (0..18 and 255); rename it *_gtFine_labelTrainIds.png or regenerate labelIds."
+        fix = f"it looks like a trainId file (0..18 and 255); {_read_as(path, 'labelTrainIds')} or regenerate labelIds."
     else:
         fix = ("it is neither labelIds nor trainIds; regenerate the label files with cityscapesScripts "
                "(json2labelImg) or check which files were copied into gtFine/.")
@@ -122,8 +143,8 @@ def _check_train_ids(label: np.ndarray, path: Path) -> None:
         shown = ", ".join(str(v) for v in bad[:8])
         raise DataError(
             f"trainId file {path} holds values {shown}: expected 0..{NUM_CLASSES - 1} and "
-            f"{IGNORE_INDEX} (ignore). It may be a labelIds file; fix: rename it "
-            "*_gtFine_labelIds.png, or regenerate it with csCreateTrainIdLabelImgs."
+            f"{IGNORE_INDEX} (ignore). It may be a labelIds file; fix: {_read_as(path, 'labelIds')}, or "
+            "regenerate it with csCreateTrainIdLabelImgs."
         )
 
 

@@ -1,39 +1,48 @@
-"""Find the Cityscapes data on disk and list (image, label) pairs.
+"""Find the data on disk and list (image, label) pairs, in any layout of `segkit.data.layouts`.
 
 Resolution order: an explicit `data_root`, then `$CITYSCAPES_DATASET`, then Kaggle inputs
 (`/kaggle/input/<slug>/...` and `/kaggle/input/datasets/<owner>/<slug>/...`; images and labels
 may come from two different Kaggle datasets), then `./data/cityscapes`, else the synthetic set.
+
+Below each candidate a bounded search looks for the folders each layout starts with (Cityscapes'
+leftImg8bit/ with gtFine/ or gtCoarse*/, KITTI's <split>/image_2/ with <split>/semantic/, ACDC's
+and Dark Zurich's rgb_anon/ with gt/). With no layout named, exactly one layout must be found
+there; two are refused with the flag that picks one. Glob layouts are read below the given root.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import warnings
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any, NamedTuple
 
+from segkit.data.layouts import (
+    AUTO,
+    CITYSCAPES,
+    Layout,
+    anchor,
+    fill_split,
+    group_of,
+    label_format_of,
+    prefix_depth,
+    split_dirs,
+    split_names,
+    stem_of,
+    with_format,
+)
 from segkit.errors import DataError
 from segkit.kaggle_env import kaggle_input_root
 
 logger = logging.getLogger("segkit")
 
 DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
-IMAGE_DIR = "leftImg8bit"
-LABEL_DIR = "gtFine"
-IMAGE_SUFFIX = "_leftImg8bit.png"
-LABEL_SUFFIXES = {  # preferred first: trainIds need no lookup table and are what training uses
-    "labelTrainIds": "_gtFine_labelTrainIds.png",
-    "labelIds": "_gtFine_labelIds.png",
-}
-EXPECTED_LAYOUT = (
-    "expected layout (as in the official leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip):\n"
-    "  <root>/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"
-    "  <root>/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png"
-    " (or _gtFine_labelTrainIds.png)\n"
-    "  (leftImg8bit/ and gtFine/ may sit under two different roots, e.g. two Kaggle datasets)"
-)
+EXPECTED_LAYOUT = CITYSCAPES.expected
 # Bounds on the directory search: a Kaggle mount can hold millions of files, so only
 # directories are followed, never deeper than this, and never more than _MAX_DIRS of them.
 _SEARCH_DEPTH = 5
@@ -43,48 +52,64 @@ _SHOW = 5  # how many offending files an error message names
 
 @dataclass(frozen=True)
 class DataRoots:
-    """Where the data lives; the two roots may differ (two Kaggle datasets)."""
+    """Where the data lives and how it is laid out; the two roots may differ (two Kaggle datasets)."""
 
-    image_root: Path  # the directory that contains leftImg8bit/
-    label_root: Path  # the directory that contains gtFine/
+    image_root: Path  # the directory the layout's image pattern starts from (Cityscapes: holds leftImg8bit/)
+    label_root: Path  # the directory the layout's label patterns start from (Cityscapes: holds gtFine/)
     synthetic: bool = False  # True when this is the generated stand-in, not Cityscapes
+    layout: Layout = CITYSCAPES  # where images and label files sit below the roots
 
     def describe(self) -> str:
         """One line for logs and notebooks."""
-        kind = "SYNTHETIC data (not Cityscapes)" if self.synthetic else "Cityscapes"
-        images = self.image_root / IMAGE_DIR
-        shown = images if images.is_dir() else "none (labels only)"
-        return f"{kind}: images {shown}, labels {self.label_root / LABEL_DIR}"
+        kind = "SYNTHETIC data (not Cityscapes)" if self.synthetic else self.layout.title
+        images = self.image_root / self.layout.images if self.has_images() else "none (labels only)"
+        labels = " or ".join(str(self.label_root / p) for p in self.layout.labels)
+        return f"{kind}: images {images}, labels {labels}"
+
+    def has_images(self) -> bool:
+        """Whether any split has an image folder."""
+        return bool(split_names(self.image_root, self.layout.images))
+
+    def record(self) -> dict[str, Any]:
+        """What a run keeps (config.json, checkpoints) to find the same data again (`from_record`)."""
+        return {"image_root": str(self.image_root.absolute()), "label_root": str(self.label_root.absolute()),
+                "synthetic": self.synthetic, "layout": asdict(self.layout)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DataRoots:
+        """The roots `record` wrote (a record without a layout is Cityscapes)."""
+        fields = record.get("layout") or asdict(CITYSCAPES)
+        layout = Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        return cls(Path(record["image_root"]), Path(record["label_root"]), bool(record.get("synthetic")), layout)
+
+    def flags(self) -> str:
+        """Command-line flags that find this data again."""
+        layout = self.layout
+        flags = f"--data-root {self.image_root}"
+        if layout.name == "glob":
+            flags += f" --image-glob '{layout.images}' --label-glob '{layout.labels[0]}'"
+        elif layout.name != CITYSCAPES.name:
+            flags += f" --layout {layout.name}"
+        return flags + (f" --label-format {layout.formats[0]}" if len(layout.formats) == 1 else "")
 
 
 @dataclass(frozen=True)
 class Sample:
     """One image and its label file."""
 
-    image: Path | None  # None when only gtFine is available (scoring predictions)
+    image: Path | None  # None when only labels are available (scoring predictions)
     label: Path
-    city: str
-    stem: str  # "<city>_<seq>_<frame>"
+    city: str  # the frame's group: its city (Cityscapes), condition/sequence (ACDC), "" (KITTI)
+    stem: str  # the frame's name without the layout's ending, unique in its split ("<city>_<seq>_<frame>", "000000_10")
     label_format: str  # "labelIds" | "labelTrainIds"
+    split: str = ""  # the split it was listed from
+    roots: DataRoots | None = None  # the data set it belongs to
 
 
-def label_format_of(path: str | Path) -> str:
-    """The label format a file's name announces (the key of LABEL_SUFFIXES its name ends with).
-
-    Args:
-        path: A `*_gtFine_labelIds.png` or `*_gtFine_labelTrainIds.png` file.
-
-    Returns:
-        "labelIds" or "labelTrainIds", as in `Sample.label_format` (for `read_label`).
-    """
-    name = Path(path).name
-    for label_format, suffix in LABEL_SUFFIXES.items():
-        if name.endswith(suffix):
-            return label_format
-    raise DataError(
-        f"{path} is not named like a Cityscapes label file: expected <city>_<seq>_<frame>"
-        f"{' or '.join(LABEL_SUFFIXES.values())}. Fix: pass the label files from gtFine/."
-    )
+class _File(NamedTuple):
+    path: Path
+    label_format: str
+    group: str
 
 
 def candidate_roots(data_root: str | Path | None) -> list[Path]:
@@ -105,30 +130,34 @@ def candidate_roots(data_root: str | Path | None) -> list[Path]:
 
 
 def find_data_roots(
-    data_root: str | Path | None = None, need_images: bool = True
+    data_root: str | Path | None = None, need_images: bool = True, layouts: tuple[Layout, ...] = AUTO
 ) -> DataRoots | None:
-    """Find leftImg8bit/ and gtFine/ (a bounded search a few levels below each candidate).
+    """Find a layout's image and label folders (a bounded search a few levels below each candidate).
 
     Args:
         data_root: An explicit root; if nothing usable is found there a DataError is raised.
-        need_images: If False, gtFine/ alone is enough (scoring saved predictions).
+        need_images: If False, label folders alone are enough (scoring saved predictions).
+        layouts: The layouts to look for (`layouts.layouts_for`); AUTO = every built-in one.
 
     Returns:
         The roots, or None when nothing was found in auto mode (`data_root` None).
         `$CITYSCAPES_DATASET`, when set, is explicit too: an unusable one raises.
     """
     explicit_env = data_root is None and bool(os.environ.get("CITYSCAPES_DATASET"))
-    for i, root in enumerate(candidate_roots(data_root)):
-        found = _roots_under(root, need_images)
+    candidates = candidate_roots(data_root)
+    for i, root in enumerate(candidates):
+        found = _roots_under(root, need_images, layouts)
         if found is not None:
             # A set segkit generated stays labelled synthetic however it was reached.
             if (found.image_root / "synthetic.json").is_file():
-                found = DataRoots(found.image_root, found.label_root, synthetic=True)
+                found = DataRoots(found.image_root, found.label_root, True, found.layout)
             logger.info("data: %s", found.describe())
             return found
         if data_root is not None or (explicit_env and i == 0):
             source = "data_root" if data_root is not None else "$CITYSCAPES_DATASET"
-            raise DataError(_not_found_message([root], need_images, source))
+            raise DataError(_not_found_message([root], need_images, source, layouts))
+    if layouts != AUTO:  # a layout was named: never fall back to other data
+        raise DataError(_not_found_message(candidates, need_images, "search", layouts))
     return None
 
 
@@ -139,6 +168,7 @@ def resolve_data_roots(
     num_train: int = 60,
     num_val: int = 20,
     seed: int = 0,
+    layouts: tuple[Layout, ...] = AUTO,
 ) -> DataRoots:
     """Find the data; in auto mode fall back to a generated synthetic set, loudly.
 
@@ -149,11 +179,12 @@ def resolve_data_roots(
         num_train: Synthetic train images.
         num_val: Synthetic val images.
         seed: Seed of the synthetic generator.
+        layouts: The layouts to look for; a named one never falls back to synthetic.
 
     Returns:
         The roots; `synthetic` is True for the fallback.
     """
-    found = find_data_roots(data_root)
+    found = find_data_roots(data_root, layouts=layouts)
     if found is not None:
         return found
     from segkit.data.synthetic import generate_synthetic  # lazy: only the fallback needs it
@@ -182,12 +213,10 @@ def resolve_data_roots(
 
 
 def list_splits(roots: DataRoots) -> list[str]:
-    """Splits present under gtFine/ (and under leftImg8bit/ too, when images exist), sorted."""
-    splits = set(_subdirs(roots.label_root / LABEL_DIR))
-    images = roots.image_root / IMAGE_DIR
-    if images.is_dir():
-        splits &= set(_subdirs(images))
-    return sorted(splits)
+    """Splits with label files (and with images too, when there are images), sorted."""
+    splits = set().union(*(split_names(roots.label_root, p) for p in roots.layout.labels))
+    images = split_names(roots.image_root, roots.layout.images)
+    return sorted(splits & images if images else splits)
 
 
 def list_samples(roots: DataRoots, split: str, need_images: bool = True) -> list[Sample]:
@@ -195,54 +224,97 @@ def list_samples(roots: DataRoots, split: str, need_images: bool = True) -> list
 
     Args:
         roots: From `find_data_roots` / `resolve_data_roots`.
-        split: "train", "val", ...
+        split: "train", "val", "training", ... (a folder name the layout's `{split}` matches).
         need_images: If False, list labels only (`Sample.image` is None).
 
     Returns:
-        Samples sorted by (city, stem). `*_gtFine_labelTrainIds.png` is preferred over
-        `*_gtFine_labelIds.png` when both exist.
+        Samples sorted by (city, stem). Where `{format}` offers both, `labelTrainIds` files are
+        preferred over `labelIds` files.
     """
-    label_dir = _split_dir(roots, split, LABEL_DIR, roots.label_root)
-    labels = _collect_labels(label_dir)
+    pattern = _label_pattern(roots, split)
+    labels = _collect(roots.label_root, pattern, split, roots.layout, labels=True)
     if not need_images:
         if not labels:
-            raise DataError(_no_files_message(label_dir, "*_gtFine_labelIds.png"))
-        return [Sample(None, *_label_fields(labels, key)) for key in sorted(labels)]
-    image_dir = _split_dir(roots, split, IMAGE_DIR, roots.image_root)
-    images = _collect_images(image_dir)
+            raise DataError(_no_files_message(roots.label_root, pattern, split, roots.layout))
+        return _samples({stem: None for stem in labels}, labels, split, roots)
+    image_pattern = roots.layout.images
+    if not split_dirs(roots.image_root, image_pattern, split):
+        raise DataError(_missing_split_message(roots, roots.image_root, image_pattern, split))
+    images = _collect(roots.image_root, image_pattern, split, roots.layout, labels=False)
     if not images:
-        raise DataError(_no_files_message(image_dir, f"*{IMAGE_SUFFIX}"))
-    _check_pairing(images, labels, image_dir, label_dir)
-    return [Sample(images[key], *_label_fields(labels, key)) for key in sorted(images)]
+        raise DataError(_no_files_message(roots.image_root, image_pattern, split, roots.layout))
+    _check_pairing(images, labels, roots, pattern, split)
+    return _samples(images, labels, split, roots)
+
+
+def _samples(images: dict[str, _File | None], labels: dict[str, _File], split: str, roots: DataRoots) -> list[Sample]:
+    """Samples sorted by (group, stem); the group comes from the image when there is one."""
+    out = []
+    for stem, image in images.items():
+        label = labels[stem]
+        group = image.group if image is not None else label.group
+        out.append(Sample(image and image.path, label.path, group, stem, label.label_format, split, roots))
+    return sorted(out, key=lambda s: (s.city, s.stem))
 
 
 # --- search -------------------------------------------------------------------------------
 
 
-def _roots_under(root: Path, need_images: bool) -> DataRoots | None:
-    """DataRoots for the first usable leftImg8bit/ + gtFine/ found below `root`, or None."""
-    if root.name in (IMAGE_DIR, LABEL_DIR):  # pointed at leftImg8bit/ itself: use its parent
-        root = root.parent
+def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> DataRoots | None:
+    """The one layout found below `root` (a DataError when several are), or None."""
+    if layouts[0].name == "glob":
+        return _glob_roots(root, need_images, layouts[0])
+    if any(fnmatchcase(root.name, name) for name, depth in _anchors(layouts) if depth == 0):
+        root = root.parent  # pointed at leftImg8bit/ (or gtFine/, rgb_anon/ ...) itself: use its parent
     if not root.is_dir():
         return None
-    found = _find_named_dirs(root, {IMAGE_DIR, LABEL_DIR})
-    image_dirs, label_dirs = found[IMAGE_DIR], found[LABEL_DIR]
-    if not label_dirs or (need_images and not image_dirs):
+    dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)})
+    found = [r for r in (_layout_roots(lay, dirs, need_images) for lay in layouts) if r is not None]
+    if len(found) > 1:
+        raise DataError(_ambiguous_message(root, found))
+    return found[0] if found else None
+
+
+def _anchors(layouts: tuple[Layout, ...]) -> set[tuple[str, int]]:
+    """(folder name pattern, depth below the root) of every layout's image and label patterns."""
+    return {anchor(p) for lay in layouts for p in (lay.images, *lay.labels)}
+
+
+def _layout_roots(layout: Layout, dirs: dict[str, list[Path]], need_images: bool) -> DataRoots | None:
+    """The roots of `layout` among the folders found, or None."""
+    images = _pattern_roots(layout.images, dirs, layout.markers)
+    labels = next((r for r in (_pattern_roots(p, dirs, layout.markers) for p in layout.labels) if r), [])
+    if not labels or (need_images and not images):
         return None
-    if not image_dirs:
-        return DataRoots(label_dirs[0].parent, label_dirs[0].parent)
-    # Prefer a gtFine/ next to the images (one dataset); else the first one (two datasets).
-    for image_dir in image_dirs:
-        for label_dir in label_dirs:
-            if label_dir.parent == image_dir.parent:
-                return DataRoots(image_dir.parent, label_dir.parent)
-    if len(image_dirs) > 1 or len(label_dirs) > 1:
-        logger.info("several data directories found; using %s and %s", image_dirs[0], label_dirs[0])
-    return DataRoots(image_dirs[0].parent, label_dirs[0].parent)
+    if not images:
+        return DataRoots(labels[0], labels[0], layout=layout)
+    # Prefer labels next to the images (one dataset); else the first ones (two datasets).
+    same = [r for r in images if r in labels]
+    if same:
+        return DataRoots(same[0], same[0], layout=layout)
+    if len(images) > 1 or len(labels) > 1:
+        logger.info("several data directories found; using %s and %s", images[0], labels[0])
+    return DataRoots(images[0], labels[0], layout=layout)
+
+
+def _pattern_roots(pattern: str, dirs: dict[str, list[Path]], markers: tuple[str, ...]) -> list[Path]:
+    """Roots from which `pattern` starts, among the folders found (with a marker inside, if any)."""
+    name, depth = anchor(pattern)
+    found = [d for d in dirs.get(name, []) if not markers or any((d / m).is_dir() for m in markers)]
+    return sorted({d.parents[depth] for d in found})
+
+
+def _glob_roots(root: Path, need_images: bool, layout: Layout) -> DataRoots | None:
+    """`root` itself when the glob patterns have split folders below it, else None."""
+    labels = any(split_names(root, p) for p in layout.labels)
+    if not labels or (need_images and not split_names(root, layout.images)):
+        return None
+    return DataRoots(root, root, layout=layout)
 
 
 def _find_named_dirs(root: Path, names: set[str]) -> dict[str, list[Path]]:
-    """Breadth-first search for directories with the given names, bounded in depth and count.
+    """Breadth-first search for directories whose names match `names` (fnmatch patterns), bounded
+    in depth and count.
 
     A found directory is not searched further, unless it only wraps a directory of the same
     name (`leftImg8bit/leftImg8bit/train`, a common result of unzipping on Kaggle).
@@ -252,8 +324,10 @@ def _find_named_dirs(root: Path, names: set[str]) -> dict[str, list[Path]]:
     while queue and visited < _MAX_DIRS:
         path, depth = queue.popleft()
         visited += 1
-        if path.name in names and not (path / path.name).is_dir():
-            found[path.name].append(path)
+        matched = [name for name in names if fnmatchcase(path.name, name)]
+        if matched and not (path / path.name).is_dir():
+            for name in matched:
+                found[name].append(path)
             continue
         if depth < _SEARCH_DEPTH:
             queue.extend((path / name, depth + 1) for name in _subdirs(path))
@@ -271,111 +345,181 @@ def _subdirs(path: Path) -> list[str]:
         return []
 
 
-def _not_found_message(searched: list[Path], need_images: bool, source: str) -> str:
-    wanted = "leftImg8bit/ and gtFine/" if need_images else "gtFine/"
+def _not_found_message(searched: list[Path], need_images: bool, source: str, layouts: tuple[Layout, ...]) -> str:
     where = "\n".join(f"  {p}{'' if p.is_dir() else ' (does not exist)'}" for p in searched)
+    if layouts == AUTO:
+        return _auto_not_found(where, need_images, source)
+    if layouts[0].name == "glob":
+        return _glob_not_found(searched[0], layouts[0], source)
+    layout = layouts[0]
+    folders = [layout.images, layout.labels[0]] if need_images else [layout.labels[0]]
     return (
-        f"no usable Cityscapes data under the {source} given: expected {wanted} within "
-        f"{_SEARCH_DEPTH} levels, searched:\n{where}\n{EXPECTED_LAYOUT}\n"
-        f"Fix: point {source} at the directory that contains leftImg8bit/ and gtFine/ "
-        f"(download both zips from https://www.cityscapes-dataset.com/downloads/)."
+        f"no {layout.title} data under the {source} given: expected "
+        f"{' and '.join(anchor(p)[0] + '/' for p in folders)} within {_SEARCH_DEPTH} levels, searched:\n"
+        f"{where}\n{layout.tree()}\nFix: point {source} at the directory those folders are in"
+        + (f" (as extracted from {layout.shipped})." if layout.shipped else ".")
     )
+
+
+def _auto_not_found(where: str, need_images: bool, source: str) -> str:
+    wanted = "leftImg8bit/ and gtFine/" if need_images else "gtFine/"
+    others = "\n".join(f"  {lay.title} (--layout {lay.name}):\n{_indent(lay.tree())}" for lay in AUTO[1:])
+    return (
+        f"no usable data under the {source} given: expected {wanted} (Cityscapes) or another layout "
+        f"segkit knows within {_SEARCH_DEPTH} levels, searched:\n{where}\n{EXPECTED_LAYOUT}\n"
+        f"Other layouts found without flags:\n{others}\n"
+        f"Fix: point {source} at the directory that contains leftImg8bit/ and gtFine/ "
+        "(download both zips from https://www.cityscapes-dataset.com/downloads/), or at one of the "
+        "layouts above; describe any other with --image-glob and --label-glob."
+    )
+
+
+def _glob_not_found(root: Path, layout: Layout, source: str) -> str:
+    """Which pattern has no split folder below the root (glob layouts are not searched for)."""
+    found = [f"  {name} {p!r}: splits {sorted(split_names(root, p)) or 'none'} (folders "
+             f"{_split_path(root, layout, p, '<split>')})" for name, p in (("image_glob", layout.images),
+                                                                         ("label_glob", layout.labels[0]))]
+    return (
+        f"no data for the glob patterns below the {source} given ({root}"
+        f"{'' if root.is_dir() else ', which does not exist'}):\n" + "\n".join(found)
+        + f"\nFix: write both patterns relative to {source}, with {{split}} where the split's folder is."
+    )
+
+
+def _ambiguous_message(root: Path, found: list[DataRoots]) -> str:
+    listed = "\n".join(f"  --layout {r.layout.name}: {r.describe()}" for r in found)
+    return (
+        f"several data layouts found below {root}:\n{listed}\n"
+        "Fix: name the one to use with --layout (layout= in notebooks), or point --data-root at its folder."
+    )
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 # --- pairing ------------------------------------------------------------------------------
 
 
-def _split_dir(roots: DataRoots, split: str, kind: str, base: Path) -> Path:
-    """`base/kind/split`, or a DataError listing the splits that do exist."""
-    path = base / kind / split
-    if not path.is_dir():
-        existing = _subdirs(base / kind)
-        raise DataError(
-            f"split {split!r} not found: expected the directory {path}; found splits "
-            f"{existing or 'none'} in {base / kind}. "
-            f"Fix: use one of {existing or list_splits(roots)} "
-            f"or add the missing split.\n{EXPECTED_LAYOUT}"
-        )
-    return path
+def _label_pattern(roots: DataRoots, split: str) -> str:
+    """The first label pattern with a folder for `split` (gtFine, else gtCoarse), or a DataError."""
+    for i, pattern in enumerate(roots.layout.labels):
+        if split_dirs(roots.label_root, pattern, split):
+            if i:
+                logger.info("split %s has no %s folder: using %s", split, roots.layout.labels[0].split("/")[0], pattern)
+            return pattern
+    raise DataError(_missing_split_message(roots, roots.label_root, roots.layout.labels[0], split))
 
 
-def _collect_images(image_dir: Path) -> dict[tuple[str, str], Path]:
-    """{(city, stem): path} of every `<city>/*_leftImg8bit.png` below `image_dir`."""
-    images = {}
-    for path in image_dir.glob(f"*/*{IMAGE_SUFFIX}"):
-        images[(path.parent.name, path.name[: -len(IMAGE_SUFFIX)])] = path
-    return images
+def _missing_split_message(roots: DataRoots, base: Path, pattern: str, split: str) -> str:
+    """Split not found: the folder expected, the splits that exist and the fix."""
+    existing = sorted(split_names(base, pattern))
+    return (
+        f"split {split!r} not found: expected the directory {_split_path(base, roots.layout, pattern, split)}; "
+        f"found splits {existing or 'none'} in {base}. Fix: use one of {existing or list_splits(roots)} "
+        f"(--split; for training --train-split / --val-split) or add the missing split.\n{roots.layout.tree()}"
+    )
 
 
-def _collect_labels(label_dir: Path) -> dict[tuple[str, str], tuple[Path, str]]:
-    """{(city, stem): (path, label_format)}; trainId files win over labelId files."""
-    labels: dict[tuple[str, str], tuple[Path, str]] = {}
-    for fmt, suffix in reversed(LABEL_SUFFIXES.items()):  # later formats overwrite: preferred last
-        for path in label_dir.glob(f"*/*{suffix}"):
-            labels[(path.parent.name, path.name[: -len(suffix)])] = (path, fmt)
-    return labels
+def _split_path(base: Path, layout: Layout, pattern: str, split: str) -> str:
+    """Where a split's folders are, e.g. /data/gtFine/test or /data/rgb_anon/<condition>/test."""
+    shown = layout.show(fill_split(pattern, split)).split("/")
+    return str(base.joinpath(*shown[: prefix_depth(pattern)]))
 
 
-def _label_fields(
-    labels: dict[tuple[str, str], tuple[Path, str]], key: tuple[str, str]
-) -> tuple[Path, str, str, str]:
-    """The (label, city, stem, label_format) fields of a Sample."""
-    path, fmt = labels[key]
-    return path, key[0], key[1], fmt
+def _collect(root: Path, pattern: str, split: str, layout: Layout, labels: bool) -> dict[str, _File]:
+    """{stem: file} of a split; a stem found twice is an error (it names predictions and pairs)."""
+    files: dict[str, _File] = {}
+    patterns = with_format(pattern, layout.formats, layout.label_format) if labels else [("", pattern)]
+    for fmt, filled in patterns:
+        seen: dict[str, Path] = {}
+        for path in sorted(root.glob(fill_split(filled, split))):
+            if not path.is_file():
+                continue
+            stem = stem_of(path, filled)
+            if stem in seen:
+                raise DataError(_twice_message(stem, seen[stem], path, split))
+            seen[stem] = path
+            group = group_of(path.relative_to(root), filled)
+            files[stem] = _File(path, fmt or (labels and label_format_of(path)) or "", group)  # preferred formats come last
+    return files
 
 
-def _check_pairing(
-    images: dict[tuple[str, str], Path],
-    labels: dict[tuple[str, str], tuple[Path, str]],
-    image_dir: Path,
-    label_dir: Path,
-) -> None:
+def _twice_message(stem: str, first: Path, second: Path, split: str) -> str:
+    return (
+        f"frame {stem!r} is in split {split!r} twice: {first} and {second}. A frame's name (the stem, what "
+        "the pattern's * matches) pairs an image with its label file and names its prediction, so it "
+        "must be unique in a split. Fix: rename one, or narrow the pattern."
+    )
+
+
+def _check_pairing(images: dict[str, _File], labels: dict[str, _File], roots: DataRoots, pattern: str,
+                   split: str) -> None:
     """Raise a DataError naming the images without labels, or the labels without images."""
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled:
-        shown = "\n".join(f"  {images[k]}" for k in unlabelled[:_SHOW])
+        shown = "\n".join(f"  {images[k].path}" for k in unlabelled[:_SHOW])
         raise DataError(
             f"{len(unlabelled)} of {len(images)} images have no label file: expected "
-            f"<stem>_gtFine_labelIds.png (or _labelTrainIds.png) in {label_dir}/<city>/, e.g. for\n"
-            f"{shown}\n{_label_fix(label_dir, unlabelled[0])}"
+            f"{_expected_names(roots.layout, pattern)} in {_where(roots.label_root, roots.layout, pattern, split)}, "
+            f"e.g. for\n{shown}\n{_label_fix(roots, pattern, split, unlabelled[0])}"
         )
     orphans = sorted(set(labels) - set(images))
     if orphans:
-        shown = "\n".join(f"  {labels[k][0]}" for k in orphans[:_SHOW])
+        shown = "\n".join(f"  {labels[k].path}" for k in orphans[:_SHOW])
+        image_pattern = roots.layout.images
         raise DataError(
-            f"{len(orphans)} label files have no image: expected <stem>{IMAGE_SUFFIX} in "
-            f"{image_dir}/<city>/ for\n{shown}\nFix: download the matching leftImg8bit split, "
-            "or remove the extra label files."
+            f"{len(orphans)} label files have no image: expected {_expected_names(roots.layout, image_pattern)} in "
+            f"{_where(roots.image_root, roots.layout, image_pattern, split)} for\n{shown}\n"
+            "Fix: add the matching images of this split, or remove the extra label files."
         )
 
 
-def _label_fix(label_dir: Path, key: tuple[str, str]) -> str:
+def _expected_names(layout: Layout, pattern: str) -> str:
+    """The file names a pattern expects, e.g. <stem>_gtFine_labelTrainIds.png or <stem>_gtFine_labelIds.png."""
+    names = [f"<stem>{p.rsplit('/', 1)[-1][1:]}" for _, p in reversed(with_format(pattern, layout.formats, ""))]
+    return " or ".join(names)
+
+
+def _where(root: Path, layout: Layout, pattern: str, split: str) -> str:
+    """The folder a split's files of `pattern` go in, e.g. /data/gtFine/train/<city>/."""
+    return f"{root}/{layout.show(fill_split(pattern, split)).rsplit('/', 1)[0]}/"
+
+
+def _label_fix(roots: DataRoots, pattern: str, split: str, stem: str) -> str:
     """The fix for a missing label file, computed from what sits in its place."""
-    city, stem = key
-    if (label_dir / city / f"{stem}_gtFine_color.png").exists():
+    found = sorted(p for d in split_dirs(roots.label_root, pattern, split) for p in d.rglob(f"{glob.escape(stem)}*") if p.is_file())
+    names = ", ".join(p.name for p in found[:_SHOW])
+    if any("color" in p.name.lower() for p in found):
         return (
-            "Found *_gtFine_color.png instead: colour masks are visualisations, not labels. "
-            "Fix: use "
-            "the *_gtFine_labelIds.png files from gtFine_trainvaltest.zip."
+            f"Found {names} instead: colour masks are visualisations, not labels. "
+            f"Fix: use the label id files ({_expected_names(roots.layout, pattern)})."
         )
-    if (label_dir / city / f"{stem}_gtFine_polygons.json").exists():
+    if any(p.name.endswith("_polygons.json") for p in found):
         return (
-            "Found *_gtFine_polygons.json only. "
+            f"Found {names} only. "
             "Fix: create the label images with cityscapesscripts: "
-            f"CITYSCAPES_DATASET={label_dir.parent.parent} csCreateTrainIdLabelImgs"
+            f"CITYSCAPES_DATASET={roots.label_root} csCreateTrainIdLabelImgs"
         )
-    return "Fix: download gtFine_trainvaltest.zip for this split, or remove the unlabelled images."
+    instead = f"Found {names} instead, which the pattern {pattern} does not match. " if found else ""
+    source = f" ({roots.layout.shipped})" if roots.layout.shipped else ""
+    return f"{instead}Fix: add the label files of this split{source}, or remove the unlabelled images."
 
 
-def _no_files_message(split_dir: Path, pattern: str) -> str:
+def _no_files_message(root: Path, pattern: str, split: str, layout: Layout) -> str:
     """What was searched, what is there instead, and the expected layout."""
-    present = sorted(p.name for p in split_dir.rglob("*") if p.is_file())[:_SHOW]
+    dirs = split_dirs(root, pattern, split)
+    present = sorted(p.name for d in dirs for p in d.rglob("*") if p.is_file())[:_SHOW]
     instead = f"found instead: {', '.join(present)}" if present else "the directory holds no files"
-    if any(split_dir.glob(pattern)):  # the right files, but not in per-city folders
-        fix = f"move the files into <city>/ subfolders of {split_dir} (city = the name's prefix)."
+    tail = "/".join(layout.show(pattern).split("/")[prefix_depth(pattern) :])
+    file_part = fill_split(pattern, split).rsplit("/", 1)[-1]
+    if "/" in tail and any(any(d.glob(file_part)) for d in dirs):  # the right files, in the wrong folders
+        fix = f"move the files into {tail.rsplit('/', 1)[0]}/ subfolders of {dirs[0]}."
+    elif layout.name == "glob":
+        fix = "make --image-glob / --label-glob match these files (folders, name ending, extension)."
     else:
-        fix = "point data_root at the root of the extracted official zips."
+        fix = "point data_root at the root of the extracted data set, or describe it with --image-glob and --label-glob."
     return (
-        f"no files matching <city>/{pattern} in {split_dir} ({instead}).\n{EXPECTED_LAYOUT}\n"
-        f"Fix: {fix}"
+        f"no files matching {tail} in {_split_path(root, layout, pattern, split)} ({instead}).\n"
+        f"{layout.tree()}\nFix: {fix}"
     )

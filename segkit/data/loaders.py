@@ -87,17 +87,19 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device,
     `normalization` is the model's (mean, std): what its encoder was pretrained with.
     """
     mean, std = normalization
-    train_samples = _limit(list_samples(roots, "train"), cfg.max_train_images)
-    val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
+    train_samples = _limit(list_samples(roots, cfg.train_split), cfg.max_train_images)
+    val_samples = _limit(list_samples(roots, cfg.val_split), cfg.max_val_images)
     if len(train_samples) < cfg.batch_size * runtime.world_size():
         log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std)
+    transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop,
+                                focus_p=cfg.focus_crop)
     cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
-    train_ds = CachedDataset(cache, "train", transform, train_samples) if cache else CityscapesDataset(train_samples, transform)
+    train_ds = (CachedDataset(cache, cfg.train_split, transform, train_samples) if cache else
+                CityscapesDataset(train_samples, transform))
     label_res = cfg.eval_resolution == "label"
     val_cache = None if label_res else _find_cache(cfg, val_samples)
     val_transform = eval_transform(None if label_res or val_cache else cfg.image_size, mean, std)
-    val_ds = (CachedDataset(val_cache, "val", val_transform, val_samples) if val_cache else
+    val_ds = (CachedDataset(val_cache, cfg.val_split, val_transform, val_samples) if val_cache else
               CityscapesDataset(val_samples, val_transform, label_resolution=label_res))
     workers = runtime.default_num_workers(cfg.num_workers)
     common = {
@@ -131,7 +133,8 @@ def build_cache(cfg: TrainConfig, roots) -> None:
     if cfg.cache != "build":
         return
     if runtime.is_main():
-        splits = ("train", "val") if cfg.eval_resolution == "train" else ("train",)
+        splits = (cfg.train_split, cfg.val_split) if cfg.eval_resolution == "train" else (cfg.train_split,)
+        splits = tuple(dict.fromkeys(splits))  # KITTI may train and validate on one split
         t0 = time.monotonic()
         prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache")
         log.info("cache of %s at %dx%d ready in %.0f s", "+".join(splits), *cfg.image_size, time.monotonic() - t0)

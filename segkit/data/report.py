@@ -20,12 +20,12 @@ def describe_data(roots: DataRoots) -> str:
         return roots.describe()
     bar = "!" * 78
     return (f"{bar}\n!! SYNTHETIC DATA, NOT CITYSCAPES: numbers below say nothing about Cityscapes.\n"
-            f"!! For real data pass data_root=/path/to/cityscapes or set CITYSCAPES_DATASET.\n{bar}\n{roots.describe()}")
+            f"!! For real data pass data_root=/path/to/data (any layout: README, Data) or set CITYSCAPES_DATASET.\n{bar}\n{roots.describe()}")
 
 
 def split_city_counts(samples: dict[str, Sequence[Sample]]) -> pd.DataFrame:
     """Images per city and split (a DataFrame: rows cities, columns splits, plus totals)."""
-    table = pd.DataFrame({split: Counter(s.city for s in items) for split, items in samples.items()})
+    table = pd.DataFrame({split: Counter(s.city or "(no folder)" for s in items) for split, items in samples.items()})
     table = table.fillna(0).astype(int).sort_index()
     table.loc["total"] = table.sum()
     return table

@@ -12,6 +12,7 @@ from segkit import runtime
 from segkit.checkpoint import load_checkpoint
 from segkit.config import TrainConfig
 from segkit.data.discover import DataRoots, list_samples, resolve_data_roots
+from segkit.data.layouts import layouts_of
 from segkit.data.loaders import build_cache, build_loaders
 from segkit.engine.loop import (
     check_finite_weights,
@@ -55,9 +56,8 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
     device = runtime.setup_device(cfg.device)  # GPU check, torchrun process group, cudnn settings
     budget = Budget(cfg.time_budget)  # everything counts, data preparation included
     precision = runtime.resolve_precision(cfg.amp, device)
-    roots = resolve_data_roots(cfg.data_root or None)
-    run = Run.create(cfg, {"image_root": str(roots.image_root), "label_root": str(roots.label_root),
-                           "synthetic": roots.synthetic})
+    roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
+    run = Run.create(cfg, roots.record())  # the data found, layout included: evaluation finds it again
     board = model = train_model = None
     try:
         with StopFlag() as flag:
@@ -82,7 +82,7 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                     on_step=board.on_step(state.global_step) if board else None, channels_last=channels_last(cfg, device),
                 )
                 row = _advance(state, result, stopper.elapsed())
-                check_finite_weights(model, optim, epoch, state.global_step, cfg.image_size)
+                check_finite_weights(model, optim, epoch, state.global_step, cfg.crop)
                 reason = stopper.reason(state.global_step)
                 # A signal leaves seconds at most (Kaggle kills soon after SIGTERM): save, don't evaluate.
                 if _validation_due(cfg, result, state, reason):
@@ -155,7 +155,8 @@ def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None,
     if miou > state.best_miou:
         state.best_miou, state.best_epoch = miou, row["epoch"]
         resolution = "label" if cfg.eval_resolution == "label" else "train {}x{}".format(*cfg.image_size)
-        protocol = make_protocol(resolution=resolution, inference="whole", split="val", images=ev["images"], data=data)
+        protocol = make_protocol(resolution=resolution, inference="whole", split=cfg.val_split, images=ev["images"],
+                                 data=data)
         run.save_best(model, cm.summary(CLASS_NAMES, protocol), row["epoch"])
 
 
@@ -179,9 +180,10 @@ def final_evaluation(cfg: TrainConfig, run: Run, roots: DataRoots, device: torch
         return None
     ckpt = load_checkpoint(best, map_location=device)
     model = model_from_checkpoint(ckpt, device)
-    n_images = len(list_samples(roots, "val")[: cfg.max_val_images or None])
+    n_images = len(list_samples(roots, cfg.val_split)[: cfg.max_val_images or None])
     if seconds_left is not None:
-        probe = evaluate_split(model, roots=roots, image_size=cfg.image_size, max_images=1, precision=precision)
+        probe = evaluate_split(model, roots=roots, image_size=cfg.image_size, split=cfg.val_split, max_images=1,
+                               precision=precision)
         estimate = probe["seconds"] * n_images / runtime.world_size()
         if runtime.any_rank(estimate > seconds_left + 60, device):
             if runtime.is_main():
@@ -192,8 +194,8 @@ def final_evaluation(cfg: TrainConfig, run: Run, roots: DataRoots, device: torch
             metrics = {**ckpt["metrics"], "epoch": ckpt.get("epoch"), "checkpoint": str(best)}
             run.write_metrics(metrics)
             return metrics
-    metrics = evaluate_split(model, roots=roots, image_size=cfg.image_size, max_images=cfg.max_val_images,
-                             precision=precision)
+    metrics = evaluate_split(model, roots=roots, image_size=cfg.image_size, split=cfg.val_split,
+                             max_images=cfg.max_val_images, precision=precision)
     metrics.update(epoch=ckpt.get("epoch"), checkpoint=str(best))
     run.write_metrics(metrics)
     if runtime.is_main():
