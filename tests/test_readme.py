@@ -16,7 +16,8 @@ README = (ROOT / "README.md").read_text()
 
 def command_lines(program: str) -> list[list[str]]:
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
-    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    text = "\n".join(blocks).replace("\\\n", " ")  # a command continued with a trailing backslash is one line
+    lines = [line.split("  #")[0].strip() for line in text.splitlines()]
     out = []
     for line in lines:
         words = shlex.split(line) if line else []
