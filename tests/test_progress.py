@@ -63,8 +63,14 @@ def test_a_terminal_gets_a_bar_redrawn_in_place_and_no_log_lines():
     assert "segkit predict:" not in seen  # no log lines: the bar says it
 
 
+def _headless(every: str, **env: str) -> subprocess.CompletedProcess:
+    """JOB with stdout and stderr captured (pipes: what papermill, CI and `> log` give)."""
+    return subprocess.run([sys.executable, "-c", JOB, every], capture_output=True, text=True, env=_env(**env),
+                          timeout=60, check=True)
+
+
 def test_headless_logs_count_rate_and_time_left_every_few_seconds():
-    done = subprocess.run([sys.executable, "-c", JOB, "0.1"], capture_output=True, text=True, env=_env(), timeout=60)
+    done = _headless("0.1")
     lines = [line for line in done.stderr.splitlines() if "segkit predict:" in line]
     assert 2 <= len(lines) <= 4, done.stderr  # ~0.36 s of work, a line every 0.1 s, the last one once
     assert re.search(r"predict: [1-5]/6 img \(\d+%\), [\d.]+ img/s, \d\d:\d\d left$", lines[0]), lines[0]
@@ -73,11 +79,9 @@ def test_headless_logs_count_rate_and_time_left_every_few_seconds():
 
 
 def test_a_short_headless_job_and_other_ranks_say_nothing():
-    short = subprocess.run([sys.executable, "-c", JOB, "30"], capture_output=True, text=True, env=_env(), timeout=60)
+    short = _headless("30")
     assert short.stderr == "" and short.stdout == "finished\n"
-    rank1 = subprocess.run([sys.executable, "-c", JOB, "0.1"], capture_output=True, text=True, env=_env(RANK="1"),
-                           timeout=60)
-    assert rank1.stderr == ""
+    assert _headless("0.1", RANK="1").stderr == ""
 
 
 def test_the_choice_can_be_forced_and_a_typo_is_refused(monkeypatch):
