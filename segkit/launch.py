@@ -193,9 +193,10 @@ class _HistoryTail:
         self.seen = {row["epoch"]: row for row in read_history(path)}  # a resumed run's earlier epochs
 
     def poll(self) -> None:
-        if self.on_row is None or not self.path.exists() or self.path.stat().st_mtime_ns == self.mtime:
+        mtime = self.path.stat().st_mtime_ns if self.on_row is not None and self.path.exists() else None
+        if mtime is None or mtime == self.mtime:
             return
-        self.mtime = self.path.stat().st_mtime_ns
+        self.mtime = mtime
         for row in read_history(self.path):
             if self.seen.get(row["epoch"]) != row:
                 self.seen[row["epoch"]] = row

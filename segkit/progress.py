@@ -141,7 +141,9 @@ def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = 
     total = total if total is not None else _length(iterable)
     if watching():
         if in_notebook():
-            return tqdm(iterable, total=total, desc=desc, unit=unit, file=notebook_slot(), ncols=100, mininterval=0.5)
+            # miniters=1: tqdm's monitor thread never redraws it (a display from another thread may land elsewhere)
+            return tqdm(iterable, total=total, desc=desc, unit=unit, file=notebook_slot(), ncols=100, mininterval=0.5,
+                        miniters=1)
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, file=sys.stderr)
     return _LogLines(iterable, total=total, desc=desc, unit=unit, mininterval=every or 0.0, miniters=1,
                      disable=every is None or _other_rank(), file=io.StringIO(), every=every or 0.0)

@@ -82,7 +82,7 @@ def train_one_epoch(
         images += image.shape[0]
         if on_step is not None:
             on_step(steps, float(loss.detach()), optim.lr)
-        if not bar.disable:
+        if not bar.disable:  # a person watches: the running loss on the bar (one sync per step)
             bar.set_postfix_str(f"loss {float(total_loss) / steps:.4f}", refresh=False)
             bar.update()
         elif runtime.is_main() and (steps % log_every == 0 or steps == n_batches):
