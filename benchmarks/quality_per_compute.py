@@ -7,10 +7,14 @@ split (held out: generated from other seeds than train). Candidates: the `cpu-qu
 shipped, the same recipe at other training sizes (always the seed's 256x512), and, with
 --models, the same recipe and size with other models (smp architecture + encoder, random or
 pretrained encoder: --encoder-weights). With no --data-root the data are synthetic (Cityscapes
-layout, 512x1024 by default).
+layout, 512x1024 by default); --data-root takes any layout segkit finds, and --data-flags passes
+the flags that pick one (e.g. "--label-set coarse") to training and evaluation. --variants gives
+any other recipe the same budget: NAME=FLAGS, e.g. "big=--image-size 128 256 --crop-size 64 128".
+Every candidate's per-class IoU is printed, with its worst class: the mean hides thin classes.
 
     python benchmarks/quality_per_compute.py [--budget-min 5] [--data-root DIR] [--sizes 96x192 ...]
         [--models fpn+tu-resnet10t segformer+mit_b0 ...] [--encoder-weights none|imagenet]
+        [--variants "NAME=--flag value ..." ...] [--data-flags "..."]
 
 The preset's own budget is 15 minutes; 5 minutes per candidate keeps this benchmark near 30 minutes.
 Last line: `quality_per_compute: X` = cpu-quick mIoU / mIoU of the same recipe and budget at 256x512.
@@ -22,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -54,20 +59,22 @@ def candidate(name: str, size: tuple[int, int] | None, args: argparse.Namespace,
              "--run-dir", str(run_dir), "--time-budget", str(args.budget_min), "--overwrite", "--seed", "0"]
     if size is not None:
         train += ["--image-size", str(size[0]), str(size[1])]
-    train += list(model_flags)
+    train += list(model_flags) + shlex.split(args.data_flags)
     print(f"\n=== {name}: training for {args.budget_min} min", flush=True)
     seconds, peak_mb = run(train)
     history = _history(run_dir)
     report = run_dir / "eval_last.json"
     run([sys.executable, "-m", "segkit", "evaluate", "--checkpoint", str(run_dir / "last.pth"),
-         "--data-root", str(data_root), "--split", "val", "--eval-resolution", "label", "--output", str(report)])
+         "--data-root", str(data_root), "--split", "val", "--eval-resolution", "label", "--output", str(report),
+         *shlex.split(args.data_flags)])
     metrics = json.loads(report.read_text())
     config = json.loads((run_dir / "config.json").read_text())["config"]
     speeds = sorted(float(r["images_per_sec"]) for r in history)
     return {"name": name, "size": tuple(config["image_size"]), "epochs": len(history),
             "images_per_sec": speeds[len(speeds) // 2], "images_seen": int(history[-1]["steps"]) * config["batch_size"],
             "wall_min": seconds / 60, "peak_mb": peak_mb, "miou": 100 * metrics["miou"],
-            "pixel_accuracy": 100 * metrics["pixel_accuracy"], "protocol": metrics["protocol"]}
+            "pixel_accuracy": 100 * metrics["pixel_accuracy"], "protocol": metrics["protocol"],
+            "per_class": {k: v["iou"] for k, v in metrics["per_class"].items() if v["iou"] is not None}}
 
 
 def _history(run_dir: Path) -> list[dict]:
@@ -88,6 +95,9 @@ def main() -> None:
                         help="other models to give the same budget at the preset's size, as MODEL+ENCODER (e.g. fpn+tu-resnet10t)")
     parser.add_argument("--encoder-weights", default="none",
                         help="encoder init for --models: none (random, as cpu-quick's U-Net) or imagenet (needs the weights)")
+    parser.add_argument("--variants", nargs="*", default=[],
+                        help='other recipes to give the same budget, as NAME=FLAGS (e.g. "big=--image-size 128 256 --crop-size 64 128")')
+    parser.add_argument("--data-flags", default="", help="flags for both train and evaluate that pick the data's layout")
     parser.add_argument("--work-dir", default="runs/benchmarks/quality", help="data and runs go here")
     args = parser.parse_args()
 
@@ -107,6 +117,9 @@ def main() -> None:
         model, _, encoder = spec.partition("+")
         flags = ("--model", model, "--encoder", encoder, "--encoder-weights", args.encoder_weights)
         results.append(candidate(f"{spec} ({args.encoder_weights})", None, args, data_root, flags))
+    for spec in args.variants:
+        name, _, flags = spec.partition("=")
+        results.append(candidate(name, None, args, data_root, tuple(shlex.split(flags))))
 
     print(f"\nsame budget each: {args.budget_min} min of training; protocol: {results[0]['protocol']}")
     print(f"{'candidate':<34} {'size':>9} {'img/s':>6} {'images':>7} {'epochs':>6} {'peak RSS':>9} "
@@ -115,11 +128,25 @@ def main() -> None:
         print(f"{r['name']:<34} {r['size'][0]:>4}x{r['size'][1]:<4} {r['images_per_sec']:>6.1f} "
               f"{r['images_seen']:>7} {r['epochs']:>6} {r['peak_mb']:>6.0f} MB {r['pixel_accuracy']:>7.1f}% "
               f"{r['miou']:>6.1f}")
+    print_per_class(results)
     best = max(results, key=lambda r: r["miou"])
     if best is not results[0]:
         print(f"note: {best['name']} beat the shipped cpu-quick in this run; consider changing the preset")
     reference = next(r for r in results if r["size"] == SEED_SIZE and r is not results[0])
     print(f"quality_per_compute: {results[0]['miou'] / max(reference['miou'], 1e-9):.2f}")
+
+
+def print_per_class(results: list[dict]) -> None:
+    """IoU (%) of every class any candidate was scored on, one column per candidate, then the worst."""
+    classes = list(dict.fromkeys(c for r in results for c in r["per_class"]))
+    names = [f"#{i}" for i in range(len(results))]
+    print("\nper-class IoU (%); " + ", ".join(f"{n} = {r['name']}" for n, r in zip(names, results)))
+    print(f"{'class':<15}" + "".join(f"{n:>7}" for n in names))
+    for c in classes:
+        print(f"{c:<15}" + "".join(f"{100 * r['per_class'][c]:>7.1f}" if c in r["per_class"] else f"{'-':>7}" for r in results))
+    for n, r in zip(names, results):
+        worst = min(r["per_class"], key=r["per_class"].get)
+        print(f"worst class of {n} {r['name']}: {worst} {100 * r['per_class'][worst]:.1f}")
 
 
 if __name__ == "__main__":

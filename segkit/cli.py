@@ -117,11 +117,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         cfg = apply_preset(TrainConfig(preset=name), explicit={"preset"})
         net = create_model(cfg.model, 19, encoder=cfg.encoder, encoder_weights="", **cfg.model_kwargs)
-        cost = model_cost(net, cfg.image_size)
+        cost = model_cost(net, cfg.crop)
         measured = preset.get("cpu_img_s")
         cpu = f"{measured:g} img/s measured (benchmarks/train_throughput.py)" if measured else "not measured"
         print(f"{name}: {preset['doc']}")
-        print(f"   {cost['params_m']:.1f} M params, {cost['gflops']:.1f} GFLOPs/image at {cfg.image_size[0]}x{cfg.image_size[1]}"
+        print(f"   {cost['params_m']:.1f} M params, {cost['gflops']:.1f} GFLOPs/image at {cfg.crop[0]}x{cfg.crop[1]}"
               f" | CPU (2 cores): {cpu} | T4: {preset.get('t4', 'not measured')}")
         print("   " + json.dumps(preset["fields"]))
     return 0

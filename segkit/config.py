@@ -59,8 +59,10 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw, adam or sgd (momentum 0.9)
     scheduler: str = "poly"  # poly (with linear warmup), plateau (ReduceLROnPlateau on val mIoU) or none
     warmup_epochs: float = 0.5  # linear warmup length in epochs (poly only)
-    image_size: tuple[int, int] = (256, 512)  # training input height width, images are resized to it
+    image_size: tuple[int, int] = (256, 512)  # height width the images are resized to, aspect kept (covering it): the scale the model trains and predicts at
+    crop_size: tuple[int, int] = (0, 0)  # training crop height width, (0, 0) = image_size; smaller crops train faster at the same scale
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
+    focus_crop: float = 0.0  # share of training crops centred on a thin or small class (pole, light, sign, person, rider, bikes)
     loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
     class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet
     amp: str = "auto"  # mixed precision: auto (fp16 on T4/P100, bf16 on Ampere+, off on CPU), fp16, bf16, off
@@ -103,10 +105,14 @@ class TrainConfig:
             raise ConfigError(f"lr {self.lr:g} does not fit in float32 (max 3.4e38); typical values are 1e-4 to 1e-2")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (auto) or >= 0, got {self.num_workers}")
+        if not 0 <= self.focus_crop <= 1:
+            raise ConfigError(f"focus_crop is a share of crops, 0 to 1; got {self.focus_crop}")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ConfigError(f"scale_range must be 0 < low <= high, got {self.scale_range}; e.g. (0.5, 2.0)")
         check_image_size(self.image_size, multiple=self.size_divisor, model=self.model)
+        if tuple(self.crop_size) != (0, 0):
+            check_image_size(self.crop_size, multiple=self.size_divisor, model=self.model)
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other: pick one")
 
@@ -115,6 +121,11 @@ class TrainConfig:
         """Input sizes must be multiples of this: segkit's U-Net's 2**depth; an smp model's is
         checked when it is built (`segkit.models.check_model`), here only 1."""
         return 2**self.depth if not self.encoder else 1
+
+    @property
+    def crop(self) -> tuple[int, int]:
+        """The training crop (H, W): `crop_size`, or `image_size` when it is (0, 0)."""
+        return tuple(self.image_size) if tuple(self.crop_size) == (0, 0) else tuple(self.crop_size)
 
     @property
     def pretrained(self) -> bool:

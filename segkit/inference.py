@@ -18,15 +18,16 @@ from torch import nn
 
 from segkit import runtime
 from segkit.checkpoint import load_checkpoint
-from segkit.data.transforms import MEAN, STD, normalize_image
+from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
 from segkit.export import OnnxModel, ensure_onnx
 from segkit.labels import train_to_color, train_to_label
 from segkit.models import model_from_checkpoint, unwrap
 from segkit.viz import overlay
 
-# Scales of the training size at which each mode looks; sliding windows wherever the scaled
-# image is larger than the training size, so the network always sees the size it trained on.
+# Scales, relative to the size the model trained at (the image resized, aspect kept, to cover the
+# training size), at which each mode looks; sliding windows wherever the scaled image is larger
+# than the training size, so the network always sees windows of the size it trained on.
 MODES: dict[str, dict] = {
     "whole": {"scales": (1.0,), "flip": False},
     "slide": {"scales": (1.5,), "flip": False},
@@ -53,7 +54,8 @@ def infer(
     Args:
         model: segmentation network returning (B, C, h, w) logits.
         image: (B, 3, H, W) normalised float tensor at any resolution.
-        image_size: (h, w) training size; scale 1.0 means "resize to this".
+        image_size: (h, w) training size; scale 1.0 means "resize, keeping the aspect ratio, to
+            the smallest size that covers this" (`transforms.cover_size`).
         mode: whole, slide, flip or ms.
         out_size: (H, W) of the scores; defaults to the input's size.
         size_divisor: network input sizes are rounded to multiples of this.
@@ -79,17 +81,19 @@ def infer(
     return total / (len(spec["scales"]) * (2 if spec["flip"] else 1))
 
 
-def _round_to(value: float, divisor: int) -> int:
-    return max(divisor, round(value / divisor) * divisor)
-
-
 def _forward(model: nn.Module, image: torch.Tensor, image_size: Sequence[int], scale: float, divisor: int, slide: bool) -> torch.Tensor:
-    """Resize to scale x training size and run the model, in windows if larger than it."""
-    th, tw = (_round_to(s * scale, divisor) for s in image_size)
+    """Resize (aspect kept) to `scale` x the size that covers the training size, run the model (in
+    windows of the training size if larger than it), return logits at that resized size.
+
+    The resized image is padded at the bottom and right to a multiple of `divisor` (the padding's
+    scores are cut off), so no side is stretched to fit the network.
+    """
+    th, tw = cover_size(image.shape[-2:], image_size, scale)
     x = F.interpolate(image, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-    if slide and (th > image_size[0] or tw > image_size[1]):
-        return _slide(model, x, image_size)
-    return model(x).float()
+    x = F.pad(x, (0, -tw % divisor, 0, -th % divisor))  # 0 = the mean colour after normalisation
+    if slide and (x.shape[-2] > image_size[0] or x.shape[-1] > image_size[1]):
+        return _slide(model, x, image_size)[..., :th, :tw]
+    return model(x).float()[..., :th, :tw]
 
 
 def _slide(model: nn.Module, x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:

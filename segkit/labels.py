@@ -73,6 +73,10 @@ TRAIN_LABELS: tuple[Label, ...] = tuple(
     sorted((lb for lb in LABELS if 0 <= lb.trainId < IGNORE_INDEX), key=lambda lb: lb.trainId)
 )
 CLASS_NAMES: tuple[str, ...] = tuple(lb.name for lb in TRAIN_LABELS)
+# Thin or small classes a low-resolution model loses first (trainIds): pole, traffic light,
+# traffic sign, person, rider, motorcycle, bicycle. Training can centre crops on them (focus_crop).
+THIN_CLASSES: tuple[int, ...] = tuple(CLASS_NAMES.index(n) for n in (
+    "pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle"))
 PALETTE: np.ndarray = np.array([lb.color for lb in TRAIN_LABELS], dtype=np.uint8)  # (19, 3)
 
 

@@ -64,7 +64,7 @@ def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> 
             raise ConfigError(f"encoder_weights {cfg.encoder_weights!r} needs an encoder: segkit's own U-Net starts "
                               "from random weights. Add e.g. --encoder resnet34, or drop --encoder-weights.")
         cfg = replace(cfg, encoder_weights="")
-    check_model(cfg.model, cfg.encoder, cfg.encoder_weights, cfg.image_size, cfg.model_kwargs, cfg.batch_size)
+    check_model(cfg.model, cfg.encoder, cfg.encoder_weights, cfg.crop, cfg.model_kwargs, cfg.batch_size)
     if cfg.pretrained and not cfg.resume:
         found = weights.fetch(weights.weights_source(cfg.encoder, cfg.encoder_weights))
         log.info("encoder %s starts from %s: %s", cfg.encoder, cfg.encoder_weights, found)

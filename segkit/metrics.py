@@ -258,7 +258,14 @@ def describe_protocol(summary: dict) -> str:
         str(p.get("split", "unknown")),
         f"{images if images is not None else '?'} images",
     ]
+    if p.get("input"):
+        parts.append(f"input {p['input']}")
     return ", ".join(parts)
+
+
+def input_scaling(image_size: Sequence[int]) -> str:
+    """How a model's input was scaled, for its protocol: the images' aspect ratio is kept."""
+    return f"resized keeping its aspect ratio to cover {int(image_size[0])}x{int(image_size[1])}"
 
 
 def format_table(summary: dict) -> str:

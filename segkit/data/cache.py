@@ -5,9 +5,14 @@ array costs microseconds, so a Kaggle kernel's 4 CPU cores can keep two GPUs bus
 
 A cache directory (`<data root>/segkit_cache/<H>x<W>/`; when the data root is read-only,
 `/kaggle/working/segkit_cache/<root>-<hash>/<H>x<W>/` on Kaggle or `runs/cache/...` elsewhere):
-    <split>_images.npy  uint8 (N, H, W, 3) RGB, resized as `segkit.data.transforms` resizes
-    <split>_masks.npy   uint8 (N, H, W) trainIds (255 = ignore), nearest-exact
-    manifest.json       sources (paths, bytes, mtimes, sizes), label mapping, image_size, versions
+    <split>_images.npy  uint8 (N, Hmax, Wmax, 3) RGB: each image resized keeping its aspect ratio
+                        to cover <H>x<W> (`transforms.cover_size`), as training's first step does
+    <split>_masks.npy   uint8 (N, Hmax, Wmax) trainIds (255 = ignore), nearest-exact
+    manifest.json       sources (paths, bytes, mtimes, original and resized sizes), label
+                        mapping, image_size, versions
+
+Rows are padded at the bottom and right when a split's images differ in shape (e.g. KITTI);
+each row's own size is in the manifest and only that part is served.
 
 A stale cache (a source file changed, vanished or is new) is never used: `find_cache` logs which
 file changed and training reads the PNG files instead (correct, only slower) until
@@ -36,16 +41,18 @@ from segkit import progress, runtime
 from segkit.config import check_image_size
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
+from segkit.data.transforms import cover_size, resize_image, resize_mask
 from segkit.errors import DataError
 from segkit.kaggle_env import on_kaggle, working_dir
-from segkit.labels import LABEL_TO_TRAIN
+from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN
 from segkit.runtime import log
 
 FORMAT = "segkit-cache"
-VERSION = 1  # bump when the array layout or the resize changes: older caches are then rebuilt
+VERSION = 2  # bump when the array layout or the resize changes: older caches are then rebuilt
 CACHE_DIR_NAME = "segkit_cache"
 MANIFEST = "manifest.json"
-RESIZE = {"image": "INTER_AREA when shrinking, else INTER_LINEAR", "mask": "INTER_NEAREST_EXACT"}
+RESIZE = {"image": "aspect kept, covering image_size; INTER_AREA when shrinking, else INTER_LINEAR",
+          "mask": "INTER_NEAREST_EXACT"}
 
 
 # ----------------------------------------------------------------------------- locations
@@ -141,7 +148,8 @@ def _label_mapping() -> dict[str, Any]:
 
 def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[int, int], workers: int) -> dict:
     """Decode, map and resize every pair of a split into two .npy files (written, then renamed)."""
-    h, w = size
+    sizes = [cover_size(_png_shape(s.image), size) for s in samples]
+    h, w = (max((hw[k] for hw in sizes), default=size[k]) for k in (0, 1))
     names = {"images": f"{split}_images.npy", "masks": f"{split}_masks.npy"}
     tmp = {k: out / f".{v}.tmp.npy" for k, v in names.items()}
     images = np.lib.format.open_memmap(tmp["images"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w, 3))
@@ -149,8 +157,11 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
     start = time.perf_counter()
 
     def fill(i: int) -> dict:
-        images[i], masks[i], shape = _load_resized(samples[i], size)
-        return _source_record(samples[i], shape)
+        image, mask, shape = _load_resized(samples[i], size)
+        rh, rw = mask.shape
+        images[i, :rh, :rw], masks[i, :rh, :rw] = image, mask
+        masks[i, rh:], masks[i, :, rw:] = IGNORE_INDEX, IGNORE_INDEX
+        return _source_record(samples[i], shape, (rh, rw))
 
     n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
@@ -160,15 +171,23 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
     for key, array in (("images", images), ("masks", masks)):
         array.flush()
         os.replace(tmp[key], out / names[key])
-    return {"count": len(samples), **names, "sources": sources}
+    return {"count": len(samples), **names, "shape": [h, w], "sources": sources}
+
+
+def _png_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file from its header (no decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e}); re-extract the file or remove it from the data set") from None
 
 
 def _load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """(image (H, W, 3), trainIds (H, W)) resized exactly as the training transform's first step."""
+    """(image (h, w, 3), trainIds (h, w), original (H, W)) resized as the training transform's first step."""
     from segkit.data.cityscapes import read_image, read_label
-    from segkit.data.transforms import (
-        _resize,  # the training pipeline's own Resize: identical pixels
-    )
 
     image = read_image(sample.image)
     label = read_label(sample.label, sample.label_format)
@@ -177,18 +196,18 @@ def _load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np
             f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} but "
             f"{sample.label} is {label.shape[0]}x{label.shape[1]}. Fix: re-extract the originals."
         )
-    out = _resize(*size)(image=image, mask=label)
-    return out["image"], out["mask"], image.shape[:2]
+    target = cover_size(image.shape, size)
+    return resize_image(image, target), resize_mask(label, target), image.shape[:2]
 
 
-def _source_record(sample: Sample, shape: tuple[int, int]) -> dict[str, Any]:
+def _source_record(sample: Sample, shape: tuple[int, int], resized: tuple[int, int]) -> dict[str, Any]:
     image, label = sample.image.resolve(), sample.label.resolve()
     si, sl = image.stat(), label.stat()
     return {
         "stem": sample.stem, "city": sample.city, "label_format": sample.label_format,
         "image": str(image), "image_bytes": si.st_size, "image_mtime_ns": si.st_mtime_ns,
         "label": str(label), "label_bytes": sl.st_size, "label_mtime_ns": sl.st_mtime_ns,
-        "height": int(shape[0]), "width": int(shape[1]),
+        "height": int(shape[0]), "width": int(shape[1]), "resized": [int(resized[0]), int(resized[1])],
     }
 
 
@@ -300,7 +319,8 @@ def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample], image_si
                 return f"{path} is missing"
             if str(path.resolve()) != record[kind] or (st.st_size, st.st_mtime_ns) != (record[f"{kind}_bytes"], record[f"{kind}_mtime_ns"]):
                 return f"{path} changed since the cache was built (size, time or location)"
-    for key, shape in (("images", (entry["count"], *image_size, 3)), ("masks", (entry["count"], *image_size))):
+    hw = tuple(entry.get("shape", image_size))
+    for key, shape in (("images", (entry["count"], *hw, 3)), ("masks", (entry["count"], *hw))):
         if not (folder / entry[key]).is_file() or np.load(folder / entry[key], mmap_mode="r").shape != tuple(shape):
             return f"{entry[key]} is missing or has the wrong shape (expected {tuple(shape)})"
     return None
@@ -314,7 +334,7 @@ class CachedDataset(Dataset):
 
     Items are `{"image": float32 (3, h, w) normalised, "mask": int64 (h, w) trainIds, "name": stem}`;
     `item` is an index or (index, seed) from EpochSampler. The train transform's first step (a
-    resize to image_size) is a no-op on these arrays, so for the same (index, seed) the item equals
+    resize covering image_size, aspect kept) is a no-op on these arrays, so for the same (index, seed) the item equals
     CityscapesDataset's, pixel for pixel.
 
     Args:
@@ -338,6 +358,7 @@ class CachedDataset(Dataset):
         if missing:
             raise DataError(f"cache {cache_dir} lacks {len(missing)} of the samples (e.g. {missing[0]}); rerun segkit prepare")
         self.rows = [rows[s.stem] for s in self.samples]
+        self.sizes = [tuple(entry["sources"][r]["resized"]) for r in self.rows]  # each row's own (h, w)
         self.paths = (self.cache_dir / entry["images"], self.cache_dir / entry["masks"])
         if transform is None:
             from segkit.data.transforms import eval_transform
@@ -354,8 +375,8 @@ class CachedDataset(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         if self._arrays is None:  # opened lazily: each DataLoader worker maps the files itself
             self._arrays = tuple(np.load(p, mmap_mode="r") for p in self.paths)
-        row = self.rows[i]
-        image, mask = np.array(self._arrays[0][row]), np.array(self._arrays[1][row])  # (H, W, 3), (H, W)
+        row, (h, w) = self.rows[i], self.sizes[i]
+        image, mask = np.array(self._arrays[0][row, :h, :w]), np.array(self._arrays[1][row, :h, :w])  # (h, w, 3), (h, w)
         self._seeded_for = seed_transform(self.transform, seed, self._seeded_for)
         out = self.transform(image=image, mask=mask)
         return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": self.samples[i].stem}

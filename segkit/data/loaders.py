@@ -91,7 +91,8 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device,
     val_samples = _limit(list_samples(roots, "val"), cfg.max_val_images)
     if len(train_samples) < cfg.batch_size * runtime.world_size():
         log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std)
+    transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop,
+                                focus_p=cfg.focus_crop)
     cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
     train_ds = CachedDataset(cache, "train", transform, train_samples) if cache else CityscapesDataset(train_samples, transform)
     label_res = cfg.eval_resolution == "label"

@@ -21,7 +21,7 @@ from albumentations.pytorch import ToTensorV2
 
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD, check_image_size
 from segkit.errors import ConfigError
-from segkit.labels import IGNORE_INDEX
+from segkit.labels import IGNORE_INDEX, THIN_CLASSES
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # the default; a model's own come with it (checkpoint "normalization")
 # cv2.INTER_NEAREST samples the top-left source pixel, shifting masks by up to half a source
@@ -36,28 +36,38 @@ def train_transform(
     color_jitter: bool = True,
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
+    crop_size: tuple[int, int] | None = None,
+    focus_p: float = 0.0,
 ) -> A.Compose:
-    """Training augmentation: resize, random scale and crop (padded), flip, colour jitter.
+    """Training augmentation: resize keeping the aspect ratio, random scale and crop (padded),
+    flip, colour jitter.
+
+    Each image is first resized, keeping its aspect ratio, to the smallest size that covers
+    `image_size` (`cover_size`; a 2:1 Cityscapes frame and a 2:1 `image_size` give exactly
+    `image_size`), then scaled by a random factor and cropped to `crop_size`.
 
     Args:
-        image_size: (H, W) of the output crops.
-        scale_range: (min, max) random scale applied after resizing to `image_size`.
+        image_size: (H, W) the resized image covers: the scale of objects the model learns.
+        scale_range: (min, max) random scale applied after that resize.
         hflip: Random horizontal flip (p=0.5).
         color_jitter: Random brightness, contrast, saturation and hue (image only, p=0.8).
         mean: per-channel mean (0..1 units) the model's encoder was pretrained with.
         std: per-channel standard deviation, likewise.
+        crop_size: (h, w) of the output crops; None = image_size.
+        focus_p: share of crops centred on a pixel of a thin or small class (`THIN_CLASSES`).
 
     Returns:
         A pipeline called as `t(image=(H, W, 3) uint8, mask=(H, W) uint8)` returning
-        {"image": float32 (3, h, w), "mask": int64 (h, w)} with (h, w) = image_size.
+        {"image": float32 (3, h, w), "mask": int64 (h, w)} with (h, w) = crop_size.
     """
     h, w = check_image_size(image_size)
+    ch, cw = check_image_size(crop_size or image_size)
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
     # The scale and the crop are one op that resizes only the window the crop keeps: resizing the
     # whole image up to 2x and then throwing most of it away cost ~3 ms of a ~5 ms sample.
-    ops: list = [_resize(h, w), RandomScaleCrop(h, w, (lo, hi))]
+    ops: list = [ResizeToCover(h, w), RandomScaleCrop(ch, cw, (lo, hi), focus_p, THIN_CLASSES)]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:
@@ -67,17 +77,18 @@ def train_transform(
 
 def eval_transform(image_size: tuple[int, int] | None, mean: Sequence[float] = MEAN,
                    std: Sequence[float] = STD) -> A.Compose:
-    """Evaluation pipeline: optional resize, normalise, to tensor.
+    """Evaluation pipeline: optional resize (aspect ratio kept), normalise, to tensor.
 
     Args:
-        image_size: (H, W) to resize to, or None to keep the original size.
+        image_size: (H, W) the resized image must cover (`cover_size`), or None to keep the
+            original size.
         mean: per-channel mean of the model's normalisation (ImageNet's by default).
         std: per-channel standard deviation, likewise.
 
     Returns:
         A pipeline returning {"image": float32 (3, h, w), "mask": int64 (h, w)} (mask optional).
     """
-    ops = [] if image_size is None else [_resize(*check_image_size(image_size))]
+    ops = [] if image_size is None else [ResizeToCover(*check_image_size(image_size))]
     return A.Compose(ops + _to_tensor(mean, std))
 
 
@@ -94,16 +105,58 @@ def denormalize(image: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-def _resize(h: int, w: int) -> A.Resize:
-    # INTER_AREA when shrinking the image avoids aliasing; masks always use nearest neighbour
-    # so that no label value is invented at class borders.
-    return A.Resize(
-        h,
-        w,
-        interpolation=cv2.INTER_LINEAR,
-        mask_interpolation=MASK_INTERPOLATION,
-        area_for_downscale="image",
-    )
+def cover_factor(shape: Sequence[int], image_size: Sequence[int]) -> float:
+    """The scale at which an image of `shape` (H, W, ...) just covers `image_size` (h, w)."""
+    return max(image_size[0] / shape[0], image_size[1] / shape[1])
+
+
+def cover_size(shape: Sequence[int], image_size: Sequence[int], scale: float = 1.0) -> tuple[int, int]:
+    """(H', W'): `shape` resized keeping its aspect ratio to cover `image_size`, times `scale`.
+
+    The model's scale: training crops come from images at this size (times the random scale),
+    and inference resizes to it, so objects keep their shape and the size they trained at.
+    E.g. (1024, 2048) at (256, 512) -> (256, 512); (360, 480) -> (96, 128); (256, 768) -> (64, 192).
+    """
+    factor = cover_factor(shape, image_size) * scale
+    return (max(round(image_size[0] * scale), round(shape[0] * factor)),
+            max(round(image_size[1] * scale), round(shape[1] * factor)))
+
+
+def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize an (H, W, C) image to (h, w): area averaging when either side shrinks, else linear."""
+    h, w = int(size[0]), int(size[1])
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = h < image.shape[0] or w < image.shape[1]  # INTER_AREA avoids aliasing
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_mask(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize an (H, W) label map to (h, w) by nearest neighbour: no label value is invented."""
+    h, w = int(size[0]), int(size[1])
+    return mask if mask.shape[:2] == (h, w) else cv2.resize(mask, (w, h), interpolation=MASK_INTERPOLATION)
+
+
+class ResizeToCover(A.DualTransform):
+    """Resize image and mask, keeping the aspect ratio, to the smallest size covering (height, width)."""
+
+    _targets = (Targets.IMAGE, Targets.MASK)
+
+    def __init__(self, height: int, width: int, p: float = 1.0):
+        super().__init__(p=p)
+        self.height, self.width = int(height), int(width)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("height", "width")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"size": cover_size(params["shape"][:2], (self.height, self.width))}
+
+    def apply(self, img: np.ndarray, size: tuple[int, int], **params: Any) -> np.ndarray:
+        return resize_image(img, size)
+
+    def apply_to_mask(self, mask: np.ndarray, size: tuple[int, int], **params: Any) -> np.ndarray:
+        return resize_mask(mask, size)
 
 
 def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
@@ -119,27 +172,48 @@ class RandomScaleCrop(A.DualTransform):
     smaller than the crop it is placed at a random position and the rest is padded (image 0,
     mask 255). The window is rounded to whole input pixels, which changes the scale by at most
     one pixel's worth.
+
+    With `focus_p` > 0, that share of crops is centred (give or take a quarter of the crop) on a
+    random pixel of one of `focus_classes` when the mask has any: thin and small classes then
+    appear in training crops more often than their share of pixels.
     """
 
     _targets = (Targets.IMAGE, Targets.MASK)
 
-    def __init__(self, height: int, width: int, scale_range: tuple[float, float] = (0.5, 2.0), p: float = 1.0):
+    def __init__(self, height: int, width: int, scale_range: tuple[float, float] = (0.5, 2.0),
+                 focus_p: float = 0.0, focus_classes: Sequence[int] = (), p: float = 1.0):
         super().__init__(p=p)
         self.height, self.width, self.scale_range = int(height), int(width), tuple(scale_range)
+        self.focus_p, self.focus_classes = float(focus_p), tuple(int(c) for c in focus_classes)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("height", "width", "scale_range")
+        return ("height", "width", "scale_range", "focus_p", "focus_classes")
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         rows_in, cols_in = params["shape"][:2]
         scale = self.py_random.uniform(*self.scale_range)
-        return {"rows": self._axis(rows_in, self.height, scale), "cols": self._axis(cols_in, self.width, scale)}
+        centre = self._focus(data.get("mask")) if self.focus_p > 0 else None
+        return {"rows": self._axis(rows_in, self.height, scale, centre and centre[0]),
+                "cols": self._axis(cols_in, self.width, scale, centre and centre[1])}
 
-    def _axis(self, size_in: int, size_out: int, scale: float) -> tuple[int, int, int, int]:
+    def _focus(self, mask: np.ndarray | None) -> tuple[int, int] | None:
+        """A random pixel (row, col) of a focus class, drawn for `focus_p` of the crops; else None."""
+        if mask is None or self.py_random.random() >= self.focus_p:
+            return None
+        rows, cols = np.nonzero(np.isin(mask, self.focus_classes))
+        if not len(rows):
+            return None
+        i = self.py_random.randrange(len(rows))
+        return int(rows[i]), int(cols[i])
+
+    def _axis(self, size_in: int, size_out: int, scale: float, centre: int | None = None) -> tuple[int, int, int, int]:
         """(input start, input length, output start, output length) along one axis."""
         if size_in * scale >= size_out:  # the crop lies inside the scaled image
             length = min(size_in, max(1, round(size_out / scale)))
-            return self.py_random.randint(0, size_in - length), length, 0, size_out
+            if centre is None:
+                return self.py_random.randint(0, size_in - length), length, 0, size_out
+            start = centre - length // 2 + self.py_random.randint(-(length // 4), length // 4)
+            return min(max(0, start), size_in - length), length, 0, size_out
         length = max(1, round(size_in * scale))  # the scaled image lies inside the crop
         return 0, size_in, self.py_random.randint(0, size_out - length), length
 

@@ -82,7 +82,7 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                     on_step=board.on_step(state.global_step) if board else None, channels_last=channels_last(cfg, device),
                 )
                 row = _advance(state, result, stopper.elapsed())
-                check_finite_weights(model, optim, epoch, state.global_step, cfg.image_size)
+                check_finite_weights(model, optim, epoch, state.global_step, cfg.crop)
                 reason = stopper.reason(state.global_step)
                 # A signal leaves seconds at most (Kaggle kills soon after SIGTERM): save, don't evaluate.
                 if _validation_due(cfg, result, state, reason):

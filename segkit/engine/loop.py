@@ -21,7 +21,7 @@ from segkit.engine.setup import (
 from segkit.engine.stopping import StopFlag
 from segkit.inference import infer
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from segkit.metrics import ConfusionMatrix, make_protocol
+from segkit.metrics import ConfusionMatrix, input_scaling, make_protocol
 from segkit.models import unwrap
 from segkit.runtime import Precision, log
 
@@ -268,7 +268,7 @@ def evaluate_split(
                   per_image=per_image)
     resolution = "label" if label_res else f"train {image_size[0]}x{image_size[1]}"
     protocol = make_protocol(resolution=resolution, inference=inference, split=split, images=ev["images"],
-                             data=data_name(roots))
+                             data=data_name(roots), input=input_scaling(image_size))
     summary = ev["confusion"].summary(CLASS_NAMES, protocol)
     summary["seconds"] = ev["seconds"]
     summary["confusion_matrix"] = ev["confusion"].mat.cpu().tolist()

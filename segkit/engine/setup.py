@@ -40,7 +40,7 @@ def build_training_model(cfg: TrainConfig, device: torch.device,
         norm = resume_ckpt["normalization"]
         model.normalization = (tuple(norm["mean"]), tuple(norm["std"]))
         model.segkit_pretrained = resume_ckpt.get("pretrained")
-    check_input_size(model, *cfg.image_size)
+    check_input_size(model, *cfg.crop)
     if cfg.sync_bn and torch.distributed.is_initialized():
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
