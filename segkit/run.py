@@ -97,6 +97,17 @@ def write_history(path: Path, rows: list[dict]) -> None:
     atomic_write(path, write)
 
 
+def read_history(path: Path) -> list[dict]:
+    """history.csv's rows as `fit` returns them: numbers, None where empty, an int epoch; [] if absent."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"])
+    return rows
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run unless --resume or --overwrite says what to do."""
     existing = [n for n in RUN_FILES if (run_dir / n).exists()] + [d for d in RUN_DIRS if (run_dir / d).exists()]
