@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), "")  # only --version/-h come before it
     args = build_parser(command).parse_args(argv)  # --help and usage errors exit here, before torch loads
-    from segkit.runtime import setup_logging
+    from segkit.progress import setup_logging
 
     setup_logging()
     try:

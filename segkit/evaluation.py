@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import torch
 
-from segkit import runtime
+from segkit import progress, runtime
 from segkit.checkpoint import load_checkpoint
 from segkit.config import EvalConfig, PredictConfig
 from segkit.data.cityscapes import read_image
@@ -128,7 +128,7 @@ def run_prediction(cfg: PredictConfig) -> list[Path]:
     predict = load_predictor(Path(cfg.checkpoint), cfg.backend, cfg.inference, cfg.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    for path, target in zip(images, targets):
+    for path, target in progress.bar(list(zip(images, targets)), desc="predict", unit="img"):
         image = read_image(path)
         array = encode_prediction(predict(image), image, cfg.format)
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array

@@ -10,25 +10,32 @@ Notebooks cannot fork CUDA processes, so notebook 02 (and `segkit train --nproc 
 
 from __future__ import annotations
 
-import csv
+import codecs
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import IO
 
 import torch
 
+from segkit import progress
 from segkit.checkpoint import load_checkpoint
 from segkit.config import NO_WEIGHTS, TrainConfig, apply_preset, to_argv
 from segkit.engine import fit
 from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.session import default_time_budget, prepare_chained_resume
 from segkit.kaggle_env import on_kaggle
+from segkit.live import live_view
 from segkit.models import check_model, weights
-from segkit.run import merge_resumed_config, saved_status
+from segkit.run import merge_resumed_config, read_history, saved_status
 from segkit.runtime import distributed_env, log
 
 
@@ -81,36 +88,124 @@ def torchrun_command(cfg: TrainConfig, nproc: int) -> list[str]:
             "-m", "segkit", "train", *to_argv(cfg, skip=("nproc", "dashboard"))]
 
 
-def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None) -> dict:
+def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, live: bool = True) -> dict:
     """Train a resolved config in-process (one GPU or CPU) or through torchrun; fit's summary either way.
 
     Args:
         cfg: from `resolve_train_config`.
-        on_epoch_end: per-epoch callback (in-process runs only; torchrun runs log to stdout).
+        on_epoch_end: called with each epoch's history row (under torchrun: read from history.csv).
+        live: when a person watches this notebook, also show `segkit.live.LiveView` (curves, the
+            last row, the time left), redrawn in place after each epoch. Headless: nothing.
     """
+    hooks = [hook for hook in (live_view(cfg) if live else None, on_epoch_end) if hook is not None]
+    on_row = _each(hooks) if hooks else None
     nproc = resolved_nproc(cfg)
     if nproc <= 1:
-        return fit(cfg, on_epoch_end=on_epoch_end)
+        return fit(cfg, on_epoch_end=on_row)
+    run_torchrun(cfg, nproc, on_row)
+    return summary_from_run_dir(Path(cfg.run_dir))
+
+
+def _each(hooks: list[Callable[[dict], None]]) -> Callable[[dict], None]:
+    def call(row: dict) -> None:
+        for hook in hooks:
+            hook(row)
+
+    return call
+
+
+def run_torchrun(cfg: TrainConfig, nproc: int, on_epoch_end: Callable[[dict], None] | None = None) -> None:
+    """`torchrun_command` run to its end; each new history.csv row goes to `on_epoch_end`.
+
+    In a terminal the workers write to it directly. A notebook kernel's output is not the
+    process's, so there the workers' stdout and stderr are read here and shown (`_show_output`).
+    The workers learn from the environment what this process decided: bars or log lines, and
+    INFO on stdout (not red in a notebook).
+    """
     command = torchrun_command(cfg, nproc)
     log.info("launching %d processes: %s", nproc, " ".join(command))
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    assert proc.stdout is not None
-    for line in proc.stdout:  # stream the workers' log into the notebook as it comes
-        print(line, end="", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1",
+           progress.PROGRESS_ENV: "bar" if progress.watching() else "log"}
+    if progress.info_to_stdout():
+        env[progress.INFO_STDOUT_ENV] = "1"
+    history = _HistoryTail(Path(cfg.run_dir) / "history.csv", on_epoch_end)
+    piped = progress.in_notebook()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE if piped else None,
+                            stderr=subprocess.PIPE if piped else None, env=env)
+    try:
+        if piped:
+            _show_output(proc, history)
+        else:
+            _wait(proc, history)
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)  # torchrun passes it on: the workers save last.pth and stop
+        raise
+    history.poll()
     if proc.wait() != 0:
         raise SegkitError(f"torchrun exited with status {proc.returncode}; its output is above")
-    return summary_from_run_dir(Path(cfg.run_dir))
+
+
+def _wait(proc: subprocess.Popen, history: _HistoryTail) -> None:
+    while proc.poll() is None:
+        time.sleep(1.0)
+        history.poll()
+
+
+def _show_output(proc: subprocess.Popen, history: _HistoryTail) -> None:
+    """The workers' stdout and stderr shown here as they come, until both end.
+
+    Whole lines are printed; rank 0's bar (redrawn with '\r' on stderr) is drawn in place in the
+    cell's bar slot when a person watches, and left out headless (its lines would flood the cell).
+    """
+    slot = progress.notebook_slot() if progress.watching() else None
+    relays = {"stdout": progress.Relay("stdout"), "stderr": progress.Relay("stderr", slot)}
+    chunks: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    for name in relays:
+        threading.Thread(target=_read, args=(getattr(proc, name), name, chunks), daemon=True).start()
+    open_streams = len(relays)
+    while open_streams:
+        try:
+            name, text = chunks.get(timeout=1.0)
+        except queue.Empty:
+            name, text = "", ""
+        if text is None:
+            relays[name].close()
+            open_streams -= 1
+        elif text:
+            relays[name].feed(text)
+        history.poll()
+
+
+def _read(pipe: IO[bytes], name: str, chunks: queue.Queue) -> None:
+    """Bytes as they arrive (not lines: a bar's '\r' must stay), decoded; None at the end."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while data := os.read(pipe.fileno(), 65536):
+        chunks.put((name, decoder.decode(data)))
+    chunks.put((name, decoder.decode(b"", final=True)))
+    chunks.put((name, None))
+
+
+class _HistoryTail:
+    """history.csv's new or changed rows (a torchrun run writes it each epoch), passed to `on_row`."""
+
+    def __init__(self, path: Path, on_row: Callable[[dict], None] | None) -> None:
+        self.path, self.on_row, self.mtime = path, on_row, None
+        self.seen = {row["epoch"]: row for row in read_history(path)}  # a resumed run's earlier epochs
+
+    def poll(self) -> None:
+        mtime = self.path.stat().st_mtime_ns if self.on_row is not None and self.path.exists() else None
+        if mtime is None or mtime == self.mtime:
+            return
+        self.mtime = mtime
+        for row in read_history(self.path):
+            if self.seen.get(row["epoch"]) != row:
+                self.seen[row["epoch"]] = row
+                self.on_row(row)
 
 
 def summary_from_run_dir(run_dir: Path) -> dict:
     """What `fit` returns, rebuilt from the files a (torchrun) run wrote."""
-    history = []
-    if (run_dir / "history.csv").exists():
-        with open(run_dir / "history.csv") as f:
-            history = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
-        for row in history:
-            row["epoch"] = int(row["epoch"])
+    history = read_history(run_dir / "history.csv")
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
     best = max((r["miou"] for r in history if r.get("miou") is not None), default=-1.0)
     return {"run_dir": str(run_dir), "status": saved_status(run_dir), "epochs_done": len(history), "best_miou": best,

@@ -34,6 +34,7 @@ from segkit.config import (
 )
 from segkit.errors import ConfigError
 from segkit.launch import resolve_train_config
+from segkit.progress import setup_logging
 
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd
@@ -264,7 +265,8 @@ def ensure_smoke_data(root: str = SMOKE_DATA) -> str:
 
 
 def use_project_root() -> Path:
-    """Run from the repository root when started in `notebooks/` (JupyterLab, nbval do that).
+    """Run from the repository root when started in `notebooks/` (JupyterLab, nbval do that), and
+    show segkit's log in the notebook: INFO as plain output, warnings on stderr (red).
 
     Relative paths (`runs/train`, `data/cityscapes`) then mean the same in a notebook as on the
     command line. Elsewhere (Kaggle's /kaggle/working) the working directory is left alone.
@@ -272,6 +274,7 @@ def use_project_root() -> Path:
     Returns:
         The working directory.
     """
+    setup_logging()
     here = Path.cwd()
     if here.name == "notebooks" and (here.parent / "segkit" / "__init__.py").is_file():
         os.chdir(here.parent)

@@ -101,6 +101,17 @@ def write_history(path: Path, rows: list[dict]) -> None:
     atomic_write(path, write)
 
 
+def read_history(path: Path) -> list[dict]:
+    """history.csv's rows as `fit` returns them: numbers, None where empty, an int epoch; [] if absent."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"])
+    return rows
+
+
 def training_now(run_dir: Path) -> str | None:
     """Who is training into `run_dir` right now ("pid 123 on host"), None if nobody.
 

@@ -1,4 +1,4 @@
-"""Where the code runs: device and precision, torchrun processes, seeding, logging, progress."""
+"""Where the code runs: device and precision, torchrun processes, seeding."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import gc
 import logging
 import os
 import random
-import sys
-from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +15,9 @@ import torch
 import torch.distributed as dist
 
 from segkit.errors import ConfigError
+from segkit.progress import setup_logging
 
 log = logging.getLogger("segkit")
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    """Send segkit's log lines to stderr once (idempotent; notebooks and CLI call it)."""
-    if not any(getattr(h, "_segkit", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s segkit %(message)s", "%H:%M:%S"))
-        handler._segkit = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-    log.setLevel(level)
-    log.propagate = False
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -199,26 +187,6 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-def person_is_watching() -> bool:
-    """A terminal or a live Jupyter kernel (not papermill/CI/other ranks): show a tqdm bar."""
-    if not is_main() or os.environ.get("CI") or os.environ.get("SEGKIT_NO_PROGRESS"):
-        return False
-    live_notebook = "JPY_SESSION_NAME" in os.environ and "PAPERMILL_EXECUTION" not in os.environ
-    return sys.stderr.isatty() or live_notebook
-
-
-def progress(iterable: Iterable, total: int, desc: str) -> Iterator:
-    """tqdm when a person is watching; the plain iterable otherwise (log lines do the talking)."""
-    if not person_is_watching():
-        return iter(iterable)
-    from tqdm.auto import tqdm
-
-    return iter(tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True))
 
 
 def unsupported_gpu_message(capability: tuple[int, int], arch_list: list[str], name: str) -> str | None:

@@ -224,7 +224,11 @@ def plot_curves(history, metrics: Sequence[str] = ("miou", "mean_dice", "pixel_a
 
     if isinstance(history, (str, Path)):
         history = pd.read_csv(history)
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, not 0.25 of one
     for col in ("train_loss", "val_loss"):
         if col in history and history[col].notna().any():
             ax_loss.plot(history["epoch"], history[col], marker=".", label=col)
@@ -237,7 +241,8 @@ def plot_curves(history, metrics: Sequence[str] = ("miou", "mean_dice", "pixel_a
             ax_metric.plot(rows["epoch"], rows[col], marker=".", label=col)
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylim(0, 1)
-    ax_metric.legend()
+    if ax_metric.lines:  # no validation yet (eval_every > 1): no legend, and no warning about it
+        ax_metric.legend()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -282,6 +287,18 @@ def figure_to_array(fig) -> np.ndarray:
     array = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return array
+
+
+def figure_png(fig, dpi: int = 72) -> bytes:
+    """Render a figure to PNG bytes (for a notebook output updated in place) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:

@@ -166,3 +166,42 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return state
 
     return put
+
+
+class Kernel:
+    """A real Jupyter kernel driven as a front end drives it."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def run(self, code: str, allow_stdin: bool) -> list[dict]:
+        """Execute a cell; the iopub messages it caused, in order. JupyterLab, Notebook, VS Code and
+        Kaggle send allow_stdin=True (they answer input()); papermill, nbclient and nbval send False."""
+        msg_id = self.client.execute(code, allow_stdin=allow_stdin)
+        messages = []
+        while True:
+            msg = self.client.get_iopub_msg(timeout=300)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return messages
+            messages.append(msg)
+
+
+def kernel_streams(messages: list[dict], name: str) -> str:
+    """What a cell wrote to stdout or stderr."""
+    return "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def jupyter_kernel():
+    """A python3 kernel running this checkout's segkit, without the environment's progress choices."""
+    from jupyter_client.manager import start_new_kernel
+
+    repo = Path(__file__).resolve().parents[1]
+    drop = ("CI", "SEGKIT_NO_PROGRESS", "SEGKIT_PROGRESS", "RANK", "JPY_SESSION_NAME")
+    env = {**{k: v for k, v in os.environ.items() if k not in drop}, "PYTHONPATH": str(repo)}
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(repo))
+    yield Kernel(client)
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)

@@ -223,6 +223,12 @@ def test_papermill_injected_parameters_are_used(tmp_path):
     saved = json.loads((run_dir / "config.json").read_text())["config"]
     assert (saved["epochs"], saved["seed"], saved["image_size"]) == (2, 3, [64, 128])  # smoke kept the rest tiny
     assert len((run_dir / "history.csv").read_text().splitlines()) == 1 + 2
+    outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+    streams = {name: "".join(o.text for o in outputs if o.get("name") == name) for name in ("stdout", "stderr")}
+    assert "epoch 1 val mIoU" in streams["stdout"] and "val mIoU" not in streams["stderr"]  # INFO is not red
+    assert "\r" not in streams["stdout"] + streams["stderr"]  # headless: log lines, no bars
+    assert not any("epochs done" in str(o.get("data", "")) for o in outputs)  # and no live view
+    assert out.stat().st_size < 150_000  # one figure (the curves cell), not one per epoch
     from segkit.demo import copy_readme_figures
 
     (figure,) = copy_readme_figures({"02_train": out}, tmp_path / "figures")

@@ -16,8 +16,8 @@ README = (ROOT / "README.md").read_text()
 
 def command_lines(program: str) -> list[list[str]]:
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
-    text = "\n".join(blocks).replace("\\\n", " ")  # a command continued with a trailing backslash is one line
-    lines = [line.split("  #")[0].strip() for line in text.splitlines()]
+    joined = [block.replace("\\\n", " ") for block in blocks]  # a trailing backslash continues the command
+    lines = [line.split("  #")[0].strip() for block in joined for line in block.splitlines()]
     out = []
     for line in lines:
         words = shlex.split(line) if line else []

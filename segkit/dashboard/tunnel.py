@@ -17,6 +17,7 @@ from typing import Any
 
 from segkit.credentials import AUTH_ENV, TOKEN_ENV, read_secret
 from segkit.dashboard.common import DIRECT_OPENER, HOST, INSTALL_HINT, DashboardError
+from segkit.progress import watching
 
 log = logging.getLogger("segkit")
 
@@ -63,7 +64,7 @@ def _credentials(auth: bool) -> _Credentials | None:
         return None
     value = read_secret(AUTH_ENV)
     if value is None:
-        if not _person_watching():
+        if not watching():
             raise DashboardError(
                 "a generated dashboard password can only be shown to a person (terminal or live notebook), and "
                 f"this run is headless. Set {AUTH_ENV}=user:password (on Kaggle: a secret of that name, Add-ons > "
@@ -76,12 +77,6 @@ def _credentials(auth: bool) -> _Credentials | None:
         raise DashboardError(f"{AUTH_ENV} must be user:password with a password of 8-128 characters "
                              f"(ngrok's rule); it has {found}")
     return _Credentials(user, password)
-
-
-def _person_watching() -> bool:
-    from segkit.runtime import person_is_watching  # lazy: imports torch
-
-    return person_is_watching()
 
 
 def _show_once(creds: _Credentials, public_url: str) -> None:

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import Dataset
 
 import segkit
-from segkit import runtime
+from segkit import progress, runtime
 from segkit.config import TrainConfig, check_data_fields, check_image_size, field_help, flag_name
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
@@ -167,11 +167,9 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
 
     n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        sources = []
-        for done, record in enumerate(pool.map(fill, range(len(samples))), 1):
-            sources.append(record)
-            if done % 200 == 0 or done == len(samples):
-                log.info("cache %s: %s %d/%d images (%.1f s)", out, split, done, len(samples), time.perf_counter() - start)
+        sources = list(progress.bar(pool.map(fill, range(len(samples))), total=len(samples), desc=f"cache {split}",
+                                    unit="img"))
+    log.info("cache %s: %s %d images (%.1f s)", out, split, len(samples), time.perf_counter() - start)
     for key, array in (("images", images), ("masks", masks)):
         array.flush()
         os.replace(tmp[key], out / names[key])

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from segkit import runtime
+from segkit import progress, runtime
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.loaders import EpochSampler, collate
@@ -63,7 +63,9 @@ def train_one_epoch(
     start = time.perf_counter()
     n_batches = len(loader)
     stopped = False
-    for batch in _batches(loader, epoch, lambda: stop(steps)):  # noqa: B023 (the current step count, on purpose)
+    # A bar per epoch when a person watches; headless, the log lines below say more (loss, lr).
+    bar = progress.bar(total=n_batches, desc=f"epoch {epoch}", unit="batch", every=None, leave=False)
+    for batch in _batches(loader, lambda: stop(steps)):  # noqa: B023 (the current step count, on purpose)
         image = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
         mask = batch["mask"].to(device, non_blocking=True)  # (B, H, W)
         if channels_last:
@@ -80,11 +82,15 @@ def train_one_epoch(
         images += image.shape[0]
         if on_step is not None:
             on_step(steps, float(loss.detach()), optim.lr)
-        if runtime.is_main() and not runtime.person_is_watching() and (steps % log_every == 0 or steps == n_batches):
+        if not bar.disable:  # a person watches: the running loss on the bar (one sync per step)
+            bar.set_postfix_str(f"loss {float(total_loss) / steps:.4f}", refresh=False)
+            bar.update()
+        elif runtime.is_main() and (steps % log_every == 0 or steps == n_batches):
             _log_line(epoch, steps, n_batches, total_loss / steps, optim.lr, images, start)
         if runtime.any_rank(stop(steps) is not None, device):
             stopped = steps < n_batches
             break
+    bar.close()
     stopped = stopped or (stop(steps) is not None and steps < n_batches)
     seconds = time.perf_counter() - start
     return {
@@ -93,9 +99,9 @@ def train_one_epoch(
     }
 
 
-def _batches(loader: DataLoader, epoch: int, reason: Callable[[], str | None]) -> Iterator[dict]:
+def _batches(loader: DataLoader, reason: Callable[[], str | None]) -> Iterator[dict]:
     """The loader's batches; ends quietly if a signal took the workers down (SIGTERM to the group)."""
-    iterator = runtime.progress(loader, len(loader), f"epoch {epoch}")
+    iterator = iter(loader)
     while True:
         try:
             yield next(iterator)
@@ -181,7 +187,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)
     n, per, start = 0, [], time.perf_counter()
     with_loss = loss_fn is not None and inference == "whole"
-    for batch in loader:
+    for batch in progress.bar(loader, desc="evaluate", unit="batch", leave=False):
         for image, mask, names in _equal_size_groups(batch):
             image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
             with runtime.autocast(device, precision):

@@ -19,6 +19,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from segkit import progress
 from segkit.credentials import SECRET_ENV
 from segkit.errors import SegkitError
 
@@ -384,12 +385,22 @@ def bundle(
     if problems:
         raise BundleError("kernel-metadata.json would be rejected: " + "; ".join(problems))
     _write_json(kernel_dir / "kernel-metadata.json", meta)
-    smp_wheel(wheel_dir, wheels_dir)  # first: without internet it fails, and says what to do
-    build_wheel(wheel_dir, root)
+    _write_wheels(wheel_dir, wheels_dir, root)
     dataset_meta = {**_template(root, "dataset-metadata.template.json"), "id": f"{user}/{WHEEL_DATASET}"}
     _write_json(wheel_dir / "dataset-metadata.json", dataset_meta)
     _check_no_secrets(out)
     return out
+
+
+def _write_wheels(wheel_dir: Path, wheels_dir: Path | None, root: Path) -> None:
+    """smp's wheel (first: without internet it fails, and says what to do), then segkit's (pip, ~30 s)."""
+    steps = {"segmentation_models_pytorch wheel": lambda: smp_wheel(wheel_dir, wheels_dir),
+             "segkit wheel": lambda: build_wheel(wheel_dir, root)}
+    with progress.bar(total=len(steps), desc="bundle", unit="step", every=0) as bar:
+        for name, step in steps.items():
+            bar.set_postfix_str(name)
+            step()
+            bar.update()
 
 
 def _bundle_params(notebook: Path, params: dict[str, Any], chained: bool) -> dict[str, Any]:

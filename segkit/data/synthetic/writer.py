@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segkit import progress
 from segkit.config import check_image_size
 from segkit.data.synthetic.scene import render_scene
 from segkit.errors import ConfigError, DataError
@@ -151,18 +152,18 @@ def _write_manifest(out: Path, params: dict, complete: bool) -> None:
 def _write_all(out: Path, params: dict) -> None:
     """Render every image in this thread; encode PNGs in two worker threads (cv2 releases the
     GIL), with at most a few images waiting so that memory stays small."""
+    items = [(split, index) for split in ("train", "val") for index in range(params[f"num_{split}"])]
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque[Future] = deque()
-        for split in ("train", "val"):
+        for split, index in progress.bar(items, desc="synth", unit="img"):
             cities = params[f"{split}_cities"]
-            for index in range(params[f"num_{split}"]):
-                rng = np.random.default_rng([params["seed"], _SPLIT_CODES[split], index])
-                image, label = render_scene(rng, *params["image_size"])
-                city = cities[index % len(cities)]
-                stem = f"{city}_{index // len(cities):06d}_{_FRAME:06d}"
-                pending.append(pool.submit(_write_sample, out, split, city, stem, image, label))
-                if len(pending) > 4:
-                    pending.popleft().result()  # re-raises a failed write
+            rng = np.random.default_rng([params["seed"], _SPLIT_CODES[split], index])
+            image, label = render_scene(rng, *params["image_size"])
+            city = cities[index % len(cities)]
+            stem = f"{city}_{index // len(cities):06d}_{_FRAME:06d}"
+            pending.append(pool.submit(_write_sample, out, split, city, stem, image, label))
+            if len(pending) > 4:
+                pending.popleft().result()  # re-raises a failed write
         for future in pending:
             future.result()
 
