@@ -64,9 +64,10 @@ def candidate(name: str, size: tuple[int, int] | None, args: argparse.Namespace,
     seconds, peak_mb = run(train)
     history = _history(run_dir)
     report = run_dir / "eval_last.json"
+    split, eval_flags = eval_split_and_flags(shlex.split(args.data_flags))
     run([sys.executable, "-m", "segkit", "evaluate", "--checkpoint", str(run_dir / "last.pth"),
-         "--data-root", str(data_root), "--split", "val", "--eval-resolution", "label", "--output", str(report),
-         *shlex.split(args.data_flags)])
+         "--data-root", str(data_root), "--split", split, "--eval-resolution", "label", "--output", str(report),
+         *eval_flags])
     metrics = json.loads(report.read_text())
     config = json.loads((run_dir / "config.json").read_text())["config"]
     speeds = sorted(float(r["images_per_sec"]) for r in history)
@@ -75,6 +76,18 @@ def candidate(name: str, size: tuple[int, int] | None, args: argparse.Namespace,
             "wall_min": seconds / 60, "peak_mb": peak_mb, "miou": 100 * metrics["miou"],
             "pixel_accuracy": 100 * metrics["pixel_accuracy"], "protocol": metrics["protocol"],
             "per_class": {k: v["iou"] for k, v in metrics["per_class"].items() if v["iou"] is not None}}
+
+
+def eval_split_and_flags(flags: list[str]) -> tuple[str, list[str]]:
+    """The split training validated on (--val-split, default val) and the data flags evaluate takes."""
+    split, keep, words = "val", [], iter(flags)
+    for word in words:
+        if word in ("--train-split", "--val-split"):
+            value = next(words, "val")
+            split = value if word == "--val-split" else split
+        else:
+            keep.append(word)
+    return split, keep
 
 
 def _history(run_dir: Path) -> list[dict]:
