@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from segkit.config import LOSSES
 from segkit.errors import ConfigError
-from segkit.losses import build_loss
+from segkit.losses import OhemCrossEntropyLoss, build_loss
 
 IGNORE = 255
 
@@ -175,3 +175,22 @@ def test_bad_arguments_raise_config_error() -> None:
         build_loss("ce")(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.int64))
     with pytest.raises(ConfigError, match=r"target must be \(B, H, W\)"):
         build_loss("dice", 3)(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 5, dtype=torch.int64))
+
+
+def test_default_ohem_mines_a_small_cpu_batch_instead_of_keeping_every_pixel() -> None:
+    torch.manual_seed(0)
+    target = torch.randint(0, 19, (8, 64, 128))  # cpu-quick's batch: 65,536 pixels < 100,000
+    logits = torch.randn(8, 19, 64, 128) + 6 * F.one_hot(target, 19).permute(0, 3, 1, 2)  # mostly right
+    ohem, ce = build_loss("ohem", 19), build_loss("ce", 19)
+    kept = ohem.hard_mask(logits, target)
+    p_true = F.softmax(logits, 1).gather(1, target[:, None])[:, 0]
+    assert int((p_true < 0.7).sum()) < int(kept.sum()) < 65_536
+    assert int(kept.sum()) < 65_536 and ohem(logits, target) > 2 * ce(logits, target)
+    big = torch.zeros(2, 19, 512, 1024), torch.zeros(2, 512, 1024, dtype=torch.long)
+    assert int(ohem.hard_mask(*big).sum()) == 1_048_576  # p = 1/19 < 0.7 everywhere: all kept
+    easy = torch.zeros(4, 2, 512, 1024)
+    easy[:, 0] = 3 + torch.rand(4, 512, 1024)  # p(true) 0.95..0.98, all different: nothing below 0.7
+    labels = torch.zeros(4, 512, 1024, dtype=torch.long)
+    # ties at the k-th probability (float32) are kept too, hence "at least, and a few more"
+    assert 100_000 <= OhemCrossEntropyLoss().hard_mask(easy, labels).sum() < 100_100  # a GPU batch: HRNet's floor
+    assert 32_768 <= OhemCrossEntropyLoss().hard_mask(easy[:1], labels[:1]).sum() < 32_868  # a small one: 1/16
