@@ -59,7 +59,7 @@ def infer(
             the smallest size that covers this" (`transforms.cover_size`).
         mode: whole, slide, flip or ms.
         out_size: (H, W) of the scores; defaults to the input's size.
-        size_divisor: network input sizes are rounded to multiples of this.
+        size_divisor: network inputs are padded (bottom, right) to multiples of this.
 
     Returns:
         (B, C, H_out, W_out) scores.
