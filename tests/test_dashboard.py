@@ -291,18 +291,27 @@ def test_cli_public_failure_keeps_serving_locally_and_never_leaks_the_token(tmp_
         info = json.loads(info_file.read_text())
         assert "ERR_NGROK_105" in info["public_error"] and info["public_url"] is None
         assert scalar_tags(info["url"]) >= {"train/loss"}  # the local dashboard still serves
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        kill_if_alive(proc)
     assert proc.returncode == 1
     assert info["url"] in out and "no public link: the ngrok agent failed" in err and "[redacted]" in err
     assert "error: no public link" in err
     assert_no_secret(out, err, under=tmp_path)
     port = int(info["url"].rsplit(":", 1)[1].strip("/"))
     assert server._port_free(port) and not info_file.exists()
+
+
+def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C the dashboard as a user would; its (stdout, stderr)."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=30)
+
+
+def kill_if_alive(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
 
 
 def wait_for_info(info_file: Path, proc: subprocess.Popen, timeout: float = 90) -> dict:
@@ -425,12 +434,9 @@ def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(b
         assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 20_000
         page, text = browser.page_source, browser.execute_script("return document.body.innerText")
         console = browser.get_log("browser")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        kill_if_alive(proc)
     assert proc.returncode == 0, err
     assert "tiny/tb" in text and "HPARAMS" in text.upper()  # the run, and its HParams tab beside the scalars
     assert [e for e in console if e["level"] == "SEVERE"] == [], console
