@@ -90,7 +90,8 @@ def _forward(model: nn.Module, image: torch.Tensor, image_size: Sequence[int], s
     scores are cut off), so no side is stretched to fit the network.
     """
     th, tw = cover_size(image.shape[-2:], image_size, scale)
-    x = F.interpolate(image, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
+    x = image if image.shape[-2:] == (th, tw) else F.interpolate(image, size=(th, tw), mode="bilinear",
+                                                                 align_corners=False, antialias=True)
     x = F.pad(x, (0, -tw % divisor, 0, -th % divisor))  # 0 = the mean colour after normalisation
     if slide and (x.shape[-2] > image_size[0] or x.shape[-1] > image_size[1]):
         return _slide(model, x, image_size)[..., :th, :tw]

@@ -46,7 +46,7 @@ from segkit.data.layouts import layouts_of
 from segkit.data.transforms import cover_size, resize_image, resize_mask
 from segkit.errors import DataError
 from segkit.kaggle_env import on_kaggle, working_dir
-from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN
+from segkit.labels import LABEL_TO_TRAIN
 from segkit.runtime import log
 
 FORMAT = "segkit-cache"
@@ -128,7 +128,7 @@ def prepare_cache(
     for split in splits:
         samples = list_samples(roots, split)
         entry = manifest["splits"].get(split)
-        if entry is not None and _stale_reason(out, entry, samples, size) is None:
+        if entry is not None and _stale_reason(out, entry, samples) is None:
             log.info("cache %s: %s is up to date (%d images)", out, split, len(samples))
             continue
         manifest["splits"][split] = _write_split(out, split, samples, size, workers)
@@ -160,9 +160,8 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
 
     def fill(i: int) -> dict:
         image, mask, shape = _load_resized(samples[i], size)
-        rh, rw = mask.shape
+        rh, rw = mask.shape  # the rest of the row stays 0 and is never served
         images[i, :rh, :rw], masks[i, :rh, :rw] = image, mask
-        masks[i, rh:], masks[i, :, rw:] = IGNORE_INDEX, IGNORE_INDEX
         return _source_record(samples[i], shape, (rh, rw))
 
     n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
@@ -295,7 +294,7 @@ def _why_not(folder: Path, split: str, samples: Sequence[Sample], image_size: Se
     """Why the cache in `folder` cannot serve these samples, or None when it can."""
     manifest = read_manifest(folder)
     mismatch = _manifest_mismatch(manifest, split, image_size)
-    return mismatch or _stale_reason(folder, manifest["splits"][split], samples, image_size)
+    return mismatch or _stale_reason(folder, manifest["splits"][split], samples)
 
 
 def _manifest_mismatch(manifest: dict, split: str, image_size: Sequence[int]) -> str | None:
@@ -310,7 +309,7 @@ def _manifest_mismatch(manifest: dict, split: str, image_size: Sequence[int]) ->
     return None
 
 
-def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample], image_size: Sequence[int]) -> str | None:
+def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample]) -> str | None:
     """Why `entry` does not hold exactly these samples' current files, or None."""
     records = {r["stem"]: r for r in entry["sources"]}
     for sample in samples:
@@ -325,7 +324,7 @@ def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample], image_si
                 return f"{path} is missing"
             if str(path.resolve()) != record[kind] or (st.st_size, st.st_mtime_ns) != (record[f"{kind}_bytes"], record[f"{kind}_mtime_ns"]):
                 return f"{path} changed since the cache was built (size, time or location)"
-    hw = tuple(entry.get("shape", image_size))
+    hw = tuple(entry["shape"])  # version 2 manifests always have it; older ones were refused above
     for key, shape in (("images", (entry["count"], *hw, 3)), ("masks", (entry["count"], *hw))):
         if not (folder / entry[key]).is_file() or np.load(folder / entry[key], mmap_mode="r").shape != tuple(shape):
             return f"{entry[key]} is missing or has the wrong shape (expected {tuple(shape)})"

@@ -105,11 +105,6 @@ def denormalize(image: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-def cover_factor(shape: Sequence[int], image_size: Sequence[int]) -> float:
-    """The scale at which an image of `shape` (H, W, ...) just covers `image_size` (h, w)."""
-    return max(image_size[0] / shape[0], image_size[1] / shape[1])
-
-
 def cover_size(shape: Sequence[int], image_size: Sequence[int], scale: float = 1.0) -> tuple[int, int]:
     """(H', W'): `shape` resized keeping its aspect ratio to cover `image_size`, times `scale`.
 
@@ -117,7 +112,7 @@ def cover_size(shape: Sequence[int], image_size: Sequence[int], scale: float = 1
     and inference resizes to it, so objects keep their shape and the size they trained at.
     E.g. (1024, 2048) at (256, 512) -> (256, 512); (360, 480) -> (96, 128); (256, 768) -> (64, 192).
     """
-    factor = cover_factor(shape, image_size) * scale
+    factor = max(image_size[0] / shape[0], image_size[1] / shape[1]) * scale  # the side that just fits
     return (max(round(image_size[0] * scale), round(shape[0] * factor)),
             max(round(image_size[1] * scale), round(shape[1] * factor)))
 
@@ -192,9 +187,8 @@ class RandomScaleCrop(A.DualTransform):
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         rows_in, cols_in = params["shape"][:2]
         scale = self.py_random.uniform(*self.scale_range)
-        centre = self._focus(data.get("mask")) if self.focus_p > 0 else None
-        return {"rows": self._axis(rows_in, self.height, scale, centre and centre[0]),
-                "cols": self._axis(cols_in, self.width, scale, centre and centre[1])}
+        row, col = (self._focus(data.get("mask")) if self.focus_p > 0 else None) or (None, None)
+        return {"rows": self._axis(rows_in, self.height, scale, row), "cols": self._axis(cols_in, self.width, scale, col)}
 
     def _focus(self, mask: np.ndarray | None) -> tuple[int, int] | None:
         """A random pixel (row, col) of a focus class, drawn for `focus_p` of the crops; else None."""
