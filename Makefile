@@ -52,12 +52,11 @@ browser:
 	  log=$$(mktemp); \
 	  if ! { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q update && \
 	         $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends $(BROWSER_PACKAGES); } >$$log 2>&1; then \
-	    cat $$log >&2; rm -f $$log; echo "browser: apt-get failed (above); or set SEGKIT_NO_BROWSER=1" >&2; exit 1; \
+	    cat $$log >&2; rm -f $$log; echo "browser: apt-get failed (above); the browser test will fail (SEGKIT_NO_BROWSER=1 skips it)" >&2; \
 	  fi; rm -f $$log; \
 	else \
 	  echo "browser: no apt-get here: install Chromium and its chromedriver (on PATH, or set SEGKIT_CHROMIUM" \
 	       "and SEGKIT_CHROMEDRIVER), or set SEGKIT_NO_BROWSER=1 to skip the browser test" >&2; \
-	  exit 1; \
 	fi
 
 demo: setup

@@ -55,7 +55,7 @@ def watching() -> bool:
         if choice not in ("bar", "log"):
             raise ConfigError(f"{PROGRESS_ENV} must be bar or log (or unset: guess); got {choice!r}")
         return choice == "bar"
-    if os.environ.get("CI") or os.environ.get("SEGKIT_NO_PROGRESS"):
+    if os.environ.get("CI"):
         return False
     shell = notebook_shell()
     if shell is not None:

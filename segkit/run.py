@@ -36,7 +36,7 @@ RUN_FILES = ("config.json", "last.pth", "best_model.pth", "history.csv", "metric
 RUN_DIRS = ("tb", "figures", "cache")
 # A folder holds a run once training saved something; config.json and tb/ alone are a failed start.
 RUN_MARKERS = ("last.pth", "best_model.pth", "history.csv")
-# Held (flock) by the process training into the folder; the OS drops it when that process ends.
+# Held (a POSIX lockf lock) by the process training into the folder; the OS drops it when that process ends.
 # Not in RUN_FILES: --overwrite must never unlink a lock another process may hold.
 LOCK_FILE = "train.lock"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "miou", "mean_dice", "pixel_accuracy", "lr",

@@ -199,7 +199,7 @@ def jupyter_kernel():
     from jupyter_client.manager import start_new_kernel
 
     repo = Path(__file__).resolve().parents[1]
-    drop = ("CI", "SEGKIT_NO_PROGRESS", "SEGKIT_PROGRESS", "RANK", "JPY_SESSION_NAME")
+    drop = ("CI", "SEGKIT_PROGRESS", "RANK", "JPY_SESSION_NAME")
     env = {**{k: v for k, v in os.environ.items() if k not in drop}, "PYTHONPATH": str(repo)}
     manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(repo))
     yield Kernel(client)

@@ -39,7 +39,7 @@ def torchrun_script(script: Path, *args: str) -> subprocess.CompletedProcess:
 def _torchrun(target: list[str]) -> subprocess.CompletedProcess:
     launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert launcher, "torchrun not found next to the Python interpreter"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "SEGKIT_NO_PROGRESS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "SEGKIT_PROGRESS": "log"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [launcher, "--standalone", "--nproc_per_node=2", *target]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)

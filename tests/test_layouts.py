@@ -506,7 +506,6 @@ def test_named_layout_not_there_is_not_replaced_by_synthetic(tmp_path):
 # ----------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not KITTI_MINI.is_dir(), reason="the shared kitti-mini data set is not on this machine")
 def test_kitti_mini_in_the_cityscapes_layout_still_works():  # read only: nothing is written there
     roots = find_data_roots(KITTI_MINI)
     assert roots.layout.name == "cityscapes" and list_splits(roots) == ["train", "val"]
@@ -520,3 +519,12 @@ def test_kitti_mini_in_the_cityscapes_layout_still_works():  # read only: nothin
     pred = predictions(roots, "val", Path("pred"), train_to_label)  # cwd is tmp
     summary = _score(EvalConfig(predictions=str(pred), data_root=str(KITTI_MINI), split="val"))
     assert summary["miou"] == 1.0 and summary["protocol"]["images"] == 12
+
+
+def test_a_label_format_alone_still_searches_every_layout(tmp_path, monkeypatch):
+    from segkit.data.discover import find_data_roots
+    from segkit.data.layouts import layouts_for
+
+    monkeypatch.chdir(tmp_path)  # nothing on disk, no $CITYSCAPES_DATASET: auto finds nothing, no error
+    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
+    assert find_data_roots(None, layouts=layouts_for(label_format="labelIds")) is None

@@ -19,6 +19,7 @@ import pytest
 from conftest import kernel_streams
 
 from segkit import progress
+from segkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = """
@@ -33,7 +34,7 @@ print("finished", flush=True)
 
 
 def _env(**changes: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "SEGKIT_NO_PROGRESS", progress.PROGRESS_ENV, "RANK")}
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", progress.PROGRESS_ENV, "RANK")}
     return {**env, "PYTHONPATH": str(REPO), **changes}
 
 
@@ -90,7 +91,7 @@ def test_the_choice_can_be_forced_and_a_typo_is_refused(monkeypatch):
     monkeypatch.setenv(progress.PROGRESS_ENV, "log")
     assert not progress.watching()
     monkeypatch.setenv(progress.PROGRESS_ENV, "bars")
-    with pytest.raises(Exception, match="SEGKIT_PROGRESS must be bar or log"):
+    with pytest.raises(ConfigError, match="SEGKIT_PROGRESS must be bar or log"):
         progress.watching()
 
 

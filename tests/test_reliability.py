@@ -31,7 +31,7 @@ TINY = ["--base-channels", "8", "--depth", "2", "--image-size", "32", "64", "--b
 # Every subprocess runs with these sentinels; test_no_secret_reaches_any_output searches for them.
 SECRETS = {"NGROK_AUTHTOKEN": "SENTINEL-TOKEN-XYZ", "KAGGLE_KEY": "SENTINEL-KEY-XYZ",
            "SEGKIT_DASHBOARD_AUTH": "user:SENTINEL-PASS-XYZ"}
-ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", "SEGKIT_NO_PROGRESS": "1", **SECRETS}
+ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", "SEGKIT_PROGRESS": "log", **SECRETS}
 TIMEOUT = 240  # seconds for any one process; the machine is shared, so generous
 
 

@@ -124,7 +124,6 @@ def test_table_text_and_curves(runs_root: Path) -> None:
     table = runs_table(rows)
     assert list(table.columns) == ["model", "encoder", "image size", "epochs", "time", "status", "val mIoU %",
                                    "protocol", "note"]
-    assert table["protocol"].where(table["val mIoU %"].notna(), "x").ne("").all()  # no number without protocol
     text = format_runs(rows)
     assert "stopped by budget" in text and "    ! config.json is unreadable" in text and "(own U-Net)" in text
     curves = run_histories(rows)

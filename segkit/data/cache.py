@@ -43,7 +43,7 @@ from segkit.config import TrainConfig, check_data_fields, check_image_size, fiel
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
 from segkit.data.layouts import layouts_of
-from segkit.data.transforms import cover_size, resize_image, resize_mask
+from segkit.data.transforms import ResizeToCover, cover_size
 from segkit.errors import DataError
 from segkit.kaggle_env import on_kaggle, working_dir
 from segkit.labels import LABEL_TO_TRAIN
@@ -197,8 +197,8 @@ def _load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np
             f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} but "
             f"{sample.label} is {label.shape[0]}x{label.shape[1]}. Fix: re-extract the originals."
         )
-    target = cover_size(image.shape, size)
-    return resize_image(image, target), resize_mask(label, target), image.shape[:2]
+    out = ResizeToCover(*size)(image=image, mask=label)  # the training pipeline's own first step: identical pixels
+    return out["image"], out["mask"], image.shape[:2]
 
 
 def _source_record(sample: Sample, shape: tuple[int, int], resized: tuple[int, int]) -> dict[str, Any]:

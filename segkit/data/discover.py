@@ -31,6 +31,7 @@ from segkit.data.layouts import (
     group_of,
     label_format_of,
     prefix_depth,
+    searches_every_layout,
     split_dirs,
     split_names,
     stem_of,
@@ -156,7 +157,7 @@ def find_data_roots(
         if data_root is not None or (explicit_env and i == 0):
             source = "data_root" if data_root is not None else "$CITYSCAPES_DATASET"
             raise DataError(_not_found_message([root], need_images, source, layouts))
-    if layouts != AUTO:  # a layout was named: never fall back to other data
+    if not searches_every_layout(layouts):  # a layout was named: never fall back to other data
         raise DataError(_not_found_message(candidates, need_images, "search", layouts))
     return None
 
@@ -347,7 +348,7 @@ def _subdirs(path: Path) -> list[str]:
 
 def _not_found_message(searched: list[Path], need_images: bool, source: str, layouts: tuple[Layout, ...]) -> str:
     where = "\n".join(f"  {p}{'' if p.is_dir() else ' (does not exist)'}" for p in searched)
-    if layouts == AUTO:
+    if searches_every_layout(layouts):
         return _auto_not_found(where, need_images, source)
     if layouts[0].name == "glob":
         return _glob_not_found(searched[0], layouts[0], source)

@@ -125,6 +125,12 @@ def layouts_for(layout: str = "auto", image_glob: str = "", label_glob: str = ""
     return tuple(replace(lay, formats=(label_format,), label_format=label_format) for lay in chosen)
 
 
+def searches_every_layout(layouts: tuple[Layout, ...]) -> bool:
+    """True when no layout was named: discovery tries every built-in one (a --label-format may
+    still apply to all of them), and may fall back to the synthetic set."""
+    return tuple(lay.name for lay in layouts) == tuple(lay.name for lay in AUTO)
+
+
 def layouts_of(cfg: Any) -> tuple[Layout, ...]:
     """`layouts_for` of a config's layout, image_glob, label_glob and label_format fields."""
     return layouts_for(cfg.layout, cfg.image_glob, cfg.label_glob, cfg.label_format)

@@ -64,33 +64,32 @@ def train_one_epoch(
     n_batches = len(loader)
     stopped = False
     # A bar per epoch when a person watches; headless, the log lines below say more (loss, lr).
-    bar = progress.bar(total=n_batches, desc=f"epoch {epoch}", unit="batch", every=None, leave=False)
-    for batch in _batches(loader, lambda: stop(steps)):  # noqa: B023 (the current step count, on purpose)
-        image = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
-        mask = batch["mask"].to(device, non_blocking=True)  # (B, H, W)
-        if channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        with runtime.autocast(device, optim.precision):
-            logits = model(image)  # (B, C, H, W)
-            loss = loss_fn(logits, mask)
-        if not torch.isfinite(loss):
-            what = f"the training loss became {float(loss.detach())}"
-            raise TrainingDiverged(diverged_message(what, optim, epoch, steps + 1))
-        optim.step(model, loss)
-        total_loss += loss.detach()
-        steps += 1
-        images += image.shape[0]
-        if on_step is not None:
-            on_step(steps, float(loss.detach()), optim.lr)
-        if not bar.disable:  # a person watches: the running loss on the bar (one sync per step)
-            bar.set_postfix_str(f"loss {float(total_loss) / steps:.4f}", refresh=False)
-            bar.update()
-        elif runtime.is_main() and (steps % log_every == 0 or steps == n_batches):
-            _log_line(epoch, steps, n_batches, total_loss / steps, optim.lr, images, start)
-        if runtime.any_rank(stop(steps) is not None, device):
-            stopped = steps < n_batches
-            break
-    bar.close()
+    with progress.bar(total=n_batches, desc=f"epoch {epoch}", unit="batch", every=None, leave=False) as bar:
+        for batch in _batches(loader, lambda: stop(steps)):  # noqa: B023 (the current step count, on purpose)
+            image = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
+            mask = batch["mask"].to(device, non_blocking=True)  # (B, H, W)
+            if channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
+            with runtime.autocast(device, optim.precision):
+                logits = model(image)  # (B, C, H, W)
+                loss = loss_fn(logits, mask)
+            if not torch.isfinite(loss):
+                what = f"the training loss became {float(loss.detach())}"
+                raise TrainingDiverged(diverged_message(what, optim, epoch, steps + 1))
+            optim.step(model, loss)
+            total_loss += loss.detach()
+            steps += 1
+            images += image.shape[0]
+            if on_step is not None:
+                on_step(steps, float(loss.detach()), optim.lr)
+            if not bar.disable:  # a person watches: the running loss on the bar (one sync per step)
+                bar.set_postfix_str(f"loss {float(total_loss) / steps:.4f}", refresh=False)
+                bar.update()
+            elif runtime.is_main() and (steps % log_every == 0 or steps == n_batches):
+                _log_line(epoch, steps, n_batches, total_loss / steps, optim.lr, images, start)
+            if runtime.any_rank(stop(steps) is not None, device):
+                stopped = steps < n_batches
+                break
     stopped = stopped or (stop(steps) is not None and steps < n_batches)
     seconds = time.perf_counter() - start
     return {
