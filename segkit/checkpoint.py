@@ -3,7 +3,7 @@
 A segkit checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
 `torch.load(path, weights_only=True)` loads it: loading a file can never run code. Rebuilding a
 model from a checkpoint is `segkit.models.model_from_checkpoint`; what a run's checkpoints hold
-is decided by `segkit.run`.
+is decided by `segkit.rundir`.
 """
 
 from __future__ import annotations

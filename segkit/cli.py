@@ -145,7 +145,7 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "dashboard": ("segkit.dashboard", "serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)"),
     "kaggle": ("segkit.kaggle", "Kaggle: environment preflight and kernel bundle"),
     "demo": ("segkit.demo", "synthetic data -> notebooks 01..05 headless -> a trained run (~5 min on CPU)"),
-    "runs": ("segkit.runs", "list training runs side by side: model, epochs, time, status, mIoU with protocol"),
+    "runs": ("segkit.compare", "list training runs side by side: model, epochs, time, status, mIoU with protocol"),
 }
 
 

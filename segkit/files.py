@@ -2,7 +2,7 @@
 
 A crash, a kill or a full disk at any moment leaves the previous file intact; nothing segkit
 writes is ever half a file. Checkpoints (`segkit.checkpoint`), the run directory's JSON and CSV
-files (`segkit.run`) and evaluation reports all go through `atomic_write`.
+files (`segkit.rundir`) and evaluation reports all go through `atomic_write`.
 
 `hold_lock` / `lock_holder`: an advisory lock that a process holds while it works in a
 folder; the operating system drops it when the process ends, however it ends, so "is anybody

@@ -32,10 +32,10 @@ from segkit.config import NO_WEIGHTS, TrainConfig, apply_preset, to_argv
 from segkit.engine import fit
 from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.session import default_time_budget, prepare_chained_resume
-from segkit.kaggle_env import on_kaggle
+from segkit.kaggle.env import on_kaggle
 from segkit.live import live_view
 from segkit.models import check_model, weights
-from segkit.run import merge_resumed_config, read_history, saved_status
+from segkit.rundir import merge_resumed_config, read_history, saved_status
 from segkit.runtime import distributed_env, log
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from segkit import progress
 from segkit.config import TrainConfig
-from segkit.run import read_history
+from segkit.rundir import read_history
 from segkit.viz import figure_png, plot_curves
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used (slow imports)

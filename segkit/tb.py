@@ -24,7 +24,7 @@ from segkit.inference import infer
 from segkit.labels import CLASS_NAMES
 from segkit.metrics import ConfusionMatrix, protocol_text
 from segkit.models import unwrap
-from segkit.run import TrainState
+from segkit.rundir import TrainState
 from segkit.viz import figure_to_array, plot_confusion, triptych_array
 
 # Settings that change nothing a run learns (paths, workers, logging): not HParams columns.

@@ -252,7 +252,7 @@ def plot_runs(histories: dict, title: str = ""):
     """Several runs' curves side by side: validation mIoU (left), train and val loss (right).
 
     Args:
-        histories: {label: history.csv DataFrame} (`segkit.runs.run_histories`); one colour per run,
+        histories: {label: history.csv DataFrame} (`segkit.compare.run_histories`); one colour per run,
             train loss solid, val loss dashed.
         title: figure title.
     """

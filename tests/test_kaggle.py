@@ -47,7 +47,7 @@ from segkit.kaggle import (
     validate_kernel_metadata,
     working_dir,
 )
-from segkit.kaggle_env import KAGGLE_INPUT_ENV
+from segkit.kaggle.env import KAGGLE_INPUT_ENV
 from segkit.runtime import unsupported_gpu_message
 
 REPO = Path(__file__).resolve().parent.parent

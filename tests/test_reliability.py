@@ -193,7 +193,7 @@ def test_resume_after_sigterm_continues_from_that_step(sigterm_run):
 def test_the_printed_resume_hint_keeps_the_runs_data_and_epochs(sigterm_run):
     from segkit.cli import build_parser, config_from_args
     from segkit.config import TrainConfig
-    from segkit.run import merge_resumed_config
+    from segkit.rundir import merge_resumed_config
 
     hint = re.search(r"resume with: segkit (train .*)", sigterm_run["first"].err)
     assert hint, sigterm_run["first"].err[-2000:]

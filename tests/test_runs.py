@@ -16,8 +16,8 @@ from segkit.checkpoint import atomic_save, load_checkpoint
 from segkit.config import TrainConfig, from_dict
 from segkit.errors import ConfigError
 from segkit.metrics import protocol_text
-from segkit.run import LOCK_FILE
-from segkit.runs import find_run_dirs, format_runs, list_runs, run_histories, runs_table
+from segkit.rundir import LOCK_FILE
+from segkit.compare import find_run_dirs, format_runs, list_runs, run_histories, runs_table
 from segkit.tb import HPARAM_METRICS, NOT_HPARAMS
 
 REPO = Path(__file__).resolve().parent.parent

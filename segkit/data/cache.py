@@ -45,7 +45,7 @@ from segkit.data.discover import DataRoots, Sample
 from segkit.data.layouts import layouts_of
 from segkit.data.transforms import ResizeToCover, cover_size
 from segkit.errors import DataError
-from segkit.kaggle_env import on_kaggle, working_dir
+from segkit.kaggle.env import on_kaggle, working_dir
 from segkit.labels import LABEL_TO_TRAIN
 from segkit.runtime import log
 

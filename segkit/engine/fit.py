@@ -33,7 +33,7 @@ from segkit.engine.stopping import Budget, StopFlag, Stopper
 from segkit.labels import CLASS_NAMES
 from segkit.metrics import format_table, make_protocol
 from segkit.models import model_from_checkpoint
-from segkit.run import Run, TrainState
+from segkit.rundir import Run, TrainState
 from segkit.runtime import Precision, log
 from segkit.tb import TensorBoardLog
 

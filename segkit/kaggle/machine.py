@@ -14,7 +14,7 @@ from typing import Any
 from segkit.config import NO_WEIGHTS, PRESETS, TrainConfig
 from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
-from segkit.kaggle_env import RUN_TYPE_ENV, on_kaggle, working_dir
+from segkit.kaggle.env import RUN_TYPE_ENV, on_kaggle, working_dir
 
 
 def preflight(encoder: str | None = None, encoder_weights: str | None = None,

@@ -10,7 +10,7 @@ from collections import deque
 from pathlib import Path
 
 from segkit.errors import ConfigError
-from segkit.kaggle_env import kaggle_input_root, on_kaggle
+from segkit.kaggle.env import kaggle_input_root, on_kaggle
 
 log = logging.getLogger("segkit")
 
@@ -95,7 +95,7 @@ def find_resume_checkpoint(kaggle_input: Path | None = None, run_name: str | Non
     """The last.pth of a previous kernel's output attached as input, if any.
 
     Args:
-        kaggle_input: The input mount; default `segkit.kaggle_env.kaggle_input_root()`.
+        kaggle_input: The input mount; default `segkit.kaggle.env.kaggle_input_root()`.
         run_name: Prefer a last.pth whose run directory has this name.
 
     Returns:

@@ -47,7 +47,7 @@ from huggingface_hub.file_download import repo_folder_name
 from segmentation_models_pytorch.encoders import is_equivalent_to_timm_universal
 
 from segkit.errors import ConfigError, SegkitError
-from segkit.kaggle_env import KAGGLE_INPUT_ENV, kaggle_input_root
+from segkit.kaggle.env import KAGGLE_INPUT_ENV, kaggle_input_root
 
 logger = logging.getLogger("segkit")
 

@@ -25,7 +25,7 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import CompareConfig
 from segkit.errors import CheckpointError, SegkitError
 from segkit.metrics import protocol_text
-from segkit.run import RUN_FILES, saved_state, training_now
+from segkit.rundir import RUN_FILES, saved_state, training_now
 
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd
