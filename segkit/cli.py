@@ -8,55 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any
 
-from segkit.config import (
-    PRESETS,
-    EvalConfig,
-    PredictConfig,
-    SynthConfig,
-    TrainConfig,
-    apply_preset,
-    field_help,
-    field_types,
-    flag_name,
-    from_dict,
-)
+from segkit.config import EvalConfig, PredictConfig, SynthConfig, TrainConfig
 from segkit.errors import SegkitError
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per dataclass field, help from the field's comment; unset flags stay absent."""
-    helps, types = field_help(cls), field_types(cls)
-    for f in fields(cls):
-        typ = types[f.name]
-        default = "" if f.default is MISSING else f" (default: {_show(f.default)})"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": helps.get(f.name, "") + default}
-        if typ is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(typ) is tuple:
-            kwargs.update(nargs=len(typing.get_args(typ)), metavar=tuple(a.__name__.upper() for a in typing.get_args(typ)))
-        else:
-            kwargs["type"] = typ
-            kwargs["metavar"] = typ.__name__.upper()
-        parser.add_argument(flag_name(f.name), **kwargs)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        return " ".join(map(str, value))
-    return repr(value) if value == "" else str(value)
-
-
-def config_from_args(cls: type, args: argparse.Namespace) -> tuple[Any, set[str]]:
-    """The config from the flags given (and the set of names given explicitly)."""
-    names = {f.name for f in fields(cls)}
-    explicit = {k: v for k, v in vars(args).items() if k in names}
-    return from_dict(cls, explicit, where="flag"), set(explicit)
+from segkit.reflect import add_config_flags, config_from_args
 
 
 # ----------------------------------------------------------------------------- commands
@@ -72,12 +29,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not is_main():
         return 0
-    if result["metrics"] is not None:
+    if result.metrics is not None:
         from segkit.metrics import describe_protocol
 
-        print(f"best model: {Path(cfg.run_dir) / 'best_model.pth'} | {describe_protocol(result['metrics'])}")
-    if result["status"] not in ("completed", "time_budget"):
-        print(f"stopped ({result['status']}); resume with: segkit train --run-dir {cfg.run_dir} --resume", file=sys.stderr)
+        print(f"best model: {Path(cfg.run_dir) / 'best_model.pth'} | {describe_protocol(result.metrics)}")
+    if result.status.interrupted:
+        print(f"stopped ({result.status}); resume with: segkit train --run-dir {cfg.run_dir} --resume", file=sys.stderr)
     return 0
 
 
@@ -94,10 +51,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from segkit import evaluation
+    from segkit.inference import run_prediction
 
     cfg, _ = config_from_args(PredictConfig, args)
-    written = evaluation.run_prediction(cfg)
+    written = run_prediction(cfg)
     print(f"wrote {len(written)} {cfg.format} prediction(s) to {cfg.output}")
     return 0
 
@@ -112,18 +69,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from segkit.models import create_model, model_cost
+    import dataclasses
+
+    from segkit.models import build_model, model_cost
+    from segkit.recipes import PRESETS, apply_preset
 
     for name, preset in PRESETS.items():
         cfg = apply_preset(TrainConfig(preset=name), explicit={"preset"})
-        net = create_model(cfg.model, 19, encoder=cfg.encoder, encoder_weights="", **cfg.model_kwargs)
+        net = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""), 19)  # cost only: no weights
         cost = model_cost(net, cfg.crop)
-        measured = preset.get("cpu_img_s")
-        cpu = f"{measured:g} img/s measured (benchmarks/train_throughput.py)" if measured else "not measured"
-        print(f"{name}: {preset['doc']}")
+        cpu = f"{preset.cpu_img_s:g} img/s measured (benchmarks/train_throughput.py)" if preset.cpu_img_s else "not measured"
+        print(f"{name}: {preset.doc}")
         print(f"   {cost['params_m']:.1f} M params, {cost['gflops']:.1f} GFLOPs/image at {cfg.crop[0]}x{cfg.crop[1]}"
               f" | CPU (2 cores): {cpu} | T4: not measured")
-        print("   " + json.dumps(preset["fields"]))
+        print("   " + json.dumps(preset.fields))
     return 0
 
 

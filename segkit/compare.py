@@ -25,14 +25,13 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import CompareConfig
 from segkit.errors import CheckpointError, SegkitError
 from segkit.metrics import protocol_text
-from segkit.rundir import RUN_FILES, saved_state, training_now
+from segkit.reflect import add_config_flags, config_from_args
+from segkit.rundir import RUN_FILES, Status, saved_state, training_now
 
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd
 
 # What last.pth's status means, in the table's words.
-STATUS_TEXT = {"completed": "finished", "time_budget": "stopped by budget", "SIGTERM": "interrupted (SIGTERM)",
-               "SIGINT": "interrupted (Ctrl-C)", "stopped": "stopped at a step limit"}
 # A folder holding any of these is a run directory (its subfolders are not searched).
 RUN_SIGNS = tuple(n for n in RUN_FILES if n not in ("class_counts.json", "dashboard.json"))
 COLUMNS = ("run", "model", "encoder", "image size", "epochs", "time", "status", "val mIoU %", "protocol", "note")
@@ -169,23 +168,33 @@ def _status(row: RunRow, run_dir: Path, state: dict | None, metrics: dict | None
     if holder:
         row.notes.append(f"training now: {holder}")
         return "running"
-    saved = None if state is None else state.get("status")
+    saved = _saved_status(state)
     resume = f"continue: segkit train --run-dir {run_dir} --resume"
     if saved is None:
+        if state is not None:
+            row.notes.append(f"last.pth holds an unknown status {state.get('status')!r}")
+            return "unknown"
         if (run_dir / "config.json").is_file() and not (run_dir / "last.pth").exists():
             row.notes.append("no last.pth: training stopped before its first epoch was saved")
             return "failed"
         return "unknown"
-    if saved == "running":
+    if saved == Status.RUNNING:
         row.notes.append(f"the training process ended during epoch {state.get('epoch', 0) + 1} without saving how "
                          f"(killed or crashed); {resume}")
         return "failed"
     if metrics is None and (run_dir / "best_model.pth").is_file():
         row.notes.append(f"no metrics.json: the final evaluation did not finish (segkit evaluate --checkpoint "
                          f"{run_dir / 'best_model.pth'})")
-    if saved in ("SIGTERM", "SIGINT", "stopped"):
+    if saved.interrupted:
         row.notes.append(resume)
-    return STATUS_TEXT.get(saved, str(saved))
+    return saved.text
+
+
+def _saved_status(state: dict | None) -> Status | None:
+    try:
+        return None if state is None else Status(state.get("status"))
+    except ValueError:
+        return None
 
 
 # ----------------------------------------------------------------------------- showing
@@ -235,15 +244,15 @@ def register_cli(sub: Any) -> None:
     """`segkit runs [DIR]`."""
     p = sub.add_parser("runs", help="list training runs side by side: model, epochs, time, status, mIoU with protocol",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("runs_dir", nargs="?", default=CompareConfig.runs_dir, metavar="DIR",
-                   help=f"folder of runs, searched at any depth, or one run (default: {CompareConfig.runs_dir})")
+    add_config_flags(p, CompareConfig)
     p.set_defaults(func=cmd_runs)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rows = list_runs(args.runs_dir)
+    cfg, _ = config_from_args(CompareConfig, args)
+    rows = list_runs(cfg.runs_dir)
     if not rows:
-        print(f"no run directories under {args.runs_dir} (a run directory holds config.json, last.pth, ...)")
+        print(f"no run directories under {cfg.runs_dir} (a run directory holds config.json, last.pth, ...)")
         return 0
     print(format_runs(rows))
     return 0

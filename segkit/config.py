@@ -2,31 +2,23 @@
 
 Each field's trailing comment is its help text: the CLI shows it (`segkit train --help`), and the
 notebooks' `parameters` cells repeat the same `name: type = value  # help` lines so that
-`papermill --help-notebook` documents them. A test checks that the three agree.
+`papermill --help-notebook` documents them. A test checks that the three agree. How fields become
+flags and parameters is `segkit.reflect`; the named recipes (`--preset`) are `segkit.recipes`;
+what a model choice means (architecture, encoder, weights) is `segkit.model_choice`.
+
+Every command that reads a data set shares `DataConfig`'s fields (where the data is and how it
+sits); every command's defaults are here once.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import inspect
-import io
-import tokenize
-import typing
-from dataclasses import dataclass, fields
-from functools import cache
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-from segkit.errors import ConfigError
+from segkit.errors import ConfigError, did_you_mean
+from segkit.model_choice import ModelChoice, check_architecture
+from segkit.reflect import POSITIONAL, coerce_fields, flag_name, is_int_like
 
-C = TypeVar("C")
-
-# segmentation_models_pytorch's architectures (a test checks this equals the installed smp's list).
-ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
-                 "upernet", "segformer", "dpt")
-# The built-in ResNet U-Nets of segkit 0.1, and what builds the nearest model now.
-RETIRED_MODELS = {f"resnet{d}-unet": f"--model unet --encoder resnet{d}" for d in (18, 34, 50)}
-NO_WEIGHTS = ("", "none")  # encoder_weights values meaning random initialisation
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation ImageNet-pretrained encoders expect
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -38,21 +30,35 @@ INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
+BACKENDS = ("torch", "onnx")
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
 LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "glob")
 LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds")  # what label files hold; auto = from their names
-DATA_FIELDS = ("data_root", "layout", "image_glob", "label_glob", "label_format")  # where the data is and how it sits
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything `segkit train` and notebook 02 need; presets fill fields left at their default."""
+class DataConfig:
+    """Where a data set is and how it sits: the fields every command that reads data shares."""
 
-    data_root: str = ""  # data set root, "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
+    data_root: str = ""  # data set root, "" = the data the run or checkpoint was trained on, else auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
     layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
     label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        check_data_fields(self)
+
+    def data_fields(self) -> dict[str, Any]:
+        """The DataConfig fields of this config, as a dict (for another config, or a record)."""
+        return {f.name: getattr(self, f.name) for f in fields(DataConfig)}
+
+
+@dataclass(frozen=True)
+class TrainConfig(DataConfig):
+    """Everything `segkit train` and notebook 02 need; presets fill fields left at their default."""
+
     train_split: str = "train"  # split to train on (KITTI: training)
     val_split: str = "val"  # split to validate and score the best model on (KITTI has only training: training)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
@@ -97,8 +103,7 @@ class TrainConfig:
     dashboard: bool = False  # start the TensorBoard dashboard (notebook 02)
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
-        check_data_fields(self)
+        super().__post_init__()
         _check_split("train_split", self.train_split)
         _check_split("val_split", self.val_split)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -109,7 +114,7 @@ class TrainConfig:
         _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
         _check_positive(self, "epochs", "batch_size", "lr", "eval_every", "log_every", "depth")
         _check_positive(self, "base_channels")
-        _check_model(self.model, self.encoder)
+        check_architecture(self.model, self.encoder)
         _check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
         _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
         if self.nproc < 0:
@@ -141,27 +146,22 @@ class TrainConfig:
         return tuple(self.image_size) if tuple(self.crop_size) == (0, 0) else tuple(self.crop_size)
 
     @property
-    def pretrained(self) -> bool:
-        """Whether the encoder starts from pretrained weights."""
-        return bool(self.encoder) and self.encoder_weights.lower() not in NO_WEIGHTS
+    def model_choice(self) -> ModelChoice:
+        """What this config builds (`segkit.model_choice`): own U-Net's default weights ignored."""
+        return ModelChoice.from_config(self, explicit=set())
 
     @property
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `create_model` beyond the name, num_classes, encoder and weights."""
-        return {} if self.encoder else {"base_channels": self.base_channels, "depth": self.depth}
+    def pretrained(self) -> bool:
+        """Whether the encoder starts from pretrained weights."""
+        return self.model_choice.pretrained
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(DataConfig):
     """`segkit evaluate` and notebook 03: score a checkpoint, or a folder of predictions."""
 
     run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
     checkpoint: str = ""  # checkpoint file, "" = <run_dir>/best_model.pth
-    data_root: str = ""  # data set root, "" = the data the checkpoint was trained on (else auto, as for training)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
-    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
-    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
     format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
@@ -173,8 +173,7 @@ class EvalConfig:
     output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>.json beside the checkpoint (print only for --predictions)
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
-        check_data_fields(self)
+        super().__post_init__()
         _check_split("split", self.split)
         _check_choice("format", self.format, SCORE_FORMATS)
         _check_choice("inference", self.inference, INFERENCE_MODES)
@@ -197,19 +196,17 @@ class PredictConfig:
     overwrite: bool = False  # replace prediction files that already exist in output
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
+        coerce_fields(self)
         _check_choice("format", self.format, PREDICT_FORMATS)
         _check_choice("inference", self.inference, INFERENCE_MODES)
-        _check_choice("backend", self.backend, ("torch", "onnx"))
-        if not self.checkpoint:
-            raise ConfigError("--checkpoint is required, e.g. --checkpoint runs/train/best_model.pth")
-        if not self.img:
-            raise ConfigError("--img is required: an image file or a folder of images")
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
+        _check_required(self, "img", "an image file or a folder of images")
 
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """`segkit synth`: write the synthetic street-scene data set in the Cityscapes layout."""
+    """`segkit synth`, and the stand-in training uses when no data is found: synthetic street scenes."""
 
     out: str = "data/synthetic"  # output root (gets leftImg8bit/ and gtFine/)
     num_train: int = 60  # training images
@@ -219,49 +216,57 @@ class SynthConfig:
     overwrite: bool = False  # regenerate a synthetic set that exists with other parameters
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
+        coerce_fields(self)
         _check_non_negative(self, "num_train", "num_val")
         check_image_size(self.image_size)
 
 
 @dataclass(frozen=True)
-class ExploreConfig:
+class PrepareConfig(DataConfig):
+    """`segkit prepare`: decode, map and resize a data set once into memory-mappable arrays."""
+
+    image_size: tuple[int, int] = (256, 512)  # training input height width (the size `segkit train --image-size` gives)
+    splits: tuple[str, ...] = ("train", "val")  # splits to cache (KITTI: training)
+    out: str = ""  # cache folder, "" = <data root>/segkit_cache/<H>x<W> (or runs/cache/... when that is read-only)
+    workers: int = -1  # decoding threads, -1 = one per CPU (at most 8)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_image_size(self.image_size)
+        if not self.splits:
+            raise ConfigError("splits is empty: name at least one split to cache, e.g. --splits train val")
+        for split in self.splits:
+            _check_split("splits", split)
+        if self.workers < -1:
+            raise ConfigError(f"workers must be -1 (auto) or >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ExploreConfig(DataConfig):
     """Notebook 01: what is in the data."""
 
-    data_root: str = ""  # data set root, "" = auto (as for training)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
-    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
-    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
     num_samples: int = 6  # images in the sample grid
     max_images: int = 0  # images per split read for statistics and checks, 0 = all
     class_weights: str = "median"  # weighting shown next to the class frequencies
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
-        check_data_fields(self)
+        super().__post_init__()
         _check_positive(self, "num_samples")
         _check_non_negative(self, "max_images")
         _check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
 
 
 @dataclass(frozen=True)
-class VisualizeConfig:
+class VisualizeConfig(DataConfig):
     """Notebook 04: figures of a training run."""
 
     run_dir: str = "runs/train"  # training run to visualise
-    data_root: str = ""  # data set root, "" = the one the run was trained on
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
-    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
-    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
     split: str = "val"  # split to draw samples from
     num_samples: int = 4  # triptychs (input / ground truth / prediction)
     inference: str = "whole"  # whole, slide, flip or ms
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
-        check_data_fields(self)
+        super().__post_init__()
         _check_split("split", self.split)
         _check_positive(self, "num_samples")
         _check_choice("inference", self.inference, INFERENCE_MODES)
@@ -271,277 +276,94 @@ class VisualizeConfig:
 class CompareConfig:
     """Notebook 05 and `segkit runs`: training runs side by side."""
 
-    runs_dir: str = "runs"  # folder searched for run directories (at any depth), or one run directory
+    runs_dir: str = field(default="runs", metadata=POSITIONAL)  # folder searched for run directories (at any depth), or one run directory
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
+        coerce_fields(self)
 
 
-# ----------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class ExportConfig:
+    """`segkit export`: a checkpoint to ONNX (for onnxruntime, or `segkit predict --backend onnx`)."""
 
-# Named recipes: `doc` (shown by `segkit presets`) and `fields`, TrainConfig values that fields the
-# user sets explicitly override. What each one costs and reaches: benchmarks/README.md.
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": {
-        "cpu_img_s": 0.43,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
-        "doc": "the seed's train.py: U-Net (base 64) at 256x512, batch 4, lr 1e-4, 20 epochs (= the defaults)",
-        "fields": {"model": "unet", "encoder": "", "base_channels": 64, "depth": 4, "image_size": (256, 512),
-                   "batch_size": 4, "lr": 1e-4, "epochs": 20},
-    },
-    "cpu-quick": {
-        "cpu_img_s": 58.6,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
-        # benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights:
-        # 64x128 33.3 vs 96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 /
-        # 128x256 / 256x512. Synthetic data only: on real Cityscapes, check with --data-root.
-        # focus_crop 0.5 (half the crops centred on a pole/light/sign/person/rider/bike pixel): on
-        # kitti-mini's real frames (300 epochs, 2 seeds) mIoU 38.1/36.6 -> 41.9/40.1, pole 10.0/7.4 ->
-        # 19.7/16.6; on synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9. benchmarks/README.md.
-        "doc": "laptop / 2 CPU cores, 15 minutes: small U-Net at 64x128",
-        "fields": {
-            "model": "unet", "encoder": "", "base_channels": 16, "depth": 4, "image_size": (64, 128),
-            "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
-            "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
-            "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
-            "focus_crop": 0.5, "cache": "build",
-        },
-    },
-    # The GPU presets train on every visible GPU (nproc 0: T4 x2 -> 2 processes; batch_size is per GPU)
-    # and stop inside Kaggle's session (time budget). Their recipes follow common Cityscapes practice
-    # (poly schedule, scale 0.5-2.0 augmentation); nobody has measured them on a T4 yet.
-    "t4-fast": {
-        "cpu_img_s": 0.62,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
-        "doc": "Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
-        "fields": {
-            "model": "segformer", "encoder": "mit_b0", "encoder_weights": "imagenet", "image_size": (512, 1024),
-            "batch_size": 8, "lr": 2e-4, "weight_decay": 1e-2, "optimizer": "adamw", "scheduler": "poly",
-            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ce", "scale_range": (0.5, 2.0), "nproc": 0,
-        },
-    },
-    "t4-strong": {
-        "cpu_img_s": 0.35,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
-        "doc": "Kaggle T4 x2, 512x1024, strong: DeepLabV3+ on ResNet-50 (ImageNet), fp16, SyncBN",
-        "fields": {
-            "model": "deeplabv3plus", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
-            "batch_size": 4, "lr": 1e-2, "weight_decay": 5e-4, "optimizer": "sgd", "scheduler": "poly",
-            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ohem", "scale_range": (0.5, 2.0),
-            "sync_bn": True, "nproc": 0,
-        },
-    },
-    "t4-256x512": {
-        "cpu_img_s": 2.63,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
-        "doc": "Kaggle T4 x2, 256x512: U-Net on ResNet-34 (ImageNet), fp16",
-        "fields": {
-            "model": "unet", "encoder": "resnet34", "encoder_weights": "imagenet", "image_size": (256, 512),
-            "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "scheduler": "poly", "epochs": 120, "amp": "auto",
-            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
-        },
-    },
-    "t4-512x1024": {
-        "cpu_img_s": 0.32,  # training img/s of the model alone, 2 idle CPU cores: benchmarks/train_throughput.py
-        "doc": "Kaggle T4 x2, 512x1024: U-Net on ResNet-50 (ImageNet), fp16",
-        "fields": {
-            "model": "unet", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
-            "batch_size": 8, "lr": 5e-4, "optimizer": "adamw", "scheduler": "poly", "epochs": 100, "amp": "auto",
-            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
-        },
-    },
-}
+    checkpoint: str = ""  # segkit checkpoint, e.g. runs/train/best_model.pth
+    output: str = ""  # ONNX file to write, "" = the checkpoint path with .onnx
+    opset: int = 17  # ONNX opset version
+    static: bool = False  # fix the input to (1, 3, *image_size) instead of dynamic batch, height, width
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
+        _check_positive(self, "opset")
 
 
-def apply_preset(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
-    """Fill the preset's fields except those in `explicit` (defaults to fields off their default).
+@dataclass(frozen=True)
+class DemoConfig:
+    """`segkit demo` (what `make demo` runs): synthetic data -> notebooks 01..05 headless -> a trained run."""
 
-    Args:
-        cfg: a config whose `preset` names a recipe (or is "").
-        explicit: names the user set; preset values never replace them.
+    out: str = "runs/demo"  # output folder: executed notebooks, the run directory, figures
+    minutes: float = 3.0  # training time budget in minutes (the learning rate decays to 0 over it)
+    readme_figures: str = ""  # folder for one small PNG per notebook, "" = <out>/readme-figures
 
-    Returns:
-        The config with the preset applied.
-    """
-    if not cfg.preset:
-        return cfg
-    if cfg.preset not in PRESETS:
-        raise ConfigError(
-            f"unknown preset {cfg.preset!r}; valid presets: {', '.join(PRESETS)}"
-            + _did_you_mean(cfg.preset, PRESETS)
-        )
-    if explicit is None:
-        explicit = {f.name for f in fields(cfg) if getattr(cfg, f.name) != f.default}
-    updates = {k: v for k, v in PRESETS[cfg.preset]["fields"].items() if k not in explicit}
-    return dataclasses.replace(cfg, **updates)
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _check_positive(self, "minutes")
 
 
-# ----------------------------------------------------------------------------- building configs
+@dataclass(frozen=True)
+class DashboardConfig:
+    """`segkit dashboard`: TensorBoard on 127.0.0.1 until Ctrl-C, optionally with a public ngrok link."""
+
+    logdir: str = "runs"  # a run's tb/ folder, or a folder of runs
+    port: int = 6006  # preferred local port, 0 = any free one
+    public: bool = False  # open an ngrok link (token from $NGROK_AUTHTOKEN or a Kaggle Secret; needs pyngrok)
+    auth: bool = True  # basic auth on the public link (credentials from $SEGKIT_DASHBOARD_AUTH, else generated)
+    wait: float = 60.0  # seconds to wait for TensorBoard to answer
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _check_non_negative(self, "port")
+        _check_positive(self, "wait")
 
 
-def from_dict(cls: type[C], values: dict[str, Any], where: str = "parameter") -> C:
-    """Build a config from a dict, refusing unknown names with the list of valid ones.
+@dataclass(frozen=True)
+class PreflightConfig:
+    """`segkit kaggle preflight`: what this machine offers for training, with problems and fixes."""
 
-    Args:
-        cls: a config dataclass.
-        values: field name -> value (strings such as "256x512" are coerced to the field's type).
-        where: how to call the names in messages ("parameter", "flag").
+    json: bool = False  # print the report as JSON
+    preset: str = ""  # check the pretrained encoder weights of this preset (segkit presets lists them)
+    encoder: str = ""  # check this encoder's pretrained weights (overrides the preset's)
+    encoder_weights: str = ""  # imagenet (TrainConfig's default), another variant, or a weights file (overrides the preset's)
 
-    Returns:
-        The validated config.
-    """
-    valid = [f.name for f in fields(cls)]
-    unknown = [k for k in values if k not in valid]
-    if unknown:
-        hints = "".join(_did_you_mean(k, valid) for k in unknown)
-        raise ConfigError(
-            f"unknown {where}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"for {cls.__name__}{hints}; valid names: {', '.join(valid)}"
-        )
-    return cls(**values)
+    def __post_init__(self) -> None:
+        coerce_fields(self)
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-able dict of a config (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+@dataclass(frozen=True)
+class BundleConfig:
+    """`segkit kaggle bundle`: a kernel push folder and the wheel dataset folder a kernel installs from."""
+
+    out: str = "runs/kaggle-bundle"  # output folder: kernel/ and segkit-wheel/
+    params: str = ""  # notebook parameters, a .json or .yaml file (names of 02_train's parameters cell)
+    title: str = "segkit cityscapes train"  # kernel title, 5-50 characters; its slug is the kernel id's
+    datasets: tuple[str, ...] = ()  # Kaggle datasets to attach, OWNER/SLUG (Cityscapes, encoder weights)
+    resume_from: str = ""  # chain: attach this kernel's output (OWNER/KERNEL) and resume its run
+    username: str = ""  # Kaggle username, "" = $KAGGLE_USERNAME or the kaggle CLI's credentials
+    gpu: bool = True  # request a GPU (kernel-metadata.json enable_gpu)
+    internet: bool = False  # internet in the kernel (not needed: segkit installs offline)
+    machine_shape: str = "NvidiaTeslaT4"  # Kaggle machine shape (NvidiaTeslaT4 = GPU T4 x2)
+    notebook: str = ""  # notebook to bundle, "" = notebooks/02_train.ipynb
+    wheels: str = ""  # folder holding the segmentation_models_pytorch wheel, "" = pip download it (needs internet)
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
 
 
-@cache
-def field_help(cls: type) -> dict[str, str]:
-    """The trailing `# comment` of each field in the class source: the help text."""
-    source = inspect.getsource(cls)
-    helps: dict[str, str] = {}
-    names = {f.name for f in fields(cls)}
-    for line in source.splitlines():
-        stripped = line.strip()
-        name = stripped.split(":", 1)[0]
-        if name in names and "#" in stripped:
-            tokens = tokenize.generate_tokens(io.StringIO(stripped).readline)
-            comments = [t.string for t in tokens if t.type == tokenize.COMMENT]
-            if comments:
-                helps[name] = comments[-1].lstrip("#").strip()
-    return helps
+# ----------------------------------------------------------------------------- checks
 
 
-def flag_name(field_name: str) -> str:
-    """The command-line flag of a field: `batch_size` -> `--batch-size`."""
-    return "--" + field_name.replace("_", "-")
-
-
-def to_argv(cfg: Any, skip: tuple[str, ...] = ()) -> list[str]:
-    """Flags that rebuild `cfg` exactly on the command line: every field, defaults included.
-
-    Every field is given so that nothing is left for a preset or a resumed run to fill in: the
-    process that parses them trains the same config as the one that wrote them.
-    """
-    types = field_types(type(cfg))
-    argv: list[str] = []
-    for f in fields(cfg):
-        if f.name in skip:
-            continue
-        value, flag = getattr(cfg, f.name), flag_name(f.name)
-        if types[f.name] is bool:
-            argv.append(flag if value else "--no-" + flag[2:])
-        elif typing.get_origin(types[f.name]) is tuple:
-            argv += [flag, *map(str, value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Resolved type of each field (annotations are strings under `from __future__`)."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls)}
-
-
-# ----------------------------------------------------------------------------- validation helpers
-
-
-def coerce(name: str, value: Any, typ: Any) -> Any:
-    """Convert `value` to `typ` where the meaning is unambiguous; ConfigError otherwise."""
-    origin = typing.get_origin(typ)
-    if origin is tuple:
-        return _coerce_tuple(name, value, typing.get_args(typ))
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool) or not _is_int_like(value):
-            raise ConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-        return int(value)
-    if typ is float:
-        try:
-            if isinstance(value, bool):  # float(True) would quietly be 1.0
-                raise TypeError
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, got {value!r} ({type(value).__name__})") from None
-    if typ is str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
-        return value
-    return value
-
-
-def _is_int_like(value: Any) -> bool:
-    if isinstance(value, int):
-        return True
-    if isinstance(value, float):
-        return value.is_integer()
-    if isinstance(value, str):
-        try:
-            int(value)
-            return True
-        except ValueError:
-            return False
-    return False
-
-
-def _coerce_tuple(name: str, value: Any, args: tuple) -> tuple:
-    if isinstance(value, str):
-        parts = value.replace("x", " ").replace(",", " ").split()
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        parts = [value]
-    if len(parts) != len(args):
-        example = "x".join(["256", "512"][: len(args)])
-        raise ConfigError(
-            f"{name} needs {len(args)} values, got {value!r}; write e.g. {example!r} or {list(parts)[:1] * len(args)}"
-        )
-    return tuple(coerce(name, p, t) for p, t in zip(parts, args))
-
-
-def _coerce_fields(cfg: Any) -> None:
-    types = field_types(type(cfg))
-    for f in fields(cfg):
-        value = coerce(f.name, getattr(cfg, f.name), types[f.name])
-        object.__setattr__(cfg, f.name, value)
-
-
-def _did_you_mean(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_model(model: str, encoder: str) -> None:
-    """The architecture name (encoders are checked by segkit.models, which imports smp)."""
-    if model in RETIRED_MODELS:
-        raise ConfigError(
-            f"model {model!r} was segkit 0.1's own ResNet U-Net; U-Nets on pretrained encoders now come from "
-            f"segmentation_models_pytorch: use {RETIRED_MODELS[model]} (ImageNet weights by default)"
-        )
-    _check_choice("model", model, ARCHITECTURES)
-    if not encoder and model != "unet":
-        raise ConfigError(f"model {model!r} needs an encoder, e.g. --encoder resnet34 (only unet has a built-in "
-                          "encoder: segkit's own U-Net, used when --encoder is empty)")
-
-
-def check_data_fields(cfg: Any) -> None:
-    """The layout fields of a config (DATA_FIELDS): choices, and glob patterns segkit can read.
+def check_data_fields(cfg: DataConfig) -> None:
+    """The DataConfig fields of a config: choices, and glob patterns segkit can read.
 
     Raises:
         ConfigError: what is wrong and a pattern that works, e.g. images/{split}/**/*.jpg.
@@ -592,7 +414,12 @@ def _check_split(name: str, value: str) -> None:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}" + _did_you_mean(value, choices))
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}" + did_you_mean(value, choices))
+
+
+def _check_required(cfg: Any, name: str, example: str) -> None:
+    if not getattr(cfg, name):
+        raise ConfigError(f"{flag_name(name)} is required: {example}")
 
 
 def _check_positive(cfg: Any, *names: str) -> None:
@@ -623,7 +450,7 @@ def check_image_size(size: Any, multiple: int = 1, minimum: int = 16, model: str
         ConfigError: with the nearest valid size, e.g. "image size 250x512 is not a multiple of 32; try 256x512".
     """
     parts = list(size) if isinstance(size, (tuple, list)) else []
-    if len(parts) != 2 or not all(_is_int_like(v) and not isinstance(v, bool) and int(v) >= minimum for v in parts):
+    if len(parts) != 2 or not all(is_int_like(v) and not isinstance(v, bool) and int(v) >= minimum for v in parts):
         raise ConfigError(f"image_size must be (height, width), both integers >= {minimum}, e.g. 256x512; got {size!r}")
     h, w = int(parts[0]), int(parts[1])
     if h % multiple or w % multiple:

@@ -17,34 +17,31 @@ from pathlib import Path
 from typing import Any
 
 import segkit
+from segkit.config import DemoConfig, SynthConfig
 from segkit.errors import SegkitError
+from segkit.reflect import add_config_flags, config_from_args
 
 REPO_ROOT = Path(segkit.__file__).resolve().parent.parent
 NOTEBOOKS = ("01_explore_data", "02_train", "03_evaluate", "04_visualize", "05_compare_runs")
-DATA_DIR = "data/synthetic"
-SYNTHETIC = {"num_train": 60, "num_val": 20, "image_size": (256, 512), "seed": 0}  # = the auto fallback's set
-TRAIN_MINUTES = 3.0  # training budget: the whole demo stays near 5 minutes on 2 CPU cores
+SYNTHETIC = SynthConfig()  # the set training falls back to when it finds no data (data/synthetic, 60 + 20)
+TRAIN_MINUTES = DemoConfig.minutes  # training budget: the whole demo stays near 5 minutes on 2 CPU cores
 README_FIGURES = "docs/figures"  # where the committed README figures live (refreshed with --readme-figures)
 FIGURE_TAG = "readme-figure"  # the notebook cell whose image goes to the README
 FIGURE_WIDTH = 900  # px; keeps the committed PNGs small
 
 
 def register_cli(sub: Any) -> None:
-    """`segkit demo [--out DIR] [--minutes M] [--readme-figures DIR]`."""
+    """`segkit demo`: every DemoConfig field is a flag."""
     p = sub.add_parser("demo", help="synthetic data -> notebooks 01..05 headless -> a trained run (~5 min on CPU)",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--minutes", type=float, default=TRAIN_MINUTES,
-                   help=f"training time budget in minutes (default: {TRAIN_MINUTES})")
-    p.add_argument("--readme-figures", default="",
-                   help=f"folder for one small PNG per notebook (default: OUT/readme-figures; the README's are in "
-                        f"{README_FIGURES})")
+    add_config_flags(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    report = run_demo(out, args.minutes, Path(args.readme_figures) if args.readme_figures else out / "readme-figures")
+    cfg, _ = config_from_args(DemoConfig, args)
+    out = Path(cfg.out)
+    report = run_demo(out, cfg.minutes, Path(cfg.readme_figures) if cfg.readme_figures else out / "readme-figures")
     print(summary_text(report))
     return 0
 
@@ -67,9 +64,10 @@ def run_demo(out: Path, minutes: float = TRAIN_MINUTES, readme_figures: Path | N
     if not (notebook_dir / f"{NOTEBOOKS[0]}.ipynb").is_file():
         raise SegkitError(f"the notebooks are not in {notebook_dir}: the demo runs from a clone of the segkit "
                           "repository (pip install -e .), not from an installed wheel")
-    data = _rel(Path(DATA_DIR))
+    data = _rel(Path(SYNTHETIC.out))
     _say(f"synthetic data set -> {data}")
-    generate_synthetic(REPO_ROOT / data, overwrite=True, **SYNTHETIC)
+    generate_synthetic(REPO_ROOT / data, SYNTHETIC.num_train, SYNTHETIC.num_val, SYNTHETIC.image_size, SYNTHETIC.seed,
+                       overwrite=True)
     run_dir = _rel(out / "run")
     executed = {}
     for name, parameters in notebook_parameters(data, run_dir, minutes).items():

@@ -19,8 +19,10 @@ from torch import nn
 
 import segkit
 from segkit.checkpoint import load_checkpoint
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD, ExportConfig
 from segkit.errors import CheckpointError, SegkitError
-from segkit.models import model_from_checkpoint
+from segkit.models import ModelFacts, facts, model_from_checkpoint, set_facts
+from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log
 
 INSTALL_HINT = "pip install 'segkit[onnx]'  (onnx, onnxruntime, onnxscript)"
@@ -37,7 +39,7 @@ def _require(module: str) -> Any:
         raise SegkitError(f"{module} is not installed; ONNX export and inference need it: {INSTALL_HINT}") from None
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, dynamic: bool = True) -> Path:
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportConfig.opset, dynamic: bool = True) -> Path:
     """Export a segkit checkpoint's model to an ONNX file (written to a temporary file, then renamed).
 
     Args:
@@ -80,7 +82,7 @@ def _metadata(ckpt: dict, model: nn.Module, checkpoint: str | Path) -> dict[str,
     """What a consumer of the .onnx file needs to pre- and post-process like segkit does."""
     return {
         "segkit_version": segkit.__version__, "checkpoint": str(checkpoint),
-        "image_size": json.dumps(list(ckpt["image_size"])), "size_divisor": str(getattr(model, "size_divisor", 32)),
+        "image_size": json.dumps(list(ckpt["image_size"])), "size_divisor": str(facts(model).size_divisor),
         "normalization": json.dumps(ckpt.get("normalization", {})), "class_names": json.dumps(ckpt.get("class_names", [])),
     }
 
@@ -105,7 +107,9 @@ class OnnxModel(nn.Module):
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.size_divisor = size_divisor or int(meta.get("size_divisor", 32))
+        norm = json.loads(meta.get("normalization") or "{}")
+        set_facts(self, ModelFacts({"name": "onnx", "file": str(path)}, size_divisor or int(meta.get("size_divisor", 32)),
+                                   tuple(norm.get("mean", IMAGENET_MEAN)), tuple(norm.get("std", IMAGENET_STD))))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.detach().float().cpu().contiguous().numpy()
@@ -136,23 +140,21 @@ def ensure_onnx(checkpoint: str | Path) -> Path:
 
 
 def register_cli(sub: Any) -> None:
-    """`segkit export --checkpoint PTH [--output FILE] [--opset N] [--static]`."""
+    """`segkit export`: every ExportConfig field is a flag."""
     p = sub.add_parser("export", help="export a checkpoint to ONNX (for onnxruntime / segkit predict --backend onnx)",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="segkit checkpoint, e.g. runs/train/best_model.pth")
-    p.add_argument("--output", default="", help='ONNX file to write; "" = the checkpoint path with .onnx')
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
-    p.add_argument("--static", action="store_true", help="fix the input to (1, 3, *image_size) (default: dynamic batch, H, W)")
+    add_config_flags(p, ExportConfig)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    checkpoint = Path(args.checkpoint)
+    cfg, _ = config_from_args(ExportConfig, args)
+    checkpoint = Path(cfg.checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(f"--checkpoint {checkpoint} does not exist; expected best_model.pth or last.pth of a run")
-    out = export_onnx(checkpoint, Path(args.output) if args.output else checkpoint.with_suffix(".onnx"),
-                      args.opset, dynamic=not args.static)
+    out = export_onnx(checkpoint, Path(cfg.output) if cfg.output else checkpoint.with_suffix(".onnx"),
+                      cfg.opset, dynamic=not cfg.static)
     size = out.stat().st_size / 2**20
-    print(f"wrote {out} ({size:.1f} MB, opset {args.opset}, {'static' if args.static else 'dynamic batch/height/width'} input "
-          f"'{INPUT_NAME}' (B, 3, H, W) normalised float32 -> '{OUTPUT_NAME}' (B, C, H, W))")
+    print(f"wrote {out} ({size:.1f} MB, opset {cfg.opset}, {'static' if cfg.static else 'dynamic batch/height/width'} "
+          f"input '{INPUT_NAME}' (B, 3, H, W) normalised float32 -> '{OUTPUT_NAME}' (B, C, H, W))")
     return 0

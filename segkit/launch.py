@@ -11,7 +11,6 @@ Notebooks cannot fork CUDA processes, so notebook 02 (and `segkit train --nproc 
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import queue
 import signal
@@ -20,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -28,14 +27,17 @@ import torch
 
 from segkit import progress
 from segkit.checkpoint import load_checkpoint
-from segkit.config import NO_WEIGHTS, TrainConfig, apply_preset, to_argv
+from segkit.config import TrainConfig
 from segkit.engine import fit
-from segkit.errors import ConfigError, SegkitError
-from segkit.kaggle.session import default_time_budget, prepare_chained_resume
+from segkit.errors import SegkitError
 from segkit.kaggle.env import on_kaggle
+from segkit.kaggle.session import default_time_budget, prepare_chained_resume
 from segkit.live import live_view
+from segkit.model_choice import ModelChoice
 from segkit.models import check_model, weights
-from segkit.rundir import merge_resumed_config, read_history, saved_status
+from segkit.recipes import apply_preset
+from segkit.reflect import explicit_fields, to_argv
+from segkit.rundir import RunSummary, merge_resumed_config, read_history
 from segkit.runtime import distributed_env, log
 
 
@@ -53,21 +55,19 @@ def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> 
         read: when they cannot be had, `WeightsUnavailable` says what to attach. With no time
         budget given, Kaggle gets one that ends inside the 12-hour session.
     """
-    explicit = {f.name for f in fields(cfg) if getattr(cfg, f.name) != f.default} if explicit is None else explicit
+    explicit = explicit_fields(cfg) if explicit is None else explicit
     cfg = apply_preset(cfg, explicit)
     if cfg.resume and on_kaggle():
         prepare_chained_resume(Path(cfg.run_dir))
     if cfg.resume and (Path(cfg.run_dir) / "last.pth").is_file():
         cfg = merge_resumed_config(cfg, load_checkpoint(Path(cfg.run_dir) / "last.pth")["config"])
-    if not cfg.encoder:  # segkit's own U-Net has no pretrained encoder
-        if "encoder_weights" in explicit and cfg.encoder_weights.lower() not in NO_WEIGHTS:
-            raise ConfigError(f"encoder_weights {cfg.encoder_weights!r} needs an encoder: segkit's own U-Net starts "
-                              "from random weights. Add e.g. --encoder resnet34, or drop --encoder-weights.")
-        cfg = replace(cfg, encoder_weights="")
-    check_model(cfg.model, cfg.encoder, cfg.encoder_weights, cfg.crop, cfg.model_kwargs, cfg.batch_size)
-    if cfg.pretrained and not cfg.resume:
-        found = weights.fetch(weights.weights_source(cfg.encoder, cfg.encoder_weights))
-        log.info("encoder %s starts from %s: %s", cfg.encoder, cfg.encoder_weights, found)
+    choice = ModelChoice.from_config(cfg, explicit)  # refuses weights asked for segkit's own U-Net
+    if choice.own_unet:
+        cfg = replace(cfg, encoder_weights="")  # its TrainConfig default means nothing there
+    check_model(choice, cfg.crop, cfg.batch_size)
+    if choice.pretrained and not cfg.resume:
+        found = weights.fetch(weights.weights_source(choice.encoder, choice.encoder_weights))
+        log.info("encoder %s starts from %s: %s", choice.encoder, choice.encoder_weights, found)
     if not cfg.time_budget:
         cfg = replace(cfg, time_budget=default_time_budget() or 0.0)
     return cfg
@@ -88,7 +88,7 @@ def torchrun_command(cfg: TrainConfig, nproc: int) -> list[str]:
             "-m", "segkit", "train", *to_argv(cfg, skip=("nproc", "dashboard"))]
 
 
-def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, live: bool = True) -> dict:
+def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, live: bool = True) -> RunSummary:
     """Train a resolved config in-process (one GPU or CPU) or through torchrun; fit's summary either way.
 
     Args:
@@ -103,7 +103,7 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, 
     if nproc <= 1:
         return fit(cfg, on_epoch_end=on_row)
     run_torchrun(cfg, nproc, on_row)
-    return summary_from_run_dir(Path(cfg.run_dir))
+    return RunSummary.from_run_dir(Path(cfg.run_dir))
 
 
 def _each(hooks: list[Callable[[dict], None]]) -> Callable[[dict], None]:
@@ -201,12 +201,3 @@ class _HistoryTail:
             if self.seen.get(row["epoch"]) != row:
                 self.seen[row["epoch"]] = row
                 self.on_row(row)
-
-
-def summary_from_run_dir(run_dir: Path) -> dict:
-    """What `fit` returns, rebuilt from the files a (torchrun) run wrote."""
-    history = read_history(run_dir / "history.csv")
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
-    best = max((r["miou"] for r in history if r.get("miou") is not None), default=-1.0)
-    return {"run_dir": str(run_dir), "status": saved_status(run_dir), "epochs_done": len(history), "best_miou": best,
-            "metrics": metrics, "history": history}

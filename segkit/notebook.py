@@ -22,19 +22,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segkit.config import (
-    CompareConfig,
-    EvalConfig,
-    ExploreConfig,
-    TrainConfig,
-    VisualizeConfig,
-    field_help,
-    field_types,
-    from_dict,
-)
+from segkit.config import CompareConfig, EvalConfig, ExploreConfig, TrainConfig, VisualizeConfig
 from segkit.errors import ConfigError
 from segkit.launch import resolve_train_config
 from segkit.progress import setup_logging
+from segkit.reflect import field_help, field_types, from_dict
 
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd

@@ -11,10 +11,12 @@ goes into TensorBoard is `segkit.tb`'s job; the training loop is `segkit.engine`
 from __future__ import annotations
 
 import csv
+import json
 import platform
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ from torch import nn
 import segkit
 from segkit import runtime
 from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
-from segkit.config import TrainConfig, from_dict, to_dict
+from segkit.config import TrainConfig
 from segkit.errors import ConfigError
 from segkit.files import atomic_write, hold_lock, lock_holder, remove_stale_temp_files, write_json
 from segkit.labels import CLASS_NAMES, NUM_CLASSES
-from segkit.models import model_spec, unwrap
+from segkit.models import facts, model_spec, unwrap
+from segkit.reflect import from_dict, to_dict
 from segkit.runtime import log
 
 # Files segkit writes into a run directory: --overwrite removes these and nothing else.
@@ -39,8 +42,6 @@ RUN_MARKERS = ("last.pth", "best_model.pth", "history.csv")
 # Held (a POSIX lockf lock) by the process training into the folder; the OS drops it when that process ends.
 # Not in RUN_FILES: --overwrite must never unlink a lock another process may hold.
 LOCK_FILE = "train.lock"
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "miou", "mean_dice", "pixel_accuracy", "lr",
-                   "images_per_sec", "minutes", "steps")
 # Fields that may change when a run is resumed; every other field must match the saved run.
 RESUMABLE_FIELDS = frozenset({
     "data_root", "run_dir", "epochs", "time_budget", "eval_every", "log_every", "num_workers", "device", "resume",
@@ -48,9 +49,62 @@ RESUMABLE_FIELDS = frozenset({
 })
 
 
+class Status(str, Enum):
+    """How a training run stands, or how it ended (last.pth keeps the value)."""
+
+    RUNNING = "running"  # training, or killed/crashed before it could say otherwise
+    COMPLETED = "completed"  # every epoch trained
+    TIME_BUDGET = "time_budget"  # stopped cleanly by --time-budget
+    SIGTERM = "SIGTERM"  # stopped cleanly by SIGTERM (Kaggle's session end)
+    SIGINT = "SIGINT"  # stopped cleanly by Ctrl-C
+    STOPPED = "stopped"  # stopped at a step limit (`fit(stop_at_step=...)`)
+
+    def __str__(self) -> str:  # the value in logs and f-strings, on every Python version
+        return self.value
+
+    @property
+    def text(self) -> str:
+        """The words `segkit runs` shows."""
+        return _STATUS_TEXT[self]
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped before its epochs were done by something other than the budget: `--resume` continues it."""
+        return self in (Status.SIGTERM, Status.SIGINT, Status.STOPPED)
+
+
+_STATUS_TEXT = {Status.RUNNING: "running", Status.COMPLETED: "finished", Status.TIME_BUDGET: "stopped by budget",
+                Status.SIGTERM: "interrupted (SIGTERM)", Status.SIGINT: "interrupted (Ctrl-C)",
+                Status.STOPPED: "stopped at a step limit"}
+SIGNALS = (Status.SIGTERM, Status.SIGINT)  # stops that leave seconds at most: save, do not evaluate
+
+
+@dataclass
+class HistoryRow:
+    """One epoch of history.csv: its columns are these fields, in this order."""
+
+    epoch: int  # the epoch (0-based)
+    train_loss: float  # mean training loss over the epoch's steps
+    val_loss: float | None = None  # mean validation loss (None: not validated this epoch)
+    miou: float | None = None  # validation mIoU, 0..1
+    mean_dice: float | None = None  # validation mean Dice, 0..1
+    pixel_accuracy: float | None = None  # validation pixel accuracy, 0..1
+    lr: float = 0.0  # learning rate at the epoch's end
+    images_per_sec: float = 0.0  # training throughput, all processes together
+    minutes: float = 0.0  # training wall time of the run so far, all sessions
+    steps: int = 0  # optimizer steps since the run's start
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as `on_epoch_end` hooks, last.pth and `read_history` carry it."""
+        return asdict(self)
+
+
+HISTORY_COLUMNS = tuple(f.name for f in fields(HistoryRow))
+
+
 @dataclass
 class TrainState:
-    """Where training stands; saved in last.pth as a plain dict (`asdict`) and restored by `--resume`."""
+    """Where training stands; saved in last.pth as a plain dict (`to_dict`) and restored by `--resume`."""
 
     epoch: int = 0  # epochs completed
     step_in_epoch: int = 0  # optimizer steps done in the current, unfinished epoch
@@ -58,16 +112,48 @@ class TrainState:
     best_miou: float = -1.0  # best validation mIoU so far (-1: none yet)
     best_epoch: int | None = None  # epoch of best_model.pth
     elapsed_seconds: float = 0.0  # wall time of all sessions of this run
-    history: list[dict] = field(default_factory=list)  # one row per epoch (history.csv)
+    history: list[dict] = field(default_factory=list)  # one HistoryRow (as a dict) per epoch (history.csv)
     partial_epoch: dict | None = None  # {"epoch", "loss_sum", "steps"} of an epoch a stop split in two
-    status: str = "running"  # running, completed, time_budget, SIGTERM, SIGINT or stopped
+    status: Status = Status.RUNNING  # how the run stands
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainState:
         """The state last.pth saved; rows of an unfinished epoch are dropped (it is trained again)."""
         state = cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
         state.history = [dict(r) for r in state.history if r["epoch"] < state.epoch]
+        state.status = Status(state.status)
         return state
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (last.pth is loaded with weights_only=True)."""
+        return {**asdict(self), "status": Status(self.status).value}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a training run came to: `fit` returns it; `RunSummary.from_run_dir` reads it back from the files."""
+
+    run_dir: str  # the run directory
+    status: Status  # how it ended
+    epochs_done: int  # epochs completed
+    best_miou: float  # best validation mIoU (-1: never validated)
+    metrics: dict | None  # metrics.json: the final evaluation with its protocol (None: none yet)
+    history: list[dict]  # history.csv's rows
+
+    @classmethod
+    def of(cls, run_dir: Path, state: TrainState, metrics: dict | None) -> RunSummary:
+        """The summary of a run in `state` (the one way it is built)."""
+        return cls(str(run_dir), Status(state.status), state.epoch, state.best_miou, metrics, list(state.history))
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path) -> RunSummary:
+        """The summary of a run another process trained (torchrun), from last.pth and metrics.json."""
+        run_dir = Path(run_dir)
+        saved = saved_state(run_dir)
+        state = TrainState.from_dict(saved) if saved is not None else TrainState()
+        state.history = read_history(run_dir / "history.csv")  # every row, a partial epoch's too
+        metrics_file = run_dir / "metrics.json"
+        return cls.of(run_dir, state, json.loads(metrics_file.read_text()) if metrics_file.is_file() else None)
 
 
 def environment_info() -> dict[str, Any]:
@@ -218,7 +304,7 @@ class Run:
         if runtime.is_main():
             payload = self.model_payload(model)
             payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                           scaler=scaler.state_dict(), rng=runtime.rng_state(), state=asdict(state),
+                           scaler=scaler.state_dict(), rng=runtime.rng_state(), state=state.to_dict(),
                            global_step=state.global_step)
             atomic_save(payload, self.run_dir / "last.pth")
             write_history(self.run_dir / "history.csv", state.history)
@@ -236,16 +322,16 @@ class Run:
 
     def model_payload(self, model: nn.Module) -> dict:
         """What any checkpoint carries: weights, how to rebuild the model, how it was trained."""
-        plain = unwrap(model)
+        plain, known = unwrap(model), facts(model)
         weights = {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()}
-        mean, std = plain.normalization
+        mean, std = known.normalization
         return {
             "format": FORMAT, "version": VERSION, "segkit_version": segkit.__version__,
             "model": weights, "model_spec": model_spec(plain), "num_classes": NUM_CLASSES,
             "label_space": "cityscapes-19", "class_names": list(CLASS_NAMES),
             "image_size": list(self.cfg.image_size), "normalization": {"mean": list(mean), "std": list(std)},
             # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
-            "pretrained": getattr(plain, "segkit_pretrained", None),
+            "pretrained": known.pretrained,
             "config": to_dict(self.cfg),
             "data": self.data,  # the data trained on (DataRoots.record): evaluation finds it again
         }
@@ -304,9 +390,3 @@ def saved_state(run_dir: Path) -> dict | None:
     if not last.exists():
         return None
     return dict(load_checkpoint(last, map_location="cpu", mmap=True)["state"])
-
-
-def saved_status(run_dir: Path) -> str:
-    """How a run ended, as its last.pth says ("completed", "time_budget", "SIGTERM", ...; "unknown")."""
-    state = saved_state(run_dir)
-    return "unknown" if state is None else str(state.get("status", "unknown"))

@@ -16,15 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from segkit.config import TrainConfig, to_dict
+from segkit.config import TrainConfig
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.transforms import denormalize, eval_transform
 from segkit.inference import infer
 from segkit.labels import CLASS_NAMES
 from segkit.metrics import ConfusionMatrix, protocol_text
-from segkit.models import unwrap
-from segkit.rundir import TrainState
+from segkit.models import facts, unwrap
+from segkit.reflect import to_dict
+from segkit.rundir import HistoryRow, Status, TrainState
 from segkit.viz import figure_to_array, plot_confusion, triptych_array
 
 # Settings that change nothing a run learns (paths, workers, logging): not HParams columns.
@@ -73,14 +74,14 @@ class TensorBoardLog:
             self.writer.add_scalar("train/loss", loss, step)
             self.writer.add_scalar("train/lr", lr, step)
 
-    def validation(self, model: nn.Module, cm: ConfusionMatrix, row: dict, step: int) -> None:
+    def validation(self, model: nn.Module, cm: ConfusionMatrix, row: HistoryRow, step: int) -> None:
         """An evaluation: its history row's metrics, per-class IoU, confusion matrix and overlays."""
         w = self.writer
         for key in ("val_loss", "miou", "mean_dice", "pixel_accuracy"):
-            if row.get(key) is not None:
-                w.add_scalar(f"val/{key}", row[key], step)
-        w.add_scalar("train/images_per_sec", row["images_per_sec"], step)
-        w.add_scalar("train/epoch_loss", row["train_loss"], step)
+            if getattr(row, key) is not None:
+                w.add_scalar(f"val/{key}", getattr(row, key), step)
+        w.add_scalar("train/images_per_sec", row.images_per_sec, step)
+        w.add_scalar("train/epoch_loss", row.train_loss, step)
         for name, iou in zip(CLASS_NAMES, cm.iou().tolist()):
             if not math.isnan(iou):  # NaN: class absent from ground truth and prediction
                 w.add_scalar(f"val_iou/{name}", iou, step)
@@ -108,7 +109,7 @@ class TensorBoardLog:
     def _overlays(self, model: nn.Module) -> list:
         """input | ground truth | prediction for the same validation images every time."""
         model = unwrap(model).eval()
-        mean, std = model.normalization
+        mean, std = facts(model).normalization
         if self._vis is None:
             transform = eval_transform(self.image_size, mean, std)
             ds = CityscapesDataset(list_samples(self.roots, self.val_split)[: self.num_vis], transform)
@@ -117,7 +118,7 @@ class TensorBoardLog:
         grids = []
         for sample in self._vis:
             scores = infer(model, sample["image"][None].to(device), self.image_size, "whole",
-                           out_size=sample["mask"].shape[-2:], size_divisor=model.size_divisor)
+                           out_size=sample["mask"].shape[-2:], size_divisor=facts(model).size_divisor)
             pred = scores.argmax(1)[0].cpu().numpy().astype("uint8")
             image = denormalize(sample["image"], mean, std)
             grids.append(triptych_array(image, sample["mask"].numpy().astype("uint8"), pred))
@@ -132,7 +133,7 @@ def hparam_values(cfg: TrainConfig, state: TrainState, metrics: dict | None) -> 
     and the protocol of its final metrics."""
     values = {k: str(tuple(v)) if isinstance(v, list) else v for k, v in to_dict(cfg).items() if k not in NOT_HPARAMS}
     values["image_size"] = "{}x{}".format(*cfg.image_size)
-    return {**values, "status": state.status, "epochs_done": state.epoch, "minutes": state.elapsed_seconds / 60,
+    return {**values, "status": Status(state.status).value, "epochs_done": state.epoch, "minutes": state.elapsed_seconds / 60,
             "final_protocol": protocol_text(metrics) if metrics else "no validation"}
 
 

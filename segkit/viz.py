@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from segkit.files import atomic_write
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, train_to_color
 
 if TYPE_CHECKING:  # matplotlib, pandas and seaborn are imported where they are used (slow imports)
@@ -302,8 +303,7 @@ def figure_png(fig, dpi: int = 72) -> bytes:
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Save a figure as PNG (creating the folder) and return the path."""
+    """Save a figure as PNG (creating the folder; written atomically) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"), binary=True)

@@ -155,5 +155,5 @@ def test_training_with_the_cache_equals_training_from_pngs(cityscapes_factory, t
         cached = fit(TrainConfig(run_dir=str(tmp_path / "cached"), **common))
     assert "train data: cache" in caplog.text and "val data: cache" in caplog.text
     plain = fit(TrainConfig(run_dir=str(tmp_path / "plain"), cache="off", **common))
-    for a, b in zip(cached["history"], plain["history"]):  # same pixels, same seeds: same training
+    for a, b in zip(cached.history, plain.history):  # same pixels, same seeds: same training
         assert a["train_loss"] == b["train_loss"] and a["miou"] == b["miou"]

@@ -115,13 +115,13 @@ def test_listed_help_of_lazy_commands_equals_their_own():
 
 def test_presets_lists_cost_and_measured_speed_of_every_preset(capsys):
     from segkit.cli import main
-    from segkit.config import PRESETS
+    from segkit.recipes import PRESETS
 
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     for name, preset in PRESETS.items():
         block = out.split(f"{name}: ", 1)[1].splitlines()[1]
         assert "M params" in block and "GFLOPs/image" in block and "T4: not measured" in block, block
-        assert f"{preset['cpu_img_s']:g} img/s measured" in block
+        assert f"{preset.cpu_img_s:g} img/s measured" in block
     seed = out.split("seed: ", 1)[1].splitlines()[1]
     assert seed.startswith("   31.0 M params"), seed  # the seed U-Net (base 64, depth 4): 31.04 M

@@ -7,17 +7,9 @@ from dataclasses import fields
 import pytest
 
 from segkit.cli import build_parser
-from segkit.config import (
-    PRESETS,
-    EvalConfig,
-    PredictConfig,
-    SynthConfig,
-    TrainConfig,
-    apply_preset,
-    field_help,
-    flag_name,
-    from_dict,
-)
+from segkit.config import EvalConfig, PredictConfig, SynthConfig, TrainConfig
+from segkit.recipes import PRESETS, apply_preset
+from segkit.reflect import field_help, flag_name, from_dict
 from segkit.errors import ConfigError
 
 
@@ -66,7 +58,7 @@ def test_string_numbers_and_bools_are_coerced():
 def test_preset_fills_defaults_but_explicit_values_win():
     cfg = apply_preset(TrainConfig(preset="cpu-quick", lr=0.01), explicit={"preset", "lr"})
     assert cfg.lr == 0.01
-    assert cfg.image_size == PRESETS["cpu-quick"]["fields"]["image_size"]
+    assert cfg.image_size == PRESETS["cpu-quick"].fields["image_size"]
     with pytest.raises(ConfigError, match="valid presets"):
         apply_preset(TrainConfig(preset="cpu-quik"))
 
@@ -102,6 +94,6 @@ def test_seed_commands_map_one_to_one():
 def test_architectures_are_the_installed_smps():
     import segmentation_models_pytorch as smp
 
-    from segkit.config import ARCHITECTURES
+    from segkit.model_choice import ARCHITECTURES
 
     assert set(ARCHITECTURES) == set(smp.MODEL_ARCHITECTURES_MAPPING)

@@ -14,7 +14,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from segkit.config import TrainConfig
 from segkit.engine import TrainingDiverged, fit
 from segkit.errors import ConfigError
-from segkit.launch import summary_from_run_dir
+from segkit.models import ModelFacts, set_facts
+from segkit.rundir import RunSummary, Status
 
 
 def tiny_config(data_root: Path, run_dir: Path, **changes) -> TrainConfig:
@@ -37,7 +38,7 @@ def load(path: Path) -> dict:
 def test_fit_writes_the_run_directory(data, tmp_path):
     run = tmp_path / "run"
     result = fit(tiny_config(data, run, epochs=3))
-    assert result["status"] == "completed" and result["epochs_done"] == 3
+    assert result.status == Status.COMPLETED and result.epochs_done == 3
     for name in ("config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -60,15 +61,15 @@ def test_resume_mid_epoch_equals_uninterrupted(data, tmp_path):
     straight = fit(cfg)
     interrupted = replace(cfg, run_dir=str(tmp_path / "resumed"))
     first = fit(interrupted, stop_at_step=4)  # 3 steps per epoch: stops inside epoch 1
-    assert first["status"] == "stopped" and load(tmp_path / "resumed" / "last.pth")["state"]["step_in_epoch"] == 1
-    assert summary_from_run_dir(tmp_path / "resumed")["status"] == "stopped"  # what a torchrun launcher reports
+    assert first.status == Status.STOPPED and load(tmp_path / "resumed" / "last.pth")["state"]["step_in_epoch"] == 1
+    assert RunSummary.from_run_dir(tmp_path / "resumed").status == Status.STOPPED  # what a torchrun launcher reports
     resumed = fit(replace(interrupted, resume=True))
-    assert resumed["status"] == "completed" == summary_from_run_dir(tmp_path / "resumed")["status"]
+    assert resumed.status == Status.COMPLETED == RunSummary.from_run_dir(tmp_path / "resumed").status
     a, b = load(tmp_path / "straight" / "last.pth"), load(tmp_path / "resumed" / "last.pth")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert [r["epoch"] for r in resumed["history"]] == [0, 1]
-    for ra, rb in zip(straight["history"], resumed["history"]):
+    assert [r["epoch"] for r in resumed.history] == [0, 1]
+    for ra, rb in zip(straight.history, resumed.history):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-6)
         assert ra["miou"] == rb["miou"]
 
@@ -93,15 +94,15 @@ def test_resume_without_checkpoint_and_with_changed_settings(data, tmp_path):
     with pytest.raises(ConfigError, match="batch_size"):
         fit(replace(cfg, resume=True, batch_size=3))
     more = fit(replace(cfg, resume=True, epochs=2))  # more epochs is allowed
-    assert [r["epoch"] for r in more["history"]] == [0, 1]
+    assert [r["epoch"] for r in more.history] == [0, 1]
 
 
 def test_time_budget_stops_cleanly_with_checkpoint_and_evaluation(data, tmp_path):
     run = tmp_path / "run"
     result = fit(tiny_config(data, run, epochs=50, time_budget=0.0005))  # 30 ms: stops after one step
-    assert result["status"] == "time_budget" and result["epochs_done"] < 50
+    assert result.status == Status.TIME_BUDGET and result.epochs_done < 50
     assert (run / "last.pth").is_file() and (run / "best_model.pth").is_file()
-    assert result["history"][-1]["miou"] is not None  # evaluated before stopping
+    assert result.history[-1]["miou"] is not None  # evaluated before stopping
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
@@ -166,10 +167,10 @@ def test_train_one_epoch_makes_the_loss_fall_on_two_images(data):
     seen = []
     results = [train_one_epoch(model=model, loader=loader, loss_fn=loss_fn, optim=optim, epoch=e,
                                on_step=lambda steps, loss, lr: seen.append((steps, loss, lr))) for e in range(8)]
-    assert [r["steps"] for r in results] == [1] * 8 and results[0]["images"] == 2
-    assert results[-1]["train_loss"] < 0.7 * results[0]["train_loss"], [r["train_loss"] for r in results]
-    assert seen[0][0] == 1 and seen[0][1] == pytest.approx(results[0]["train_loss"]) and seen[0][2] == 3e-2
-    assert not any(r["stopped_early"] for r in results)
+    assert [r.steps for r in results] == [1] * 8 and results[0].images == 2
+    assert results[-1].train_loss < 0.7 * results[0].train_loss, [r.train_loss for r in results]
+    assert seen[0][0] == 1 and seen[0][1] == pytest.approx(results[0].train_loss) and seen[0][2] == 3e-2
+    assert not any(r.stopped_early for r in results)
 
 
 def test_train_one_epoch_stops_when_asked_after_a_step(data):
@@ -180,39 +181,38 @@ def test_train_one_epoch_stops_when_asked_after_a_step(data):
     model = create_model("unet", base_channels=8, depth=2)
     loader = _loader(data, batch_size=1)  # 2 steps
     result = train_one_epoch(model=model, loader=loader, loss_fn=build_loss("ce"), optim=_optim(model), epoch=0,
-                             stop=lambda steps: "time_budget" if steps >= 1 else None)
-    assert result["steps"] == 1 and result["stopped_early"] is True
+                             stop=lambda steps: Status.TIME_BUDGET if steps >= 1 else None)
+    assert result.steps == 1 and result.stopped_early is True
 
 
 class _Oracle(torch.nn.Module):
     """Predicts fixed logits: the one-hot of `pred` (what a perfect or a known-wrong model outputs)."""
 
-    size_divisor = 1
-
     def __init__(self, pred: torch.Tensor) -> None:
         super().__init__()
         self.pred = pred
         self.dummy = torch.nn.Parameter(torch.zeros(()))
+        set_facts(self, ModelFacts({"name": "oracle"}, 1, (0.5,) * 3, (0.5,) * 3))
 
     def forward(self, image):
         return torch.nn.functional.one_hot(self.pred, 19).permute(0, 3, 1, 2).float() * 10 + self.dummy
 
 
 def test_evaluate_known_answer():
-    from segkit.engine import evaluate
+    from segkit.evaluation import evaluate
 
     mask = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 255]]])  # (1, 2, 4): road x4, sidewalk x3, one ignored
     pred = torch.tensor([[[0, 0, 1, 0], [0, 0, 1, 5]]])  # one sidewalk pixel predicted as road
     loader = [{"image": torch.zeros(1, 3, 2, 4), "mask": mask, "name": ["a"]}]
     ev = evaluate(model=_Oracle(pred), loader=loader, image_size=(2, 4), per_image=True)
-    cm = ev["confusion"]
+    cm = ev.confusion
     # road: tp 4, fp 1 -> 4/5; sidewalk: tp 2, fn 1 -> 2/3; the other 17 classes are absent: left out.
     assert cm.iou()[0].item() == pytest.approx(4 / 5) and cm.iou()[1].item() == pytest.approx(2 / 3)
-    assert cm.miou() == pytest.approx((4 / 5 + 2 / 3) / 2) and ev["images"] == 1
-    assert ev["per_image"] == [("a", pytest.approx((4 / 5 + 2 / 3) / 2))] and ev["val_loss"] is None
+    assert cm.miou() == pytest.approx((4 / 5 + 2 / 3) / 2) and ev.images == 1
+    assert ev.per_image == [("a", pytest.approx((4 / 5 + 2 / 3) / 2))] and ev.val_loss is None
     perfect = evaluate(model=_Oracle(mask.clamp(max=18)), loader=loader, image_size=(2, 4),
                        loss_fn=torch.nn.CrossEntropyLoss(ignore_index=255))
-    assert perfect["confusion"].miou() == 1.0 and perfect["val_loss"] < 1e-3
+    assert perfect.confusion.miou() == 1.0 and perfect.val_loss < 1e-3
 
 
 def _lrs(scheduler, steps, time_fraction=None, warmup=0.0):

@@ -20,7 +20,7 @@ from segkit.data.transforms import MEAN, STD
 from segkit.errors import SegkitError
 from segkit.export import OnnxModel, _require
 from segkit.inference import load_predictor, predict_image
-from segkit.models import create_model, model_from_checkpoint, model_spec
+from segkit.models import create_model, facts, model_from_checkpoint, model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def exported(tmp_path_factory) -> Path:
 def test_onnx_logits_match_torch_at_two_sizes(exported):
     torch_model = model_from_checkpoint(load_checkpoint(exported))
     ort_model = OnnxModel(exported.with_suffix(".onnx"))
-    assert ort_model.size_divisor == 4  # read from the file's metadata
+    assert facts(ort_model).size_divisor == 4  # read from the file's metadata
     gen = torch.Generator().manual_seed(1)
     for shape in ((1, 3, 32, 64), (2, 3, 48, 20)):  # dynamic batch, height and width
         x = torch.randn(*shape, generator=gen)

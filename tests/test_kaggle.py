@@ -23,7 +23,7 @@ import torch
 
 from segkit import kaggle
 from segkit.cli import main
-from segkit.config import PRESETS
+from segkit.recipes import PRESETS, Recipe
 from segkit.data.discover import DataRoots, find_data_roots
 from segkit.errors import ConfigError
 from segkit.kaggle import (
@@ -513,8 +513,7 @@ def weights_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # in case pytest started with HF_HUB_OFFLINE=1
-    monkeypatch.setitem(PRESETS, "test-resnet34", {"doc": "test", "fields": {"encoder": "resnet34",
-                                                                             "encoder_weights": "imagenet"}})
+    monkeypatch.setitem(PRESETS, "test-resnet34", Recipe("test", {"encoder": "resnet34", "encoder_weights": "imagenet"}))
     return tmp_path / "kaggle_input"  # = $SEGKIT_KAGGLE_INPUT (the autouse fixture)
 
 
@@ -542,7 +541,7 @@ def test_preflight_weights_three_states(weights_env: Path, monkeypatch: pytest.M
 
 def test_preflight_weights_options(weights_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert preflight()["weights"] is None and "pretrained" not in format_preflight(preflight())
-    monkeypatch.setitem(PRESETS, "test-own-unet", {"doc": "test", "fields": {"model": "unet"}})  # no encoder key
+    monkeypatch.setitem(PRESETS, "test-own-unet", Recipe("test", {"model": "unet"}))  # no encoder key
     report = preflight(preset="test-own-unet")
     assert report["weights"]["reachable"] is None and report["problems"] == []
     assert "pretrained weights: none (no pretrained encoder, random initialisation)" in format_preflight(report)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segkit.config import LAYOUTS, EvalConfig, TrainConfig, to_argv
+from segkit.config import LAYOUTS, EvalConfig, TrainConfig
+from segkit.reflect import to_argv
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, list_splits
 from segkit.data.layouts import BUILT_IN, layouts_for
 from segkit.errors import ConfigError, DataError

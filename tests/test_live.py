@@ -33,7 +33,7 @@ def test_the_view_draws_a_real_run_epoch_by_epoch(data, tmp_path):
     cfg = tiny_config(data, tmp_path / "run", time_budget=10.0)
     shown: list[dict] = []
     view = LiveView.for_config(cfg, show=shown.append)
-    history = fit(cfg, on_epoch_end=view)["history"]
+    history = fit(cfg, on_epoch_end=view).history
 
     assert len(shown) == 3  # one redraw per epoch
     lines = {line.get_label(): line for ax in view.figure().axes for line in ax.get_lines()}

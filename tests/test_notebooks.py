@@ -19,19 +19,13 @@ import nbformat
 import pytest
 
 import segkit.notebook as snb
-from segkit.config import (
-    PRESETS,
-    CompareConfig,
-    EvalConfig,
-    ExploreConfig,
-    TrainConfig,
-    VisualizeConfig,
-    field_help,
-)
+from segkit.config import CompareConfig, EvalConfig, ExploreConfig, TrainConfig, VisualizeConfig
 from segkit.errors import ConfigError
+from segkit.recipes import PRESETS
+from segkit.reflect import field_help
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK = PRESETS["cpu-quick"]["fields"]
+QUICK = PRESETS["cpu-quick"].fields
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = {
     "01_explore_data": ExploreConfig,

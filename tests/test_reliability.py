@@ -440,3 +440,66 @@ def test_unwritable_run_dir_at_start_gives_a_clear_error(data6, tmp_path):
     assert proc.popen.returncode == 2, proc.err[-3000:]
     no_traceback(proc)
     assert "config.json" in proc.err and list((tmp_path / "run").glob(".*.tmp")) == []
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+@pytest.fixture
+def writes_below() -> Callable[[Path], list[tuple[str, str]]]:
+    """Every file opened for writing below a folder while the test runs: (path, mode or flags).
+
+    A Python audit hook sees every `open` (builtins and `os.open`, so also mkstemp's temporary
+    files and numpy's memory maps); hooks cannot be removed, so it goes quiet after the test.
+    """
+    seen: list[tuple[str, str]] = []
+    active = [True]
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def hook(event: str, args: tuple) -> None:
+        if not active[0] or event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        path, mode, flags = args
+        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & write_flags)
+        if writing:
+            seen.append((os.fsdecode(path), str(mode or flags)))
+
+    sys.addaudithook(hook)
+
+    def below(folder: Path) -> list[tuple[str, str]]:
+        root = str(folder.resolve())
+        return [(p, m) for p, m in seen if str(Path(p).resolve()).startswith(root + os.sep)]
+
+    yield below
+    active[0] = False
+
+
+def test_every_run_directory_file_is_written_to_a_temporary_name_then_renamed(data6, tmp_path, writes_below):
+    """docs/architecture.md: nothing segkit writes into a run directory is ever half a file."""
+    import pandas as pd
+
+    from segkit.config import EvalConfig, TrainConfig
+    from segkit.engine import fit
+    from segkit.evaluation import run_evaluation
+    from segkit.viz import plot_curves, save_figure
+
+    run_dir = tmp_path / "run"
+    # class weights (class_counts.json), the cache (cache/), TensorBoard, both checkpoints, metrics.json.
+    fit(TrainConfig(data_root=str(data6), run_dir=str(run_dir), base_channels=8, depth=2, image_size=(32, 64),
+                    batch_size=2, lr=3e-3, num_vis=1, log_every=1, num_workers=0, epochs=2, class_weights="median",
+                    cache="build", eval_resolution="train"))
+    run_evaluation(EvalConfig(run_dir=str(run_dir), max_images=1))  # eval_val_whole_label.json
+    save_figure(plot_curves(pd.read_csv(run_dir / "history.csv")), run_dir / "figures" / "curves.png")
+    root = run_dir.resolve()
+    opened = {Path(p).resolve().relative_to(root) for p, _ in writes_below(run_dir)}
+    final = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+    exempt = {Path("train.lock")}  # a lock, never content; tb/ is TensorBoard's own appending writer
+    files = {f for f in final - exempt if f.parts[0] != "tb"}
+    assert {"config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json", "class_counts.json",
+            "eval_val_whole_label.json"} <= {str(f) for f in files} and any(f.parts[0] == "cache" for f in files)
+    direct = sorted(str(f) for f in files & opened)
+    assert direct == [], f"opened for writing under their final name, not a temporary one: {direct}"
+    temporary = {f for f in opened if f.name.startswith(".")}
+    unexplained = sorted(str(f) for f in files if not any(t.parent == f.parent and t.name.startswith(f".{f.name}.")
+                                                           for t in temporary))
+    assert unexplained == [], f"final files no temporary file became: {unexplained}"

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from segkit.checkpoint import atomic_save, load_checkpoint
-from segkit.config import TrainConfig, from_dict
+from segkit.config import TrainConfig
+from segkit.reflect import from_dict
 from segkit.errors import ConfigError
 from segkit.metrics import protocol_text
 from segkit.rundir import LOCK_FILE

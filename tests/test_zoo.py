@@ -20,10 +20,11 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import TrainConfig
 from segkit.data.cityscapes import read_image
 from segkit.data.discover import find_data_roots
-from segkit.engine import evaluate_split, fit
+from segkit.engine import fit
+from segkit.evaluation import evaluate_split
 from segkit.inference import load_predictor, predict_image
 from segkit.launch import resolve_train_config
-from segkit.models import create_model, model_from_checkpoint
+from segkit.models import create_model, facts, model_from_checkpoint
 from segkit.models.weights import WeightsUnavailable
 
 FAMILIES = [("unet", "resnet18"), ("deeplabv3plus", "resnet18"), ("fpn", "tu-resnet10t"), ("segformer", "mit_b0")]
@@ -63,7 +64,7 @@ def test_pretrained_encoder_weights_load_from_the_hub_cache_offline(offline_hub,
     for key, value in loaded.items():
         assert torch.equal(value, written[key.removeprefix("model.")]), key
     assert any(not torch.equal(loaded[k], fresh[k]) for k in loaded)  # not a random init
-    assert net.segkit_pretrained["encoder_weights"] == "imagenet"
+    assert facts(net).pretrained["encoder_weights"] == "imagenet"
 
 
 def test_asked_for_weights_missing_offline_stop_before_training(offline_hub, data, tmp_path):
@@ -99,9 +100,9 @@ def test_family_trains_resumes_exactly_and_rebuilds_offline(offline_hub, data, t
     offline_hub(encoder)
     cfg = resolve_train_config(config(data, tmp_path / "straight", model, encoder), {"model", "encoder"})
     straight = fit(cfg)
-    assert straight["status"] == "completed" and straight["history"][-1]["train_loss"] < straight["history"][0]["train_loss"] * 1.5
+    assert straight.status == "completed" and straight.history[-1]["train_loss"] < straight.history[0]["train_loss"] * 1.5
     first = fit(replace(cfg, run_dir=str(tmp_path / "resumed")), stop_at_step=3)  # 2 steps per epoch
-    assert first["status"] == "stopped"
+    assert first.status == "stopped"
     resumed_cfg = resolve_train_config(replace(cfg, run_dir=str(tmp_path / "resumed"), resume=True), {"resume"})
     fit(resumed_cfg)
     a, b = (load_checkpoint(tmp_path / name / "last.pth") for name in ("straight", "resumed"))
@@ -131,7 +132,7 @@ def test_kaggle_features_on_an_smp_model(offline_hub, data, tmp_path):
     cfg = config(data, tmp_path / "run", "deeplabv3plus", "resnet18", loss="ohem", class_weights="median",
                  cache="build", amp="bf16", time_budget=5.0, epochs=2)
     result = fit(resolve_train_config(cfg, {"model", "encoder", "loss", "class_weights", "cache", "amp"}))
-    assert result["status"] == "completed" and result["metrics"]["protocol"]["resolution"] == "label"
+    assert result.status == "completed" and result.metrics["protocol"]["resolution"] == "label"
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*")) and (tmp_path / "run" / "cache").is_dir()
     ckpt = load_checkpoint(tmp_path / "run" / "best_model.pth")
     net = model_from_checkpoint(ckpt)

@@ -10,34 +10,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segkit.credentials import AUTH_ENV, TOKEN_ENV
-from segkit.dashboard.common import INSTALL_HINT, DashboardError
+from segkit.config import DashboardConfig
+from segkit.dashboard.common import DashboardError
 from segkit.dashboard.server import Dashboard, launch
+from segkit.reflect import add_config_flags, config_from_args
 
 
 def register_cli(sub: Any) -> None:
-    """`segkit dashboard --logdir DIR [--port N] [--public] [--no-auth] [--wait S]`."""
+    """`segkit dashboard`: every DashboardConfig field is a flag (--public, --no-auth, ...)."""
     p = sub.add_parser("dashboard", help="serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)",
                        description=__doc__)
-    p.add_argument("--logdir", default="runs", help="a run's tb/ folder or a folder of runs (default: runs)")
-    p.add_argument("--port", type=int, default=6006, help="preferred local port (default: 6006; 0 = any free)")
-    p.add_argument("--public", action="store_true",
-                   help=f"open an ngrok link (token from ${TOKEN_ENV} or a Kaggle Secret; {INSTALL_HINT})")
-    p.add_argument("--no-auth", dest="auth", action="store_false",
-                   help=f"no basic auth on the public link (default: on; credentials from ${AUTH_ENV} or generated)")
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for TensorBoard (default: 60)")
+    add_config_flags(p, DashboardConfig)
     p.set_defaults(func=cmd_dashboard)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); exit 1 if the public link was asked for and failed."""
-    logdir = Path(args.logdir)
+    cfg, _ = config_from_args(DashboardConfig, args)
+    logdir = Path(cfg.logdir)
     if not logdir.is_dir():
         raise DashboardError(f"--logdir {logdir} does not exist: expected a run's tb/ folder or a folder of runs. "
                              "Train first (segkit train --run-dir runs/NAME) or pass an existing folder")
     # ngrok's raw log lines (already redacted) would repeat what the error below says.
     logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
-    dash = launch(logdir, args.port, args.public, args.auth, args.wait)
+    dash = launch(logdir, cfg.port, cfg.public, cfg.auth, cfg.wait)
     print(f"TensorBoard: {dash.url}  (logdir {dash.logdir}{', already running' if dash.reused else ''})", flush=True)
     if dash.public_url:
         protection = f"basic auth, user {dash.auth_user!r}" if dash.auth_user else "NO password"

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segkit.config import DashboardConfig
 from segkit.credentials import SECRET_ENV
 from segkit.dashboard.common import DIRECT_OPENER, HOST, DashboardError, info_path
 from segkit.dashboard.tunnel import Tunnel, open_tunnel
+from segkit.files import write_json
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -102,7 +104,8 @@ def _stop_all() -> None:
 
 
 def launch(
-    logdir: str | Path, port: int = 6006, public: bool = False, auth: bool = True, wait: float = 60.0
+    logdir: str | Path, port: int = DashboardConfig.port, public: bool = False, auth: bool = True,
+    wait: float = DashboardConfig.wait,
 ) -> Dashboard:
     """Serve TensorBoard for `logdir` on 127.0.0.1 and, if asked, open a public ngrok link.
 
@@ -145,7 +148,7 @@ def _write_info(dash: Dashboard) -> None:
     info = {"url": dash.url, "public_url": dash.public_url, "basic_auth_user": dash.auth_user,
             "public_error": dash.error, "logdir": str(dash.logdir), "pid": os.getpid()}
     try:
-        path.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(path, info)
     except OSError as e:
         log.warning("dashboard: could not write %s (%s); the URLs are printed instead", path, e.strerror)
         return

@@ -29,7 +29,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,16 @@ from torch.utils.data import Dataset
 
 import segkit
 from segkit import progress, runtime
-from segkit.config import TrainConfig, check_data_fields, check_image_size, field_help, flag_name
+from segkit.config import PrepareConfig, check_image_size
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
 from segkit.data.layouts import layouts_of
 from segkit.data.transforms import ResizeToCover, cover_size
 from segkit.errors import DataError
+from segkit.files import write_json
 from segkit.kaggle.env import on_kaggle, working_dir
 from segkit.labels import LABEL_TO_TRAIN
+from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log
 
 FORMAT = "segkit-cache"
@@ -213,9 +214,7 @@ def _source_record(sample: Sample, shape: tuple[int, int], resized: tuple[int, i
 
 
 def _write_manifest(out: Path, manifest: dict) -> None:
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_json(out / MANIFEST, manifest)  # last, and atomically: a cache without it is not complete
 
 
 # ----------------------------------------------------------------------------- finding
@@ -399,20 +398,10 @@ def _sample(record: dict) -> Sample:
 
 
 def register_cli(sub: Any) -> None:
-    """`segkit prepare --data-root DIR --image-size H W [--splits ...] [--out DIR] [--workers N]`."""
+    """`segkit prepare`: every PrepareConfig field is a flag (the data fields as `segkit train` takes them)."""
     p = sub.add_parser("prepare", help="build the preprocessing cache (decoded, label-mapped, resized arrays)",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", default="", help='data set root; "" = auto (as for training)')
-    helps = field_help(TrainConfig)
-    for name in ("layout", "image_glob", "label_glob", "label_format"):  # as segkit train takes them
-        default = next(f.default for f in fields(TrainConfig) if f.name == name)
-        p.add_argument(flag_name(name), default=default, help=f"{helps[name]} (default: {default!r})")
-    p.add_argument("--image-size", nargs=2, type=int, default=[256, 512], metavar=("H", "W"),
-                   help="training input height width (default: 256 512)")
-    p.add_argument("--splits", nargs="+", default=["train", "val"],
-                   help="splits to cache, e.g. training for KITTI (default: train val)")
-    p.add_argument("--out", default="", help='cache folder; "" = <data root>/segkit_cache/<H>x<W> (or runs/cache/...)')
-    p.add_argument("--workers", type=int, default=-1, help="decoding threads; -1 = one per CPU, at most 8")
+    add_config_flags(p, PrepareConfig)
     p.set_defaults(func=cmd_prepare)
 
 
@@ -420,13 +409,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the cache and say where it is and how training finds it."""
     from segkit.data.discover import resolve_data_roots
 
-    check_data_fields(args)
-    roots = resolve_data_roots(args.data_root or None, layouts=layouts_of(args))
-    out = prepare_cache(roots, args.image_size, args.splits, Path(args.out) if args.out else None, args.workers)
+    cfg, _ = config_from_args(PrepareConfig, args)
+    roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
+    out = prepare_cache(roots, cfg.image_size, cfg.splits, Path(cfg.out) if cfg.out else None, cfg.workers)
     manifest = read_manifest(out)
-    counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in args.splits)
+    counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in cfg.splits)
     megabytes = sum(f.stat().st_size for f in out.glob("*.npy")) / 2**20
-    h, w = args.image_size
+    h, w = cfg.image_size
     print(f"cache ({counts} images at {h}x{w}, {megabytes:.0f} MB) in {out}; "
           f"segkit train --image-size {h} {w} uses it automatically")
     return 0

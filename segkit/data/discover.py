@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from segkit.config import SynthConfig
 from segkit.data.layouts import (
     AUTO,
     CITYSCAPES,
@@ -42,7 +43,7 @@ from segkit.kaggle.env import kaggle_input_root
 
 logger = logging.getLogger("segkit")
 
-DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
+DEFAULT_SYNTHETIC_DIR = Path(SynthConfig.out)  # where the stand-in is drawn when no data is found
 EXPECTED_LAYOUT = CITYSCAPES.expected
 # Bounds on the directory search: a Kaggle mount can hold millions of files, so only
 # directories are followed, never deeper than this, and never more than _MAX_DIRS of them.
@@ -165,10 +166,10 @@ def find_data_roots(
 def resolve_data_roots(
     data_root: str | Path | None = None,
     synthetic_dir: Path = DEFAULT_SYNTHETIC_DIR,
-    synthetic_size: tuple[int, int] = (256, 512),
-    num_train: int = 60,
-    num_val: int = 20,
-    seed: int = 0,
+    synthetic_size: tuple[int, int] = SynthConfig.image_size,
+    num_train: int = SynthConfig.num_train,
+    num_val: int = SynthConfig.num_val,
+    seed: int = SynthConfig.seed,
     layouts: tuple[Layout, ...] = AUTO,
 ) -> DataRoots:
     """Find the data; in auto mode fall back to a generated synthetic set, loudly.

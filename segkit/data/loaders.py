@@ -82,7 +82,7 @@ def _worker_init(_: int) -> None:
 
 def build_loaders(cfg: TrainConfig, roots, device: torch.device,
                   normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD)) -> tuple[DataLoader, DataLoader]:
-    """Train loader (augmented, EpochSampler) and validation loader (official-size masks).
+    """Train loader (augmented, EpochSampler) and validation loader (`eval_loader`).
 
     `normalization` is the model's (mean, std): what its encoder was pretrained with.
     """
@@ -96,23 +96,46 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device,
     cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
     train_ds = (CachedDataset(cache, cfg.train_split, transform, train_samples) if cache else
                 CityscapesDataset(train_samples, transform))
-    label_res = cfg.eval_resolution == "label"
-    val_cache = None if label_res else _find_cache(cfg, val_samples)
-    val_transform = eval_transform(None if label_res or val_cache else cfg.image_size, mean, std)
-    val_ds = (CachedDataset(val_cache, cfg.val_split, val_transform, val_samples) if val_cache else
-              CityscapesDataset(val_samples, val_transform, label_resolution=label_res))
     workers = runtime.default_num_workers(cfg.num_workers)
-    common = {
-        "num_workers": workers, "pin_memory": device.type == "cuda", "collate_fn": collate,
-        "persistent_workers": workers > 0, "worker_init_fn": _worker_init if workers > 0 else None,
-    }
     sampler = EpochSampler(len(train_ds), cfg.seed, True, runtime.rank(), runtime.world_size())
     # drop_last keeps BatchNorm away from batches of one; a generator keeps the global RNG untouched.
     train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
-                       generator=torch.Generator().manual_seed(cfg.seed), **common)
-    val_sampler = EpochSampler(len(val_ds), cfg.seed, False, runtime.rank(), runtime.world_size(), pad=False)
-    val = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, **common)
+                       generator=torch.Generator().manual_seed(cfg.seed), **_loader_options(workers, device))
+    label_res = cfg.eval_resolution == "label"
+    val = eval_loader(val_samples, None if label_res else cfg.image_size, normalization, batch_size=cfg.batch_size,
+                      num_workers=workers, device=device, cache=None if label_res else _find_cache(cfg, val_samples),
+                      split=cfg.val_split)
     return train, val
+
+
+def eval_loader(samples: Sequence[Any], resize: Sequence[int] | None,
+                normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD), *, batch_size: int = 1,
+                num_workers: int = 0, device: torch.device | None = None, cache: Path | None = None,
+                split: str = "") -> DataLoader:
+    """Evaluation batches: a fixed order, each torchrun rank its share (no image counted twice).
+
+    Args:
+        samples: the split's samples (with images).
+        resize: None = masks at the label files' own size (the official protocol; the inference
+            resizes the images), or (H, W): images and masks resized to cover it ("train" resolution).
+        normalization: the model's (mean, std).
+        batch_size: images per batch (sizes may differ per item: `collate` keeps lists then).
+        num_workers: DataLoader worker processes.
+        device: where the batches go (pinned memory for CUDA).
+        cache: a `segkit prepare` cache of these samples at `resize` (resized masks only), or None.
+        split: the samples' split (the cache's arrays are per split).
+    """
+    mean, std = normalization
+    transform = eval_transform(None if resize is None or cache else tuple(resize), mean, std)
+    ds = (CachedDataset(cache, split, transform, list(samples)) if cache and resize is not None else
+          CityscapesDataset(samples, transform, label_resolution=resize is None))
+    sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size(), pad=False)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, **_loader_options(num_workers, device))
+
+
+def _loader_options(workers: int, device: torch.device | None) -> dict[str, Any]:
+    return {"num_workers": workers, "pin_memory": device is not None and device.type == "cuda", "collate_fn": collate,
+            "persistent_workers": workers > 0, "worker_init_fn": _worker_init if workers > 0 else None}
 
 
 def _find_cache(cfg: TrainConfig, samples: list):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segkit.files import write_json
 from segkit.config import CLASS_WEIGHTS
 from segkit.data.cityscapes import read_label
 from segkit.data.discover import Sample
@@ -145,6 +146,4 @@ def _read_cache(path: Path, key: str) -> np.ndarray | None:
 
 def _write_cache(path: Path, key: str, stats: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")  # write then rename: a crash never leaves half a file
-    tmp.write_text(json.dumps({"key": key, **{k: v.tolist() for k, v in stats.items()}}))
-    tmp.replace(path)
+    write_json(path, {"key": key, **{k: v.tolist() for k, v in stats.items()}})  # atomic: never half a file

@@ -1,4 +1,4 @@
-"""Training and evaluation: plain functions `train_one_epoch`, `evaluate`, `evaluate_split` and `fit`.
+"""Training: plain functions `train_one_epoch` and `fit` (evaluation itself is `segkit.evaluation`).
 
 `fit` survives Kaggle: a time budget that stops cleanly, full-state checkpoints written atomically
 every epoch and on SIGTERM / Ctrl-C, exact resume, fp16 on T4s, and torchrun (DDP) when launched
@@ -7,14 +7,7 @@ resolved before it (`segkit.launch.resolve_train_config`).
 """
 
 from segkit.engine.fit import final_evaluation, fit
-from segkit.engine.loop import (
-    check_finite_weights,
-    data_name,
-    diverged_message,
-    evaluate,
-    evaluate_split,
-    train_one_epoch,
-)
+from segkit.engine.loop import EpochResult, check_finite_weights, diverged_message, train_one_epoch
 from segkit.engine.setup import (
     Optim,
     TrainingDiverged,
@@ -28,6 +21,7 @@ from segkit.engine.stopping import Budget, StopFlag
 
 __all__ = [
     "Budget",
+    "EpochResult",
     "Optim",
     "StopFlag",
     "TrainingDiverged",
@@ -37,10 +31,7 @@ __all__ = [
     "build_training_model",
     "channels_last",
     "check_finite_weights",
-    "data_name",
     "diverged_message",
-    "evaluate",
-    "evaluate_split",
     "final_evaluation",
     "fit",
     "train_one_epoch",

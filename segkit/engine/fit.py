@@ -14,13 +14,7 @@ from segkit.config import TrainConfig
 from segkit.data.discover import DataRoots, list_samples, resolve_data_roots
 from segkit.data.layouts import layouts_of
 from segkit.data.loaders import build_cache, build_loaders
-from segkit.engine.loop import (
-    check_finite_weights,
-    data_name,
-    evaluate,
-    evaluate_split,
-    train_one_epoch,
-)
+from segkit.engine.loop import EpochResult, check_finite_weights, train_one_epoch
 from segkit.engine.setup import (
     Optim,
     build_loss_fn,
@@ -30,28 +24,28 @@ from segkit.engine.setup import (
     channels_last,
 )
 from segkit.engine.stopping import Budget, StopFlag, Stopper
+from segkit.evaluation import Evaluation, evaluate, evaluate_split, protocol_for
 from segkit.labels import CLASS_NAMES
-from segkit.metrics import format_table, make_protocol
-from segkit.models import model_from_checkpoint
-from segkit.rundir import Run, TrainState
+from segkit.metrics import format_table
+from segkit.models import facts, model_from_checkpoint
+from segkit.rundir import SIGNALS, HistoryRow, Run, RunSummary, Status, TrainState
 from segkit.runtime import Precision, log
 from segkit.tb import TensorBoardLog
 
 
 def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
-        stop_at_step: int | None = None) -> dict:
+        stop_at_step: int | None = None) -> RunSummary:
     """Train `cfg` into `cfg.run_dir`: model -> optimizer -> schedule -> resume -> epochs -> final evaluation.
 
     Args:
         cfg: the config to train, exactly (resolve presets, resume and the Kaggle budget first:
             `segkit.launch.resolve_train_config`).
-        on_epoch_end: called with each history row (e.g. a notebook's live plot).
+        on_epoch_end: called with each history row (`HistoryRow.as_dict()`; e.g. a notebook's live plot).
         stop_at_step: stop cleanly after this many optimizer steps in total (as a time budget
             would), checkpointing the exact state — used to test resume equivalence.
 
     Returns:
-        {"run_dir", "status" ("completed" | "time_budget" | "SIGTERM" | "SIGINT" | "stopped"),
-         "epochs_done", "best_miou", "metrics" (the metrics.json dict), "history" (list of rows)}
+        How the run ended, its best mIoU, metrics.json and history (`RunSummary`).
     """
     device = runtime.setup_device(cfg.device)  # GPU check, torchrun process group, cudnn settings
     budget = Budget(cfg.time_budget)  # everything counts, data preparation included
@@ -63,7 +57,7 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
         with StopFlag() as flag:
             build_cache(cfg, roots)
             model, train_model = build_training_model(cfg, device, run.resume_ckpt)
-            train_loader, val_loader = build_loaders(cfg, roots, device, model.normalization)
+            train_loader, val_loader = build_loaders(cfg, roots, device, facts(model).normalization)
             optimizer = build_optimizer(cfg, model)
             scheduler = build_scheduler(cfg, optimizer, len(train_loader), budget.fraction if budget.seconds else None)
             scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
@@ -89,21 +83,20 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                     with budget.timed():
                         ev = evaluate(model=train_model, loader=val_loader, image_size=cfg.image_size,
                                       precision=precision, loss_fn=loss_fn)
-                        _record_validation(cfg, run, board, model, optim, ev, row, state, data_name(roots))
-                state.history.append(row)  # a partial epoch's row is replaced when a resumed run completes it
-                state.status = reason or ("completed" if state.epoch >= cfg.epochs else "running")
+                        _record_validation(cfg, run, board, model, optim, ev, row, state, roots)
+                state.history.append(row.as_dict())  # a partial epoch's row is replaced when a resumed run completes it
+                state.status = reason or (Status.COMPLETED if state.epoch >= cfg.epochs else Status.RUNNING)
                 with budget.timed():
                     run.save_last(model, optimizer, scheduler, scaler, state)
                 if on_epoch_end is not None and runtime.is_main():
-                    on_epoch_end(row)
+                    on_epoch_end(row.as_dict())
                 if reason is not None:
                     break
             metrics = final_evaluation(cfg, run, roots, device, precision, budget.left())
             if board is not None:
                 board.hparams(cfg, state, metrics)
             _say_how_it_ended(state, run)
-            return {"run_dir": str(run.run_dir), "status": state.status, "epochs_done": state.epoch,
-                    "best_miou": state.best_miou, "metrics": metrics, "history": state.history}
+            return RunSummary.of(run.run_dir, state, metrics)
     finally:
         if board is not None:
             board.close()
@@ -114,54 +107,50 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
         runtime.leave_process_group()  # every rank leaves together, after rank 0's last write
 
 
-def _advance(state: TrainState, result: dict, elapsed_seconds: float) -> dict:
+def _advance(state: TrainState, result: EpochResult, elapsed_seconds: float) -> HistoryRow:
     """Count the epoch's steps into the state (a stopped epoch stays current); its history row."""
     epoch = state.epoch
-    state.global_step += result["steps"]
-    state.step_in_epoch += result["steps"]
-    _carry_partial_epoch(state, result)
-    if not result["stopped_early"]:
+    state.global_step += result.steps
+    state.step_in_epoch += result.steps
+    train_loss = _carry_partial_epoch(state, result)
+    if not result.stopped_early:
         state.epoch, state.step_in_epoch = epoch + 1, 0
     state.elapsed_seconds = elapsed_seconds
-    return {
-        "epoch": epoch, "train_loss": result["train_loss"], "val_loss": None, "miou": None, "mean_dice": None,
-        "pixel_accuracy": None, "lr": result["lr"], "images_per_sec": result["images_per_sec"],
-        "minutes": elapsed_seconds / 60, "steps": state.global_step,
-    }
+    return HistoryRow(epoch=epoch, train_loss=train_loss, lr=result.lr, images_per_sec=result.images_per_sec,
+                      minutes=elapsed_seconds / 60, steps=state.global_step)
 
 
-def _validation_due(cfg: TrainConfig, result: dict, state: TrainState, reason: str | None) -> bool:
+def _validation_due(cfg: TrainConfig, result: EpochResult, state: TrainState, reason: Status | None) -> bool:
     """Every eval_every epochs and after the last; before a budget stop; never after a signal."""
-    if reason in StopFlag.SIGNALS:
+    if reason in SIGNALS:
         return False
-    finished = not result["stopped_early"]
-    return reason == "time_budget" or (finished and (state.epoch % cfg.eval_every == 0 or state.epoch >= cfg.epochs))
+    finished = not result.stopped_early
+    return reason == Status.TIME_BUDGET or (finished and (state.epoch % cfg.eval_every == 0 or state.epoch >= cfg.epochs))
 
 
 def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None, model: nn.Module, optim: Optim,
-                       ev: dict, row: dict, state: TrainState, data: str) -> None:
+                       ev: Evaluation, row: HistoryRow, state: TrainState, roots: DataRoots) -> None:
     """Metrics into the history row, the log and TensorBoard; best_model.pth; a plateau scheduler's step."""
-    cm = ev["confusion"]
-    row.update(val_loss=ev["val_loss"], miou=_finite(cm.miou()), mean_dice=_finite(cm.mean_dice()),
-               pixel_accuracy=_finite(cm.pixel_accuracy()))
-    miou = row["miou"] if row["miou"] is not None else -1.0
+    cm = ev.confusion
+    row.val_loss, row.miou = ev.val_loss, _finite(cm.miou())
+    row.mean_dice, row.pixel_accuracy = _finite(cm.mean_dice()), _finite(cm.pixel_accuracy())
+    miou = row.miou if row.miou is not None else -1.0
     if isinstance(optim.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         optim.scheduler.step(max(miou, 0.0))
     if runtime.is_main():
-        log.info("epoch %d val mIoU %.4f dice %s pixel acc %s (%s resolution, %d images)", row["epoch"], miou,
-                 _fmt(row["mean_dice"]), _fmt(row["pixel_accuracy"]), cfg.eval_resolution, ev["images"])
+        log.info("epoch %d val mIoU %.4f dice %s pixel acc %s (%s resolution, %d images)", row.epoch, miou,
+                 _fmt(row.mean_dice), _fmt(row.pixel_accuracy), cfg.eval_resolution, ev.images)
     if board is not None:
         board.validation(model, cm, row, state.global_step)
     if miou > state.best_miou:
-        state.best_miou, state.best_epoch = miou, row["epoch"]
-        resolution = "label" if cfg.eval_resolution == "label" else "train {}x{}".format(*cfg.image_size)
-        protocol = make_protocol(resolution=resolution, inference="whole", split=cfg.val_split, images=ev["images"],
-                                 data=data)
-        run.save_best(model, cm.summary(CLASS_NAMES, protocol), row["epoch"])
+        state.best_miou, state.best_epoch = miou, row.epoch
+        protocol = protocol_for(roots=roots, split=cfg.val_split, images=ev.images, image_size=cfg.image_size,
+                                eval_resolution=cfg.eval_resolution)
+        run.save_best(model, cm.summary(CLASS_NAMES, protocol), row.epoch)
 
 
 def _say_how_it_ended(state: TrainState, run: Run) -> None:
-    if runtime.is_main() and state.status != "completed":
+    if runtime.is_main() and state.status != Status.COMPLETED:
         log.warning("training stopped (%s) at epoch %d, step %d: continue with the same command plus --resume "
                     "(run_dir %s)", state.status, state.epoch, state.step_in_epoch, run.run_dir)
 
@@ -215,17 +204,17 @@ def _announce(cfg: TrainConfig, model: nn.Module, precision: Precision, device: 
         log.info("time budget %.1f minutes: training stops cleanly, evaluates and saves before it runs out", cfg.time_budget)
 
 
-def _carry_partial_epoch(state: TrainState, result: dict) -> None:
-    """An epoch split by a stop and a resume reports the mean loss of all its steps."""
+def _carry_partial_epoch(state: TrainState, result: EpochResult) -> float:
+    """The epoch's mean training loss; an epoch split by a stop and a resume reports the mean of all its steps."""
     done = state.partial_epoch if (state.partial_epoch or {}).get("epoch") == state.epoch else None
     state.partial_epoch = None
+    train_loss, steps = result.train_loss, result.steps
     if done:
-        steps = done["steps"] + result["steps"]
-        result["train_loss"] = (done["loss_sum"] + result["train_loss"] * result["steps"]) / max(1, steps)
-        result["steps"] = steps
-    if result["stopped_early"]:
-        state.partial_epoch = {"epoch": state.epoch, "loss_sum": result["train_loss"] * result["steps"],
-                               "steps": result["steps"]}
+        steps = done["steps"] + result.steps
+        train_loss = (done["loss_sum"] + result.train_loss * result.steps) / max(1, steps)
+    if result.stopped_early:
+        state.partial_epoch = {"epoch": state.epoch, "loss_sum": train_loss * steps, "steps": steps}
+    return train_loss
 
 
 def _finite(x: float | None) -> float | None:

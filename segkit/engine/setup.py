@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from segkit.data.stats import class_statistics, class_weights
 from segkit.errors import SegkitError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 from segkit.losses import build_loss
-from segkit.models import check_input_size, create_model
+from segkit.models import build_model, check_input_size, set_facts
 from segkit.runtime import Precision, log
 
 
@@ -33,13 +34,13 @@ def build_training_model(cfg: TrainConfig, device: torch.device,
     weight from last.pth instead, and keeps the normalisation and provenance it started with.
     """
     runtime.seed_everything(cfg.seed)
-    load_pretrained = cfg.pretrained and not cfg.resume
-    model = create_model(cfg.model, NUM_CLASSES, encoder=cfg.encoder,
-                         encoder_weights=cfg.encoder_weights if load_pretrained else "", **cfg.model_kwargs)
+    choice = cfg.model_choice
+    if cfg.resume:  # every weight comes from last.pth: never look for the pretrained file again
+        choice = dataclasses.replace(choice, encoder_weights="")
+    model = build_model(choice, NUM_CLASSES)
     if resume_ckpt is not None:
         norm = resume_ckpt["normalization"]
-        model.normalization = (tuple(norm["mean"]), tuple(norm["std"]))
-        model.segkit_pretrained = resume_ckpt.get("pretrained")
+        set_facts(model, mean=tuple(norm["mean"]), std=tuple(norm["std"]), pretrained=resume_ckpt.get("pretrained"))
     check_input_size(model, *cfg.crop)
     if cfg.sync_bn and torch.distributed.is_initialized():
         if device.type == "cuda":

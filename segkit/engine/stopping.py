@@ -8,16 +8,15 @@ import time
 from typing import Any
 
 from segkit import runtime
+from segkit.rundir import Status
 from segkit.runtime import log
 
 
 class StopFlag:
     """SIGTERM (Kaggle's session end) and the first Ctrl-C ask for a clean stop after this step."""
 
-    SIGNALS = ("SIGTERM", "SIGINT")
-
     def __init__(self) -> None:
-        self.reason: str | None = None
+        self.reason: Status | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:  # noqa: PYI034 (a final class)
@@ -29,7 +28,7 @@ class StopFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.reason is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
-        self.reason = signal.Signals(signum).name
+        self.reason = Status(signal.Signals(signum).name)
         if runtime.is_main():
             log.warning("%s received: finishing this step, then saving a checkpoint", self.reason)
 
@@ -83,12 +82,12 @@ class Stopper:
     def __init__(self, flag: StopFlag, budget: Budget, stop_at_step: int | None, elapsed_before: float) -> None:
         self.flag, self.budget, self.stop_at_step, self.elapsed_before = flag, budget, stop_at_step, elapsed_before
 
-    def reason(self, global_step: int) -> str | None:
+    def reason(self, global_step: int) -> Status | None:
         if self.flag.reason:
             return self.flag.reason
         if self.budget.exhausted():
-            return "time_budget"
-        return "stopped" if self.stop_at_step is not None and global_step >= self.stop_at_step else None
+            return Status.TIME_BUDGET
+        return Status.STOPPED if self.stop_at_step is not None and global_step >= self.stop_at_step else None
 
     def elapsed(self) -> float:
         """Seconds of this run over all its sessions (a resumed run continues the count)."""

@@ -5,7 +5,6 @@ Kaggle's image lacks: segkit's and segmentation_models_pytorch's (never torch, w
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib.metadata
 import json
 import logging
@@ -20,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from segkit import progress
+from segkit.config import BundleConfig
 from segkit.credentials import SECRET_ENV
-from segkit.errors import SegkitError
+from segkit.errors import SegkitError, did_you_mean
 
 log = logging.getLogger("segkit")
 
 WHEEL_DATASET = "segkit-wheel"  # dataset slug of the wheels, <username>/segkit-wheel
 SMP_DIST = "segmentation-models-pytorch"  # segkit needs it, Kaggle's image lacks it: its wheel travels too
-DEFAULT_TITLE = "segkit cityscapes train"
-DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"
+DEFAULT_TITLE = BundleConfig.title
+DEFAULT_MACHINE_SHAPE = BundleConfig.machine_shape  # GPU T4 x2
 CODE_FILE = "02_train.ipynb"
 INSTALL_CELL = '''\
 # Kaggle kernels may run without internet: install segkit and segmentation_models_pytorch from the
@@ -165,10 +165,8 @@ def check_params(params: dict[str, Any], known: set[str], notebook: Path) -> Non
     """Unknown names fail (papermill itself would only warn and the kernel would ignore them)."""
     for name in params:
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BundleError(f"unknown notebook parameter {name!r} for {notebook.name}{hint} "
-                              f"Known: {', '.join(sorted(known))}")
+            raise BundleError(f"unknown notebook parameter {name!r} for {notebook.name}"
+                              f"{did_you_mean(name, sorted(known))}; known: {', '.join(sorted(known))}")
 
 
 def prepare_notebook(source: Path, target: Path, params: dict[str, Any]) -> None:

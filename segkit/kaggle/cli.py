@@ -17,57 +17,42 @@ import json
 from pathlib import Path
 from typing import Any
 
-from segkit.kaggle.bundling import (
-    DEFAULT_MACHINE_SHAPE,
-    DEFAULT_TITLE,
-    WHEEL_DATASET,
-    bundle,
-    load_params,
-)
+from segkit.config import BundleConfig, PreflightConfig
+from segkit.kaggle.bundling import WHEEL_DATASET, bundle, load_params
 from segkit.kaggle.machine import format_preflight, preflight
+from segkit.reflect import add_config_flags, config_from_args
 
 
 def register_cli(sub: Any) -> None:
-    """`segkit kaggle preflight` and `segkit kaggle bundle --out DIR ...`."""
+    """`segkit kaggle preflight` and `segkit kaggle bundle`: their flags are PreflightConfig's and BundleConfig's."""
     p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ksub = p.add_subparsers(dest="kaggle_command", required=True, metavar="{preflight,bundle}")
     pre = ksub.add_parser("preflight", help="GPU/torch/CUDA, CPU, RAM, disk, session time, pretrained weights; "
-                         "problems with fixes")
-    pre.add_argument("--json", action="store_true", help="print the report as JSON")
-    pre.add_argument("--preset", help="check the pretrained encoder weights of this preset (segkit presets)")
-    pre.add_argument("--encoder", help="check this encoder's pretrained weights (overrides the preset's)")
-    pre.add_argument("--encoder-weights", metavar="W",
-                     help="imagenet (default), another variant, or a weights file (overrides the preset's)")
+                          "problems with fixes")
+    add_config_flags(pre, PreflightConfig)
     pre.set_defaults(func=cmd_preflight)
     b = ksub.add_parser("bundle", help="write a kernel push folder + the wheel dataset folder (segkit, smp)")
-    b.add_argument("--out", type=Path, default=Path("runs/kaggle-bundle"), help="output folder (default: runs/kaggle-bundle)")
-    b.add_argument("--params", type=Path, help="notebook parameters, .json or .yaml (names of 02_train's parameters cell)")
-    b.add_argument("--title", default=DEFAULT_TITLE, help=f"kernel title, 5-50 characters (default: {DEFAULT_TITLE!r})")
-    b.add_argument("--datasets", nargs="*", default=[], metavar="OWNER/SLUG", help="Cityscapes datasets to attach")
-    b.add_argument("--resume-from", metavar="OWNER/KERNEL", help="chain: attach this kernel's output and resume it")
-    b.add_argument("--username", help="Kaggle username (default: $KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
-    b.add_argument("--no-gpu", dest="enable_gpu", action="store_false", help="CPU kernel")
-    b.add_argument("--internet", dest="enable_internet", action="store_true", help="internet on in the kernel")
-    b.add_argument("--machine-shape", default=DEFAULT_MACHINE_SHAPE, help=f"default: {DEFAULT_MACHINE_SHAPE} (T4 x2)")
-    b.add_argument("--notebook", type=Path, help="notebook to bundle (default: notebooks/02_train.ipynb)")
-    b.add_argument("--wheels", type=Path, metavar="DIR", help="folder holding the segmentation_models_pytorch "
-                   "wheel (default: pip download it, which needs internet)")
+    add_config_flags(b, BundleConfig)
     b.set_defaults(func=cmd_bundle)
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     """Exit 0 when nothing is wrong, 1 when a problem was found (printed with its fix)."""
-    report = preflight(args.encoder, args.encoder_weights, args.preset)
-    print(json.dumps(report, indent=2) if args.json else format_preflight(report))
+    cfg, explicit = config_from_args(PreflightConfig, args)
+    asked = {name: getattr(cfg, name) for name in ("preset", "encoder", "encoder_weights") if name in explicit}
+    report = preflight(**asked)
+    print(json.dumps(report, indent=2) if cfg.json else format_preflight(report))
     return 1 if report["problems"] else 0
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     """Write the bundle and print the kaggle commands that upload it."""
-    params = load_params(args.params) if args.params else {}
-    out = bundle(args.out, params, args.title, args.datasets, args.resume_from, args.username,
-                 args.enable_gpu, args.enable_internet, args.machine_shape, args.notebook, args.wheels)
+    cfg, _ = config_from_args(BundleConfig, args)
+    params = load_params(Path(cfg.params)) if cfg.params else {}
+    out = bundle(Path(cfg.out), params, cfg.title, list(cfg.datasets), cfg.resume_from or None, cfg.username or None,
+                 cfg.gpu, cfg.internet, cfg.machine_shape, Path(cfg.notebook) if cfg.notebook else None,
+                 Path(cfg.wheels) if cfg.wheels else None)
     meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
     print(f"wrote {out / 'kernel'} (kernel {meta['id']}) and {out / WHEEL_DATASET}. Next:\n"
           f"  kaggle datasets create -p {out / WHEEL_DATASET}   (later: kaggle datasets version -p "

@@ -3,18 +3,18 @@ time and, when asked, the pretrained encoder weights), with the problems found a
 
 from __future__ import annotations
 
-import difflib
 import os
 import platform
 import shutil
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from segkit.config import NO_WEIGHTS, PRESETS, TrainConfig
+from segkit.config import TrainConfig
 from segkit.errors import ConfigError, SegkitError
-from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
 from segkit.kaggle.env import RUN_TYPE_ENV, on_kaggle, working_dir
+from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
+from segkit.model_choice import ModelChoice
+from segkit.recipes import apply_preset
 
 
 def preflight(encoder: str | None = None, encoder_weights: str | None = None,
@@ -26,7 +26,7 @@ def preflight(encoder: str | None = None, encoder_weights: str | None = None,
             machine, or downloadable); None with no preset: no check.
         encoder_weights: The weights to check: "imagenet" (TrainConfig's default), another
             variant, or a file; overrides the preset's.
-        preset: Take encoder and encoder_weights from this preset (`segkit.config.PRESETS`).
+        preset: Take encoder and encoder_weights from this preset (`segkit.recipes.PRESETS`).
 
     Returns:
         A JSON-serialisable dict: on_kaggle, run_type, python, segkit, torch, cuda, arch_list,
@@ -55,40 +55,32 @@ def preflight(encoder: str | None = None, encoder_weights: str | None = None,
 
 
 def _requested_weights(encoder: str | None, encoder_weights: str | None,
-                       preset: str | None) -> tuple[str, str] | None:
-    """(encoder, encoder_weights) to check: the arguments over the preset's fields over
-    TrainConfig's defaults; None when nothing was asked."""
-    if encoder is None and encoder_weights is None and not preset:
+                       preset: str | None) -> ModelChoice | None:
+    """What training would build, for its weights: the arguments over the preset's fields over
+    TrainConfig's defaults (as `segkit train` resolves them); None when nothing was asked."""
+    given = {k: v for k, v in (("encoder", encoder), ("encoder_weights", encoder_weights)) if v is not None}
+    if not given and not preset:
         return None
-    wanted = {f.name: f.default for f in fields(TrainConfig) if f.name in ("encoder", "encoder_weights")}
-    if preset:
-        if preset not in PRESETS:
-            close = difflib.get_close_matches(preset, list(PRESETS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown preset {preset!r}{hint}; valid presets: {', '.join(PRESETS)}")
-        preset_fields = PRESETS[preset]["fields"]
-        wanted.update({k: preset_fields[k] for k in wanted if k in preset_fields})
-    wanted.update({k: v for k, v in (("encoder", encoder), ("encoder_weights", encoder_weights)) if v is not None})
-    if encoder_weights is not None and not wanted["encoder"]:
+    cfg = apply_preset(TrainConfig(preset=preset or "", **given), set(given) | {"preset"})
+    if encoder_weights is not None and not cfg.encoder:
         raise ConfigError(f"--encoder-weights {encoder_weights} needs an encoder to check: add --encoder NAME "
                           "(e.g. resnet34) or a --preset that has one")
-    return wanted["encoder"], wanted["encoder_weights"]
+    return ModelChoice.from_config(cfg, set(given))
 
 
 def _weights(encoder: str | None, encoder_weights: str | None, preset: str | None) -> dict[str, Any] | None:
     """Whether training will get the pretrained encoder weights; never downloads."""
-    requested = _requested_weights(encoder, encoder_weights, preset)
-    if requested is None:
+    choice = _requested_weights(encoder, encoder_weights, preset)
+    if choice is None:
         return None
-    encoder, encoder_weights = requested
-    report = {"encoder": encoder, "encoder_weights": encoder_weights, "reachable": None,
+    report = {"encoder": choice.encoder, "encoder_weights": choice.encoder_weights or "none", "reachable": None,
               "detail": "no pretrained encoder, random initialisation"}
-    if not encoder or encoder_weights.strip().lower() in NO_WEIGHTS:
+    if not choice.pretrained:
         return report
     from segkit.models.weights import reachability  # imports smp and timm: only when asked
 
     try:
-        report["reachable"], report["detail"] = reachability(encoder, encoder_weights)
+        report["reachable"], report["detail"] = reachability(choice.encoder, choice.encoder_weights)
     except SegkitError as e:  # an unknown encoder or variant would stop training too: report it
         report["reachable"], report["detail"] = False, str(e)
     return report

@@ -1,40 +1,90 @@
 """Model factory: `create_model(model, num_classes, encoder=..., encoder_weights=...)`.
 
-Two builders: `unet` with no encoder is segkit's own U-Net (the seed's model, `UNet`); every
-other combination is a segmentation_models_pytorch architecture on an smp or timm encoder
+What to build is a `segkit.model_choice.ModelChoice` (names checked once, there); `build_model`
+builds it. Two builders: `unet` with no encoder is segkit's own U-Net (the seed's model, `UNet`);
+every other choice is a segmentation_models_pytorch architecture on an smp or timm encoder
 (`segkit.models.zoo`), its encoder starting from the pretrained weights `segkit.models.weights`
-finds or downloads. Every model has an integer `size_divisor` (H and W must be multiples of it),
-a `normalization` (mean, std) and maps (B, 3, H, W) images to (B, num_classes, H, W) logits.
-`model_spec(model)` is a JSON-able dict from which `model_from_spec` rebuilds the architecture
-(never fetching weights), so a checkpoint rebuilds its model with no flags and no network.
+finds or downloads. Every model maps (B, 3, H, W) images to (B, num_classes, H, W) logits and
+carries one record of what segkit knows about it, `ModelFacts` (read with `facts(model)`): the
+spec that rebuilds its architecture with no network, the divisor its input sizes must be
+multiples of, its input normalisation and where its encoder's weights came from. A checkpoint
+stores the facts, so `model_from_checkpoint` rebuilds the model with no flags and no network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from segkit.config import IMAGENET_MEAN, IMAGENET_STD, NO_WEIGHTS, RETIRED_MODELS, check_image_size
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD, check_image_size
 from segkit.errors import CheckpointError, ConfigError
+from segkit.model_choice import RETIRED_MODELS, ModelChoice
 from segkit.models import weights, zoo
 from segkit.models.unet import UNet
 
 __all__ = [
+    "ModelFacts",
     "UNet",
+    "build_model",
     "check_input_size",
     "check_model",
     "create_model",
+    "facts",
     "load_weights",
     "model_cost",
     "model_from_checkpoint",
     "model_from_spec",
     "model_spec",
+    "set_facts",
     "unwrap",
 ]
+
+FACTS_ATTR = "segkit_facts"  # the one attribute segkit sets on a network (its ModelFacts)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What segkit knows about a network it built: one record, kept beside the network."""
+
+    spec: dict[str, Any]  # rebuilds the architecture with no network: {"name", "num_classes", "encoder", **options}
+    size_divisor: int  # input height and width must be multiples of this (the total downsampling)
+    mean: tuple[float, ...]  # input normalisation (0..1 units) the encoder was pretrained with
+    std: tuple[float, ...]
+    pretrained: dict[str, Any] | None = None  # where the encoder's first weights came from (provenance only)
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std)."""
+        return self.mean, self.std
+
+    @property
+    def name(self) -> str:
+        """The architecture's name, for messages."""
+        return str(self.spec.get("name", "the network"))
+
+
+def facts(model: nn.Module) -> ModelFacts:
+    """The `ModelFacts` of a model segkit built (through DDP / torch.compile wrappers too)."""
+    found = getattr(unwrap(model), FACTS_ATTR, None)
+    if not isinstance(found, ModelFacts):
+        raise ConfigError(
+            f"{type(unwrap(model)).__name__} was not built by segkit.models.create_model, so segkit does not know "
+            "its input size divisor, normalisation or spec; build it with create_model(model, num_classes, "
+            "encoder=..., **options), or load it with segkit.models.model_from_checkpoint")
+    return found
+
+
+def set_facts(model: nn.Module, model_facts: ModelFacts | None = None, **changes: Any) -> nn.Module:
+    """Give `model` its facts (or its current facts with `changes`, e.g. a checkpoint's mean and std)."""
+    current = model_facts if model_facts is not None else facts(model)
+    setattr(unwrap(model), FACTS_ATTR, dataclasses.replace(current, **changes) if changes else current)
+    return model
 
 
 def create_model(model: str = "unet", num_classes: int = 19, *, encoder: str = "", encoder_weights: str = "",
@@ -42,7 +92,7 @@ def create_model(model: str = "unet", num_classes: int = 19, *, encoder: str = "
     """Build a segmentation model.
 
     Args:
-        model: "unet" or another smp architecture (`segkit.config.ARCHITECTURES`).
+        model: "unet" or another smp architecture (`segkit.model_choice.ARCHITECTURES`).
         num_classes: output channels (19 Cityscapes trainIds).
         encoder: smp encoder name or `tu-<timm model>`; "" = segkit's own U-Net (model "unet").
         encoder_weights: "imagenet" (or another variant smp lists for the encoder), a weights
@@ -51,37 +101,38 @@ def create_model(model: str = "unet", num_classes: int = 19, *, encoder: str = "
         **options: own U-Net: base_channels, depth, upsample, dropout; smp: its class's arguments.
 
     Returns:
-        The model, with `size_divisor`, `normalization` and its spec recorded for `model_spec`.
+        The model, with its `ModelFacts` (`facts(model)`).
     """
-    if not isinstance(num_classes, int) or num_classes < 1:
+    return build_model(ModelChoice(model, encoder, encoder_weights, options), num_classes)
+
+
+def build_model(choice: ModelChoice, num_classes: int = 19) -> nn.Module:
+    """Build what `choice` names (see `create_model`); pretrained weights are found or fetched now."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
-    pretrained = bool(encoder) and encoder_weights.lower() not in NO_WEIGHTS
-    if not encoder:
-        net = _own_unet(model, num_classes, options)
-        net.normalization = (IMAGENET_MEAN, IMAGENET_STD)
-    else:
-        source = weights.weights_source(encoder, encoder_weights) if pretrained else None
-        file = weights.fetch(source) if source else None
-        net = zoo.build(model, encoder, num_classes, file, **options)
-        net.size_divisor = int(net.encoder.output_stride)
-        net.normalization = zoo.normalization(encoder, file)
-        net.segkit_pretrained = {"encoder_weights": encoder_weights, "source": source.describe()} if source else None
-    net.segkit_spec = {"name": model, "num_classes": num_classes, "encoder": encoder, **_jsonable(options)}
-    return net
+    if choice.own_unet:
+        net, options = _own_unet(num_classes, choice.options)
+        spec = {"name": choice.model, "num_classes": num_classes, "encoder": "", **options}
+        return set_facts(net, ModelFacts(spec, net.size_divisor, IMAGENET_MEAN, IMAGENET_STD))
+    source = weights.weights_source(choice.encoder, choice.encoder_weights) if choice.pretrained else None
+    file = weights.fetch(source) if source else None
+    net = zoo.build(choice.model, choice.encoder, num_classes, file, **choice.options)
+    mean, std = zoo.normalization(choice.encoder, file)
+    spec = {"name": choice.model, "num_classes": num_classes, "encoder": choice.encoder, **_jsonable(choice.options)}
+    provenance = {"encoder_weights": choice.encoder_weights, "source": source.describe()} if source else None
+    return set_facts(net, ModelFacts(spec, int(net.encoder.output_stride), mean, std, provenance))
 
 
-def _own_unet(model: str, num_classes: int, options: dict[str, Any]) -> nn.Module:
-    if model != "unet":
-        raise ConfigError(f"model {model!r} needs an encoder, e.g. encoder='resnet34'; only 'unet' has a built-in one")
+def _own_unet(num_classes: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """segkit's U-Net and its options with every default filled in (so later default changes
+    cannot alter a saved model)."""
     valid = [p for p in inspect.signature(UNet).parameters if p != "num_classes"]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for segkit's own U-Net; valid: {valid}")
-    # Filled-in defaults go into the spec, so later default changes cannot alter a saved model.
     bound = inspect.signature(UNet).bind(num_classes=num_classes, **options)
     bound.apply_defaults()
-    options.update({k: v for k, v in bound.arguments.items() if k != "num_classes"})
-    return UNet(**bound.arguments)
+    return UNet(**bound.arguments), {k: v for k, v in bound.arguments.items() if k != "num_classes"}
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -111,30 +162,34 @@ def check_input_size(model: nn.Module, height: int, width: int) -> None:
         height: Input height in pixels.
         width: Input width in pixels.
     """
-    inner = unwrap(model)
-    name = getattr(inner, "segkit_spec", {}).get("name", type(inner).__name__)
-    check_image_size((height, width), multiple=inner.size_divisor, minimum=1, model=name)
+    known = facts(model)
+    check_image_size((height, width), multiple=known.size_divisor, minimum=1, model=known.name)
 
 
-def check_model(model: str, encoder: str, encoder_weights: str, image_size: tuple[int, int],
-                options: dict[str, Any] | None = None, batch_size: int = 2) -> None:
+def check_model(choice: ModelChoice, image_size: tuple[int, int], batch_size: int = 2) -> None:
     """Everything about a model that can fail, checked before any data is read or weights fetched.
 
-    Names (with did-you-mean), a pair smp refuses, weights asked for an encoder that has none, a
-    training size the network cannot take, a batch too small for BatchNorm after global pooling
-    (forward passes on the meta device: no memory, no compute) - each a ConfigError naming the fix.
+    An encoder smp/timm do not know (with did-you-mean), a pair smp refuses, weights asked for an
+    encoder that has none, a training size the network cannot take, a batch too small for
+    BatchNorm after global pooling (forward passes on the meta device: no memory, no compute) -
+    each a ConfigError naming the fix.
+
+    Args:
+        choice: what to build (`ModelChoice.from_config(cfg)`).
+        image_size: (H, W) of the training crops.
+        batch_size: images per optimizer step and process.
     """
-    if encoder and encoder_weights.lower() not in NO_WEIGHTS:
-        weights.weights_source(encoder, encoder_weights)  # a variant the encoder has, or an existing file
-    net = create_model(model, 19, encoder=encoder, encoder_weights="", **(options or {})).to("meta")
+    if choice.pretrained:
+        weights.weights_source(choice.encoder, choice.encoder_weights)  # a variant it has, or an existing file
+    net = build_model(dataclasses.replace(choice, encoder_weights=""), 19).to("meta")
     check_input_size(net, *image_size)
     if not _forward_works(net.eval(), image_size):
         nearest = _nearest_working_size(net, image_size)
         hint = f"; try {nearest[0]}x{nearest[1]}" if nearest else ""
-        raise ConfigError(f"model {model!r} on encoder {encoder!r} cannot take {image_size[0]}x{image_size[1]} "
-                          f"inputs (too small for its deepest layers){hint}")
+        raise ConfigError(f"model {choice.model!r} on encoder {choice.encoder!r} cannot take {image_size[0]}x"
+                          f"{image_size[1]} inputs (too small for its deepest layers){hint}")
     if not _forward_works(net.train(), image_size, batch=batch_size):
-        raise ConfigError(f"model {model!r} cannot train on batches of {batch_size} image per process: its "
+        raise ConfigError(f"model {choice.model!r} cannot train on batches of {batch_size} image per process: its "
                           "BatchNorm after global pooling (e.g. DeepLab's ASPP) needs at least 2. Set --batch-size 2 "
                           "or more (per GPU under torchrun).")
 
@@ -151,7 +206,7 @@ def _forward_works(net: nn.Module, size: tuple[int, int], batch: int = 1) -> boo
 
 def _nearest_working_size(net: nn.Module, size: tuple[int, int]) -> tuple[int, int] | None:
     """The smallest size at least `size`, in steps of the divisor keeping the aspect ratio, that runs."""
-    d = net.size_divisor
+    d = facts(net).size_divisor
     for k in range(1, 33):
         h = -(-int(size[0] * (1 + k / 8)) // d) * d  # grow by 1/8 steps, round up to the divisor
         w = max(d, round(h * size[1] / size[0] / d) * d)  # the same aspect ratio, to the divisor
@@ -186,12 +241,7 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     Returns:
         `{"name", "num_classes", "encoder", **options}` with every option filled in.
     """
-    spec = getattr(unwrap(model), "segkit_spec", None)
-    if spec is None:
-        raise ConfigError(
-            f"{type(model).__name__} was not built by segkit.models.create_model, so it has no "
-            f"spec; build it with create_model(model, num_classes, encoder=..., **options)")
-    return dict(spec)
+    return dict(facts(model).spec)
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
@@ -217,8 +267,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
     model = model_from_spec(ckpt["model_spec"])
     load_weights(model, ckpt["model"], source="checkpoint")
     norm = ckpt.get("normalization")
-    if norm:
-        model.normalization = (tuple(norm["mean"]), tuple(norm["std"]))
+    if norm:  # the normalisation it was trained with, whatever the encoder's default is today
+        set_facts(model, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
+    set_facts(model, pretrained=ckpt.get("pretrained"))
     return model.to(device).eval()
 
 

@@ -26,7 +26,6 @@ to huggingface_hub explicitly, so both always look in the same place.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -44,16 +43,16 @@ from huggingface_hub import (
     try_to_load_from_cache,
 )
 from huggingface_hub.file_download import repo_folder_name
-from segmentation_models_pytorch.encoders import is_equivalent_to_timm_universal
 
-from segkit.errors import ConfigError, SegkitError
+from segkit.errors import ConfigError, SegkitError, did_you_mean
 from segkit.kaggle.env import KAGGLE_INPUT_ENV, kaggle_input_root
+from segkit.model_choice import is_pretrained
+from segkit.models.zoo import check_encoder, timm_name
 
 logger = logging.getLogger("segkit")
 
 WEIGHTS_DIR_ENV = "SEGKIT_WEIGHTS_DIR"  # a folder the user put weights in (an attached dataset)
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")  # what a user's weights file may be
-SMP_ENCODERS_URL = "https://smp.readthedocs.io/en/latest/encoders.html"
 # Bounds on the folder search. The deepest expected layout is a Kaggle Model under the newer
 # mount, /kaggle/input/models/<owner>/<model>/<framework>/<variation>/<version>/ (depth 6).
 # Only directories are followed, never Cityscapes' leftImg8bit/ and gtFine/ trees.
@@ -103,47 +102,17 @@ def weights_source(encoder: str, weights: str) -> WeightsSource:
             weights, or "none"/"" (random init is the caller's business, not a weights source).
     """
     weights = weights.strip()
-    if weights.lower() in ("", "none"):
+    if not is_pretrained(weights):
         raise ConfigError(
             f"weights_source() got encoder_weights={weights!r}, which means random "
             "initialisation: there is no file to find. Fix: call it only for pretrained weights."
         )
     if weights.endswith(WEIGHT_SUFFIXES) or "/" in weights or os.sep in weights:
-        _check_encoder(encoder)
+        check_encoder(encoder)
         return _file_source(encoder, Path(weights).expanduser())
-    if _timm_name(encoder) is not None:
+    if timm_name(encoder) is not None:
         return _timm_source(encoder, weights)
     return _smp_source(encoder, weights)
-
-
-def _timm_name(encoder: str) -> str | None:
-    """The timm model behind a `tu-` encoder (or an smp alias of one), else None."""
-    if is_equivalent_to_timm_universal(encoder):  # smp maps these deprecated names to timm
-        encoder = encoder.replace("timm-", "tu-" + ("tf_" if "mobilenetv3" in encoder else ""))
-    return encoder[3:] if encoder.startswith("tu-") else None
-
-
-def _check_encoder(encoder: str) -> None:
-    """Raise a ConfigError with a did-you-mean when smp cannot build `encoder`."""
-    timm_name = _timm_name(encoder)
-    if timm_name is None and encoder not in smp.encoders.encoders:
-        raise ConfigError(
-            f"unknown encoder {encoder!r}{_did_you_mean(encoder, list(smp.encoders.encoders))}. "
-            "Valid: segmentation_models_pytorch.encoders.get_encoder_names() (see "
-            f"{SMP_ENCODERS_URL}), or any timm model as 'tu-<name>' (timm.list_models())."
-        )
-    if timm_name is not None and not timm.is_model(timm_name.split(".")[0]):
-        names = ["tu-" + name for name in timm.list_models()]
-        raise ConfigError(
-            f"unknown encoder {encoder!r}: {timm_name.split('.')[0]!r} is not a timm model"
-            f"{_did_you_mean(encoder, names)}. Valid: 'tu-' + any of timm.list_models() "
-            "(with pretrained weights: timm.list_models(pretrained=True))."
-        )
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=3)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def _file_source(encoder: str, path: Path) -> WeightsSource:
@@ -169,7 +138,7 @@ def _file_source(encoder: str, path: Path) -> WeightsSource:
 
 def _smp_source(encoder: str, weights: str) -> WeightsSource:
     """A variant from smp's registry: smp-hub/<encoder>.<variant> at the commit smp pins."""
-    _check_encoder(encoder)
+    check_encoder(encoder)
     variants = smp.encoders.encoders[encoder].get("pretrained_settings") or {}
     if not variants:
         raise ConfigError(
@@ -179,7 +148,7 @@ def _smp_source(encoder: str, weights: str) -> WeightsSource:
     if weights not in variants:
         raise ConfigError(
             f"encoder {encoder!r} has no pretrained variant {weights!r}"
-            f"{_did_you_mean(weights, list(variants))}. Its variants: {sorted(variants)} "
+            f"{did_you_mean(weights, variants, n=3)}. Its variants: {sorted(variants)} "
             "(or a path to a weights file)."
         )
     settings = variants[weights]
@@ -190,15 +159,15 @@ def _smp_source(encoder: str, weights: str) -> WeightsSource:
 
 def _timm_source(encoder: str, weights: str) -> WeightsSource:
     """timm's pretrained config of a `tu-` encoder: its hf_hub_id (and file), at main."""
-    _check_encoder(encoder)
-    model = _timm_name(encoder)
+    check_encoder(encoder)
+    model = timm_name(encoder)
     assert model is not None  # _timm_source is only called for tu- encoders
     arch = model.split(".")[0]
     tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"{arch}.*")]
     if not tags:
         raise ConfigError(
             f"timm has no pretrained weights for {arch!r}. Fix: --encoder-weights none, or one "
-            f"of the pretrained models{_did_you_mean(arch, timm.list_models(pretrained=True))}."
+            f"of the pretrained models{did_you_mean(arch, timm.list_models(pretrained=True), n=3)}."
         )
     if weights != "imagenet":
         example = f"tu-{arch}.{weights if weights in tags else tags[0]}"
@@ -210,7 +179,7 @@ def _timm_source(encoder: str, weights: str) -> WeightsSource:
     tag = model.split(".", 1)[1] if "." in model else None
     if tag is not None and tag not in tags:
         raise ConfigError(
-            f"timm model {arch!r} has no pretrained tag {tag!r}{_did_you_mean(tag, tags)}. "
+            f"timm model {arch!r} has no pretrained tag {tag!r}{did_you_mean(tag, tags, n=3)}. "
             f"Its tags: {tags}."
         )
     return _timm_hub_source(encoder, model)

@@ -8,7 +8,6 @@ ever downloads behind our back, and a rebuilt checkpoint never fetches anything 
 
 from __future__ import annotations
 
-import difflib
 import json
 import warnings
 from pathlib import Path
@@ -18,12 +17,15 @@ import segmentation_models_pytorch as smp
 import timm
 import torch
 from safetensors.torch import load_file
+from segmentation_models_pytorch.encoders import is_equivalent_to_timm_universal
 from torch import nn
 
 from segkit.checkpoint import safe_load
-from segkit.config import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
-from segkit.errors import CheckpointError, ConfigError
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD
+from segkit.errors import CheckpointError, ConfigError, did_you_mean
+from segkit.model_choice import check_architecture
 
+SMP_ENCODERS_URL = "https://smp.readthedocs.io/en/latest/encoders.html"
 # Options segkit sets on an architecture unless given: Cityscapes frames are not 224x224, so
 # DPT's ViT encoder takes any size (a multiple of its patch size).
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"dpt": {"dynamic_img_size": True}}
@@ -34,35 +36,40 @@ def encoder_names() -> list[str]:
     return smp.encoders.get_encoder_names()
 
 
-def check_names(model: str, encoder: str) -> None:
-    """Refuse an architecture or encoder smp does not know, with the valid names and a did-you-mean."""
-    if model not in ARCHITECTURES:
-        raise ConfigError(f"unknown model {model!r}; valid: {', '.join(ARCHITECTURES)}{_did_you_mean(model, ARCHITECTURES)}")
-    if encoder.startswith("tu-"):
-        name = encoder[3:].split(".")[0]
-        if not timm.is_model(name):
-            raise ConfigError(f"unknown timm model {name!r} in encoder {encoder!r}"
-                              f"{_did_you_mean(name, timm.list_models())}; list them with timm.list_models()")
-        return
-    if encoder not in encoder_names():
+def timm_name(encoder: str) -> str | None:
+    """The timm model behind a `tu-` encoder (or an smp alias of one, e.g. timm-regnetx_002), else None."""
+    if is_equivalent_to_timm_universal(encoder):  # smp maps these deprecated names to timm
+        encoder = encoder.replace("timm-", "tu-" + ("tf_" if "mobilenetv3" in encoder else ""))
+    return encoder[3:] if encoder.startswith("tu-") else None
+
+
+def check_encoder(encoder: str) -> None:
+    """Refuse an encoder smp and timm do not know: the one message, with the one did-you-mean.
+
+    Raises:
+        ConfigError: the nearest names and where to list them all.
+    """
+    name = timm_name(encoder)
+    if name is None and encoder not in encoder_names():
         raise ConfigError(
-            f"unknown encoder {encoder!r}{_did_you_mean(encoder, encoder_names())}; smp's encoders are e.g. resnet18..152, "
-            "efficientnet-b0..b7, mit_b0..b5 (SegFormer), mobilenet_v2 - all of them: "
+            f"unknown encoder {encoder!r}{did_you_mean(encoder, encoder_names(), n=3)}; smp's encoders are e.g. "
+            "resnet18..152, efficientnet-b0..b7, mit_b0..b5 (SegFormer), mobilenet_v2 - all of them: "
             "python -c 'import segmentation_models_pytorch as smp; print(smp.encoders.get_encoder_names())' "
-            "- and any timm model as tu-<name>, e.g. tu-convnext_tiny"
+            f"({SMP_ENCODERS_URL}) - and any timm model as tu-<name>, e.g. tu-convnext_tiny"
         )
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    if name is not None and not timm.is_model(name.split(".")[0]):
+        names = ["tu-" + model for model in timm.list_models()]
+        raise ConfigError(
+            f"unknown timm model {name.split('.')[0]!r} in encoder {encoder!r}{did_you_mean(encoder, names, n=3)}; "
+            "valid: 'tu-' + any of timm.list_models() (with pretrained weights: timm.list_models(pretrained=True))"
+        )
 
 
 def build(model: str, encoder: str, num_classes: int, weights_file: Path | None = None, **options: Any) -> nn.Module:
     """smp's `model` on `encoder`, randomly initialised or with its encoder loaded from `weights_file`.
 
     Args:
-        model: an smp architecture (`segkit.config.ARCHITECTURES`).
+        model: an smp architecture (`segkit.model_choice.ARCHITECTURES`).
         encoder: an smp encoder name or `tu-<timm model>`.
         num_classes: output channels.
         weights_file: encoder weights (.safetensors, .pth, .bin); None = random init.
@@ -71,7 +78,8 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
     Returns:
         The smp model (logits at the input's size).
     """
-    check_names(model, encoder)
+    check_architecture(model, encoder)
+    check_encoder(encoder)
     options = {**DEFAULT_OPTIONS.get(model, {}), **options}
     timm_file = weights_file is not None and encoder.startswith("tu-")
     if timm_file:  # timm loads its own weights (and adapts them to the features-only model)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from segkit import progress
-from segkit.config import check_image_size
+from segkit.config import SynthConfig, check_image_size
 from segkit.data.synthetic.scene import render_scene
 from segkit.errors import ConfigError, DataError
 from segkit.labels import label_to_color
@@ -34,10 +34,10 @@ _PNG_LABEL = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRIT
 
 def generate_synthetic(
     out: Path,
-    num_train: int = 60,
-    num_val: int = 20,
-    image_size: tuple[int, int] = (256, 512),
-    seed: int = 0,
+    num_train: int = SynthConfig.num_train,
+    num_val: int = SynthConfig.num_val,
+    image_size: tuple[int, int] = SynthConfig.image_size,
+    seed: int = SynthConfig.seed,
     cities: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> Path:

@@ -1,30 +1,26 @@
-"""`segkit evaluate` and `segkit predict`: score a checkpoint or a folder of predictions, write PNGs.
+"""`segkit evaluate`: score a checkpoint on a split, or a folder of prediction PNGs.
 
-Scoring a checkpoint is `segkit.engine.evaluate_split`, the same function that writes a training
-run's metrics.json; predicting is `segkit.inference`'s one prediction path.
+Scoring a checkpoint is `evaluate_split`, the same function that writes a training run's
+metrics.json; the data is the one given, else the data the checkpoint was trained on.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import cv2
 import torch
 
-from segkit import progress, runtime
+from segkit import runtime
 from segkit.checkpoint import load_checkpoint
-from segkit.config import EvalConfig, PredictConfig
-from segkit.data.cityscapes import read_image
+from segkit.config import DataConfig, EvalConfig
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, resolve_data_roots
 from segkit.data.layouts import AUTO, Layout, layouts_for, layouts_of
-from segkit.engine import evaluate_split
-from segkit.errors import SegkitError
+from segkit.evaluation.network import evaluate_split
+from segkit.evaluation.predictions import score_predictions
 from segkit.files import write_json
-from segkit.inference import encode_prediction, list_images, load_predictor, prediction_name
 from segkit.models import model_from_checkpoint
-from segkit.scoring import score_predictions
 
 
 def checkpoint_path(run_dir: str, checkpoint: str) -> Path:
@@ -71,8 +67,8 @@ def _recorded_roots(ckpt: dict) -> DataRoots | None:
 def _trained_on(ckpt: dict) -> tuple[str, tuple[Layout, ...]]:
     """The data_root and layouts of the checkpoint's training config (older checkpoints: auto)."""
     config = ckpt.get("config", {})
-    fields = {k: config[k] for k in ("layout", "image_glob", "label_glob", "label_format") if k in config}
-    return config.get("data_root", ""), layouts_for(**fields)
+    given = {f.name: config[f.name] for f in fields(DataConfig) if f.name in config and f.name != "data_root"}
+    return config.get("data_root", ""), layouts_for(**given)
 
 
 def evaluate_checkpoint(model: torch.nn.Module, ckpt: dict, roots: DataRoots, split: str = "val",
@@ -112,28 +108,3 @@ def score_folder(cfg: EvalConfig) -> dict:
     samples = samples[: cfg.max_images] if cfg.max_images else samples
     return score_predictions(Path(cfg.predictions), samples, cfg.format, cfg.split,
                              inference=cfg.inference if cfg.inference != "whole" else "unknown")
-
-
-def run_prediction(cfg: PredictConfig) -> list[Path]:
-    """`segkit predict`: one PNG per input image, at its size, in the requested format."""
-    images = list_images(cfg.img)
-    out_dir = Path(cfg.output)
-    targets = [out_dir / prediction_name(p, cfg.format) for p in images]
-    clobber = [t for t in targets if t.exists()]
-    if clobber and not cfg.overwrite:
-        raise SegkitError(
-            f"{len(clobber)} prediction file(s) already exist in {out_dir} (e.g. {clobber[0].name}); "
-            "choose another --output or pass --overwrite to replace them"
-        )
-    predict = load_predictor(Path(cfg.checkpoint), cfg.backend, cfg.inference, cfg.device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    for path, target in progress.bar(list(zip(images, targets)), desc="predict", unit="img"):
-        image = read_image(path)
-        array = encode_prediction(predict(image), image, cfg.format)
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-        if not cv2.imwrite(str(target), array):
-            raise SegkitError(f"could not write {target}; is {out_dir} writable?")
-    runtime.log.info("%d image(s) in %.1f s (%s inference, %s backend)", len(images), time.perf_counter() - start,
-                     cfg.inference, cfg.backend)
-    return targets

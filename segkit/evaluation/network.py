@@ -1,0 +1,177 @@
+"""Score a network: over a loader (`evaluate`, what validation runs each epoch) or over a split of a
+data set (`evaluate_split`, what `segkit evaluate` and a run's final metrics.json run), with the
+one protocol builder every model evaluation uses (`protocol_for`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from segkit import progress, runtime
+from segkit.data.discover import DataRoots, list_samples
+from segkit.data.loaders import eval_loader
+from segkit.inference import infer
+from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from segkit.metrics import ConfusionMatrix, input_scaling, make_protocol
+from segkit.models import facts
+from segkit.runtime import Precision
+
+
+@dataclass
+class Evaluation:
+    """What one pass of `evaluate` measured (all-reduced over torchrun processes)."""
+
+    confusion: ConfusionMatrix  # one matrix over every image
+    images: int  # images scored
+    seconds: float  # wall time of the pass
+    val_loss: float | None = None  # mean loss per image ("whole" inference with a loss_fn only)
+    per_image: list[tuple[str, float]] = field(default_factory=list)  # (stem, its own mIoU), when asked
+
+    def summary(self, protocol: dict) -> dict:
+        """The metrics record (metrics.json's schema) with its protocol, the time and the matrix."""
+        out = self.confusion.summary(CLASS_NAMES, protocol)
+        out["seconds"] = self.seconds
+        out["confusion_matrix"] = self.confusion.mat.cpu().tolist()
+        return out
+
+
+def protocol_for(*, roots: DataRoots, split: str, images: int, image_size: Sequence[int], inference: str = "whole",
+                 eval_resolution: str = "label") -> dict:
+    """How a model's numbers on a split were measured: the one place a model evaluation's protocol is built.
+
+    Args:
+        roots: the data scored (named in the protocol).
+        split: the split.
+        images: images scored.
+        image_size: the training size inputs were resized to cover.
+        inference: whole, slide, flip or ms.
+        eval_resolution: "label" (the label files' own size: official) or "train" (resized labels).
+    """
+    resolution = "label" if eval_resolution == "label" else f"train {int(image_size[0])}x{int(image_size[1])}"
+    return make_protocol(resolution=resolution, inference=inference, split=split, images=images,
+                         data=data_name(roots), input=input_scaling(image_size))
+
+
+def data_name(roots: DataRoots) -> str:
+    """How a metrics protocol names the data: "synthetic" or the label root."""
+    return "synthetic" if roots.synthetic else str(roots.label_root)
+
+
+@torch.no_grad()
+def evaluate(
+    *,
+    model: nn.Module,
+    loader: DataLoader,
+    image_size: tuple[int, int],
+    precision: Precision | None = None,
+    loss_fn: nn.Module | None = None,
+    inference: str = "whole",
+    per_image: bool = False,
+) -> Evaluation:
+    """Confusion matrix over the whole loader (all-reduced under torchrun) and the mean loss.
+
+    Masks come at the resolution the loader gives them (the label files' own size for the
+    official protocol); scores are upsampled to each mask's size before the argmax.
+
+    Args:
+        model: the network (any wrapper); its device is used.
+        loader: batches {"image", "mask", "name"}; images and masks may differ in size per item.
+        image_size: the training size (what "whole" inference resizes to).
+        precision: autocast plan (default: off).
+        loss_fn: also report the mean validation loss ("whole" inference only).
+        inference: whole, slide, flip or ms.
+        per_image: also list (name, mIoU) per image.
+    """
+    precision = precision or Precision(None, False)
+    model.eval()
+    device = next(model.parameters()).device
+    divisor = facts(model).size_divisor
+    cm = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n, per, start = 0, [], time.perf_counter()
+    with_loss = loss_fn is not None and inference == "whole"
+    for batch in progress.bar(loader, desc="evaluate", unit="batch", leave=False):
+        for image, mask, names in _equal_size_groups(batch):
+            image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+            with runtime.autocast(device, precision):
+                scores = infer(model, image, image_size, inference, out_size=mask.shape[-2:], size_divisor=divisor)
+            if with_loss:
+                loss_sum += loss_fn(scores.float(), mask).detach() * mask.shape[0]
+            pred = scores.argmax(1)
+            cm.update(pred, mask)
+            n += mask.shape[0]
+            if per_image:
+                per += [(name, _image_miou(p, m)) for p, m, name in zip(pred, mask, names)]
+    stats = torch.tensor([float(loss_sum), float(n)], device=device)
+    cm.all_reduce()
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stats)
+    images = int(stats[1].item())
+    return Evaluation(cm, images, time.perf_counter() - start,
+                      float(stats[0] / max(1, images)) if with_loss else None, per)
+
+
+def _equal_size_groups(batch: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    """(image (B,3,H,W), mask (B,H,W), names) groups of equal size from a collated batch."""
+    if torch.is_tensor(batch["image"]) and torch.is_tensor(batch["mask"]):
+        yield batch["image"], batch["mask"], batch["name"]
+        return
+    for i, name in enumerate(batch["name"]):
+        yield batch["image"][i][None], batch["mask"][i][None], [name]
+
+
+def _image_miou(pred: torch.Tensor, mask: torch.Tensor) -> float:
+    one = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=pred.device)
+    one.update(pred, mask)
+    return one.miou()
+
+
+def evaluate_split(
+    model: nn.Module,
+    *,
+    roots: DataRoots,
+    image_size: tuple[int, int],
+    split: str = "val",
+    inference: str = "whole",
+    eval_resolution: str = "label",
+    batch_size: int = 1,
+    max_images: int = 0,
+    precision: Precision | None = None,
+    per_image: bool = False,
+) -> dict:
+    """Score a model on a split; the summary carries its protocol. What `segkit evaluate` runs.
+
+    Under torchrun each process takes its share of the images; the confusion matrix is summed.
+
+    Args:
+        model: network (eval mode is set).
+        roots: the data set.
+        image_size: the training size the model was trained at.
+        split: split name.
+        inference: whole, slide, flip or ms.
+        eval_resolution: "label" (official: the label files' own size) or "train" (resized labels).
+        batch_size: images per forward pass.
+        max_images: first N images only (0 = all).
+        precision: autocast plan (default: off).
+        per_image: also list each image's mIoU (for "worst images").
+
+    Returns:
+        The metrics summary (schema of metrics.json) plus "seconds", "confusion_matrix" and, with
+        `per_image`, "per_image": [{"name", "miou"}].
+    """
+    samples = list_samples(roots, split)
+    samples = samples[:max_images] if max_images else samples
+    loader = eval_loader(samples, None if eval_resolution == "label" else image_size, facts(model).normalization,
+                         batch_size=batch_size, num_workers=min(2, runtime.default_num_workers()))
+    ev = evaluate(model=model, loader=loader, image_size=image_size, precision=precision, inference=inference,
+                  per_image=per_image)
+    summary = ev.summary(protocol_for(roots=roots, split=split, images=ev.images, image_size=image_size,
+                                      inference=inference, eval_resolution=eval_resolution))
+    if per_image:
+        summary["per_image"] = [{"name": n, "miou": m} for n, m in ev.per_image]
+    return summary

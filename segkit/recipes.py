@@ -1,0 +1,125 @@
+"""Named training recipes (`--preset NAME`, `segkit presets`): TrainConfig values with their evidence.
+
+A recipe fills the TrainConfig fields the user did not set; fields set explicitly win. Each one
+says what it is for and how its choices were measured (`benchmarks/README.md` has the tables),
+so a preset is changed here, in one place, with its numbers beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from segkit.config import TrainConfig
+from segkit.errors import ConfigError, did_you_mean
+from segkit.reflect import explicit_fields
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One preset."""
+
+    doc: str  # one line: what it is for, the model, the size (shown by `segkit presets`)
+    fields: dict[str, Any]  # TrainConfig values it sets
+    cpu_img_s: float | None = None  # training img/s of the model alone, 2 idle CPU cores (benchmarks/train_throughput.py)
+    evidence: tuple[str, ...] = field(default=())  # how its choices were measured (benchmarks/README.md)
+
+
+# The GPU recipes train on every visible GPU (nproc 0: T4 x2 -> 2 processes; batch_size is per GPU)
+# and stop inside Kaggle's session (time budget). They follow common Cityscapes practice (poly
+# schedule, scale 0.5-2.0 augmentation); nobody has measured them on a T4 yet.
+_T4 = "not measured on a T4: recipe from common Cityscapes practice (poly schedule, scale 0.5-2.0)"
+
+PRESETS: dict[str, Recipe] = {
+    "seed": Recipe(
+        doc="the seed's train.py: U-Net (base 64) at 256x512, batch 4, lr 1e-4, 20 epochs (= the defaults)",
+        fields={"model": "unet", "encoder": "", "base_channels": 64, "depth": 4, "image_size": (256, 512),
+                "batch_size": 4, "lr": 1e-4, "epochs": 20},
+        cpu_img_s=0.43,
+    ),
+    "cpu-quick": Recipe(
+        doc="laptop / 2 CPU cores, 15 minutes: small U-Net at 64x128",
+        fields={
+            "model": "unet", "encoder": "", "base_channels": 16, "depth": 4, "image_size": (64, 128),
+            "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
+            "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
+            "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
+            "focus_crop": 0.5, "cache": "build",
+        },
+        cpu_img_s=58.6,
+        evidence=(
+            "benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights: 64x128 33.3 vs "
+            "96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 / 128x256 / 256x512 "
+            "(synthetic data only: on real Cityscapes, check with --data-root)",
+            "focus_crop 0.5 (half the crops centred on a pole/light/sign/person/rider/bike pixel): on kitti-mini's "
+            "real frames (300 epochs, 2 seeds) mIoU 38.1/36.6 -> 41.9/40.1, pole 10.0/7.4 -> 19.7/16.6; on "
+            "synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9",
+        ),
+    ),
+    "t4-fast": Recipe(
+        doc="Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
+        fields={
+            "model": "segformer", "encoder": "mit_b0", "encoder_weights": "imagenet", "image_size": (512, 1024),
+            "batch_size": 8, "lr": 2e-4, "weight_decay": 1e-2, "optimizer": "adamw", "scheduler": "poly",
+            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ce", "scale_range": (0.5, 2.0), "nproc": 0,
+        },
+        cpu_img_s=0.62,
+        evidence=(_T4,),
+    ),
+    "t4-strong": Recipe(
+        doc="Kaggle T4 x2, 512x1024, strong: DeepLabV3+ on ResNet-50 (ImageNet), fp16, SyncBN",
+        fields={
+            "model": "deeplabv3plus", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
+            "batch_size": 4, "lr": 1e-2, "weight_decay": 5e-4, "optimizer": "sgd", "scheduler": "poly",
+            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ohem", "scale_range": (0.5, 2.0),
+            "sync_bn": True, "nproc": 0,
+        },
+        cpu_img_s=0.35,
+        evidence=(_T4,),
+    ),
+    "t4-256x512": Recipe(
+        doc="Kaggle T4 x2, 256x512: U-Net on ResNet-34 (ImageNet), fp16",
+        fields={
+            "model": "unet", "encoder": "resnet34", "encoder_weights": "imagenet", "image_size": (256, 512),
+            "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "scheduler": "poly", "epochs": 120, "amp": "auto",
+            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
+        },
+        cpu_img_s=2.63,
+        evidence=(_T4,),
+    ),
+    "t4-512x1024": Recipe(
+        doc="Kaggle T4 x2, 512x1024: U-Net on ResNet-50 (ImageNet), fp16",
+        fields={
+            "model": "unet", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
+            "batch_size": 8, "lr": 5e-4, "optimizer": "adamw", "scheduler": "poly", "epochs": 100, "amp": "auto",
+            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
+        },
+        cpu_img_s=0.32,
+        evidence=(_T4,),
+    ),
+}
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called `name`; an unknown name lists the valid ones with a did-you-mean."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def apply_preset(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
+    """Fill the preset's fields except those in `explicit` (defaults to fields off their default).
+
+    Args:
+        cfg: a config whose `preset` names a recipe (or is "").
+        explicit: names the user set; preset values never replace them.
+
+    Returns:
+        The config with the preset applied.
+    """
+    if not cfg.preset:
+        return cfg
+    values = recipe(cfg.preset).fields
+    explicit = explicit_fields(cfg) if explicit is None else explicit
+    return dataclasses.replace(cfg, **{k: v for k, v in values.items() if k not in explicit})
