@@ -29,6 +29,8 @@ from segkit.evaluation import (
     load_model,
 )
 from segkit.inference import predict_image
+from segkit.models import is_released
+from segkit.models.released import EXAMPLE, derived_dir
 
 
 @dataclass
@@ -52,7 +54,9 @@ def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", dev
     Args:
         run_dir: the run directory.
         data_root: data to evaluate on; "" = the data the run was trained on.
-        checkpoint: a checkpoint file; "" = `<run_dir>/best_model.pth`.
+        checkpoint: a checkpoint file, or a released model (a save_pretrained folder or its
+            Hugging Face repo id; it has no run directory: figures go to runs/released/<name>/);
+            "" = `<run_dir>/best_model.pth`.
         device: auto, cpu, cuda.
         layouts: the data layout to evaluate on (`layouts.layouts_of(cfg)`); AUTO with data_root ""
             = the data the run was trained on.
@@ -61,14 +65,19 @@ def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", dev
         The run, model loaded.
     """
     run_dir = Path(run_dir)
-    path = checkpoint_path(str(run_dir), checkpoint)
-    if not path.is_file():
+    ref = checkpoint_path(str(run_dir), checkpoint)
+    if not checkpoint and not Path(ref).is_file():
         raise CheckpointError(
-            f"no checkpoint at {path}: expected a finished training run in {run_dir}. Train first "
-            f"(notebook 02, or `segkit train --run-dir {run_dir}`) or set run_dir to an existing run."
+            f"no checkpoint at {ref}: expected a finished training run in {run_dir}. Train first "
+            f"(notebook 02, or `segkit train --run-dir {run_dir}`), set run_dir to an existing run, or set "
+            f"checkpoint to a released model, e.g. {EXAMPLE}"
         )
     dev = runtime.resolve_device(device)
-    model, ckpt = load_model(path, dev)
+    model, ckpt = load_model(ref, dev)
+    if is_released(ckpt):  # no training run behind it: nothing to read back, figures go beside its reports
+        run_dir = derived_dir(ref, ckpt)
+        return LoadedRun(run_dir, {}, pd.DataFrame(), None, model, ckpt,
+                         data_roots_for(data_root, ckpt, layouts=layouts), dev)
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else pd.DataFrame()
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else None

@@ -66,6 +66,7 @@ class TrainConfig(DataConfig):
     model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan, upernet, segformer, dpt
     encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm model>; "" = segkit's own U-Net (model unet)
     encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights file, or none (random init)
+    init_from: str = ""  # fine-tune: start the whole model from a segkit checkpoint or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), with its architecture
     base_channels: int = 64  # width of the first stage of segkit's own U-Net (no encoder; the seed used 64)
     depth: int = 4  # downsamplings of segkit's own U-Net (no encoder), sizes must be multiples of 2**depth
     epochs: int = 20  # passes over the train split
@@ -161,7 +162,7 @@ class EvalConfig(DataConfig):
     """`segkit evaluate` and notebook 03: score a checkpoint, or a folder of predictions."""
 
     run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
-    checkpoint: str = ""  # checkpoint file, "" = <run_dir>/best_model.pth
+    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
     format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
@@ -186,7 +187,7 @@ class EvalConfig(DataConfig):
 class PredictConfig:
     """`segkit predict`: segment an image or a folder, at each input's own size."""
 
-    checkpoint: str = ""  # checkpoint file (best_model.pth), it carries the model's architecture
+    checkpoint: str = ""  # checkpoint file (best_model.pth: it carries the model's architecture) or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
     img: str = ""  # image file or folder of images
     output: str = "runs/predictions"  # folder for the prediction PNGs
     format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format)
@@ -260,7 +261,8 @@ class ExploreConfig(DataConfig):
 class VisualizeConfig(DataConfig):
     """Notebook 04: figures of a training run."""
 
-    run_dir: str = "runs/train"  # training run to visualise
+    run_dir: str = "runs/train"  # training run to visualise (its best_model.pth) when checkpoint is ""
+    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
     split: str = "val"  # split to draw samples from
     num_samples: int = 4  # triptychs (input / ground truth / prediction)
     inference: str = "whole"  # whole, slide, flip or ms
@@ -286,7 +288,7 @@ class CompareConfig:
 class ExportConfig:
     """`segkit export`: a checkpoint to ONNX (for onnxruntime, or `segkit predict --backend onnx`)."""
 
-    checkpoint: str = ""  # segkit checkpoint, e.g. runs/train/best_model.pth
+    checkpoint: str = ""  # segkit checkpoint, e.g. runs/train/best_model.pth, or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
     output: str = ""  # ONNX file to write, "" = the checkpoint path with .onnx
     opset: int = 17  # ONNX opset version
     static: bool = False  # fix the input to (1, 3, *image_size) instead of dynamic batch, height, width

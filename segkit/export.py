@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 import segkit
-from segkit.checkpoint import load_checkpoint
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD, ExportConfig
-from segkit.errors import CheckpointError, SegkitError
-from segkit.models import ModelFacts, facts, model_from_checkpoint, set_facts
+from segkit.errors import SegkitError
+from segkit.models import ModelFacts, facts, is_released, model_from_checkpoint, open_checkpoint, set_facts
+from segkit.models.released import derived_dir
 from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log
 
@@ -39,11 +39,14 @@ def _require(module: str) -> Any:
         raise SegkitError(f"{module} is not installed; ONNX export and inference need it: {INSTALL_HINT}") from None
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportConfig.opset, dynamic: bool = True) -> Path:
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportConfig.opset, dynamic: bool = True,
+                ckpt: dict | None = None) -> Path:
     """Export a segkit checkpoint's model to an ONNX file (written to a temporary file, then renamed).
 
     Args:
-        checkpoint: best_model.pth / last.pth written by segkit train.
+        checkpoint: best_model.pth / last.pth written by segkit train, or a released model
+            (`segkit.models.open_checkpoint`).
+        ckpt: the checkpoint dict, when the caller opened it already.
         output: The .onnx file to write.
         opset: ONNX opset version.
         dynamic: Dynamic batch, height and width (heights and widths must stay multiples of the
@@ -56,7 +59,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportC
         input "image" (B, 3, H, W) float32 normalised -> "logits" (B, num_classes, H, W) float32.
     """
     onnx = _require("onnx")
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    ckpt = ckpt if ckpt is not None else open_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, "cpu")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -117,8 +120,11 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(logits)
 
 
-def onnx_path_for(checkpoint: str | Path) -> Path:
-    """Where `segkit predict --backend onnx` keeps the export: next to the checkpoint, else under runs/onnx/."""
+def onnx_path_for(checkpoint: str | Path, ckpt: dict | None = None) -> Path:
+    """Where `segkit predict --backend onnx` keeps the export: next to the checkpoint, else under runs/onnx/
+    (a released model's: runs/released/<name>/model.onnx)."""
+    if ckpt is not None and is_released(ckpt):
+        return derived_dir(checkpoint, ckpt) / "model.onnx"
     checkpoint = Path(checkpoint)
     beside = checkpoint.with_suffix(".onnx")
     if os.access(checkpoint.parent, os.W_OK):
@@ -127,12 +133,14 @@ def onnx_path_for(checkpoint: str | Path) -> Path:
     return Path("runs") / "onnx" / f"{checkpoint.parent.name}_{beside.name}"
 
 
-def ensure_onnx(checkpoint: str | Path) -> Path:
-    """The checkpoint's ONNX export, exported now if missing or older than the checkpoint."""
-    checkpoint = Path(checkpoint)
-    path = onnx_path_for(checkpoint)
-    if not path.is_file() or path.stat().st_mtime < checkpoint.stat().st_mtime:
-        log.info("exporting %s to %s", checkpoint, export_onnx(checkpoint, path))
+def ensure_onnx(checkpoint: str | Path, ckpt: dict | None = None) -> Path:
+    """The checkpoint's ONNX export, exported now if missing or older than the checkpoint's weights."""
+    ckpt = ckpt if ckpt is not None else open_checkpoint(checkpoint)
+    path = onnx_path_for(checkpoint, ckpt)
+    source = Path(ckpt["released"]["folder"]) / "model.safetensors" if is_released(ckpt) else Path(checkpoint)
+    if not path.is_file() or path.stat().st_mtime < source.stat().st_mtime:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("exporting %s to %s", checkpoint, export_onnx(checkpoint, path, ckpt=ckpt))
     return path
 
 
@@ -149,11 +157,11 @@ def register_cli(sub: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     cfg, _ = config_from_args(ExportConfig, args)
-    checkpoint = Path(cfg.checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"--checkpoint {checkpoint} does not exist; expected best_model.pth or last.pth of a run")
-    out = export_onnx(checkpoint, Path(cfg.output) if cfg.output else checkpoint.with_suffix(".onnx"),
-                      cfg.opset, dynamic=not cfg.static)
+    ckpt = open_checkpoint(cfg.checkpoint)  # a checkpoint file or a released model; a clear error otherwise
+    default = (derived_dir(cfg.checkpoint, ckpt) / "model.onnx" if is_released(ckpt)
+               else Path(cfg.checkpoint).with_suffix(".onnx"))
+    out = export_onnx(cfg.checkpoint, Path(cfg.output) if cfg.output else default, cfg.opset, dynamic=not cfg.static,
+                      ckpt=ckpt)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MB, opset {cfg.opset}, {'static' if cfg.static else 'dynamic batch/height/width'} "
           f"input '{INPUT_NAME}' (B, 3, H, W) normalised float32 -> '{OUTPUT_NAME}' (B, C, H, W))")

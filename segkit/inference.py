@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from segkit import progress, runtime
-from segkit.checkpoint import load_checkpoint
 from segkit.config import PredictConfig
 from segkit.data.cityscapes import read_image
 from segkit.data.layouts import IMAGE_ENDINGS
@@ -28,7 +27,7 @@ from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
 from segkit.export import OnnxModel, ensure_onnx
 from segkit.labels import train_to_color, train_to_label
-from segkit.models import facts, model_from_checkpoint, unwrap
+from segkit.models import facts, model_from_checkpoint, open_checkpoint, unwrap
 from segkit.viz import overlay
 
 # Scales, relative to the size the model trained at (the image resized, aspect kept, to cover the
@@ -170,15 +169,16 @@ def load_predictor(checkpoint: str | Path, backend: str = "torch", inference: st
     """A function image (H, W, 3) uint8 RGB -> trainIds (H, W) uint8, for `segkit predict`.
 
     Args:
-        checkpoint: a segkit checkpoint (best_model.pth / last.pth).
+        checkpoint: a segkit checkpoint (best_model.pth / last.pth) or a released model (a
+            save_pretrained folder or its Hugging Face repo id: `segkit.models.open_checkpoint`).
         backend: "torch", or "onnx" (onnxruntime on the CPU; exported next to the checkpoint
             when the .onnx file is missing or older than it).
         inference: whole, slide, flip or ms.
         device: torch backend only: auto, cpu, cuda.
     """
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    ckpt = open_checkpoint(checkpoint)
     if backend == "onnx":
-        model: nn.Module = OnnxModel(ensure_onnx(checkpoint))
+        model: nn.Module = OnnxModel(ensure_onnx(checkpoint, ckpt))
     elif backend == "torch":
         model = model_from_checkpoint(ckpt, runtime.resolve_device(device))
     else:

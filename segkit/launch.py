@@ -34,7 +34,7 @@ from segkit.kaggle.env import on_kaggle
 from segkit.kaggle.session import default_time_budget, prepare_chained_resume
 from segkit.live import live_view
 from segkit.model_choice import ModelChoice
-from segkit.models import check_model, weights
+from segkit.models import architecture_of, check_model, checkpoint_origin, open_checkpoint, weights
 from segkit.recipes import apply_preset
 from segkit.reflect import explicit_fields, to_argv
 from segkit.rundir import RunSummary, merge_resumed_config, read_history
@@ -61,8 +61,10 @@ def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> 
         prepare_chained_resume(Path(cfg.run_dir))
     if cfg.resume and (Path(cfg.run_dir) / "last.pth").is_file():
         cfg = merge_resumed_config(cfg, load_checkpoint(Path(cfg.run_dir) / "last.pth")["config"])
+    if cfg.init_from and not cfg.resume:
+        cfg = _architecture_from(cfg, explicit)  # found on disk or downloaded now, or WeightsUnavailable
     choice = ModelChoice.from_config(cfg, explicit)  # refuses weights asked for segkit's own U-Net
-    if choice.own_unet:
+    if choice.own_unet or choice.init_from:
         cfg = replace(cfg, encoder_weights="")  # its TrainConfig default means nothing there
     check_model(choice, cfg.crop, cfg.batch_size)
     if choice.pretrained and not cfg.resume:
@@ -71,6 +73,14 @@ def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> 
     if not cfg.time_budget:
         cfg = replace(cfg, time_budget=default_time_budget() or 0.0)
     return cfg
+
+
+def _architecture_from(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """The model fields of what `init_from` holds; ones the user set must agree (checked when it is built)."""
+    start = open_checkpoint(cfg.init_from)
+    taken = {k: v for k, v in architecture_of(start).items() if k not in explicit}
+    log.info("fine-tuning from %s: %s", cfg.init_from, checkpoint_origin(start))
+    return replace(cfg, **taken)
 
 
 def resolved_nproc(cfg: TrainConfig) -> int:

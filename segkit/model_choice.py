@@ -41,10 +41,11 @@ class ModelChoice:
     encoder: str = ""  # smp encoder or tu-<timm model>; "" = segkit's own U-Net (model unet only)
     encoder_weights: str = ""  # where the encoder starts: imagenet or a variant, a weights file; "" = random init
     options: dict[str, Any] = field(default_factory=dict)  # own U-Net: base_channels, depth, ...; smp: its arguments
+    init_from: str = ""  # the whole network starts from this checkpoint or released model ("" = it does not)
 
     def __post_init__(self) -> None:
-        weights = "" if not is_pretrained(self.encoder_weights) else self.encoder_weights.strip()
-        object.__setattr__(self, "encoder_weights", weights)
+        weights = "" if not is_pretrained(self.encoder_weights) or self.init_from else self.encoder_weights.strip()
+        object.__setattr__(self, "encoder_weights", weights)  # a whole-model start makes encoder weights moot
         check_architecture(self.model, self.encoder)
         if not self.encoder and weights:
             raise ConfigError(
@@ -64,6 +65,8 @@ class ModelChoice:
 
     def describe(self) -> str:
         """One line for logs: "unet (segkit's own, base_channels 16, depth 4)", "fpn on resnet34 (imagenet)"."""
+        if self.init_from:
+            return f"{self.model}{' on ' + self.encoder if self.encoder else ''} from {self.init_from}"
         if self.own_unet:
             shown = ", ".join(f"{k} {v}" for k, v in self.options.items() if k in OWN_UNET_FIELDS)
             return f"{self.model} (segkit's own{', ' + shown if shown else ''})"
@@ -81,10 +84,12 @@ class ModelChoice:
             explicit: names the user set.
         """
         weights = cfg.encoder_weights
-        if not cfg.encoder and "encoder_weights" not in (explicit if explicit is not None else _off_default(cfg)):
+        init_from = getattr(cfg, "init_from", "")
+        if init_from or (not cfg.encoder and "encoder_weights" not in (explicit if explicit is not None
+                                                                      else _off_default(cfg))):
             weights = ""
         options = {} if cfg.encoder else {name: getattr(cfg, name) for name in OWN_UNET_FIELDS}
-        return cls(cfg.model, cfg.encoder, weights, options)
+        return cls(cfg.model, cfg.encoder, weights, options, init_from)
 
 
 def check_architecture(model: str, encoder: str) -> None:

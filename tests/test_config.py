@@ -7,9 +7,24 @@ from dataclasses import fields
 import pytest
 
 from segkit.cli import build_parser
-from segkit.config import EvalConfig, PredictConfig, SynthConfig, TrainConfig
+from segkit.config import (
+    BundleConfig,
+    CompareConfig,
+    DashboardConfig,
+    DataConfig,
+    DemoConfig,
+    EvalConfig,
+    ExploreConfig,
+    ExportConfig,
+    PredictConfig,
+    PreflightConfig,
+    PrepareConfig,
+    SynthConfig,
+    TrainConfig,
+    VisualizeConfig,
+)
 from segkit.recipes import PRESETS, apply_preset
-from segkit.reflect import field_help, flag_name, from_dict
+from segkit.reflect import config_from_args, field_help, flag_name, from_dict
 from segkit.errors import ConfigError
 
 
@@ -69,21 +84,52 @@ def test_every_preset_is_a_valid_config():
         assert cfg.preset == name
 
 
-@pytest.mark.parametrize("cls", [TrainConfig, EvalConfig, PredictConfig, SynthConfig])
-def test_every_field_has_help(cls):
-    helps = field_help(cls)
-    assert set(helps) == {f.name for f in fields(cls)}
-    assert all(len(h) > 5 for h in helps.values())
+COMMAND_CONFIGS = [
+    (("train",), TrainConfig), (("evaluate",), EvalConfig), (("predict",), PredictConfig), (("synth",), SynthConfig),
+    (("prepare",), PrepareConfig), (("export",), ExportConfig), (("demo",), DemoConfig), (("runs",), CompareConfig),
+    (("dashboard",), DashboardConfig), (("kaggle", "preflight"), PreflightConfig), (("kaggle", "bundle"), BundleConfig),
+]
 
 
-@pytest.mark.parametrize("command, cls", [("train", TrainConfig), ("evaluate", EvalConfig), ("predict", PredictConfig), ("synth", SynthConfig)])
-def test_cli_flags_equal_config_fields(command, cls):
+def _subparser(path: tuple[str, ...]):
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    for name in path:
+        parser = next(a for a in parser._actions if a.dest in ("command", "kaggle_command")).choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("path, cls", COMMAND_CONFIGS, ids=[" ".join(p) for p, _ in COMMAND_CONFIGS])
+def test_every_commands_flags_are_its_config_fields(path, cls):
+    sub = _subparser(path)
     flags = {o for a in sub._actions for o in a.option_strings if o.startswith("--") and o not in ("--help",)}
-    expected = {flag_name(f.name) for f in fields(cls)}
+    positional = {a.dest for a in sub._actions if not a.option_strings and a.dest != "help"}
+    expected = {flag_name(f.name) for f in fields(cls) if not f.metadata.get("positional")}
     bool_negations = {flag_name(f.name).replace("--", "--no-") for f in fields(cls) if f.type in ("bool", bool)}
     assert flags - bool_negations == expected
+    assert positional == {f.name for f in fields(cls) if f.metadata.get("positional")}
+    helps = field_help(cls)
+    assert set(helps) == {f.name for f in fields(cls)} and all(len(h) > 5 for h in helps.values())
+
+
+def test_flags_parse_into_the_config_with_its_defaults_and_types():
+    args = build_parser().parse_args(["kaggle", "bundle", "--datasets", "me/cityscapes", "me/lite0", "--no-gpu"])
+    cfg, explicit = config_from_args(BundleConfig, args)
+    assert cfg.datasets == ("me/cityscapes", "me/lite0") and cfg.gpu is False and explicit == {"datasets", "gpu"}
+    assert cfg.title == BundleConfig.title and cfg.internet is False
+    cfg, _ = config_from_args(PrepareConfig, build_parser().parse_args(["prepare", "--image-size", "128", "256",
+                                                                        "--splits", "training"]))
+    assert cfg.image_size == (128, 256) and cfg.splits == ("training",)
+    cfg, _ = config_from_args(CompareConfig, build_parser().parse_args(["runs", "runs/sweeps"]))
+    assert cfg.runs_dir == "runs/sweeps"
+    assert config_from_args(CompareConfig, build_parser().parse_args(["runs"]))[0].runs_dir == CompareConfig.runs_dir
+
+
+def test_the_data_fields_are_one_definition_shared_by_every_data_command():
+    data = [f.name for f in fields(DataConfig)]
+    assert data == ["data_root", "layout", "image_glob", "label_glob", "label_format"]
+    for cls in (TrainConfig, EvalConfig, ExploreConfig, VisualizeConfig, PrepareConfig):
+        assert issubclass(cls, DataConfig) and [f.name for f in fields(cls)][: len(data)] == data
+        assert {n: field_help(cls)[n] for n in data} == {n: field_help(DataConfig)[n] for n in data}
 
 
 def test_seed_commands_map_one_to_one():

@@ -201,3 +201,20 @@ def test_check_model_refuses_batches_batchnorm_cannot_train_on() -> None:
         check_model(ModelChoice("deeplabv3plus", "resnet18"), (64, 64), batch_size=1)
     check_model(ModelChoice("deeplabv3plus", "resnet18"), (64, 64), batch_size=2)
     check_model(ModelChoice("unet", "", "", {"base_channels": 8}), (64, 64), batch_size=1)  # no pooled BatchNorm: fine
+
+
+@pytest.mark.parametrize("encoder", ["resnet35", "tu-convnext_tinyy", "efficientnet-b9"])
+def test_a_misspelt_encoder_gets_one_message_whatever_the_weights_and_wherever_it_is_checked(encoder: str) -> None:
+    from segkit.kaggle.machine import preflight
+
+    messages = []
+    for weights in ("imagenet", "none", ""):
+        with pytest.raises(ConfigError) as err:
+            check_model(ModelChoice("unet", encoder, weights), (64, 64))
+        messages.append(str(err.value))
+    with pytest.raises(ConfigError) as err:
+        create_model("fpn", encoder=encoder)
+    messages.append(str(err.value))
+    messages.append(preflight(encoder=encoder)["weights"]["detail"])  # Kaggle preflight reports it as a problem
+    assert len(set(messages)) == 1, messages
+    assert "did you mean" in messages[0]

@@ -102,7 +102,7 @@ LABEL_ENDINGS = tuple(dict.fromkeys(
 
 
 def glob_layout(image_glob: str, label_glob: str) -> Layout:
-    """The layout of `--image-glob` / `--label-glob` (checked by `config.check_globs`)."""
+    """The layout of `--image-glob` / `--label-glob` (checked by `config.check_data_fields`)."""
     return Layout("glob", "glob patterns", image_glob, (label_glob,), folders=())
 
 

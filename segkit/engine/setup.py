@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from segkit.data.stats import class_statistics, class_weights
 from segkit.errors import SegkitError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 from segkit.losses import build_loss
-from segkit.models import build_model, check_input_size, set_facts
+from segkit.models import build_model, check_input_size, model_from_spec, set_facts
 from segkit.runtime import Precision, log
 
 
@@ -29,18 +28,18 @@ def build_training_model(cfg: TrainConfig, device: torch.device,
                          resume_ckpt: dict | None = None) -> tuple[nn.Module, nn.Module]:
     """The model (seeded init) and the module to train: DDP and/or torch.compile around it, or itself.
 
-    A fresh run's encoder starts from its pretrained weights (found on disk: the command that
-    resolved the config fetched them); a resumed run (`resume_ckpt`: its last.pth) takes every
-    weight from last.pth instead, and keeps the normalisation and provenance it started with.
+    A fresh run's encoder starts from its pretrained weights, or the whole network from `init_from`
+    (found on disk: the command that resolved the config fetched them); a resumed run
+    (`resume_ckpt`: its last.pth) rebuilds the network last.pth describes and takes every weight
+    from it instead, keeping the normalisation and provenance it started with.
     """
     runtime.seed_everything(cfg.seed)
-    choice = cfg.model_choice
-    if cfg.resume:  # every weight comes from last.pth: never look for the pretrained file again
-        choice = dataclasses.replace(choice, encoder_weights="")
-    model = build_model(choice, NUM_CLASSES)
-    if resume_ckpt is not None:
+    if resume_ckpt is not None:  # never look for pretrained files again
+        model = model_from_spec(resume_ckpt["model_spec"])
         norm = resume_ckpt["normalization"]
         set_facts(model, mean=tuple(norm["mean"]), std=tuple(norm["std"]), pretrained=resume_ckpt.get("pretrained"))
+    else:
+        model = build_model(cfg.model_choice, NUM_CLASSES)
     check_input_size(model, *cfg.crop)
     if cfg.sync_bn and torch.distributed.is_initialized():
         if device.type == "cuda":

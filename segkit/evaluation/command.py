@@ -13,24 +13,24 @@ from typing import Any
 import torch
 
 from segkit import runtime
-from segkit.checkpoint import load_checkpoint
 from segkit.config import DataConfig, EvalConfig
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, resolve_data_roots
 from segkit.data.layouts import AUTO, Layout, layouts_for, layouts_of
 from segkit.evaluation.network import evaluate_split
 from segkit.evaluation.predictions import score_predictions
 from segkit.files import write_json
-from segkit.models import model_from_checkpoint
+from segkit.models import model_from_checkpoint, open_checkpoint
+from segkit.models.released import derived_dir
 
 
-def checkpoint_path(run_dir: str, checkpoint: str) -> Path:
-    """The checkpoint file: given, or <run_dir>/best_model.pth."""
-    return Path(checkpoint) if checkpoint else Path(run_dir) / "best_model.pth"
+def checkpoint_path(run_dir: str, checkpoint: str) -> str:
+    """What to open: the checkpoint given (a file, or a released model), or <run_dir>/best_model.pth."""
+    return checkpoint or str(Path(run_dir) / "best_model.pth")
 
 
-def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict)."""
-    ckpt = load_checkpoint(path, map_location="cpu")
+def load_model(ref: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint or released model describes; returns (model in eval mode, checkpoint dict)."""
+    ckpt = open_checkpoint(ref)
     return model_from_checkpoint(ckpt, device), ckpt
 
 
@@ -87,14 +87,15 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
         out = Path(cfg.output) if cfg.output else None
     else:
         device = runtime.resolve_device(cfg.device)
-        path = checkpoint_path(cfg.run_dir, cfg.checkpoint)
-        model, ckpt = load_model(path, device)
+        ref = checkpoint_path(cfg.run_dir, cfg.checkpoint)
+        model, ckpt = load_model(ref, device)
         roots = data_roots_for(cfg.data_root, ckpt, layouts=layouts_of(cfg))
         summary = evaluate_checkpoint(model, ckpt, roots, cfg.split, cfg.inference, cfg.eval_resolution,
                                       cfg.batch_size, cfg.max_images)
-        summary["checkpoint"] = str(path)
+        summary["checkpoint"] = ref
         # Never replace training's metrics.json silently: evaluations get their own name.
-        out = Path(cfg.output) if cfg.output else path.parent / f"eval_{cfg.split}_{cfg.inference}_{cfg.eval_resolution}.json"
+        name = f"eval_{cfg.split}_{cfg.inference}_{cfg.eval_resolution}.json"
+        out = Path(cfg.output) if cfg.output else derived_dir(ref, ckpt) / name
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, summary)

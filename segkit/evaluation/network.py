@@ -40,21 +40,27 @@ class Evaluation:
         return out
 
 
-def protocol_for(*, roots: DataRoots, split: str, images: int, image_size: Sequence[int], inference: str = "whole",
-                 eval_resolution: str = "label") -> dict:
-    """How a model's numbers on a split were measured: the one place a model evaluation's protocol is built.
+def protocol_for(*, split: str, images: int, roots: DataRoots | None = None, image_size: Sequence[int] | None = None,
+                 inference: str = "whole", eval_resolution: str = "label", **extra: object) -> dict:
+    """How numbers on a split were measured: the one place an evaluation's protocol is built.
 
     Args:
-        roots: the data scored (named in the protocol).
         split: the split.
         images: images scored.
-        image_size: the training size inputs were resized to cover.
-        inference: whole, slide, flip or ms.
+        roots: the data scored (named in the protocol), if known.
+        image_size: the training size a model's inputs were resized to cover (None: predictions
+            made elsewhere, e.g. a folder of PNGs).
+        inference: whole, slide, flip, ms (or "unknown" for a folder of predictions).
         eval_resolution: "label" (the label files' own size: official) or "train" (resized labels).
+        **extra: further fields (e.g. pred_format).
     """
+    if eval_resolution != "label" and image_size is None:
+        raise ValueError("eval_resolution 'train' needs the image_size the labels were resized to")
     resolution = "label" if eval_resolution == "label" else f"train {int(image_size[0])}x{int(image_size[1])}"
-    return make_protocol(resolution=resolution, inference=inference, split=split, images=images,
-                         data=data_name(roots), input=input_scaling(image_size))
+    known: dict[str, object] = {} if roots is None else {"data": data_name(roots)}
+    if image_size is not None:
+        known["input"] = input_scaling(image_size)
+    return make_protocol(resolution=resolution, inference=inference, split=split, images=images, **known, **extra)
 
 
 def data_name(roots: DataRoots) -> str:

@@ -25,7 +25,8 @@ from segkit.data.discover import Sample
 from segkit.data.layouts import LABEL_ENDINGS, label_format_of
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
-from segkit.metrics import ConfusionMatrix, make_protocol
+from segkit.evaluation.network import protocol_for
+from segkit.metrics import ConfusionMatrix
 
 _CUT = re.compile(r"[_.]")  # where a prediction's name may continue after the stem
 _SHOW = 3  # file names quoted in an error message
@@ -155,13 +156,8 @@ def score_predictions(
                 f"{_hw(gt)}; predict at the label files' resolution (resize logits, not labels)"
             )
         cm.update(torch.from_numpy(pred), torch.from_numpy(gt))
-    protocol = make_protocol(
-        resolution="label",
-        inference=inference,
-        split=split,
-        images=len(pairs),
-        pred_format=pred_format,
-    )
+    roots = next((s.roots for s in gt_labels if isinstance(s, Sample) and s.roots is not None), None)
+    protocol = protocol_for(split=split, images=len(pairs), roots=roots, inference=inference, pred_format=pred_format)
     return cm.summary(protocol=protocol)
 
 

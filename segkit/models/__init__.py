@@ -26,21 +26,26 @@ from segkit.config import IMAGENET_MEAN, IMAGENET_STD, check_image_size
 from segkit.errors import CheckpointError, ConfigError
 from segkit.model_choice import RETIRED_MODELS, ModelChoice
 from segkit.models import weights, zoo
+from segkit.models.released import checkpoint_origin, is_released, open_checkpoint
 from segkit.models.unet import UNet
 
 __all__ = [
     "ModelFacts",
     "UNet",
+    "architecture_of",
     "build_model",
+    "checkpoint_origin",
     "check_input_size",
     "check_model",
     "create_model",
     "facts",
+    "is_released",
     "load_weights",
     "model_cost",
     "model_from_checkpoint",
     "model_from_spec",
     "model_spec",
+    "open_checkpoint",
     "set_facts",
     "unwrap",
 ]
@@ -107,9 +112,16 @@ def create_model(model: str = "unet", num_classes: int = 19, *, encoder: str = "
 
 
 def build_model(choice: ModelChoice, num_classes: int = 19) -> nn.Module:
-    """Build what `choice` names (see `create_model`); pretrained weights are found or fetched now."""
+    """Build what `choice` names (see `create_model`); pretrained weights are found or fetched now.
+
+    With `choice.init_from` the whole network comes from that checkpoint or released model
+    (`open_checkpoint`): its architecture must be the one `choice` names, its weights and
+    normalisation are taken, and the network records where it started.
+    """
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
+    if choice.init_from:
+        return _started_from(choice, num_classes)
     if choice.own_unet:
         net, options = _own_unet(num_classes, choice.options)
         spec = {"name": choice.model, "num_classes": num_classes, "encoder": "", **options}
@@ -121,6 +133,28 @@ def build_model(choice: ModelChoice, num_classes: int = 19) -> nn.Module:
     spec = {"name": choice.model, "num_classes": num_classes, "encoder": choice.encoder, **_jsonable(choice.options)}
     provenance = {"encoder_weights": choice.encoder_weights, "source": source.describe()} if source else None
     return set_facts(net, ModelFacts(spec, int(net.encoder.output_stride), mean, std, provenance))
+
+
+def _started_from(choice: ModelChoice, num_classes: int) -> nn.Module:
+    """The network `choice.init_from` holds, checked against what `choice` names."""
+    ckpt = open_checkpoint(choice.init_from)
+    spec = ckpt["model_spec"]
+    named = {"name": choice.model, "encoder": choice.encoder, "num_classes": num_classes, **choice.options}
+    clash = [f"{k} {spec.get(k)!r} there, {v!r} asked" for k, v in named.items() if k in spec and spec.get(k) != v]
+    if clash:
+        raise ConfigError(f"--init-from {choice.init_from} holds another network ({'; '.join(clash)}): drop --model, "
+                          "--encoder and the U-Net's sizes to take its own, or start from a checkpoint of this one")
+    net = model_from_checkpoint(ckpt)
+    return set_facts(net, pretrained={"init_from": choice.init_from, "source": checkpoint_origin(ckpt)})
+
+
+def architecture_of(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig model fields that build a checkpoint's network: model, encoder (and the own U-Net's sizes)."""
+    spec = ckpt["model_spec"]
+    fields = {"model": spec["name"], "encoder": spec.get("encoder", "")}
+    if not fields["encoder"]:
+        fields.update({k: spec[k] for k in ("base_channels", "depth") if k in spec})
+    return fields
 
 
 def _own_unet(num_classes: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:

@@ -69,18 +69,41 @@ class WeightsUnavailable(SegkitError):
 class WeightsSource:
     """One pretrained weights file: a file on the Hugging Face hub, or a file of the user's."""
 
-    encoder: str  # smp encoder name, as given: "resnet34", "mit_b0", "tu-convnext_tiny", ...
-    variant: str  # smp's pretrained_settings key ("imagenet", "ssl"), timm's tag, or "file"
+    encoder: str  # smp encoder name, as given: "resnet34", "mit_b0", "tu-convnext_tiny", ...; "" for a whole model
+    variant: str  # smp's pretrained_settings key ("imagenet", "ssl"), timm's tag, "file", or "released"
     repo_id: str | None  # Hugging Face repo, e.g. "smp-hub/resnet34.imagenet"; None for a file
     revision: str | None  # the commit smp pins; None = the repo's main branch (timm)
     filename: str  # file inside the repo ("model.safetensors"), or the user file's name
     path: Path | None = None  # the user's file, when one was given
+    companions: tuple[str, ...] = ()  # files that must sit beside `filename` (a released model's config.json)
 
     def describe(self) -> str:
         """One line for logs: "smp-hub/resnet34.imagenet (model.safetensors @ 7a57b34)"."""
         if self.path is not None:
             return str(self.path)
         return f"{self.repo_id} ({self.filename} @ {(self.revision or 'main')[:7]})"
+
+    def what(self) -> str:
+        """What was asked for, in words: "pretrained weights 'imagenet' for encoder 'resnet34'"."""
+        if self.variant == "released":
+            return f"the released model {self.repo_id!r}"
+        return f"pretrained weights {self.variant!r} for encoder {self.encoder!r}"
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file this source needs, the weights first."""
+        return (self.filename, *self.companions)
+
+    def complete(self, path: Path) -> bool:
+        """`path` is the weights file and every companion sits beside it."""
+        return path.is_file() and all((path.parent / name).is_file() for name in self.companions)
+
+
+def released_source(repo_id: str, companions: tuple[str, ...] = ("config.json",),
+                    revision: str | None = None) -> WeightsSource:
+    """A whole model on the hub saved by smp's `save_pretrained`: model.safetensors with its config.json
+    (and whatever else must sit beside it, e.g. the preprocessing)."""
+    return WeightsSource("", "released", repo_id, revision, "model.safetensors", companions=tuple(companions))
 
 
 # --- what to fetch --------------------------------------------------------------------------
@@ -259,7 +282,7 @@ def _in_hub_cache(source: WeightsSource) -> Path | None:
     cached = try_to_load_from_cache(
         source.repo_id, source.filename, cache_dir=cache, revision=source.revision
     )
-    if isinstance(cached, str):  # not None, and not the "known to be absent" marker
+    if isinstance(cached, str) and source.complete(Path(cached)):  # not None, not the "absent" marker
         return Path(cached)
     return _in_hub_layout(cache, source)
 
@@ -267,7 +290,7 @@ def _in_hub_cache(source: WeightsSource) -> Path | None:
 def _in_hub_layout(folder: Path, source: WeightsSource) -> Path | None:
     """`folder/models--org--name/snapshots/<rev>/<file>`, the pinned revision preferred."""
     repo_dir = folder / repo_folder_name(repo_id=source.repo_id, repo_type="model")
-    files = [p for p in sorted(repo_dir.glob(f"snapshots/*/{source.filename}")) if p.is_file()]
+    files = [p for p in sorted(repo_dir.glob(f"snapshots/*/{source.filename}")) if source.complete(p)]
     if not files:
         return None
     ref = repo_dir / "refs" / (source.revision or "main")
@@ -301,13 +324,15 @@ def _search_folder(root: Path, source: WeightsSource) -> Path | None:
 def _match_in(folder: Path, source: WeightsSource) -> Path | None:
     """The weights file in one of the accepted layouts directly inside `folder`, or None."""
     name = source.repo_id.split("/")[-1]  # "resnet34.imagenet"
-    candidates = [folder / name / source.filename, folder / f"{name}{Path(source.filename).suffix}"]
+    candidates = [folder / name / source.filename]
+    if not source.companions:  # a single file cannot carry companions
+        candidates.append(folder / f"{name}{Path(source.filename).suffix}")
     # Kaggle turns an uploaded folder's name into a slug (resnet34-imagenet) and mounts a
     # Model's files at <model>/<framework>/<variation>/<version>/.
     named = [folder.name] + ([folder.parents[2].name] if len(folder.parents) > 2 else [])
     if _slug(name) in map(_slug, named):
         candidates.append(folder / source.filename)
-    found = next((path for path in candidates if path.is_file()), None)
+    found = next((path for path in candidates if source.complete(path)), None)
     return found or _in_hub_layout(folder, source)
 
 
@@ -374,14 +399,9 @@ def _download(source: WeightsSource) -> Path:
         constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT,
     )
     get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)  # fail fast, see fetch()
-    path = hf_hub_download(
-        source.repo_id,
-        source.filename,
-        revision=source.revision,
-        cache_dir=hub_cache_dir(),
-        endpoint=_hub_endpoint(),
-    )
-    return Path(path)
+    paths = [hf_hub_download(source.repo_id, name, revision=source.revision, cache_dir=hub_cache_dir(),
+                             endpoint=_hub_endpoint()) for name in source.files]
+    return Path(paths[0])
 
 
 def _unavailable_message(source: WeightsSource, reason: str) -> str:
@@ -392,22 +412,25 @@ def _unavailable_message(source: WeightsSource, reason: str) -> str:
     url = hf_hub_url(
         source.repo_id, source.filename, revision=source.revision, endpoint=_hub_endpoint()
     )
+    released = source.variant == "released"
+    given = f"pass the folder: --checkpoint {folder}" if released else f"pass the file: --encoder-weights {folder}/{source.filename}"
+    last = ("evaluate or fine-tune from a checkpoint of your own instead (best_model.pth)" if released else
+            "Train from random initialisation, knowingly: --encoder-weights none (expect a clearly lower mIoU for "
+            "the same training time)")
     return (
-        f"pretrained weights {source.variant!r} for encoder {source.encoder!r} are not on this "
-        f"machine and cannot be downloaded: {reason}.\n"
-        f"Wanted: {source.describe()}\n"
+        f"{source.what()} {'is' if released else 'are'} not on this machine and cannot be downloaded: {reason}.\n"
+        f"Wanted: {source.describe()}{' with ' + ', '.join(source.companions) if source.companions else ''}\n"
         f"Searched:\n{_searched_text(source)}\n"
         "Fix, one of:\n"
-        "  1. On a machine with internet, download the file:\n"
-        f"       hf download {source.repo_id} {source.filename}{revision} --local-dir {folder}\n"
+        f"  1. On a machine with internet, download the file{'s' if source.companions else ''}:\n"
+        f"       hf download {source.repo_id} {' '.join(source.files)}{revision} --local-dir {folder}\n"
         f"     (or save {url} as {folder}/{source.filename}); then make it visible here:\n"
         f"     - upload the folder {folder}/ as a Kaggle Dataset (or a Kaggle Model) and add it "
         "to the kernel: it appears under /kaggle/input/, where segkit looks;\n"
         f"     - or put the folder in a directory and set {WEIGHTS_DIR_ENV}=<that directory>;\n"
-        f"     - or pass the file: --encoder-weights {folder}/{source.filename}\n"
+        f"     - or {given}\n"
         f"  2. {_online_fix()}\n"
-        "  3. Train from random initialisation, knowingly: --encoder-weights none "
-        "(expect a clearly lower mIoU for the same training time)."
+        f"  3. {last[0].upper()}{last[1:]}."
     )
 
 
@@ -418,10 +441,10 @@ def _searched_text(source: WeightsSource) -> str:
         state = "not set" if folder is None else f"{folder}"
         state += "" if folder is None or folder.is_dir() else " (does not exist)"
         lines.append(f"  {label}: {state}")
+    single = "" if source.companions else f"{name}{Path(source.filename).suffix} "
     lines.append(
         f"  (folders {_SEARCH_DEPTH} levels deep, for {name}/{source.filename}, "
-        f"{name}{Path(source.filename).suffix} or a hub-cache copy "
-        f"{repo_folder_name(repo_id=source.repo_id, repo_type='model')}/)"
+        f"{single}or a hub-cache copy {repo_folder_name(repo_id=source.repo_id, repo_type='model')}/)"
     )
     return "\n".join(lines)
 
