@@ -15,7 +15,6 @@ from segkit.config import EvalConfig, PredictConfig, SynthConfig, TrainConfig
 from segkit.errors import SegkitError
 from segkit.reflect import add_config_flags, config_from_args
 
-
 # ----------------------------------------------------------------------------- commands
 
 

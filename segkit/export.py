@@ -20,7 +20,14 @@ from torch import nn
 import segkit
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD, ExportConfig
 from segkit.errors import SegkitError
-from segkit.models import ModelFacts, facts, is_released, model_from_checkpoint, open_checkpoint, set_facts
+from segkit.models import (
+    ModelFacts,
+    facts,
+    is_released,
+    model_from_checkpoint,
+    open_checkpoint,
+    set_facts,
+)
 from segkit.models.released import derived_dir
 from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log

@@ -49,12 +49,12 @@ PRESETS: dict[str, Recipe] = {
         },
         cpu_img_s=58.6,
         evidence=(
-            "benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights: 64x128 33.3 vs "
-            "96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 / 128x256 / 256x512 "
-            "(synthetic data only: on real Cityscapes, check with --data-root)",
-            "focus_crop 0.5 (half the crops centred on a pole/light/sign/person/rider/bike pixel): on kitti-mini's "
-            "real frames (300 epochs, 2 seeds) mIoU 38.1/36.6 -> 41.9/40.1, pole 10.0/7.4 -> 19.7/16.6; on "
-            "synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9",
+            ("benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights: 64x128 33.3 vs "
+             "96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 / 128x256 / 256x512 "
+             "(synthetic data only: on real Cityscapes, check with --data-root)"),
+            ("focus_crop 0.5 (half the crops centred on a pole/light/sign/person/rider/bike pixel): on kitti-mini's "
+             "real frames (300 epochs, 2 seeds) mIoU 38.1/36.6 -> 41.9/40.1, pole 10.0/7.4 -> 19.7/16.6; on "
+             "synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9"),
         ),
     ),
     "t4-fast": Recipe(

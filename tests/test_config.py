@@ -23,9 +23,9 @@ from segkit.config import (
     TrainConfig,
     VisualizeConfig,
 )
+from segkit.errors import ConfigError
 from segkit.recipes import PRESETS, apply_preset
 from segkit.reflect import config_from_args, field_help, flag_name, from_dict
-from segkit.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,6 @@ import torch
 
 from segkit import kaggle
 from segkit.cli import main
-from segkit.recipes import PRESETS, Recipe
 from segkit.data.discover import DataRoots, find_data_roots
 from segkit.errors import ConfigError
 from segkit.kaggle import (
@@ -48,6 +47,7 @@ from segkit.kaggle import (
     working_dir,
 )
 from segkit.kaggle.env import KAGGLE_INPUT_ENV
+from segkit.recipes import PRESETS, Recipe
 from segkit.runtime import unsupported_gpu_message
 
 REPO = Path(__file__).resolve().parent.parent

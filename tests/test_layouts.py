@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from segkit.config import LAYOUTS, EvalConfig, TrainConfig
-from segkit.reflect import to_argv
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, list_splits
 from segkit.data.layouts import BUILT_IN, layouts_for
 from segkit.errors import ConfigError, DataError
 from segkit.inference import prediction_name
 from segkit.kaggle.env import KAGGLE_INPUT_ENV
 from segkit.labels import LABEL_TO_TRAIN
+from segkit.reflect import to_argv
 
 TINY = ["--base-channels", "4", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2", "--epochs", "1",
         "--num-workers", "0", "--lr", "3e-3", "--num-vis", "1", "--device", "cpu", "--max-train-images", "4"]

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_cityscapes
 from PIL import Image
 
-from conftest import write_cityscapes
 from segkit.errors import CheckpointError, ConfigError
 from segkit.inference import predict_image, to_input
 from segkit.models import facts, model_from_checkpoint, open_checkpoint

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from segkit.checkpoint import atomic_save, load_checkpoint
+from segkit.compare import find_run_dirs, format_runs, list_runs, run_histories, runs_table
 from segkit.config import TrainConfig
-from segkit.reflect import from_dict
 from segkit.errors import ConfigError
 from segkit.metrics import protocol_text
+from segkit.reflect import from_dict
 from segkit.rundir import LOCK_FILE
-from segkit.compare import find_run_dirs, format_runs, list_runs, run_histories, runs_table
 from segkit.tb import HPARAM_METRICS, NOT_HPARAMS
 
 REPO = Path(__file__).resolve().parent.parent

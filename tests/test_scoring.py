@@ -12,8 +12,8 @@ from PIL import Image
 
 from segkit import config, inference
 from segkit.errors import ConfigError, DataError
-from segkit.labels import CLASS_NAMES, LABEL_TO_TRAIN
 from segkit.evaluation import match_predictions, score_predictions
+from segkit.labels import CLASS_NAMES, LABEL_TO_TRAIN
 
 # Predicted labelIds: most evaluated classes, unevaluated ones (0 unlabeled, 4 static, 9 parking:
 # void predictions, false negatives officially) and bicycle (33), which no ground truth holds.

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from segkit.files import write_json
 from segkit.config import CLASS_WEIGHTS
 from segkit.data.cityscapes import read_label
 from segkit.data.discover import Sample
 from segkit.errors import ConfigError
+from segkit.files import write_json
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 
 logger = logging.getLogger("segkit")

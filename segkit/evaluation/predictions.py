@@ -24,8 +24,8 @@ from segkit.data.cityscapes import read_label
 from segkit.data.discover import Sample
 from segkit.data.layouts import LABEL_ENDINGS, label_format_of
 from segkit.errors import ConfigError, DataError
-from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
 from segkit.evaluation.network import protocol_for
+from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
 from segkit.metrics import ConfusionMatrix
 
 _CUT = re.compile(r"[_.]")  # where a prediction's name may continue after the stem

@@ -156,8 +156,8 @@ def _check_outputs(config: dict[str, Any], folder: Path, ref: str) -> None:
                                   f"{list(CLASS_NAMES)}")
         return
     card = folder / MODEL_CARD
-    card_says = card.is_file() and re.search(r"dataset name:\s*cityscapes", card.read_text(errors="replace"), re.I)
-    if not card_says and not re.search(r"city", Path(ref).name + folder.name, re.I):
+    card_says = card.is_file() and re.search(r"dataset name:\s*cityscapes", card.read_text(errors="replace"), re.IGNORECASE)
+    if not card_says and not re.search(r"city", Path(ref).name + folder.name, re.IGNORECASE):
         raise CheckpointError(
             f"cannot tell whether {ref}'s 19 outputs are Cityscapes' trainIds: its {CONFIG} names no classes, its model "
             f"card ({MODEL_CARD}) names no Cityscapes data set and its name does not say city. Fix, if it was trained "
