@@ -15,9 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from segkit.errors import ConfigError, did_you_mean
+from segkit.checks import (
+    check_choice,
+    check_glob,
+    check_image_size,
+    check_non_negative,
+    check_positive,
+    check_required,
+    check_split,
+)
+from segkit.errors import ConfigError
 from segkit.model_choice import ModelChoice, check_architecture
-from segkit.reflect import POSITIONAL, coerce_fields, flag_name, is_int_like
+from segkit.reflect import POSITIONAL, coerce_fields, flag_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation ImageNet-pretrained encoders expect
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,19 +114,19 @@ class TrainConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_split("train_split", self.train_split)
-        _check_split("val_split", self.val_split)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("scheduler", self.scheduler, SCHEDULERS)
-        _check_choice("amp", self.amp, AMP_MODES)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
-        _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
-        _check_positive(self, "epochs", "batch_size", "lr", "eval_every", "log_every", "depth")
-        _check_positive(self, "base_channels")
+        check_split("train_split", self.train_split)
+        check_split("val_split", self.val_split)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        check_choice("amp", self.amp, AMP_MODES)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
+        check_positive(self, "epochs", "batch_size", "lr", "eval_every", "log_every", "depth")
+        check_positive(self, "base_channels")
         check_architecture(self.model, self.encoder)
-        _check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
-        _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
+        check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
+        check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
         if self.nproc < 0:
             raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
         if not self.lr < 3.4e38:  # must fit the optimizer's float32 state
@@ -175,12 +184,12 @@ class EvalConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_split("split", self.split)
-        _check_choice("format", self.format, SCORE_FORMATS)
-        _check_choice("inference", self.inference, INFERENCE_MODES)
-        _check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
-        _check_positive(self, "batch_size")
-        _check_non_negative(self, "max_images")
+        check_split("split", self.split)
+        check_choice("format", self.format, SCORE_FORMATS)
+        check_choice("inference", self.inference, INFERENCE_MODES)
+        check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
+        check_positive(self, "batch_size")
+        check_non_negative(self, "max_images")
 
 
 @dataclass(frozen=True)
@@ -198,11 +207,11 @@ class PredictConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_choice("format", self.format, PREDICT_FORMATS)
-        _check_choice("inference", self.inference, INFERENCE_MODES)
-        _check_choice("backend", self.backend, BACKENDS)
-        _check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
-        _check_required(self, "img", "an image file or a folder of images")
+        check_choice("format", self.format, PREDICT_FORMATS)
+        check_choice("inference", self.inference, INFERENCE_MODES)
+        check_choice("backend", self.backend, BACKENDS)
+        check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
+        check_required(self, "img", "an image file or a folder of images")
 
 
 @dataclass(frozen=True)
@@ -218,7 +227,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_non_negative(self, "num_train", "num_val")
+        check_non_negative(self, "num_train", "num_val")
         check_image_size(self.image_size)
 
 
@@ -237,7 +246,7 @@ class PrepareConfig(DataConfig):
         if not self.splits:
             raise ConfigError("splits is empty: name at least one split to cache, e.g. --splits train val")
         for split in self.splits:
-            _check_split("splits", split)
+            check_split("splits", split)
         if self.workers < -1:
             raise ConfigError(f"workers must be -1 (auto) or >= 1, got {self.workers}")
 
@@ -252,9 +261,9 @@ class ExploreConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self, "num_samples")
-        _check_non_negative(self, "max_images")
-        _check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        check_positive(self, "num_samples")
+        check_non_negative(self, "max_images")
+        check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -269,9 +278,9 @@ class VisualizeConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_split("split", self.split)
-        _check_positive(self, "num_samples")
-        _check_choice("inference", self.inference, INFERENCE_MODES)
+        check_split("split", self.split)
+        check_positive(self, "num_samples")
+        check_choice("inference", self.inference, INFERENCE_MODES)
 
 
 @dataclass(frozen=True)
@@ -295,8 +304,8 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
-        _check_positive(self, "opset")
+        check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
+        check_positive(self, "opset")
 
 
 @dataclass(frozen=True)
@@ -309,7 +318,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_positive(self, "minutes")
+        check_positive(self, "minutes")
 
 
 @dataclass(frozen=True)
@@ -324,8 +333,8 @@ class DashboardConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_non_negative(self, "port")
-        _check_positive(self, "wait")
+        check_non_negative(self, "port")
+        check_positive(self, "wait")
 
 
 @dataclass(frozen=True)
@@ -361,7 +370,7 @@ class BundleConfig:
         coerce_fields(self)
 
 
-# ----------------------------------------------------------------------------- checks
+# ----------------------------------------------------------------------------- the data fields' check
 
 
 def check_data_fields(cfg: DataConfig) -> None:
@@ -370,8 +379,8 @@ def check_data_fields(cfg: DataConfig) -> None:
     Raises:
         ConfigError: what is wrong and a pattern that works, e.g. images/{split}/**/*.jpg.
     """
-    _check_choice("layout", cfg.layout, LAYOUTS)
-    _check_choice("label_format", cfg.label_format, LABEL_FORMAT_CHOICES)
+    check_choice("layout", cfg.layout, LAYOUTS)
+    check_choice("label_format", cfg.label_format, LABEL_FORMAT_CHOICES)
     globs = {"image_glob": cfg.image_glob, "label_glob": cfg.label_glob}
     if not any(globs.values()):
         if cfg.layout == "glob":
@@ -389,78 +398,3 @@ def check_data_fields(cfg: DataConfig) -> None:
         raise ConfigError("image_glob and label_glob are read below data_root: give --data-root too")
     for name, pattern in globs.items():
         check_glob(name, pattern)
-
-
-def check_glob(name: str, pattern: str) -> None:
-    """One glob pattern of the glob layout (the rules: segkit.data.layouts' docstring)."""
-    example = "labels/{split}/**/*_mask.png" if name == "label_glob" else "images/{split}/**/*.jpg"
-    folders, _, file_part = pattern.rpartition("/")
-    checks = [
-        (pattern.startswith(("/", "~")), "is absolute: write it relative to data_root"),
-        (pattern.count("{split}") != 1, "needs {split} exactly once, where the split's folder is"),
-        ("{split}" in file_part, "has {split} in its file name: put it in a folder"),
-        (folders.split("/").count("**") > 1, "may use ** once at most"),
-        (file_part == "*" or not file_part.startswith("*") or any(c in file_part[1:] for c in "*?["),
-         "has a file-name part that is not * and a fixed ending (the * is the frame's stem)"),
-        ("{format}" in pattern and name != "label_glob", "names {format}, which only label globs may"),
-    ]
-    problem = next((message for bad, message in checks if bad), "")
-    if problem:
-        raise ConfigError(f"{name} {pattern!r} {problem}; e.g. {example!r}")
-
-
-def _check_split(name: str, value: str) -> None:
-    if not value or "/" in value:
-        raise ConfigError(f"{name} must name one folder of the data set (e.g. train, val, training); got {value!r}")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}" + did_you_mean(value, choices))
-
-
-def _check_required(cfg: Any, name: str, example: str) -> None:
-    if not getattr(cfg, name):
-        raise ConfigError(f"{flag_name(name)} is required: {example}")
-
-
-def _check_positive(cfg: Any, *names: str) -> None:
-    for name in names:
-        if not getattr(cfg, name) > 0:
-            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
-
-
-def _check_non_negative(cfg: Any, *names: str) -> None:
-    for name in names:
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
-
-
-def check_image_size(size: Any, multiple: int = 1, minimum: int = 16, model: str = "the network") -> tuple[int, int]:
-    """The one check of an image size: (height, width) integers >= `minimum`, multiples of `multiple`.
-
-    Args:
-        size: (H, W) as given.
-        multiple: the model's total downsampling (its `size_divisor`).
-        minimum: smallest side accepted.
-        model: how to name the model in the message.
-
-    Returns:
-        (H, W) as ints.
-
-    Raises:
-        ConfigError: with the nearest valid size, e.g. "image size 250x512 is not a multiple of 32; try 256x512".
-    """
-    parts = list(size) if isinstance(size, (tuple, list)) else []
-    if len(parts) != 2 or not all(is_int_like(v) and not isinstance(v, bool) and int(v) >= minimum for v in parts):
-        raise ConfigError(f"image_size must be (height, width), both integers >= {minimum}, e.g. 256x512; got {size!r}")
-    h, w = int(parts[0]), int(parts[1])
-    if h % multiple or w % multiple:
-        # Round half up to the nearest multiple, but never below one multiple.
-        fix_h, fix_w = (max(multiple, (v + multiple // 2) // multiple * multiple) for v in (h, w))
-        found, fix = (f"{h}", f"{fix_h}") if h == w else (f"{h}x{w}", f"{fix_h}x{fix_w}")
-        raise ConfigError(
-            f"image size {found} is not a multiple of {multiple}; try {fix} ({model} downsamples by {multiple}, "
-            f"so H and W must both be multiples of {multiple}; resize or pad the input)"
-        )
-    return h, w

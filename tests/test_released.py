@@ -33,15 +33,15 @@ MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]  # mmseg's, in pi
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1", "SEGKIT_PROGRESS": "log"}
 
 
-def save_released(folder: Path, classes: int = 19, dataset: str | None = "cityscapes", seed: int = 0) -> Path:
+def save_released(folder: Path) -> Path:
     """A SegFormer (mit_b0, a non-default decoder width) saved as smp-hub's Cityscapes models are."""
     import albumentations as A
     import segmentation_models_pytorch as smp
 
-    torch.manual_seed(seed)
-    model = smp.create_model("segformer", encoder_name="mit_b0", encoder_weights=None, classes=classes,
+    torch.manual_seed(0)
+    model = smp.create_model("segformer", encoder_name="mit_b0", encoder_weights=None, classes=19,
                              decoder_segmentation_channels=32)
-    model.save_pretrained(str(folder), **({"dataset": dataset} if dataset else {}))
+    model.save_pretrained(str(folder), dataset="cityscapes")
     A.Compose([A.Resize(64, 128), A.Normalize(mean=MEAN, std=STD, max_pixel_value=1.0)]).save_pretrained(str(folder))
     return folder
 
@@ -190,14 +190,15 @@ def test_init_from_refuses_an_architecture_the_user_set_otherwise(hub: Path, tmp
     ("no-dataset", r"cannot tell whether .* 19 outputs are Cityscapes' trainIds.*dataset='cityscapes'"),
     ("wrong-order", r"classes are \['sidewalk', 'road'.*Cityscapes' 19 trainIds in order"),
 ])
-def test_a_released_model_segkit_cannot_use_is_refused_naming_what_was_found(tmp_path: Path, change: str,
-                                                                             message: str) -> None:
+def test_a_released_model_segkit_cannot_use_is_refused_naming_what_was_found(released: Path, tmp_path: Path,
+                                                                             change: str, message: str) -> None:
     import albumentations as A
 
-    folder = save_released(tmp_path / ("model" if change == "no-dataset" else "model-city"),
-                           classes=21 if change == "classes" else 19, dataset=None if change == "no-dataset" else "x")
+    folder = Path(shutil.copytree(released, tmp_path / ("model" if change == "no-dataset" else "model-city")))
     config = json.loads((folder / "config.json").read_text())
-    if change == "not-smp":  # e.g. a timm classifier's folder
+    if change == "classes":  # what an smp model saved with classes=21 writes (refused before any weight is read)
+        (folder / "config.json").write_text(json.dumps({**config, "classes": 21}))
+    elif change == "not-smp":  # e.g. a timm classifier's folder
         (folder / "config.json").write_text(json.dumps({"architecture": "resnet50", "num_classes": 1000}))
     elif change == "no-weights":
         (folder / "model.safetensors").unlink()
@@ -205,6 +206,8 @@ def test_a_released_model_segkit_cannot_use_is_refused_naming_what_was_found(tmp
         (folder / "albumentations_config_eval.json").unlink()
     elif change == "other-preprocessing":
         A.Compose([A.LongestMaxSize(128), A.Normalize()]).save_pretrained(str(folder))
+    elif change == "no-dataset":  # no class names, no Cityscapes in the model card, no "city" in the name
+        (folder / "README.md").write_text((folder / "README.md").read_text().replace("cityscapes", "[More Information Needed]"))
     elif change == "wrong-order":
         from segkit.labels import CLASS_NAMES
 

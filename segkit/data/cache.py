@@ -38,7 +38,8 @@ from torch.utils.data import Dataset
 
 import segkit
 from segkit import progress, runtime
-from segkit.config import PrepareConfig, check_image_size
+from segkit.checks import check_image_size
+from segkit.config import PrepareConfig
 from segkit.data.cityscapes import seed_transform
 from segkit.data.discover import DataRoots, Sample
 from segkit.data.layouts import layouts_of

@@ -19,7 +19,8 @@ import torch
 from albumentations.core.type_definitions import Targets
 from albumentations.pytorch import ToTensorV2
 
-from segkit.config import IMAGENET_MEAN, IMAGENET_STD, check_image_size
+from segkit.checks import check_image_size
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import ConfigError
 from segkit.labels import IGNORE_INDEX, THIN_CLASSES
 

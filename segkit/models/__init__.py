@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from segkit.config import IMAGENET_MEAN, IMAGENET_STD, check_image_size
+from segkit.checks import check_image_size
+from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import CheckpointError, ConfigError
 from segkit.model_choice import RETIRED_MODELS, ModelChoice
 from segkit.models import weights, zoo
@@ -61,7 +62,7 @@ class ModelFacts:
     size_divisor: int  # input height and width must be multiples of this (the total downsampling)
     mean: tuple[float, ...]  # input normalisation (0..1 units) the encoder was pretrained with
     std: tuple[float, ...]
-    pretrained: dict[str, Any] | None = None  # where the encoder's first weights came from (provenance only)
+    pretrained: dict[str, Any] | None = None  # where its first weights came from (encoder weights or init_from)
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

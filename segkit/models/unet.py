@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.config import check_image_size
+from segkit.checks import check_image_size
 from segkit.errors import ConfigError
 
 UPSAMPLE_MODES = ("transpose", "bilinear")

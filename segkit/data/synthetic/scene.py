@@ -8,7 +8,7 @@ from functools import partial
 import cv2
 import numpy as np
 
-from segkit.config import check_image_size
+from segkit.checks import check_image_size
 from segkit.data.synthetic.canvas import (
     _SHIFT,
     _Z_MIN,

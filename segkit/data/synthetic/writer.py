@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from segkit import progress
-from segkit.config import SynthConfig, check_image_size
+from segkit.checks import check_image_size
+from segkit.config import SynthConfig
 from segkit.data.synthetic.scene import render_scene
 from segkit.errors import ConfigError, DataError
 from segkit.labels import label_to_color
