@@ -44,7 +44,9 @@ if os.path.isdir(kaggle_input):
     assert glob.glob(f"{wheel_dir}/segmentation_models_pytorch-*.whl"), (
         f"{wheel_dir} has no segmentation_models_pytorch wheel: run segkit kaggle bundle again and "
         "upload it with kaggle datasets version (see kaggle/README.md)")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", wheel_dir,
+    print("installing", ", ".join(os.path.basename(w) for w in sorted(glob.glob(f"{wheel_dir}/*.whl"))),
+          "from", wheel_dir)  # pip -q: its output would fill the executed notebook
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
                     "segkit"], check=True)'''
 
 
