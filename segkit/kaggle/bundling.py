@@ -22,6 +22,7 @@ from typing import Any
 from segkit import progress
 from segkit.credentials import SECRET_ENV
 from segkit.errors import SegkitError
+from segkit.kaggle import auth
 
 log = logging.getLogger("segkit")
 
@@ -84,21 +85,15 @@ def check_ref(ref: str, what: str) -> str:
 
 
 def kaggle_username(explicit: str | None = None) -> str:
-    """--username, else $KAGGLE_USERNAME, else the username field of kaggle.json (the key is not read)."""
+    """--username, else $KAGGLE_USERNAME, else the username of a legacy kaggle.json (`auth`)."""
     if explicit:
         return explicit
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
-    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
-    path = config_dir / "kaggle.json"
-    try:
-        username = json.loads(path.read_text()).get("username")
-    except (OSError, ValueError, AttributeError):
-        username = None
+    username = auth.legacy_username()
     if not username:
-        raise BundleError(f"no Kaggle username: pass --username NAME, set KAGGLE_USERNAME, or create {path} "
-                          "(kaggle.com > Settings > API > Create New Token)")
-    return str(username)
+        raise BundleError(auth.no_username_message())
+    return username
 
 
 # ----------------------------------------------------------------------------- bundle: parts
@@ -319,14 +314,16 @@ def validate_kernel_metadata(meta: dict[str, Any], folder: Path) -> list[str]:
 
 
 def _check_no_secrets(out: Path) -> None:
-    """A bundle is uploaded to Kaggle: refuse (and remove) it if any secret value ended up inside."""
-    values = [os.environ[k] for k in SECRET_ENV if len(os.environ.get(k, "")) >= 6]
+    """A bundle is uploaded to Kaggle: refuse (and remove) it if any secret value ended up inside
+    (the environment's, and the Kaggle CLI's access_token and kaggle.json key)."""
+    values = [os.environ[k] for k in SECRET_ENV if len(os.environ.get(k, "")) >= 6] + auth.file_secrets()
     if not values:
         return
     for path in out.rglob("*"):
         if path.is_file() and any(v.encode() in path.read_bytes() for v in values):
             shutil.rmtree(out / "kernel", ignore_errors=True)
-            raise BundleError(f"a secret from the environment ended up in {path}; the bundle was removed. "
+            raise BundleError(f"a secret (from the environment or the Kaggle CLI's credential files) ended up in "
+                              f"{path}; the bundle was removed. "
                               "Secrets belong in Kaggle Secrets, never in parameters or notebooks")
 
 
@@ -355,7 +352,7 @@ def bundle(
         title: Kernel title; its slug is the kernel id's slug.
         datasets: Cityscapes dataset references (owner/slug) to attach.
         resume_from: A previous kernel (owner/slug) whose output is attached and resumed.
-        username: Kaggle username (else $KAGGLE_USERNAME or kaggle.json).
+        username: Kaggle username (else $KAGGLE_USERNAME or a legacy kaggle.json).
         enable_gpu: Request a GPU.
         enable_internet: Internet in the kernel (not needed: segkit installs offline).
         machine_shape: Kaggle machine shape, e.g. NvidiaTeslaT4 (T4 x2).

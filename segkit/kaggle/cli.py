@@ -46,7 +46,7 @@ def register_cli(sub: Any) -> None:
     b.add_argument("--title", default=DEFAULT_TITLE, help=f"kernel title, 5-50 characters (default: {DEFAULT_TITLE!r})")
     b.add_argument("--datasets", nargs="*", default=[], metavar="OWNER/SLUG", help="Cityscapes datasets to attach")
     b.add_argument("--resume-from", metavar="OWNER/KERNEL", help="chain: attach this kernel's output and resume it")
-    b.add_argument("--username", help="Kaggle username (default: $KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
+    b.add_argument("--username", help="Kaggle username (default: $KAGGLE_USERNAME, else a legacy ~/.kaggle/kaggle.json; an API token does not name its user)")
     b.add_argument("--no-gpu", dest="enable_gpu", action="store_false", help="CPU kernel")
     b.add_argument("--internet", dest="enable_internet", action="store_true", help="internet on in the kernel")
     b.add_argument("--machine-shape", default=DEFAULT_MACHINE_SHAPE, help=f"default: {DEFAULT_MACHINE_SHAPE} (T4 x2)")
