@@ -336,6 +336,19 @@ def test_install_cell_installs_only_segkit_and_smp_offline(built: Path, tmp_path
     assert not list((tmp_path / "venv").glob("lib/*/site-packages/segkit*"))  # a dry run: nothing installed
 
 
+@pytest.mark.slow
+def test_install_cell_on_an_image_without_albumentations(built: Path, tmp_path: Path) -> None:
+    """An image whose albumentations is AlbumentationsX (or none): pip cannot satisfy segkit offline,
+    and the cell says what that means instead of only pip's error."""
+    mount = tmp_path / "kaggle_input"
+    shutil.copytree(built / "segkit-wheel", mount / "segkit-wheel")
+    python = overlay_venv(tmp_path / "venv", hide=("segkit", SMP_DIST, "albumentations"))
+    run = run_install_cell(mount, python, PIP_DRY_RUN="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    assert run.returncode == 1, run.stderr
+    assert "albumentations<=2.0.8,>=2.0.1" in run.stderr  # pip's own error names the requirement
+    assert f"pip could not install segkit from {mount / 'segkit-wheel'}" in run.stderr and "AlbumentationsX" in run.stderr
+
+
 def test_install_cell_needs_the_dataset(tmp_path: Path, built: Path) -> None:
     assert KAGGLE_INPUT_ENV in INSTALL_CELL  # the cell runs before segkit is installed: it spells the name
     assert run_install_cell(tmp_path / "absent").returncode == 0  # not on Kaggle: nothing to do

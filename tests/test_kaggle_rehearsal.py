@@ -247,6 +247,7 @@ def test_kernel_rehearsal_trains_offline(kernel_bundle: Path, kaggle_input: Path
     assert executed.stat().st_size < 200_000, f"executed notebook is {executed.stat().st_size} bytes"
     weights = kaggle_input / WEIGHTS_SLUG / "model.safetensors"
     assert f"found at {weights}" in text  # discovery found the attached weights (there is no network)
+    assert " --data-root '' --layout auto " in text  # the printed torchrun command can be pasted as is
 
     run_dir = tmp_path / "working" / RUN_DIR
     for name in ("config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json", "figures/curves.png"):

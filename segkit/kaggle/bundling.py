@@ -47,8 +47,12 @@ if os.path.isdir(kaggle_input):
         "upload it with kaggle datasets version (see kaggle/README.md)")
     print("installing", ", ".join(os.path.basename(w) for w in sorted(glob.glob(f"{wheel_dir}/*.whl"))),
           "from", wheel_dir)  # pip -q: its output would fill the executed notebook
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
-                    "segkit"], check=True)'''
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
+                          "segkit"], check=False)
+    assert pip.returncode == 0, (
+        f"pip could not install segkit from {wheel_dir} (its error is above): without internet, what this "
+        "image lacks cannot come from an index. If it is albumentations (an image with AlbumentationsX), "
+        "see kaggle/README.md; else turn the kernel's internet on")'''
 
 
 class BundleError(SegkitError):
