@@ -7,10 +7,10 @@ import ast
 import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from segkit.dependencies import ALBUMENTATIONS_PIN, albumentations_problem
 from segkit.kaggle import format_preflight, preflight
