@@ -359,7 +359,7 @@ class BundleConfig:
     title: str = "segkit cityscapes train"  # kernel title, 5-50 characters; its slug is the kernel id's
     datasets: tuple[str, ...] = ()  # Kaggle datasets to attach, OWNER/SLUG (Cityscapes, encoder weights)
     resume_from: str = ""  # chain: attach this kernel's output (OWNER/KERNEL) and resume its run
-    username: str = ""  # Kaggle username, "" = $KAGGLE_USERNAME or the kaggle CLI's credentials
+    username: str = ""  # Kaggle username, "" = $KAGGLE_USERNAME, else a legacy ~/.kaggle/kaggle.json (an API token does not name its user)
     gpu: bool = True  # request a GPU (kernel-metadata.json enable_gpu)
     internet: bool = False  # internet in the kernel (not needed: segkit installs offline)
     machine_shape: str = "NvidiaTeslaT4"  # Kaggle machine shape (NvidiaTeslaT4 = GPU T4 x2)

@@ -1,5 +1,5 @@
 """The secrets segkit knows: the ngrok authtoken and API key (the dashboard's public link), the
-dashboard's basic-auth credentials, and the Kaggle API key.
+dashboard's basic-auth credentials, and the Kaggle CLI's API token (and its legacy key).
 
 They come from the environment or, inside a Kaggle kernel, from Kaggle Secrets (Add-ons >
 Secrets), never from a notebook cell or a file in git. segkit never prints, logs or writes them:
@@ -17,7 +17,7 @@ log = logging.getLogger("segkit")
 TOKEN_ENV = "NGROK_AUTHTOKEN"  # the ngrok agent's authtoken, for the dashboard's public link
 AUTH_ENV = "SEGKIT_DASHBOARD_AUTH"  # "user:password", the public link's basic auth
 # Every secret's variable name: kept out of subprocess environments and out of Kaggle bundles.
-SECRET_ENV = ("KAGGLE_KEY", TOKEN_ENV, "NGROK_API_KEY", AUTH_ENV)
+SECRET_ENV = ("KAGGLE_API_TOKEN", "KAGGLE_KEY", TOKEN_ENV, "NGROK_API_KEY", AUTH_ENV)
 
 
 def kaggle_secret(name: str) -> str | None:

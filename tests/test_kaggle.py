@@ -332,9 +332,21 @@ def test_install_cell_installs_only_segkit_and_smp_offline(built: Path, tmp_path
     installs = {i["metadata"]["name"]: i["download_info"]["url"] for i in json.loads(report.read_text())["install"]}
     assert sorted(installs) == ["segkit", SMP_DIST]
     assert all(url.startswith((mount / "datasets").as_uri()) for url in installs.values()), installs
-    assert "Requirement already satisfied: torch>=2.2" in run.stdout  # segkit's; smp's torch>=1.11 too
-    assert "Requirement already satisfied: timm>=" in run.stdout
+    assert f"installing segkit-0.1.0-py3-none-any.whl, {SMP_WHEEL} from {mount / 'datasets' / 'tester' / 'segkit-wheel'}" in run.stdout
     assert not list((tmp_path / "venv").glob("lib/*/site-packages/segkit*"))  # a dry run: nothing installed
+
+
+@pytest.mark.slow
+def test_install_cell_on_an_image_without_albumentations(built: Path, tmp_path: Path) -> None:
+    """An image whose albumentations is AlbumentationsX (or none): pip cannot satisfy segkit offline,
+    and the cell says what that means instead of only pip's error."""
+    mount = tmp_path / "kaggle_input"
+    shutil.copytree(built / "segkit-wheel", mount / "segkit-wheel")
+    python = overlay_venv(tmp_path / "venv", hide=("segkit", SMP_DIST, "albumentations"))
+    run = run_install_cell(mount, python, PIP_DRY_RUN="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    assert run.returncode == 1, run.stderr
+    assert "albumentations<=2.0.8,>=2.0.1" in run.stderr  # pip's own error names the requirement
+    assert f"pip could not install segkit from {mount / 'segkit-wheel'}" in run.stderr and "AlbumentationsX" in run.stderr
 
 
 def test_install_cell_needs_the_dataset(tmp_path: Path, built: Path) -> None:

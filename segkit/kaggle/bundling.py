@@ -22,6 +22,7 @@ from segkit import progress
 from segkit.config import BundleConfig
 from segkit.credentials import SECRET_ENV
 from segkit.errors import SegkitError, did_you_mean
+from segkit.kaggle import auth
 
 log = logging.getLogger("segkit")
 
@@ -44,8 +45,14 @@ if os.path.isdir(kaggle_input):
     assert glob.glob(f"{wheel_dir}/segmentation_models_pytorch-*.whl"), (
         f"{wheel_dir} has no segmentation_models_pytorch wheel: run segkit kaggle bundle again and "
         "upload it with kaggle datasets version (see kaggle/README.md)")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", wheel_dir,
-                    "segkit"], check=True)'''
+    print("installing", ", ".join(os.path.basename(w) for w in sorted(glob.glob(f"{wheel_dir}/*.whl"))),
+          "from", wheel_dir)  # pip -q: its output would fill the executed notebook
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
+                          "segkit"], check=False)
+    assert pip.returncode == 0, (
+        f"pip could not install segkit from {wheel_dir} (its error is above): without internet, what this "
+        "image lacks cannot come from an index. If it is albumentations (an image with AlbumentationsX), "
+        "see kaggle/README.md; else turn the kernel's internet on")'''
 
 
 class BundleError(SegkitError):
@@ -82,21 +89,15 @@ def check_ref(ref: str, what: str) -> str:
 
 
 def kaggle_username(explicit: str | None = None) -> str:
-    """--username, else $KAGGLE_USERNAME, else the username field of kaggle.json (the key is not read)."""
+    """--username, else $KAGGLE_USERNAME, else the username of a legacy kaggle.json (`auth`)."""
     if explicit:
         return explicit
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
-    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
-    path = config_dir / "kaggle.json"
-    try:
-        username = json.loads(path.read_text()).get("username")
-    except (OSError, ValueError, AttributeError):
-        username = None
+    username = auth.legacy_username()
     if not username:
-        raise BundleError(f"no Kaggle username: pass --username NAME, set KAGGLE_USERNAME, or create {path} "
-                          "(kaggle.com > Settings > API > Create New Token)")
-    return str(username)
+        raise BundleError(auth.no_username_message())
+    return username
 
 
 # ----------------------------------------------------------------------------- bundle: parts
@@ -315,14 +316,16 @@ def validate_kernel_metadata(meta: dict[str, Any], folder: Path) -> list[str]:
 
 
 def _check_no_secrets(out: Path) -> None:
-    """A bundle is uploaded to Kaggle: refuse (and remove) it if any secret value ended up inside."""
-    values = [os.environ[k] for k in SECRET_ENV if len(os.environ.get(k, "")) >= 6]
+    """A bundle is uploaded to Kaggle: refuse (and remove) it if any secret value ended up inside
+    (the environment's, and the Kaggle CLI's access_token and kaggle.json key)."""
+    values = [os.environ[k] for k in SECRET_ENV if len(os.environ.get(k, "")) >= 6] + auth.file_secrets()
     if not values:
         return
     for path in out.rglob("*"):
         if path.is_file() and any(v.encode() in path.read_bytes() for v in values):
             shutil.rmtree(out / "kernel", ignore_errors=True)
-            raise BundleError(f"a secret from the environment ended up in {path}; the bundle was removed. "
+            raise BundleError(f"a secret (from the environment or the Kaggle CLI's credential files) ended up in "
+                              f"{path}; the bundle was removed. "
                               "Secrets belong in Kaggle Secrets, never in parameters or notebooks")
 
 
@@ -351,7 +354,7 @@ def bundle(
         title: Kernel title; its slug is the kernel id's slug.
         datasets: Cityscapes dataset references (owner/slug) to attach.
         resume_from: A previous kernel (owner/slug) whose output is attached and resumed.
-        username: Kaggle username (else $KAGGLE_USERNAME or kaggle.json).
+        username: Kaggle username (else $KAGGLE_USERNAME or a legacy kaggle.json).
         enable_gpu: Request a GPU.
         enable_internet: Internet in the kernel (not needed: segkit installs offline).
         machine_shape: Kaggle machine shape, e.g. NvidiaTeslaT4 (T4 x2).

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from segkit.config import TrainConfig
+from segkit.dependencies import albumentations_problem
 from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.env import RUN_TYPE_ENV, on_kaggle, working_dir
 from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
@@ -33,7 +34,8 @@ def preflight(encoder: str | None = None, encoder_weights: str | None = None,
         gpus (name, capability, memory_gb, problem), cpu_count, ram_gb, ram_available_gb,
         disk_path, disk_free_gb, time_left_minutes (None off Kaggle), weights (None unless
         asked; else encoder, encoder_weights, reachable (None: no pretrained encoder), detail),
-        problems (list of str).
+        albumentations (None, or what is wrong: AlbumentationsX, a release outside the MIT
+        line segkit needs), problems (list of str).
 
     Raises:
         ConfigError: An unknown preset, or encoder_weights without an encoder to check.
@@ -49,6 +51,7 @@ def preflight(encoder: str | None = None, encoder_weights: str | None = None,
         "torch": torch.__version__, "cuda": torch.version.cuda, "arch_list": arch_list,
         "gpus": _gpus(arch_list), "cpu_count": _cpu_count(), **_memory_gb(), **_disk(working_dir()),
         "time_left_minutes": _time_left(), "weights": _weights(encoder, encoder_weights, preset),
+        "albumentations": albumentations_problem(),
     }
     report["problems"] = _problems(report)
     return report
@@ -169,6 +172,8 @@ def _problems(report: dict[str, Any]) -> list[str]:
     left = report["time_left_minutes"]
     if left is not None and left < SAFETY_MARGIN_MINUTES + 10:
         problems.append(f"only {left:.0f} min left in this session: too little to train; start a new session")
+    if report.get("albumentations"):  # absent from reports made before the check existed
+        problems.append(report["albumentations"])
     weights = report.get("weights")
     if weights and weights["reachable"] is False:
         problems.append(f"pretrained weights {weights['encoder']}/{weights['encoder_weights']}: {weights['detail']}")
