@@ -60,6 +60,8 @@ class TrainConfig:
     model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan, upernet, segformer, dpt
     encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm model>; "" = segkit's own U-Net (model unet)
     encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights file, or none (random init)
+    encoder_lr_scale: float = 1.0  # the encoder's learning rate as a share of lr (fine-tuning a pretrained one: e.g. 0.1); 0 = encoder frozen
+    freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm as pretrained: eval-mode statistics, scale and shift not trained (small batches)
     base_channels: int = 64  # width of the first stage of segkit's own U-Net (no encoder; the seed used 64)
     depth: int = 4  # downsamplings of segkit's own U-Net (no encoder), sizes must be multiples of 2**depth
     epochs: int = 20  # passes over the train split
@@ -112,6 +114,10 @@ class TrainConfig:
         _check_model(self.model, self.encoder)
         _check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
         _check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
+        _check_non_negative(self, "encoder_lr_scale")
+        if not self.encoder and (self.freeze_encoder_bn or self.encoder_lr_scale != 1.0):
+            raise ConfigError("freeze_encoder_bn and encoder_lr_scale act on a pretrained encoder; segkit's own U-Net "
+                              "(no --encoder) has none. Add e.g. --encoder tu-tf_efficientnet_lite0, or drop them.")
         if self.nproc < 0:
             raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
         if not self.lr < 3.4e38:  # must fit the optimizer's float32 state
@@ -303,6 +309,17 @@ PRESETS: dict[str, dict[str, Any]] = {
             "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
             "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
             "focus_crop": 0.5, "cache": "build",
+        },
+    },
+    "cpu-pretrained": {
+        "cpu_img_s": 0.0,  # PROVISIONAL: measured below
+        "doc": "laptop / 2 CPU cores, 15 minutes, ImageNet encoder: U-Net on EfficientNet-Lite0 at 128x256",
+        "fields": {
+            "model": "unet", "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "imagenet",
+            "image_size": (128, 256), "batch_size": 8, "lr": 3e-3, "encoder_lr_scale": 0.1, "freeze_encoder_bn": True,
+            "optimizer": "adamw", "scheduler": "poly", "warmup_epochs": 0.5, "epochs": 1000, "time_budget": 15.0,
+            "scale_range": (0.75, 1.5), "amp": "off", "eval_resolution": "train", "eval_every": 5, "loss": "ce",
+            "class_weights": "none", "focus_crop": 0.5, "cache": "build",
         },
     },
     # The GPU presets train on every visible GPU (nproc 0: T4 x2 -> 2 processes; batch_size is per GPU)
