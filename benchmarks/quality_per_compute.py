@@ -29,7 +29,9 @@ hub cache, $SEGKIT_WEIGHTS_DIR, /kaggle/input, else the preset's own message sto
 `cpu-pretrained` from random init (`--encoder-weights none`, the same recipe), and ends with
 `pretrained_vs_scratch: X` = cpu-pretrained mIoU / cpu-quick mIoU (mean over seeds).
 
-`--equal-steps` is for shared machines, where equal wall-clock budgets are not equal work. A
+`--side-by-side` is the other answer to a shared machine: a seed's candidates train at the same time,
+one thread each, so the scheduler gives each the same share of whatever CPU is left; equal wall-clock
+time is then equal CPU time, though less of it than on idle cores. `--equal-steps` is for shared machines, where equal wall-clock budgets are not equal work. A
 calibration, back to back, trains each candidate twice (1 epoch, then 1 + enough epochs for
 --calibrate-images images) and takes the difference of the two runs' CPU time (the training process
 and its data workers, `wait4`): CPU seconds per training image with data loading, start-up and
@@ -168,6 +170,8 @@ def main() -> None:
                         help="--equal-steps: cpu-quick's training images/s on 2 idle cores on this data (0 = measure it now)")
     parser.add_argument("--calibrate-images", type=int, default=300, help="--equal-steps: images per calibration")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="seeds; every candidate runs with each")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="train a seed's candidates at the same time, one thread each (a shared machine: equal load)")
     parser.add_argument("--data-flags", default="", help="flags for both train and evaluate that pick the data's layout")
     parser.add_argument("--work-dir", default="runs/benchmarks/quality", help="data and runs go here")
     args = parser.parse_args()
@@ -179,8 +183,16 @@ def main() -> None:
              "--num-val", str(args.val_images), "--image-size", str(h), str(w), "--seed", "0", "--overwrite"])
     plan = candidates(args)
     epochs = equal_step_epochs(plan, args, data_root) if args.equal_steps else {}
-    results = [candidate(name, size, args, data_root, flags, seed, epochs.get(name))
-               for seed in args.seeds for name, size, flags in plan]
+    if args.side_by_side:  # all of a seed's candidates at once: they share the machine's load alike
+        from concurrent.futures import ThreadPoolExecutor
+
+        os.environ["OMP_NUM_THREADS"] = "1"  # one thread each: oversubscribed OpenMP threads spin
+        with ThreadPoolExecutor(len(plan)) as pool:
+            results = [r for seed in args.seeds for r in pool.map(
+                lambda c, seed=seed: candidate(c[0], c[1], args, data_root, c[2], seed, epochs.get(c[0])), plan)]
+    else:
+        results = [candidate(name, size, args, data_root, flags, seed, epochs.get(name))
+                   for seed in args.seeds for name, size, flags in plan]
 
     work = f"{args.budget_min} min of training" + (" on 2 idle cores, as equal steps" if args.equal_steps else "")
     print(f"\nsame budget each: {work}; protocol: {results[0]['protocol']}")

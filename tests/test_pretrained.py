@@ -187,13 +187,13 @@ def test_cpu_pretrained_offline_without_the_weights_stops_before_training(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-def short_run(tmp_path: Path, name: str, weights: str, seed: int) -> dict:
+def short_run(tmp_path: Path, name: str, weights: str, seed: int, **changes) -> dict:
     """A few steps of Lite0 U-Net training on kitti-mini: the first epoch's loss and the val mIoU."""
     cfg = TrainConfig(data_root=str(KITTI_MINI), run_dir=str(tmp_path / name), model="unet", encoder=ENCODER,
                       encoder_weights=weights, image_size=(64, 128), batch_size=8, lr=3e-3, epochs=3,
                       scale_range=(0.75, 1.5), max_train_images=16, max_val_images=4, eval_every=3,
                       eval_resolution="train", num_workers=0, num_vis=0, device="cpu", amp="off", seed=seed)
-    result = fit(replace(cfg))
+    result = fit(replace(cfg, **changes))
     return {"first_loss": result["history"][0]["train_loss"], "miou": result["history"][-1]["miou"]}
 
 
