@@ -188,10 +188,16 @@ def test_cpu_pretrained_offline_without_the_weights_stops_before_training(tmp_pa
 
 
 def short_run(tmp_path: Path, name: str, weights: str, seed: int, **changes) -> dict:
-    """A few steps of Lite0 U-Net training on kitti-mini: the first epoch's loss and the val mIoU."""
-    cfg = TrainConfig(data_root=str(KITTI_MINI), run_dir=str(tmp_path / name), model="unet", encoder=ENCODER,
-                      encoder_weights=weights, image_size=(64, 128), batch_size=8, lr=3e-3, epochs=3,
-                      scale_range=(0.75, 1.5), max_train_images=16, max_val_images=4, eval_every=3,
+    """12 steps on kitti-mini with a frozen Lite0 encoder under FPN: the first epoch's loss, the val mIoU.
+
+    Frozen (encoder_lr_scale 0), so the encoder's weights alone tell the two starts apart; FPN, whose
+    decoder reads only the encoder's deeper features (strides 4-32), where a random encoder has little
+    to give. (A U-Net's stride-2 skip carries colours either way: with it the gaps were 0.05 mIoU and
+    none in the loss.)
+    """
+    cfg = TrainConfig(data_root=str(KITTI_MINI), run_dir=str(tmp_path / name), model="fpn", encoder=ENCODER,
+                      encoder_weights=weights, encoder_lr_scale=0.0, image_size=(64, 128), batch_size=8, lr=3e-3,
+                      epochs=3, scale_range=(0.75, 1.5), max_train_images=36, max_val_images=4, eval_every=3,
                       eval_resolution="train", num_workers=0, num_vis=0, device="cpu", amp="off", seed=seed)
     result = fit(replace(cfg, **changes))
     return {"first_loss": result["history"][0]["train_loss"], "miou": result["history"][-1]["miou"]}
@@ -199,13 +205,10 @@ def short_run(tmp_path: Path, name: str, weights: str, seed: int, **changes) -> 
 
 @pytest.mark.slow
 def test_pretrained_start_is_measurably_better_than_a_random_one(lite0_hub: Path, tmp_path: Path) -> None:
-    # Margins measured over seeds 0-3 (benchmarks/README.md): first-epoch loss lower by >= LOSS_GAP,
-    # val mIoU after 6 steps higher by >= MIOU_GAP. Silently dropped weights would make both gaps ~0.
+    # Measured (benchmarks/README.md), seeds 0 / 1: first-epoch loss 3.04 / 3.06 from ImageNet against
+    # 3.80 / 3.92 from random weights; val mIoU (4 images, train resolution) 0.33 / 0.24 against 0.13 / 0.09.
+    # The margins below are under half the smallest gap seen; silently dropped weights make both gaps 0.
     pretrained = short_run(tmp_path, "pretrained", "imagenet", seed=0)
     random = short_run(tmp_path, "random", "none", seed=0)
-    assert pretrained["first_loss"] < random["first_loss"] - LOSS_GAP, (pretrained, random)
-    assert pretrained["miou"] > random["miou"] + MIOU_GAP, (pretrained, random)
-
-
-LOSS_GAP = 0.1
-MIOU_GAP = 0.05
+    assert pretrained["first_loss"] < random["first_loss"] - 0.3, (pretrained, random)
+    assert pretrained["miou"] > random["miou"] + 0.05, (pretrained, random)
