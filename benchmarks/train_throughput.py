@@ -1,6 +1,6 @@
 """Training images/s of each preset's model at its training size vs the seed's plain U-Net.
 
-For every preset in `segkit.config.PRESETS` and for the seed's U-Net (base 64, depth 4) at
+For every preset in `segkit.recipes.PRESETS` and for the seed's U-Net (base 64, depth 4) at
 256x512: a few optimizer steps (forward, cross-entropy, backward, AdamW) on random batches after
 one warm-up step, each model in its own process so that its peak memory is its own. Also the
 forward GFLOPs per image at the training size (torch.utils.flop_counter; a training step costs
@@ -22,7 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from segkit.config import PRESETS, TrainConfig, apply_preset
+from segkit.config import TrainConfig
+from segkit.recipes import PRESETS, apply_preset
 from segkit.models import create_model
 from segkit.runtime import resolve_device
 
@@ -35,7 +36,7 @@ def jobs() -> list[dict]:
     out = []
     for name in PRESETS:
         cfg = apply_preset(TrainConfig(preset=name), set())
-        out.append({"name": name, "model": cfg.model, "encoder": cfg.encoder, "kwargs": cfg.model_kwargs,
+        out.append({"name": name, "model": cfg.model, "encoder": cfg.encoder, "kwargs": cfg.model_choice.options,
                     "image_size": cfg.image_size})
     return out + [SEED_UNET]
 

@@ -76,6 +76,8 @@ class TrainConfig(DataConfig):
     encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm model>; "" = segkit's own U-Net (model unet)
     encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights file, or none (random init)
     init_from: str = ""  # fine-tune: start the whole model from a segkit checkpoint or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), with its architecture
+    encoder_lr_scale: float = 1.0  # the encoder's learning rate as a share of lr (fine-tuning a pretrained one: e.g. 0.1); 0 = encoder frozen
+    freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm as pretrained: eval-mode statistics, scale and shift not trained (small batches)
     base_channels: int = 64  # width of the first stage of segkit's own U-Net (no encoder; the seed used 64)
     depth: int = 4  # downsamplings of segkit's own U-Net (no encoder), sizes must be multiples of 2**depth
     epochs: int = 20  # passes over the train split
@@ -127,6 +129,10 @@ class TrainConfig(DataConfig):
         check_architecture(self.model, self.encoder)
         check_non_negative(self, "weight_decay", "time_budget", "warmup_epochs", "grad_clip")
         check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
+        check_non_negative(self, "encoder_lr_scale")
+        if not self.encoder and (self.freeze_encoder_bn or self.encoder_lr_scale != 1.0):
+            raise ConfigError("freeze_encoder_bn and encoder_lr_scale act on a pretrained encoder; segkit's own U-Net "
+                              "(no --encoder) has none. Add e.g. --encoder tu-tf_efficientnet_lite0, or drop them.")
         if self.nproc < 0:
             raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
         if not self.lr < 3.4e38:  # must fit the optimizer's float32 state

