@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from segkit.config import TrainConfig
-from segkit.recipes import PRESETS, apply_preset
 from segkit.models import create_model
+from segkit.recipes import PRESETS, apply_preset
 from segkit.runtime import resolve_device
 
 SEED_UNET = {"name": "seed unet (base 64)", "model": "unet", "encoder": "", "kwargs": {"base_channels": 64, "depth": 4},

