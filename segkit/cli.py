@@ -98,6 +98,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     cfg, _ = config_from_args(PredictConfig, args)
     written = evaluation.run_prediction(cfg)
+    if written and written[0].suffix == ".mp4":  # video (issue #20): the overlay video, then its label maps
+        maps = f" and {len(written) - 1} {cfg.format} label map(s) to {cfg.output}" if len(written) > 1 else ""
+        print(f"wrote {written[0]}{maps}")
+        return 0
     print(f"wrote {len(written)} {cfg.format} prediction(s) to {cfg.output}")
     return 0
 

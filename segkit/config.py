@@ -188,16 +188,20 @@ class PredictConfig:
     """`segkit predict`: segment an image or a folder, at each input's own size."""
 
     checkpoint: str = ""  # checkpoint file (best_model.pth), it carries the model's architecture
-    img: str = ""  # image file or folder of images
+    img: str = ""  # image file or folder of images; or a video (.mp4, .mov, .avi, .mkv, .webm) -> <name>_overlay.mp4
     output: str = "runs/predictions"  # folder for the prediction PNGs
-    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format)
+    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video: also one PNG per frame, except color (the overlay video shows it)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx, needs onnxruntime)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
+    # --- video (issue #20): segkit.video
+    video: bool = False  # read the --img folder as the frames of one video (sorted by name), not as separate images
+    fps: float = 0.0  # frames/s of a --video folder of frames (KITTI 10, Cityscapes sequences 17); a video file keeps its own
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        _check_non_negative(self, "fps")  # video (issue #20)
         _check_choice("format", self.format, PREDICT_FORMATS)
         _check_choice("inference", self.inference, INFERENCE_MODES)
         _check_choice("backend", self.backend, ("torch", "onnx"))
