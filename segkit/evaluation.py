@@ -116,7 +116,8 @@ def score_folder(cfg: EvalConfig) -> dict:
 
 def run_prediction(cfg: PredictConfig) -> list[Path]:
     """`segkit predict`: one PNG per input image, at its size, in the requested format."""
-    from segkit import video  # video (issue #20): a clip, or a folder with --video, goes to segkit.video
+    # video (issue #20): a clip, or a folder with --video, goes to segkit.video
+    from segkit import video
 
     if video.wants_video(cfg):
         return video.predict_video(cfg)

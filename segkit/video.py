@@ -333,7 +333,8 @@ def _legend(h: int, w: int) -> _Legend:
 def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """A band at the bottom of the frame naming every class's colour; classes absent from `pred` are dimmed.
 
-    Shape: image (H, W, 3) uint8, pred (H, W) trainIds -> (H, W, 3) uint8.
+    Shape: image (H, W, 3) uint8, pred (h, w) trainIds (any size: only which classes occur is read)
+    -> (H, W, 3) uint8.
     """
     h, w = image.shape[:2]
     lg = _legend(h, w)
@@ -390,8 +391,8 @@ def predict_clip(clip: Clip, predict: Callable[[np.ndarray], np.ndarray], out_di
     try:
         for frame in clip:
             pred = predict(frame.image)
-            shown = draw_legend(overlay(frame.image, pred), pred)
-            shown = _shrink(shown, max_width) if max_width else shown
+            shown = overlay(frame.image, pred)
+            shown = draw_legend(_shrink(shown, max_width) if max_width else shown, pred)  # text sized for what is shown
             if writer is None:
                 writer = OverlayWriter(out_dir / f"{clip.name}{OVERLAY_SUFFIX}", shown.shape[:2], clip.rate, clip.time_base)
             writer.write(shown, frame.pts)

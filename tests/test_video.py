@@ -5,6 +5,7 @@ differ), the label maps compared with per-image `segkit predict` on those frames
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import struct
@@ -218,7 +219,7 @@ def test_legend_fits_the_frame_and_stays_readable(h, w, band):
         assert 0 <= x and x + width <= w and lg.top <= y < h  # inside the frame
         rows.setdefault(y, []).append((x, x + width))
     for spans in rows.values():  # no entry overlaps the next
-        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
 
 
 def test_legend_shows_present_classes_in_their_colour_and_dims_the_rest():
