@@ -8,7 +8,8 @@ on them) in a checkpoint that says it trained at 64x128 (cpu-quick's size: each 
 at 64x128 and the scores upsampled to 256x512) and, second, at 256x512 (the model sees the full
 frame). Each run is its own `segkit predict` process: its peak RSS (includes ~0.3 GB of imported
 libraries) is the clip's own. Frames/s is the command's own count: decode, predict, overlay,
-legend, encode, end to end.
+legend, encode, end to end; the process's CPU time (user + system, start-up included) is printed
+too, since wall time on a shared machine says more about the neighbours than about segkit.
 
     python benchmarks/video_throughput.py [--frames 100] [--data /work/shared/data/kitti-mini]
 
@@ -67,8 +68,8 @@ def write_clip(path: Path, data: Path, frames: int) -> Path:
     return path
 
 
-CHILD = ("import resource, sys\nfrom segkit.cli import main\nmain(sys.argv[1:])\n"
-         "print('peak_rss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+CHILD = ("import resource, sys\nfrom segkit.cli import main\nmain(sys.argv[1:])\nu = resource.getrusage(resource.RUSAGE_SELF)\n"
+         "print('peak_rss_mb', u.ru_maxrss / 1024, 'cpu_s', u.ru_utime + u.ru_stime)")
 
 
 def predict(checkpoint: Path, clip: Path, out: Path) -> dict:
@@ -79,8 +80,9 @@ def predict(checkpoint: Path, clip: Path, out: Path) -> dict:
                           env={**os.environ, "SEGKIT_PROGRESS": "log"})
     rate = re.search(r"(\d+) frame\(s\) in ([\d.]+) s \(([\d.]+) frames/s", done.stderr)
     assert rate, done.stderr[-2000:]
-    rss = float(re.search(r"peak_rss_mb ([\d.]+)", done.stdout).group(1))
-    return {"frames": int(rate.group(1)), "seconds": float(rate.group(2)), "fps": float(rate.group(3)), "rss": rss}
+    rss, cpu = map(float, re.search(r"peak_rss_mb ([\d.]+) cpu_s ([\d.]+)", done.stdout).groups())
+    return {"frames": int(rate.group(1)), "seconds": float(rate.group(2)), "fps": float(rate.group(3)), "rss": rss,
+            "cpu": cpu}
 
 
 def main() -> None:
@@ -101,7 +103,8 @@ def main() -> None:
             r = predict(ckpt, clip, work / "out")
             results[(trained_at, clip.stem)] = r
             print(f"U-Net base 16 trained at {trained_at[0]}x{trained_at[1]}, {clip.stem} clip {SIZE[0]}x{SIZE[1]}: "
-                  f"{r['frames']} frames in {r['seconds']:.1f} s = {r['fps']:.2f} frames/s, peak RSS {r['rss']:.0f} MB")
+                  f"{r['frames']} frames in {r['seconds']:.1f} s = {r['fps']:.2f} frames/s, peak RSS {r['rss']:.0f} MB, "
+                  f"process CPU time {r['cpu']:.0f} s (start-up and model load included)")
     growth = results[((64, 128), "long")]["rss"] / results[((64, 128), "short")]["rss"]
     print(f"video_memory_growth: {growth:.3f}")
 
