@@ -94,14 +94,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from segkit import evaluation
+    from segkit import evaluation, video
 
     cfg, _ = config_from_args(PredictConfig, args)
-    written = evaluation.run_prediction(cfg)
-    if written and written[0].suffix == ".mp4":  # video (issue #20): the overlay video, then its label maps
-        maps = f" and {len(written) - 1} {cfg.format} label map(s) to {cfg.output}" if len(written) > 1 else ""
-        print(f"wrote {written[0]}{maps}")
+    if video.wants_video(cfg):  # video (issue #20): a clip, or a folder of frames with --video
+        print(video.describe(video.predict_video(cfg), cfg))
         return 0
+    written = evaluation.run_prediction(cfg)
     print(f"wrote {len(written)} {cfg.format} prediction(s) to {cfg.output}")
     return 0
 

@@ -116,11 +116,6 @@ def score_folder(cfg: EvalConfig) -> dict:
 
 def run_prediction(cfg: PredictConfig) -> list[Path]:
     """`segkit predict`: one PNG per input image, at its size, in the requested format."""
-    # video (issue #20): a clip, or a folder with --video, goes to segkit.video
-    from segkit import video
-
-    if video.wants_video(cfg):
-        return video.predict_video(cfg)
     images = list_images(cfg.img)
     out_dir = Path(cfg.output)
     targets = [out_dir / prediction_name(p, cfg.format) for p in images]

@@ -4,7 +4,8 @@ optionally one label map per frame. Streamed: one decoded frame in memory at a t
 
 PyAV (FFmpeg, with libx264, inside its wheel) decodes and encodes in-process; it is the optional
 extra `segkit[video]` (in `.[dev]`, so `make setup` installs it). Every prediction goes through
-`segkit.inference.load_predictor`, the same path as `segkit predict` on images.
+`segkit.inference.load_predictor`, the same path as `segkit predict` on images. `segkit predict`
+(cli.cmd_predict) sends a video input here (`wants_video`), images to the image path.
 """
 
 from __future__ import annotations
@@ -457,6 +458,12 @@ def predict_video(cfg: PredictConfig) -> list[Path]:
                       "; per-frame label maps: add --format trainIds, labelIds or overlay")
     maps = [out_dir / prediction_name(Path(f), frame_format) for f in _frame_names(clip, done.frames)] if frame_format else []
     return [done.overlay, *maps]
+
+
+def describe(written: list[Path], cfg: PredictConfig) -> str:
+    """`segkit predict`'s last line for a video: the overlay and how many label maps."""
+    maps = f" and {len(written) - 1} {cfg.format} label map(s) to {cfg.output}" if len(written) > 1 else ""
+    return f"wrote {written[0]}{maps}"
 
 
 def _is_frame_map(name: str, clip: str, fmt: str) -> bool:

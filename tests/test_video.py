@@ -21,7 +21,7 @@ from segkit import video
 from segkit.cli import main
 from segkit.config import PredictConfig
 from segkit.errors import SegkitError
-from segkit.evaluation import run_prediction
+from segkit.evaluation import run_prediction  # the per-image path (segkit predict on images)
 from segkit.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
 from segkit.viz import overlay
 
@@ -79,6 +79,11 @@ def per_image_predict(checkpoint: str, frames: list[np.ndarray], names: list[str
     return folder / "preds"
 
 
+def predict(cfg: PredictConfig) -> list[Path]:
+    """What `segkit predict` does with a config (cli.cmd_predict): a video to segkit.video, else images."""
+    return video.predict_video(cfg) if video.wants_video(cfg) else run_prediction(cfg)
+
+
 def read_png(path: Path) -> np.ndarray:
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert array is not None, path
@@ -129,8 +134,8 @@ def test_frames_of_a_folder_with_video_and_fps_in_natural_order(tmp_path, kitti_
     for i, image in enumerate(kitti_frames, start=1):  # f1 ... f12: sorted as text, f10 would come second
         cv2.imwrite(str(folder / f"f{i}_leftImg8bit.png"), image[..., ::-1])
     with pytest.raises(SegkitError, match=r"no frame rate of its own; pass --fps \(e.g. --fps 10 for KITTI"):
-        run_prediction(PredictConfig(checkpoint=checkpoint, img=str(folder), video=True, output=str(tmp_path / "x")))
-    written = run_prediction(PredictConfig(checkpoint=checkpoint, img=str(folder), video=True, fps=10,
+        predict(PredictConfig(checkpoint=checkpoint, img=str(folder), video=True, output=str(tmp_path / "x")))
+    written = predict(PredictConfig(checkpoint=checkpoint, img=str(folder), video=True, fps=10,
                                            output=str(tmp_path / "out"), format="labelIds", device="cpu"))
     assert written[0] == tmp_path / "out" / "seq_overlay.mp4"
     assert [p.name for p in written[1:]] == [f"f{i}_labelIds.png" for i in range(1, 13)]  # named as predict names images
@@ -167,7 +172,7 @@ def test_a_rotation_tag_is_applied_so_the_model_sees_the_frame_upright(tmp_path,
     set_display_rotation(clip, clockwise=90)
     with av.open(str(clip)) as container:
         assert next(container.decode(video=0)).rotation == -90  # FFmpeg reads the tag
-    written = run_prediction(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"),
+    written = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"),
                                            format="trainIds", device="cpu"))
     shown, _, stream = decode(written[0])
     assert (stream.height, stream.width) == SIZE and read_png(written[1]).shape == SIZE  # upright, as players show it
@@ -181,7 +186,7 @@ def test_a_rotation_tag_is_applied_so_the_model_sees_the_frame_upright(tmp_path,
 def test_variable_frame_rate_keeps_every_frames_time(tmp_path, kitti_frames, checkpoint):
     pts = [0, 100, 150, 400, 433, 700]  # ms: a phone's clip when the light drops
     clip = encode(tmp_path / "vfr.mp4", kitti_frames[:6], rate=10, pts=pts, time_base=Fraction(1, 1000))
-    written = run_prediction(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"),
+    written = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"),
                                            device="cpu"))
     assert len(written) == 1  # --format color: the video alone
     _, times, _ = decode(written[0])
@@ -192,7 +197,7 @@ def test_odd_sizes_keep_their_size_as_444_with_a_warning(tmp_path, kitti_frames,
     frames = [f[:127, :383] for f in kitti_frames[:3]]
     clip = encode(tmp_path / "odd.mp4", frames)
     with caplog.at_level(logging.WARNING, logger="segkit"):
-        (out,) = run_prediction(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "o"),
+        (out,) = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "o"),
                                               device="cpu"))
     shown, _, stream = decode(out)
     assert shown[0].shape == (127, 383, 3) and stream.codec_context.pix_fmt == "yuv444p"
@@ -263,8 +268,7 @@ def test_memory_stays_flat_along_the_clip(tmp_path, kitti_frames):
 
 
 def _predict(tmp_path: Path, checkpoint: str, img: Path, **kw) -> list[Path]:
-    return run_prediction(PredictConfig(checkpoint=checkpoint, img=str(img), output=str(tmp_path / "out"),
-                                        device="cpu", **kw))
+    return predict(PredictConfig(checkpoint=checkpoint, img=str(img), output=str(tmp_path / "out"), device="cpu", **kw))
 
 
 def test_damaged_and_mislabelled_files_say_what_they_are_and_the_fix(tmp_path, kitti_frames, checkpoint):
