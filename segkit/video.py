@@ -449,7 +449,7 @@ def predict_video(cfg: PredictConfig) -> list[Path]:
     if existing and not cfg.overwrite:
         raise SegkitError(f"{len(existing)} output file(s) of this video already exist in {out_dir} (e.g. "
                           f"{existing[0].name}); choose another --output or pass --overwrite to replace them")
-    predict = load_predictor(Path(cfg.checkpoint), cfg.backend, cfg.inference, cfg.device)
+    predict = load_predictor(cfg.checkpoint, cfg.backend, cfg.inference, cfg.device)  # a file or (main) a released model id
     out_dir.mkdir(parents=True, exist_ok=True)
     done = predict_clip(clip, predict, out_dir, frame_format)
     progress.log.info("%s: %d frame(s) in %.1f s (%.1f frames/s, %s inference, %s backend) -> %s%s", clip.source.name,
