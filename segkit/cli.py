@@ -50,11 +50,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from segkit.inference import run_prediction
+    from segkit import predict
 
     cfg, _ = config_from_args(PredictConfig, args)
-    written = run_prediction(cfg)
-    print(f"wrote {len(written)} {cfg.format} prediction(s) to {cfg.output}")
+    print(predict.describe(predict.run_prediction(cfg), cfg))
     return 0
 
 

@@ -203,21 +203,24 @@ class PredictConfig:
     """`segkit predict`: segment an image or a folder, at each input's own size."""
 
     checkpoint: str = ""  # checkpoint file (best_model.pth: it carries the model's architecture) or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
-    img: str = ""  # image file or folder of images
+    img: str = ""  # image file or folder of images, or a video (.mp4, .mov, .avi, .mkv, .webm) -> <name>_overlay.mp4
     output: str = "runs/predictions"  # folder for the prediction PNGs
-    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format)
+    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video: also one PNG per frame, except color (the overlay video shows it)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx, needs onnxruntime)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
+    video: bool = False  # read the --img folder as the frames of one video (sorted by name), not as separate images
+    fps: float = 0.0  # frames/s of a --video folder of frames (KITTI 10, Cityscapes sequences 17); a video file keeps its own
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        check_non_negative(self, "fps")
         check_choice("format", self.format, PREDICT_FORMATS)
         check_choice("inference", self.inference, INFERENCE_MODES)
         check_choice("backend", self.backend, BACKENDS)
         check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
-        check_required(self, "img", "an image file or a folder of images")
+        check_required(self, "img", "an image file, a folder of images, or a video")
 
 
 @dataclass(frozen=True)

@@ -3,25 +3,21 @@ TTA) at the input's own size, argmax; with PyTorch or onnxruntime behind the sam
 
 Training's validation, `segkit evaluate`, `segkit predict`, the notebooks and TensorBoard all
 predict through `infer` (tensors) or `predict_image` (an RGB array in, trainIds out).
-`run_prediction` is `segkit predict`: images in, one PNG per image out.
+`segkit predict` itself (images, folders, videos in; files out) is `segkit.predict`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit import progress, runtime
-from segkit.config import PredictConfig
-from segkit.data.cityscapes import read_image
+from segkit import runtime
 from segkit.data.layouts import IMAGE_ENDINGS
 from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
@@ -229,28 +225,3 @@ def encode_prediction(pred: np.ndarray, image: np.ndarray, fmt: str) -> np.ndarr
     if fmt == "overlay":
         return overlay(image, pred)
     raise SegkitError(f"format must be color, overlay, trainIds or labelIds; got {fmt!r}")
-
-
-def run_prediction(cfg: PredictConfig) -> list[Path]:
-    """`segkit predict`: one PNG per input image, at its size, in the requested format."""
-    images = list_images(cfg.img)
-    out_dir = Path(cfg.output)
-    targets = [out_dir / prediction_name(p, cfg.format) for p in images]
-    clobber = [t for t in targets if t.exists()]
-    if clobber and not cfg.overwrite:
-        raise SegkitError(
-            f"{len(clobber)} prediction file(s) already exist in {out_dir} (e.g. {clobber[0].name}); "
-            "choose another --output or pass --overwrite to replace them"
-        )
-    predict = load_predictor(Path(cfg.checkpoint), cfg.backend, cfg.inference, cfg.device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    for path, target in progress.bar(list(zip(images, targets)), desc="predict", unit="img"):
-        image = read_image(path)
-        array = encode_prediction(predict(image), image, cfg.format)
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-        if not cv2.imwrite(str(target), array):
-            raise SegkitError(f"could not write {target}; is {out_dir} writable?")
-    runtime.log.info("%d image(s) in %.1f s (%s inference, %s backend)", len(images), time.perf_counter() - start,
-                     cfg.inference, cfg.backend)
-    return targets
