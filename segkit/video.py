@@ -26,8 +26,7 @@ from segkit.config import PredictConfig
 from segkit.data.cityscapes import read_image
 from segkit.errors import SegkitError
 from segkit.inference import IMAGE_EXTENSIONS, encode_prediction, load_predictor, prediction_name
-from segkit.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
-from segkit.viz import overlay
+from segkit.viz import draw_legend, overlay
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
 INSTALL_HINT = "pip install 'segkit[video]' (PyAV, which brings its own FFmpeg)"
@@ -294,62 +293,6 @@ class OverlayWriter:
             self.container.close()
         finally:
             self.tmp.unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------------- legend
-
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-@dataclass(frozen=True)
-class _Legend:
-    """Where each class's swatch and name go in the band at the bottom of a frame of one size."""
-
-    px: int  # swatch side = text cap height, pixels
-    scale: float  # cv2 font scale giving that height
-    thick: int  # stroke width
-    pad: int
-    top: int  # first row of the band
-    places: tuple[tuple[int, int], ...]  # (x, y of the swatch's top) per trainId
-
-
-def _legend(h: int, w: int) -> _Legend:
-    """All 19 classes in fixed places (nothing jumps between frames), rows wrapped to the width.
-    Text height follows the frame's height: 9 px at 256 rows (the smallest Hershey text that stays
-    readable), 30 px at 1080."""
-    px = max(9, round(h / 36))
-    scale, thick, pad = px / 22, max(1, round(px / 12)), max(2, px // 3)
-    places, x, row = [], pad, 0
-    for name in CLASS_NAMES:
-        width = px + pad + cv2.getTextSize(name, _FONT, scale, thick)[0][0] + 2 * pad
-        if x + width > w - pad and x > pad:
-            x, row = pad, row + 1
-        places.append((x, row))
-        x += width
-    line = px + 2 * pad
-    top = max(0, h - (row + 1) * line - pad)
-    return _Legend(px, scale, thick, pad, top, tuple((x, top + pad + r * line) for x, r in places))
-
-
-def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """A band at the bottom of the frame naming every class's colour; classes absent from `pred` are dimmed.
-
-    Shape: image (H, W, 3) uint8, pred (h, w) trainIds (any size: only which classes occur is read)
-    -> (H, W, 3) uint8.
-    """
-    h, w = image.shape[:2]
-    lg = _legend(h, w)
-    present = np.bincount(pred.ravel(), minlength=256)[:NUM_CLASSES] > 0
-    out = image.copy()
-    out[lg.top :] = (out[lg.top :] * 0.35).astype(np.uint8)  # darkened, the picture still shows through
-    for c, (x, y) in enumerate(lg.places):
-        colour = PALETTE[c].astype(int) if present[c] else PALETTE[c] * 0.3 + 60
-        text = (255, 255, 255) if present[c] else (120, 120, 120)
-        cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), tuple(int(v) for v in colour), -1)
-        cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), text, 1)
-        cv2.putText(out, CLASS_NAMES[c], (x + lg.px + lg.pad, y + lg.pad + lg.px), _FONT, lg.scale, text, lg.thick,
-                    cv2.LINE_AA)
-    return out
 
 
 # ----------------------------------------------------------------------------- predicting

@@ -4,13 +4,15 @@ frequencies, curves, confusion matrices."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from segkit.files import atomic_write
-from segkit.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, train_to_color
+from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, train_to_color
 
 if TYPE_CHECKING:  # matplotlib, pandas and seaborn are imported where they are used (slow imports)
     import pandas as pd
@@ -307,3 +309,59 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"), binary=True)
+
+
+# ----------------------------------------------------------------------------- a frame's class legend (videos)
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class LegendLayout:
+    """Where each class's swatch and name go in the band at the bottom of a frame of one size."""
+
+    px: int  # swatch side = text cap height, pixels
+    scale: float  # cv2 font scale giving that height
+    thick: int  # stroke width
+    pad: int
+    top: int  # first row of the band
+    places: tuple[tuple[int, int], ...]  # (x, y of the swatch's top) per trainId
+
+
+def legend_layout(h: int, w: int) -> LegendLayout:
+    """All 19 classes in fixed places (nothing jumps between frames), rows wrapped to the width.
+    Text height follows the frame's height: 9 px at 256 rows (the smallest Hershey text that stays
+    readable), 30 px at 1080."""
+    px = max(9, round(h / 36))
+    scale, thick, pad = px / 22, max(1, round(px / 12)), max(2, px // 3)
+    places, x, row = [], pad, 0
+    for name in CLASS_NAMES:
+        width = px + pad + cv2.getTextSize(name, _FONT, scale, thick)[0][0] + 2 * pad
+        if x + width > w - pad and x > pad:
+            x, row = pad, row + 1
+        places.append((x, row))
+        x += width
+    line = px + 2 * pad
+    top = max(0, h - (row + 1) * line - pad)
+    return LegendLayout(px, scale, thick, pad, top, tuple((x, top + pad + r * line) for x, r in places))
+
+
+def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """A band at the bottom of the frame naming every class's colour; classes absent from `pred` are dimmed.
+
+    Shape: image (H, W, 3) uint8, pred (h, w) trainIds (any size: only which classes occur is read)
+    -> (H, W, 3) uint8.
+    """
+    h, w = image.shape[:2]
+    lg = legend_layout(h, w)
+    present = np.bincount(pred.ravel(), minlength=256)[:NUM_CLASSES] > 0
+    out = image.copy()
+    out[lg.top :] = (out[lg.top :] * 0.35).astype(np.uint8)  # darkened, the picture still shows through
+    for c, (x, y) in enumerate(lg.places):
+        colour = PALETTE[c].astype(int) if present[c] else PALETTE[c] * 0.3 + 60
+        text = (255, 255, 255) if present[c] else (120, 120, 120)
+        cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), tuple(int(v) for v in colour), -1)
+        cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), text, 1)
+        cv2.putText(out, CLASS_NAMES[c], (x + lg.px + lg.pad, y + lg.pad + lg.px), _FONT, lg.scale, text, lg.thick,
+                    cv2.LINE_AA)
+    return out

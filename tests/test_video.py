@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segkit import video
+from segkit import video, viz
 from segkit.cli import main
 from segkit.config import PredictConfig
 from segkit.errors import SegkitError
@@ -123,7 +123,7 @@ def test_clip_gives_an_overlay_video_and_label_maps_equal_to_per_image_predict(
 
     # What the video shows is that prediction blended over the frame, with the legend (H.264: close, not equal).
     preds = [read_png(tmp_path / "out" / n) for n in written]
-    expected = video.draw_legend(overlay(decoded[3], preds[3]), preds[3]).astype(int)
+    expected = viz.draw_legend(overlay(decoded[3], preds[3]), preds[3]).astype(int)
     error = np.abs(shown[3].astype(int) - expected).mean()
     assert error < 4 and error < np.abs(shown[3].astype(int) - decoded[3]).mean() / 3  # the blend, not the bare frame
 
@@ -178,7 +178,7 @@ def test_a_rotation_tag_is_applied_so_the_model_sees_the_frame_upright(tmp_path,
     assert (stream.height, stream.width) == SIZE and read_png(written[1]).shape == SIZE  # upright, as players show it
     with av.open(str(written[0])) as container:
         assert next(container.decode(video=0)).rotation == 0  # and not turned a second time
-    legend_top = video._legend(*SIZE).top
+    legend_top = viz.legend_layout(*SIZE).top
     error = np.abs(shown[0][:legend_top].astype(int) - overlay(kitti_frames[0], read_png(written[1]))[:legend_top])
     assert error.mean() < 6
 
@@ -215,7 +215,7 @@ def test_ntsc_rates_are_exact_fractions():
 
 @pytest.mark.parametrize("h, w, band", [(256, 512, 0.19), (1080, 1920, 0.11), (720, 1280, 0.10), (128, 384, 0.38)])
 def test_legend_fits_the_frame_and_stays_readable(h, w, band):
-    lg = video._legend(h, w)
+    lg = viz.legend_layout(h, w)
     assert lg.px >= 9 and lg.px == max(9, round(h / 36))  # text at least 9 px high (Hershey's smallest readable)
     assert h - lg.top <= band * h  # the band's share of the picture (below 256 rows text cannot shrink further)
     widths = [lg.px + lg.pad + cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, lg.scale, lg.thick)[0][0] for n in CLASS_NAMES]
@@ -231,8 +231,8 @@ def test_legend_shows_present_classes_in_their_colour_and_dims_the_rest():
     image = np.full((256, 512, 3), 200, np.uint8)
     pred = np.zeros((256, 512), np.uint8)  # road everywhere ...
     pred[:50, :50] = 13  # ... and a car
-    out = video.draw_legend(image, pred)
-    lg = video._legend(256, 512)
+    out = viz.draw_legend(image, pred)
+    lg = viz.legend_layout(256, 512)
     for c in range(NUM_CLASSES):
         x, y = lg.places[c]
         swatch = out[y + lg.pad + lg.px // 2, x + lg.px // 2]
