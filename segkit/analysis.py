@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from segkit import runtime
-from segkit.data.cityscapes import read_image, read_label
+from segkit.data.cityscapes import read_sample
 from segkit.data.discover import Sample
 from segkit.data.layouts import AUTO
 from segkit.errors import CheckpointError
@@ -129,8 +129,8 @@ def triptychs(run: LoadedRun, samples: Sequence[Sample], inference: str = "whole
     """
     out = []
     for sample in samples:
-        image = read_image(sample.image)
-        item = {"image": image, "target": read_label(sample.label, sample.label_format),
+        image, target = read_sample(sample)
+        item = {"image": image, "target": target,
                 "pred": predict_image(run.model, run.ckpt, image, inference), "name": sample.stem}
         if scores is not None and sample.stem in scores:
             item["miou"] = scores[sample.stem]

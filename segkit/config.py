@@ -39,9 +39,11 @@ EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
-LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "glob")
-LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds")  # what label files hold; auto = from their names
-DATA_FIELDS = ("data_root", "layout", "image_glob", "label_glob", "label_format")  # where the data is and how it sits
+LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "image-pairs", "glob")
+# What label files hold; auto = from their names; pairColor = an image pair's right half (segkit.data.pairs).
+LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds", "pairColor")
+DATA_FIELDS = ("data_root", "layout", "image_glob", "label_glob", "label_format", "color_tolerance")  # where the data is and how it sits
+PAIR_INPUTS = ("auto", "on", "off")  # segkit predict: are --img files image pairs (photo | colour mask)?
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,11 @@ class TrainConfig:
     """Everything `segkit train` and notebook 02 need; presets fill fields left at their default."""
 
     data_root: str = ""  # data set root, "" = auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
     train_split: str = "train"  # split to train on (KITTI: training)
     val_split: str = "val"  # split to validate and score the best model on (KITTI has only training: training)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
@@ -158,10 +161,11 @@ class EvalConfig:
     run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
     checkpoint: str = ""  # checkpoint file, "" = <run_dir>/best_model.pth
     data_root: str = ""  # data set root, "" = the data the checkpoint was trained on (else auto, as for training)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
     format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
@@ -195,10 +199,12 @@ class PredictConfig:
     backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx, needs onnxruntime)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
+    pairs: str = "auto"  # are the images pairs (photo left, colour mask right: Kaggle's Cityscapes Image Pairs)? auto (when the checkpoint trained on pairs and the file is one), on (predict each file's left half), off (the whole file)
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
         _check_choice("format", self.format, PREDICT_FORMATS)
+        _check_choice("pairs", self.pairs, PAIR_INPUTS)
         _check_choice("inference", self.inference, INFERENCE_MODES)
         _check_choice("backend", self.backend, ("torch", "onnx"))
         if not self.checkpoint:
@@ -229,10 +235,11 @@ class ExploreConfig:
     """Notebook 01: what is in the data."""
 
     data_root: str = ""  # data set root, "" = auto (as for training)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
     num_samples: int = 6  # images in the sample grid
     max_images: int = 0  # images per split read for statistics and checks, 0 = all
     class_weights: str = "median"  # weighting shown next to the class frequencies
@@ -251,10 +258,11 @@ class VisualizeConfig:
 
     run_dir: str = "runs/train"  # training run to visualise
     data_root: str = ""  # data set root, "" = the one the run was trained on
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
     split: str = "val"  # split to draw samples from
     num_samples: int = 4  # triptychs (input / ground truth / prediction)
     inference: str = "whole"  # whole, slide, flip or ms
@@ -548,6 +556,7 @@ def check_data_fields(cfg: Any) -> None:
     """
     _check_choice("layout", cfg.layout, LAYOUTS)
     _check_choice("label_format", cfg.label_format, LABEL_FORMAT_CHOICES)
+    _check_pair_fields(cfg)
     globs = {"image_glob": cfg.image_glob, "label_glob": cfg.label_glob}
     if not any(globs.values()):
         if cfg.layout == "glob":
@@ -565,6 +574,23 @@ def check_data_fields(cfg: Any) -> None:
         raise ConfigError("image_glob and label_glob are read below data_root: give --data-root too")
     for name, pattern in globs.items():
         check_glob(name, pattern)
+
+
+def _check_pair_fields(cfg: Any) -> None:
+    """Image pairs: a sensible tolerance; one file is photo and mask, so one pattern and no id format."""
+    if not 0 < float(cfg.color_tolerance) <= 255:
+        raise ConfigError(f"color_tolerance must be > 0 and <= 255 (levels of colour distance), got {cfg.color_tolerance!r}; "
+                          "the default 20 suits JPEG pairs, a larger value decides more edge pixels and more of them wrongly")
+    if cfg.layout == "image-pairs" and cfg.label_format not in ("auto", "pairColor"):
+        raise ConfigError(f"layout image-pairs reads colour masks from the pair files, not {cfg.label_format} files: "
+                          "drop --label-format")
+    if cfg.label_format == "pairColor" and not cfg.image_glob and cfg.layout != "image-pairs":
+        raise ConfigError("label_format pairColor (image pairs) goes with --layout image-pairs, or with --image-glob and "
+                          "--label-glob naming the pair files (PNG pairs, other folders)")
+    if cfg.label_format == "pairColor" and cfg.image_glob != cfg.label_glob:
+        raise ConfigError("label_format pairColor reads photo and colour mask from one file (left and right half): "
+                          f"give image_glob and label_glob the same pattern, e.g. --image-glob '{cfg.image_glob or 'pairs/{split}/*.png'}' "
+                          f"--label-glob '{cfg.image_glob or 'pairs/{split}/*.png'}'")
 
 
 def check_glob(name: str, pattern: str) -> None:

@@ -16,9 +16,10 @@ import torch
 from segkit import progress, runtime
 from segkit.checkpoint import load_checkpoint
 from segkit.config import EvalConfig, PredictConfig
-from segkit.data.cityscapes import read_image
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, resolve_data_roots
+from segkit.data.inputs import PredictInputs
 from segkit.data.layouts import AUTO, Layout, layouts_for, layouts_of
+from segkit.data.pairs import trained_on_pairs
 from segkit.engine import evaluate_split
 from segkit.errors import SegkitError
 from segkit.files import write_json
@@ -71,7 +72,7 @@ def _recorded_roots(ckpt: dict) -> DataRoots | None:
 def _trained_on(ckpt: dict) -> tuple[str, tuple[Layout, ...]]:
     """The data_root and layouts of the checkpoint's training config (older checkpoints: auto)."""
     config = ckpt.get("config", {})
-    fields = {k: config[k] for k in ("layout", "image_glob", "label_glob", "label_format") if k in config}
+    fields = {k: config[k] for k in ("layout", "image_glob", "label_glob", "label_format", "color_tolerance") if k in config}
     return config.get("data_root", ""), layouts_for(**fields)
 
 
@@ -126,14 +127,19 @@ def run_prediction(cfg: PredictConfig) -> list[Path]:
             "choose another --output or pass --overwrite to replace them"
         )
     predict = load_predictor(Path(cfg.checkpoint), cfg.backend, cfg.inference, cfg.device)
+    # issue #20: photos as taken and image pairs; an unreadable file is named, the rest still predicted
+    inputs = PredictInputs(cfg.pairs, trained_on_pairs(load_checkpoint(Path(cfg.checkpoint), mmap=True)))
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for path, target in progress.bar(list(zip(images, targets)), desc="predict", unit="img"):
-        image = read_image(path)
+        image = inputs.read(path)  # as seen (EXIF), RGB; a pair's photo half; None: failed (logged)
+        if image is None:
+            continue
         array = encode_prediction(predict(image), image, cfg.format)
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
         if not cv2.imwrite(str(target), array):
             raise SegkitError(f"could not write {target}; is {out_dir} writable?")
     runtime.log.info("%d image(s) in %.1f s (%s inference, %s backend)", len(images), time.perf_counter() - start,
                      cfg.inference, cfg.backend)
+    inputs.finish(len(images), out_dir)  # issue #20: raises counting the files that failed
     return targets

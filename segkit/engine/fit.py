@@ -14,6 +14,7 @@ from segkit.config import TrainConfig
 from segkit.data.discover import DataRoots, list_samples, resolve_data_roots
 from segkit.data.layouts import layouts_of
 from segkit.data.loaders import build_cache, build_loaders
+from segkit.data.pairs import protocol_fields
 from segkit.engine.loop import (
     check_finite_weights,
     data_name,
@@ -89,7 +90,8 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                     with budget.timed():
                         ev = evaluate(model=train_model, loader=val_loader, image_size=cfg.image_size,
                                       precision=precision, loss_fn=loss_fn)
-                        _record_validation(cfg, run, board, model, optim, ev, row, state, data_name(roots))
+                        _record_validation(cfg, run, board, model, optim, ev, row, state,
+                                           {"data": data_name(roots), **protocol_fields(val_loader.dataset.samples)})
                 state.history.append(row)  # a partial epoch's row is replaced when a resumed run completes it
                 state.status = reason or ("completed" if state.epoch >= cfg.epochs else "running")
                 with budget.timed():
@@ -139,7 +141,7 @@ def _validation_due(cfg: TrainConfig, result: dict, state: TrainState, reason: s
 
 
 def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None, model: nn.Module, optim: Optim,
-                       ev: dict, row: dict, state: TrainState, data: str) -> None:
+                       ev: dict, row: dict, state: TrainState, data: dict) -> None:
     """Metrics into the history row, the log and TensorBoard; best_model.pth; a plateau scheduler's step."""
     cm = ev["confusion"]
     row.update(val_loss=ev["val_loss"], miou=_finite(cm.miou()), mean_dice=_finite(cm.mean_dice()),
@@ -156,7 +158,7 @@ def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None,
         state.best_miou, state.best_epoch = miou, row["epoch"]
         resolution = "label" if cfg.eval_resolution == "label" else "train {}x{}".format(*cfg.image_size)
         protocol = make_protocol(resolution=resolution, inference="whole", split=cfg.val_split, images=ev["images"],
-                                 data=data)
+                                 **data)  # data set, and how image pairs' labels were decoded
         run.save_best(model, cm.summary(CLASS_NAMES, protocol), row["epoch"])
 
 

@@ -13,6 +13,7 @@ from segkit import progress, runtime
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.loaders import EpochSampler, collate
+from segkit.data.pairs import protocol_fields
 from segkit.data.transforms import MEAN, STD, eval_transform
 from segkit.engine.setup import (
     Optim,
@@ -267,7 +268,7 @@ def evaluate_split(
                   per_image=per_image)
     resolution = "label" if label_res else f"train {image_size[0]}x{image_size[1]}"
     protocol = make_protocol(resolution=resolution, inference=inference, split=split, images=ev["images"],
-                             data=data_name(roots), input=input_scaling(image_size))
+                             data=data_name(roots), input=input_scaling(image_size), **protocol_fields(samples))
     summary = ev["confusion"].summary(CLASS_NAMES, protocol)
     summary["seconds"] = ev["seconds"]
     summary["confusion_matrix"] = ev["confusion"].mat.cpu().tolist()
