@@ -53,12 +53,12 @@ def read_photo(path: str | Path) -> np.ndarray:
         raise DataError(f"image file not found: {path}. Fix: re-run discovery (the data set changed on disk) "
                         "or check the path.") from None
     except UnidentifiedImageError:
-        raise DataError(_unreadable(path, "it is not an image file Pillow can read (or it is corrupt)")) from None
+        raise DataError(_unreadable(path, "not an image file Pillow can read")) from None
     except Image.DecompressionBombError as err:
         raise DataError(f"image {path} is too large to decode safely ({err}). Fix: downscale it first, e.g. to "
                         "4000 pixels on its long side.") from None
     except (OSError, SyntaxError, ValueError) as err:  # Pillow's errors for damaged data
-        raise DataError(_unreadable(path, f"decoding it failed: {err}")) from None
+        raise DataError(_unreadable(path, str(err))) from None
 
 
 def photo_size(path: str | Path) -> tuple[int, int]:
@@ -88,8 +88,9 @@ def _orientation(im: Image.Image) -> int:
 
 def _unreadable(path: Path, why: str) -> str:
     size = path.stat().st_size if path.is_file() else 0
-    return (f"cannot read image {path} ({size} bytes): {why}. Expected a complete PNG/JPEG. "
-            "Fix: re-extract or re-download it (a copy that stopped half-way is truncated), or remove it.")
+    return (f"cannot decode image file {path} ({size} bytes): it is corrupt or truncated ({why}); expected a "
+            "complete image file (PNG, JPEG, ...). Fix: re-extract or re-download it (a copy that stopped half-way "
+            "is truncated), or remove it.")
 
 
 def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
