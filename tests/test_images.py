@@ -159,6 +159,29 @@ def test_corrupt_and_truncated_files_name_themselves(name, damage, words, tmp_pa
     assert str(tmp_path / name) in str(err.value) and "Fix:" in str(err.value)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_both_decoders_give_pillows_pixels(suffix, tmp_path):
+    """Plain RGB PNGs and complete JPEGs are decoded by OpenCV, the rest by Pillow: the same pixels."""
+    noise = np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / f"plain{suffix}", quality=90)
+    reference = np.asarray(Image.open(tmp_path / f"plain{suffix}").convert("RGB"))
+    assert (read_photo(tmp_path / f"plain{suffix}") == reference).all()
+    (tmp_path / f"tail{suffix}").write_bytes((tmp_path / f"plain{suffix}").read_bytes() + b"maker notes after the end")
+    assert (read_photo(tmp_path / f"tail{suffix}") == reference).all()  # a JPEG with data after its end: Pillow's path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_of_a_png_as_a_viewer_shows_it(orientation, tmp_path):
+    from PIL import ImageOps
+
+    stored = marked()
+    path = tmp_path / "o.png"
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = orientation
+    Image.fromarray(stored).save(path, exif=exif)  # lossless: pixel for pixel
+    assert (read_photo(path) == np.asarray(ImageOps.exif_transpose(Image.open(path)))).all()
+
+
 def test_opencv_would_have_taken_the_truncated_jpeg(tmp_path):
     """Why segkit reads photos with Pillow: OpenCV returns a truncated JPEG, grey where data is missing."""
     buf = io.BytesIO()

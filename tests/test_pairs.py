@@ -296,6 +296,7 @@ def test_train_evaluate_predict_on_pairs_carry_the_protocol(tmp_path):
     note = "labels decoded from 64x64 JPEG colour masks (image pairs, color_tolerance 20): not comparable"
     assert metrics["protocol"]["labels"].startswith(note) and note in text  # and in the printed protocol line
     assert json.loads((run / "config.json").read_text())["data"]["layout"]["name"] == "image-pairs"
+    assert "each photo half is" not in text  # 32x64 is covered by the 64x64 halves as they are: nothing to say
     best = __import__("torch").load(run / "best_model.pth", weights_only=True)["metrics"]["protocol"]
     assert best["labels"].startswith(note)  # the numbers of the best epoch carry it too
     # segkit predict on the val pairs: the photo half predicted, written at the half's size, named <n>
@@ -357,6 +358,10 @@ def test_a_notebook_reads_pairs_through_the_same_reader(tmp_path):
     assert row["pixels"] == 64 * 64 and 0 < row["far from every colour %"] < 50
     assert row["train classes %"] + row["void colours %"] + row["far from every colour %"] == pytest.approx(100)
     assert decoding_table({"val": list_samples(find_data_roots(KITTI_MINI), "val")}).empty  # id files: nothing decoded
+    from segkit.data.pairs import size_note
+
+    assert "each photo half is 64x64" in size_note(samples["train"], (256, 512))
+    assert "resizes it to 512x512 to cover it (8x); --image-size 64 64" in size_note(samples["train"], (256, 512))
 
 
 def test_read_label_decodes_a_pair_with_the_tolerance_given(tmp_path):

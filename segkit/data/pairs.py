@@ -219,6 +219,21 @@ def protocol_fields(samples: Sequence[Any]) -> dict[str, str]:
     return {"labels": note} if note else {}
 
 
+def size_note(samples: Sequence[Any], image_size: Sequence[int]) -> str:
+    """What `image_size` does to image pairs' photo halves, when it resizes them ("" otherwise)."""
+    pair = next((s for s in samples if is_pair_sample(s)), None)
+    if pair is None:
+        return ""
+    with Image.open(pair.image) as im:
+        h, w = im.height, im.width // 2
+    scale = max(image_size[0] / h, image_size[1] / w)  # the resize that covers image_size, aspect kept
+    if scale == 1:
+        return ""
+    return (f"image pairs: each photo half is {h}x{w} (for Kaggle's, the scene squashed to half its width); "
+            f"image_size {image_size[0]}x{image_size[1]} resizes it to {round(h * scale)}x{round(w * scale)} to cover it "
+            f"({scale:g}x); --image-size {h} {w} trains at the halves' own size")
+
+
 def decoding_counts(samples: Sequence[Any]) -> dict[str, int]:
     """Pixels of the pair samples' masks by outcome: {"pixels", "classes", "void", "far", "pairs"}."""
     counts = dict.fromkeys(("pairs", "pixels", "classes", "void", "far"), 0)
