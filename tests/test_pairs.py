@@ -369,3 +369,30 @@ def test_read_label_decodes_a_pair_with_the_tolerance_given(tmp_path):
     path = root / "val" / "1.jpg"
     loose, strict = read_label(path, PAIR_FORMAT), read_label(path, PAIR_FORMAT, color_tolerance=2)
     assert loose.shape == (64, 64) and (strict == 255).sum() > (loose == 255).sum()
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_on_image_pairs_and_shows_what_was_undecided(tmp_path, monkeypatch):
+    """Notebook 01 headless (papermill) on a pairs set. Notebooks 02-04 call what the tests above run on
+    pairs (training, evaluate_checkpoint, load_run, triptychs); all four were run on pairs by hand."""
+    import nbformat
+    import papermill
+
+    root = conftest.write_image_pairs(tmp_path / "input" / "cityscapes_data", {"train": 4, "val": 2})
+    monkeypatch.setenv("SEGKIT_SMOKE", "1")
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "01.ipynb"
+    papermill.execute_notebook(str(repo / "notebooks" / "01_explore_data.ipynb"), str(out), kernel_name="python3",
+                               parameters={"data_root": str(root.parent)}, cwd=str(repo), progress_bar=False)
+    text = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                   for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+    assert "Image Pairs" in text and "pairColor" in text  # found without flags, read as pairs
+    assert "far from every colour %" in text and "no colour mask to decode" not in text
+
+
+def test_sample_figures_show_pairs_photo_halves(tmp_path):
+    from segkit.viz import plot_samples
+
+    root = conftest.write_image_pairs(tmp_path / "cityscapes_data", {"train": 2, "val": 1})
+    fig = plot_samples(list_samples(find_data_roots(root), "train"), 2)
+    assert fig.axes[0].images[0].get_array().shape == (64, 64, 3)  # the photo half, not the whole pair
