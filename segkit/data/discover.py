@@ -298,8 +298,8 @@ def _pair_roots(layout: Layout, root: Path, dirs: dict[str, list[Path]], named: 
     )
 
     for folder in [d for name in layout.root_names for d in dirs.get(name, [])] + [root]:
-        firsts = [f for split in sorted(split_names(folder, layout.images))
-                  if (f := next(iter(sorted(folder.glob(fill_split(layout.images, split)))), None))]
+        firsts = [f for split in sorted(split_names(folder, layout.images))  # one file per split folder, any one:
+                  if (f := next(folder.glob(fill_split(layout.images, split)), None))]  # a big folder is not listed
         problems = [(f, check_pair_file(f)) for f in firsts]  # judged at the default tolerance it was tuned at
         if firsts and not any(problem for _, problem in problems):
             return DataRoots(folder, folder, layout=layout)
