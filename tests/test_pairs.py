@@ -219,7 +219,7 @@ def test_photos_in_a_pairs_folder_are_not_taken_for_pairs(tmp_path):
             Image.fromarray(photo).save(root / split / f"{i}.jpg")
     with pytest.raises(DataError, match="no usable data under the data_root"):
         find_data_roots(root)
-    with pytest.raises(DataError, match=r"(?s)cityscapes_data/train/[12]\\.jpg is not an image pair: its right half is "
+    with pytest.raises(DataError, match=r"(?s)cityscapes_data/train/[12]\.jpg is not an image pair: its right half is "
                                         r"no colour mask.*Expected each file.*Fix:"):
         find_data_roots(root, layouts=layouts_for("image-pairs"))
 
