@@ -63,7 +63,8 @@ def _palette() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 PAIR_COLORS, PAIR_TRAIN_IDS, PAIR_COLOR_NAMES = _palette()  # (29, 3), (29,), 29 names
-_PALETTE_YCC = PAIR_COLORS.astype(np.float64) @ _YCC.T  # (29, 3)
+_SCALE = np.array([1.0, np.sqrt(CHROMA_WEIGHT), np.sqrt(CHROMA_WEIGHT)])  # chroma counted half: plain distance after
+_PALETTE_SCALED = ((PAIR_COLORS.astype(np.float64) @ _YCC.T) * _SCALE).astype(np.float32)  # (29, 3)
 _BLACK = np.all(PAIR_COLORS == 0, axis=1)  # (29,): the void labels' shared black
 
 
@@ -83,12 +84,14 @@ def nearest_colors(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     flat = rgb.reshape(-1, 3).astype(np.int32)
     packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-    colors, inverse = np.unique(packed, return_inverse=True)  # a JPEG'd mask has a few thousand colours
-    ycc = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], axis=1).astype(np.float64) @ _YCC.T
-    diff = ycc[:, None, :] - _PALETTE_YCC[None]  # (U, 29, 3)
-    d2 = diff[..., 0] ** 2 + CHROMA_WEIGHT * (diff[..., 1] ** 2 + diff[..., 2] ** 2)
+    colors, inverse = np.unique(packed, return_inverse=True)  # a JPEG'd 256x256 mask: ~16k colours
+    rgb_u = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], axis=1).astype(np.float64)
+    ycc = ((rgb_u @ _YCC.T) * _SCALE).astype(np.float32)  # (U, 3), chroma scaled: plain distance from here
+    d2 = (ycc[:, :1] - _PALETTE_SCALED[None, :, 0]) ** 2  # (U, 29), channel by channel: no BLAS, no (U, 29, 3)
+    d2 += (ycc[:, 1:2] - _PALETTE_SCALED[None, :, 1]) ** 2
+    d2 += (ycc[:, 2:3] - _PALETTE_SCALED[None, :, 2]) ** 2
     index = d2.argmin(axis=1)
-    distance = np.sqrt(d2[np.arange(len(colors)), index]).astype(np.float32)
+    distance = np.sqrt(d2[np.arange(len(colors)), index])
     shape = rgb.shape[:2]
     return index.astype(np.uint8)[inverse].reshape(shape), distance[inverse].reshape(shape)
 
