@@ -105,7 +105,7 @@ IMAGE_PAIRS = Layout(
     expected=(
         "expected layout (as in Kaggle's Cityscapes Image Pairs, pix2pix's cityscapes set):\n"
         "  <root>/cityscapes_data/{train,val}/<n>.jpg  (also nested: cityscapes_data/cityscapes_data/...),\n"
-        "  or <root>/{train,val}/<n>.jpg with --layout image-pairs;\n"
+        "  or <root>/{train,val}/<n>.jpg in a folder of any name (found by the files' content, or --layout image-pairs);\n"
         "  each file the photo on its left half and the Cityscapes colour mask on its right half\n"
         "  (PNG pairs or other folders: --image-glob and --label-glob, the same pattern, --label-format pairColor)"
     ),
