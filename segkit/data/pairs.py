@@ -8,9 +8,9 @@ colour mask (what `*_gtFine_color.png` shows) on the right, both squashed from 2
 
 - the nearest of the 29 distinct colours of the 34 labels, by the distance
   sqrt(dY^2 + (dCb^2 + dCr^2) / 4) in JPEG's own YCbCr space: JPEG keeps chroma at a quarter of
-  the resolution and quantises it harder, so a chroma difference counts half. On kitti-mini pairs
-  this leaves fewer pixels undecided and fewer decided wrong than plain RGB distance at every
-  tolerance tried (benchmarks/pair_decoder.py);
+  the resolution and quantises it harder, so a chroma difference counts half. On kitti-mini pairs,
+  for the same share of pixels left undecided, it decides fewer wrong than plain RGB distance
+  (benchmarks/README.md);
 - farther than `color_tolerance` (default 20 levels) from every colour: 255, counted "far" (JPEG
   ringing at edges, and the blends of two classes the squash made there);
 - the colour of a label that is not one of the 19 train classes: 255, counted "void" (black is
