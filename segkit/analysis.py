@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from segkit import runtime
-from segkit.data.cityscapes import read_image, read_label
+from segkit.data.cityscapes import read_sample
 from segkit.data.discover import Sample
 from segkit.data.layouts import AUTO
 from segkit.errors import CheckpointError
@@ -29,7 +29,7 @@ from segkit.evaluation import (
     load_model,
 )
 from segkit.inference import predict_image
-from segkit.models import is_released
+from segkit.models import checkpoint_origin, is_released
 from segkit.models.released import EXAMPLE, derived_dir
 
 
@@ -45,6 +45,16 @@ class LoadedRun:
     ckpt: dict  # the checkpoint dict (image_size, normalization, epoch, ...)
     roots: Any  # DataRoots the evaluation reads
     device: Any  # torch.device
+
+    @property
+    def released(self) -> bool:
+        """A released model (no training run behind it: no history, no metrics.json)."""
+        return is_released(self.ckpt)
+
+    @property
+    def origin(self) -> str:
+        """Where the model came from, in one line (a run's epoch, or the released model's repo)."""
+        return checkpoint_origin(self.ckpt)
 
 
 def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", device: str = "auto",
@@ -138,8 +148,8 @@ def triptychs(run: LoadedRun, samples: Sequence[Sample], inference: str = "whole
     """
     out = []
     for sample in samples:
-        image = read_image(sample.image)
-        item = {"image": image, "target": read_label(sample.label, sample.label_format),
+        image, target = read_sample(sample)
+        item = {"image": image, "target": target,
                 "pred": predict_image(run.model, run.ckpt, image, inference), "name": sample.stem}
         if scores is not None and sample.stem in scores:
             item["miou"] = scores[sample.stem]

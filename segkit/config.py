@@ -41,8 +41,10 @@ PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
 BACKENDS = ("torch", "onnx")
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
-LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "glob")
-LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds")  # what label files hold; auto = from their names
+LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "image-pairs", "glob")
+# What label files hold; auto = from their names; pairColor = an image pair's right half (segkit.data.pairs).
+LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds", "pairColor")
+PAIR_INPUTS = ("auto", "on", "off")  # segkit predict: are --img files image pairs (photo | colour mask)?
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,11 @@ class DataConfig:
     """Where a data set is and how it sits: the fields every command that reads data shares."""
 
     data_root: str = ""  # data set root, "" = the data the run or checkpoint was trained on, else auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, or glob (image_glob + label_glob)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds or labelTrainIds
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -212,11 +215,13 @@ class PredictConfig:
     overwrite: bool = False  # replace prediction files that already exist in output
     video: bool = False  # read the --img folder as the frames of one video (sorted by name), not as separate images
     fps: float = 0.0  # frames/s of a --video folder of frames (KITTI 10, Cityscapes sequences 17); a video file keeps its own
+    pairs: str = "auto"  # are the images pairs (photo left, colour mask right: Kaggle's Cityscapes Image Pairs)? auto (when the checkpoint trained on pairs and the file is one), on (predict each file's left half), off (the whole file)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
         check_non_negative(self, "fps")
         check_choice("format", self.format, PREDICT_FORMATS)
+        check_choice("pairs", self.pairs, PAIR_INPUTS)
         check_choice("inference", self.inference, INFERENCE_MODES)
         check_choice("backend", self.backend, BACKENDS)
         check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
@@ -390,6 +395,7 @@ def check_data_fields(cfg: DataConfig) -> None:
     """
     check_choice("layout", cfg.layout, LAYOUTS)
     check_choice("label_format", cfg.label_format, LABEL_FORMAT_CHOICES)
+    _check_pair_fields(cfg)
     globs = {"image_glob": cfg.image_glob, "label_glob": cfg.label_glob}
     if not any(globs.values()):
         if cfg.layout == "glob":
@@ -407,3 +413,20 @@ def check_data_fields(cfg: DataConfig) -> None:
         raise ConfigError("image_glob and label_glob are read below data_root: give --data-root too")
     for name, pattern in globs.items():
         check_glob(name, pattern)
+
+
+def _check_pair_fields(cfg: DataConfig) -> None:
+    """Image pairs: a sensible tolerance; one file is photo and mask, so one pattern and no id format."""
+    if not 0 < float(cfg.color_tolerance) <= 255:
+        raise ConfigError(f"color_tolerance must be > 0 and <= 255 (levels of colour distance), got {cfg.color_tolerance!r}; "
+                          "the default 20 suits JPEG pairs, a larger value decides more edge pixels and more of them wrongly")
+    if cfg.layout == "image-pairs" and cfg.label_format not in ("auto", "pairColor"):
+        raise ConfigError(f"layout image-pairs reads colour masks from the pair files, not {cfg.label_format} files: "
+                          "drop --label-format")
+    if cfg.label_format == "pairColor" and not cfg.image_glob and cfg.layout != "image-pairs":
+        raise ConfigError("label_format pairColor (image pairs) goes with --layout image-pairs, or with --image-glob and "
+                          "--label-glob naming the pair files (PNG pairs, other folders)")
+    if cfg.label_format == "pairColor" and cfg.image_glob != cfg.label_glob:
+        raise ConfigError("label_format pairColor reads photo and colour mask from one file (left and right half): "
+                          f"give image_glob and label_glob the same pattern, e.g. --image-glob '{cfg.image_glob or 'pairs/{split}/*.png'}' "
+                          f"--label-glob '{cfg.image_glob or 'pairs/{split}/*.png'}'")

@@ -161,7 +161,7 @@ def predict_image(model: nn.Module, ckpt: dict, image: np.ndarray, inference: st
 
 
 def load_predictor(checkpoint: str | Path, backend: str = "torch", inference: str = "whole",
-                   device: str = "auto") -> Callable[[np.ndarray], np.ndarray]:
+                   device: str = "auto", ckpt: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function image (H, W, 3) uint8 RGB -> trainIds (H, W) uint8, for `segkit predict`.
 
     Args:
@@ -171,8 +171,9 @@ def load_predictor(checkpoint: str | Path, backend: str = "torch", inference: st
             when the .onnx file is missing or older than it).
         inference: whole, slide, flip or ms.
         device: torch backend only: auto, cpu, cuda.
+        ckpt: the checkpoint dict, when the caller opened it already.
     """
-    ckpt = open_checkpoint(checkpoint)
+    ckpt = ckpt if ckpt is not None else open_checkpoint(checkpoint)
     if backend == "onnx":
         model: nn.Module = OnnxModel(ensure_onnx(checkpoint, ckpt))
     elif backend == "torch":

@@ -266,6 +266,8 @@ def protocol_text(summary: dict) -> str:
     ]
     if p.get("input"):
         parts.append(f"input {p['input']}")
+    if p.get("labels"):  # e.g. labels decoded from image pairs' colour masks: not the official benchmark
+        parts.append(p["labels"])
     return ", ".join(parts)
 
 

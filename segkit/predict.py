@@ -14,9 +14,11 @@ import cv2
 
 from segkit import progress, runtime, video
 from segkit.config import PredictConfig
-from segkit.data.cityscapes import read_image
+from segkit.data.inputs import PredictInputs
+from segkit.data.pairs import trained_on_pairs
 from segkit.errors import SegkitError
 from segkit.inference import encode_prediction, list_images, load_predictor, prediction_name
+from segkit.models import open_checkpoint
 
 
 def run_prediction(cfg: PredictConfig) -> list[Path]:
@@ -44,15 +46,20 @@ def predict_images(cfg: PredictConfig) -> list[Path]:
             f"{len(clobber)} prediction file(s) already exist in {out_dir} (e.g. {clobber[0].name}); "
             "choose another --output or pass --overwrite to replace them"
         )
-    predict = load_predictor(Path(cfg.checkpoint), cfg.backend, cfg.inference, cfg.device)
+    ckpt = open_checkpoint(cfg.checkpoint)
+    predict = load_predictor(cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, ckpt=ckpt)
+    inputs = PredictInputs(cfg.pairs, trained_on_pairs(ckpt))  # photos as seen, image pairs' photo halves
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for path, target in progress.bar(list(zip(images, targets)), desc="predict", unit="img"):
-        image = read_image(path)
+        image = inputs.read(path)  # None: it could not be read (logged and counted; the rest goes on)
+        if image is None:
+            continue
         array = encode_prediction(predict(image), image, cfg.format)
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
         if not cv2.imwrite(str(target), array):
             raise SegkitError(f"could not write {target}; is {out_dir} writable?")
     runtime.log.info("%d image(s) in %.1f s (%s inference, %s backend)", len(images), time.perf_counter() - start,
                      cfg.inference, cfg.backend)
+    inputs.finish(len(images), out_dir)  # raises, counting the files that failed
     return targets

@@ -108,13 +108,13 @@ def plot_samples(samples: Sequence[Sample], n: int, title: str = "") -> Figure:
     """
     import matplotlib.pyplot as plt
 
-    from segkit.data.cityscapes import read_image, read_label
+    from segkit.data.cityscapes import read_sample
 
     chosen = list(samples)[:n]
     fig, axes = plt.subplots(len(chosen), 2, figsize=(10, 2.6 * len(chosen) + 0.6), squeeze=False)
     present: set[int] = set()
     for (ax_image, ax_overlay), sample in zip(axes, chosen):
-        image, label = read_image(sample.image), read_label(sample.label, sample.label_format)
+        image, label = read_sample(sample)
         present |= {int(v) for v in np.unique(label) if v != IGNORE_INDEX}
         ax_image.imshow(image)
         ax_image.set_title(sample.stem, fontsize=8)

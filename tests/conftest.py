@@ -61,6 +61,31 @@ def write_cityscapes(
     return root
 
 
+def write_image_pairs(
+    root: Path,
+    splits: dict[str, int] | None = None,
+    size: tuple[int, int] = (64, 128),
+    half: tuple[int, int] = (64, 64),
+    seed: int = 0,
+    suffix: str = ".jpg",
+) -> Path:
+    """Kaggle's Cityscapes Image Pairs in miniature: `root/<split>/<n>.jpg` (n = 1, 2, ...), each a
+    photo and its colour mask drawn at `size`, squashed to `half` and put side by side, JPEG quality 75,
+    as pix2pix made them (`segkit.data.pairs.make_pair`). Returns `root`; the true labelIds of
+    `<split>/<n>` (at `size`) are in `<root>-truth/<split>/<n>.png`, beside the layout, not in it."""
+    from segkit.data.pairs import make_pair
+
+    rng = np.random.default_rng(seed)
+    for split, n in (splits or {"train": 4, "val": 2}).items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (truth := root.with_name(root.name + "-truth") / split).mkdir(parents=True, exist_ok=True)
+        for i in range(1, n + 1):
+            label = _random_blocks(rng, *size)
+            (root / split / f"{i}{suffix}").write_bytes(make_pair(_image_for(label, rng), label, half, suffix=suffix))
+            Image.fromarray(label).save(truth / f"{i}.png")
+    return root
+
+
 def _random_blocks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A labelId map made of horizontal bands and a few rectangles."""
     label = np.empty((h, w), dtype=np.uint8)

@@ -20,7 +20,7 @@ _EXPORTS = {
     "class_statistics": "stats", "class_weights": "stats", "MEAN": "transforms", "STD": "transforms",
     "denormalize": "transforms", "eval_transform": "transforms", "train_transform": "transforms",
     "generate_synthetic": "synthetic", "check_table": "report", "class_frequency_table": "report",
-    "describe_data": "report", "split_city_counts": "report",
+    "describe_data": "report", "split_city_counts": "report", "decoding_table": "report",
 }
 __all__ = list(_EXPORTS)
 

@@ -152,7 +152,7 @@ def _label_mapping() -> dict[str, Any]:
 
 def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[int, int], workers: int) -> dict:
     """Decode, map and resize every pair of a split into two .npy files (written, then renamed)."""
-    sizes = [cover_size(_png_shape(s.image), size) for s in samples]
+    sizes = [cover_size(_png_shape(s), size) for s in samples]
     h, w = (max((hw[k] for hw in sizes), default=size[k]) for k in (0, 1))
     names = {"images": f"{split}_images.npy", "masks": f"{split}_masks.npy"}
     tmp = {k: out / f".{v}.tmp.npy" for k, v in names.items()}
@@ -177,28 +177,18 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
     return {"count": len(samples), **names, "shape": [h, w], "sources": sources}
 
 
-def _png_shape(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file from its header (no decoding)."""
-    from PIL import Image
+def _png_shape(sample: Sample) -> tuple[int, int]:
+    """(H, W) of a sample's photo from its file's header (no decoding): as seen, a pair's half."""
+    from segkit.data.cityscapes import sample_size
 
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except OSError as e:
-        raise DataError(f"cannot read {path} ({e}); re-extract the file or remove it from the data set") from None
+    return sample_size(sample)
 
 
 def _load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(image (h, w, 3), trainIds (h, w), original (H, W)) resized as the training transform's first step."""
-    from segkit.data.cityscapes import read_image, read_label
+    from segkit.data.cityscapes import read_sample
 
-    image = read_image(sample.image)
-    label = read_label(sample.label, sample.label_format)
-    if image.shape[:2] != label.shape[:2]:
-        raise DataError(
-            f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} but "
-            f"{sample.label} is {label.shape[0]}x{label.shape[1]}. Fix: re-extract the originals."
-        )
+    image, label = read_sample(sample)  # the reader training uses: same sizes checked, pairs decoded once
     out = ResizeToCover(*size)(image=image, mask=label)  # the training pipeline's own first step: identical pixels
     return out["image"], out["mask"], image.shape[:2]
 
@@ -207,11 +197,18 @@ def _source_record(sample: Sample, shape: tuple[int, int], resized: tuple[int, i
     image, label = sample.image.resolve(), sample.label.resolve()
     si, sl = image.stat(), label.stat()
     return {
-        "stem": sample.stem, "city": sample.city, "label_format": sample.label_format,
+        "stem": sample.stem, "city": sample.city, "label_format": sample.label_format, **_decoding(sample),
         "image": str(image), "image_bytes": si.st_size, "image_mtime_ns": si.st_mtime_ns,
         "label": str(label), "label_bytes": sl.st_size, "label_mtime_ns": sl.st_mtime_ns,
         "height": int(shape[0]), "width": int(shape[1]), "resized": [int(resized[0]), int(resized[1])],
     }
+
+
+def _decoding(sample: Sample) -> dict[str, Any]:
+    """How an image pair's colour mask became trainIds (a cache decoded otherwise is stale); {} for id files."""
+    from segkit.data.pairs import DECODER, is_pair_sample, tolerance_of
+
+    return {"decoder": DECODER, "color_tolerance": tolerance_of(sample)} if is_pair_sample(sample) else {}
 
 
 def _write_manifest(out: Path, manifest: dict) -> None:
@@ -324,6 +321,9 @@ def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample]) -> str |
                 return f"{path} is missing"
             if str(path.resolve()) != record[kind] or (st.st_size, st.st_mtime_ns) != (record[f"{kind}_bytes"], record[f"{kind}_mtime_ns"]):
                 return f"{path} changed since the cache was built (size, time or location)"
+        if {k: record.get(k) for k in _decoding(sample)} != _decoding(sample):
+            return (f"its masks of image pairs were decoded with {record.get('color_tolerance')} as color_tolerance "
+                    f"({record.get('decoder')}), now {_decoding(sample)['color_tolerance']}")
     hw = tuple(entry["shape"])  # version 2 manifests always have it; older ones were refused above
     for key, shape in (("images", (entry["count"], *hw, 3)), ("masks", (entry["count"], *hw))):
         if not (folder / entry[key]).is_file() or np.load(folder / entry[key], mmap_mode="r").shape != tuple(shape):

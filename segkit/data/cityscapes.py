@@ -13,7 +13,9 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from segkit.data.discover import Sample
-from segkit.data.layouts import LABEL_FORMATS
+from segkit.data.images import orientation, photo_size, read_photo
+from segkit.data.layouts import DEFAULT_COLOR_TOLERANCE, LABEL_FORMATS, PAIR_FORMAT
+from segkit.data.pairs import is_pair_sample, read_pair, tolerance_of
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES
 
@@ -24,21 +26,19 @@ cv2.ocl.setUseOpenCL(False)
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an image file as RGB.
+    """Read an image file as RGB, as it is seen: `segkit.data.images.read_photo`, the one photo reader.
 
     Args:
         path: A PNG/JPEG file.
 
     Returns:
-        (H, W, 3) uint8 RGB. A missing, corrupt or truncated file raises a DataError naming it.
+        (H, W, 3) uint8 RGB (EXIF orientation applied; grey, palette, 16-bit and CMYK converted).
+        A missing, corrupt or truncated file raises a DataError naming it.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(_unreadable(path, "image"))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_photo(path)
 
 
-def read_label(path: Path, label_format: str) -> np.ndarray:
+def read_label(path: Path, label_format: str, color_tolerance: float = DEFAULT_COLOR_TOLERANCE) -> np.ndarray:
     """Read a label file, validate it and map it to trainIds.
 
     The one reader of ground truth: training, statistics, the cache and scoring all call it,
@@ -46,15 +46,18 @@ def read_label(path: Path, label_format: str) -> np.ndarray:
 
     Args:
         path: A label file, e.g. `*_gtFine_labelIds.png`, `*_gtFine_labelTrainIds.png`, KITTI's
-            `semantic/*.png`.
-        label_format: "labelIds" or "labelTrainIds" (`Sample.label_format`, or
+            `semantic/*.png`, or an image pair (its colour half decoded: `segkit.data.pairs`).
+        label_format: "labelIds", "labelTrainIds" or "pairColor" (`Sample.label_format`, or
             `layouts.label_format_of(path)` for a bare path).
+        color_tolerance: image pairs only: the palette decoder's tolerance (`pairs.decode_mask`).
 
     Returns:
         (H, W) uint8 trainIds in 0..18, 255 = ignore.
     """
+    if label_format == PAIR_FORMAT:
+        return read_pair(path, color_tolerance)[1].train_ids
     if label_format not in LABEL_FORMATS:
-        raise ConfigError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
+        raise ConfigError(f"label_format must be one of {(*LABEL_FORMATS, PAIR_FORMAT)}, got {label_format!r}")
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
         raise DataError(_unreadable(path, "label"))
@@ -148,12 +151,45 @@ def _check_train_ids(label: np.ndarray, path: Path) -> None:
         )
 
 
+def sample_image(sample: Sample) -> np.ndarray:
+    """A sample's photo: its image file, or the left half of an image pair. (H, W, 3) uint8 RGB."""
+    if is_pair_sample(sample):
+        return read_pair(sample.image, tolerance_of(sample))[0]
+    return read_image(sample.image)
+
+
+def sample_label(sample: Sample) -> np.ndarray:
+    """A sample's trainIds (H, W) uint8: `read_label` of its label file, with its data set's tolerance."""
+    return read_label(sample.label, sample.label_format, tolerance_of(sample))
+
+
+def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """(photo (H, W, 3), trainIds (H, W)) of a sample, checked to be the same size; a pair is decoded once."""
+    if is_pair_sample(sample) and sample.image == sample.label:
+        photo, decoded = read_pair(sample.image, tolerance_of(sample))
+        return photo, decoded.train_ids
+    image, label = sample_image(sample), sample_label(sample)
+    _check_same_size(image, label, sample)
+    return image, label
+
+
+def sample_size(sample: Sample) -> tuple[int, int]:
+    """(H, W) of a sample's photo from its file's header: as seen, a pair's half."""
+    h, w = photo_size(sample.image)
+    return (h, w // 2) if is_pair_sample(sample) else (h, w)
+
+
 def _check_same_size(image: np.ndarray, label: np.ndarray, sample: Sample) -> None:
     if image.shape[:2] != label.shape[:2]:
+        turned = orientation(sample.image) in (5, 6, 7, 8) and image.shape[1::-1] == label.shape[:2]
+        why = (f"{sample.image} carries an EXIF orientation tag (the camera stored it turned by 90 degrees and "
+               "viewers rotate it back); segkit reads photos as they are seen, but the label is drawn on the "
+               "stored pixels. Fix: draw labels on the image as it is seen (labelling tools do), or save the "
+               "photo upright without the tag (e.g. PIL: ImageOps.exif_transpose(im).save(...))." if turned else
+               "Fix: resize both with the same code (labels with nearest neighbour), or re-extract the originals.")
         raise DataError(
             f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} "
-            f"(HxW) but {sample.label} is {label.shape[0]}x{label.shape[1]}. Fix: resize both "
-            "with the same code (labels with nearest neighbour), or re-extract the originals."
+            f"(HxW, as seen) but {sample.label} is {label.shape[0]}x{label.shape[1]}. {why}"
         )
 
 
@@ -199,9 +235,7 @@ class CityscapesDataset(Dataset):
         depends only on that seed, so resumed runs and any worker count see the same crops."""
         i, seed = item if isinstance(item, tuple) else (item, None)
         sample = self.samples[i]
-        image = read_image(sample.image)  # (H, W, 3)
-        label = read_label(sample.label, sample.label_format)  # (H, W)
-        _check_same_size(image, label, sample)
+        image, label = read_sample(sample)  # (H, W, 3), (H, W)
         self._seeded_for = seed_transform(self.transform, seed, self._seeded_for)
         if self.label_resolution:
             out = self.transform(image=image)
@@ -255,9 +289,7 @@ def check_samples(samples: Sequence[Sample], limit: int | None = None) -> dict[s
     sizes: Counter[tuple[int, int]] = Counter()
     counts = np.zeros(256, dtype=np.int64)
     for sample in chosen:
-        label = read_label(sample.label, sample.label_format)
-        if sample.image is not None:
-            _check_same_size(read_image(sample.image), label, sample)
+        label = read_sample(sample)[1] if sample.image is not None else sample_label(sample)
         sizes[label.shape[:2]] += 1
         counts += np.bincount(label.ravel(), minlength=256)
     return {

@@ -26,6 +26,7 @@ from segkit.config import SynthConfig
 from segkit.data.layouts import (
     AUTO,
     CITYSCAPES,
+    DEFAULT_COLOR_TOLERANCE,
     Layout,
     anchor,
     fill_split,
@@ -92,6 +93,8 @@ class DataRoots:
             flags += f" --image-glob '{layout.images}' --label-glob '{layout.labels[0]}'"
         elif layout.name != CITYSCAPES.name:
             flags += f" --layout {layout.name}"
+        if layout.color_tolerance != DEFAULT_COLOR_TOLERANCE:
+            flags += f" --color-tolerance {layout.color_tolerance:g}"
         return flags + (f" --label-format {layout.formats[0]}" if len(layout.formats) == 1 else "")
 
 
@@ -271,7 +274,8 @@ def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> 
     if not root.is_dir():
         return None
     dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)})
-    found = [r for r in (_layout_roots(lay, dirs, need_images) for lay in layouts) if r is not None]
+    found = [r for r in (_pair_roots(lay, root, dirs, len(layouts) == 1) if lay.root_names else
+                         _layout_roots(lay, dirs, need_images) for lay in layouts) if r is not None]
     if len(found) > 1:
         raise DataError(_ambiguous_message(root, found))
     return found[0] if found else None
@@ -279,7 +283,35 @@ def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> 
 
 def _anchors(layouts: tuple[Layout, ...]) -> set[tuple[str, int]]:
     """(folder name pattern, depth below the root) of every layout's image and label patterns."""
-    return {anchor(p) for lay in layouts for p in (lay.images, *lay.labels)}
+    named = {(name, 0) for lay in layouts for name in lay.root_names}  # image pairs: cityscapes_data/
+    return named | {anchor(p) for lay in layouts if not lay.root_names for p in (lay.images, *lay.labels)}
+
+
+def _pair_roots(layout: Layout, root: Path, dirs: dict[str, list[Path]], named: bool) -> DataRoots | None:
+    """The folder whose split folders hold image pairs (`layout.root_names` found below `root`, else `root`).
+
+    Kaggle's copy nests (cityscapes_data/cityscapes_data/train/...); the search follows such wrappers.
+    A folder counts when the first file of each of its split folders is a pair by its content; when
+    the layout was named (`named`), a folder of files that are not pairs is an error saying why.
+    """
+    from segkit.data.pairs import (
+        check_pair_file,  # numpy and Pillow: only when pairs are looked for
+    )
+
+    for folder in [d for name in layout.root_names for d in dirs.get(name, [])] + [root]:
+        firsts = [f for split in sorted(split_names(folder, layout.images))  # one file per split folder, any one:
+                  if (f := next(folder.glob(fill_split(layout.images, split)), None))]  # a big folder is not listed
+        problems = [(f, check_pair_file(f)) for f in firsts]  # judged at the default tolerance it was tuned at
+        if firsts and not any(problem for _, problem in problems):
+            return DataRoots(folder, folder, layout=layout)
+        bad = next(((f, problem) for f, problem in problems if problem), None)
+        if named and bad is not None:
+            raise DataError(
+                f"{bad[0]} is not an image pair: {bad[1]}. Expected each file of {folder}/<split>/ to hold a "
+                f"photo on its left half and its Cityscapes colour mask on its right half.\n{layout.tree()}\n"
+                "Fix: point --data-root at the pair files as shipped, or drop --layout image-pairs for other data."
+            )
+    return None
 
 
 def _layout_roots(layout: Layout, dirs: dict[str, list[Path]], need_images: bool) -> DataRoots | None:
@@ -355,9 +387,10 @@ def _not_found_message(searched: list[Path], need_images: bool, source: str, lay
         return _glob_not_found(searched[0], layouts[0], source)
     layout = layouts[0]
     folders = [layout.images, layout.labels[0]] if need_images else [layout.labels[0]]
+    wanted = (" or ".join(f"{name}/" for name in layout.root_names) + " (or split folders of pair files)"
+              if layout.root_names else " and ".join(anchor(p)[0] + "/" for p in folders))
     return (
-        f"no {layout.title} data under the {source} given: expected "
-        f"{' and '.join(anchor(p)[0] + '/' for p in folders)} within {_SEARCH_DEPTH} levels, searched:\n"
+        f"no {layout.title} data under the {source} given: expected {wanted} within {_SEARCH_DEPTH} levels, searched:\n"
         f"{where}\n{layout.tree()}\nFix: point {source} at the directory those folders are in"
         + (f" (as extracted from {layout.shipped})." if layout.shipped else ".")
     )

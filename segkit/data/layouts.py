@@ -11,6 +11,10 @@ The file-name part of a pattern is `*` and a fixed ending (`*_leftImg8bit.png`, 
 the same split, so a stem is unique within a split; predictions are named after it
 (`segkit predict` writes `<stem>_<format>.png`). Folders matched by a bare `*` or `**` are the
 frame's group (a Cityscapes city, an ACDC condition/sequence), shown in tables.
+
+An image pair (`image-pairs`, Kaggle's "Cityscapes Image Pairs") is one file that is both: the
+photo on its left half, the Cityscapes colour mask on its right half (`segkit.data.pairs`). Its
+image and label patterns are the same and its label format is `pairColor`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from segkit.config import DataConfig
 from segkit.errors import DataError
 
 LABEL_FORMATS = ("labelTrainIds", "labelIds")  # what {format} stands for, preferred first (no lookup table)
+PAIR_FORMAT = "pairColor"  # label format of an image pair: the colour mask in the file's right half
+DEFAULT_COLOR_TOLERANCE = DataConfig.color_tolerance  # how far a pair's mask pixel may be from a palette colour (segkit.data.pairs)
 SKIPPED_DIRS = ("segkit_cache",)  # folders never taken for a split: segkit's own cache sits in the image root
 _WILD = re.compile(r"[*?\[]")
 
@@ -42,6 +49,8 @@ class Layout:
     folders: tuple[str, ...] = ()  # names of the bare-`*` folders, for messages: ("city",) -> <city>/
     shipped: str = ""  # what users download, named in messages
     expected: str = ""  # the expected tree for messages; "" = drawn from the patterns
+    root_names: tuple[str, ...] = ()  # patterns starting at the split: names of the folder they start from
+    color_tolerance: float = DEFAULT_COLOR_TOLERANCE  # image pairs: decoding tolerance of the colour mask
 
     def tree(self) -> str:
         """The expected files, one line per pattern, for error messages."""
@@ -90,9 +99,21 @@ DARK_ZURICH = Layout(
     markers=("train", "val", "test"), folders=("condition", "sequence"),
     shipped="Dark_Zurich_val_anon.zip (rgb_anon/val/night/<sequence>/, gt/val/night/<sequence>/)",
 )
-BUILT_IN = {layout.name: layout for layout in (CITYSCAPES, GTCOARSE, KITTI, ACDC, DARK_ZURICH)}
+IMAGE_PAIRS = Layout(
+    "image-pairs", "Cityscapes Image Pairs (photo | colour mask in one file)", "{split}/*.jpg", ("{split}/*.jpg",),
+    label_format=PAIR_FORMAT, root_names=("cityscapes_data",),
+    shipped="Kaggle's Cityscapes Image Pairs (pix2pix's cityscapes set)",
+    expected=(
+        "expected layout (as in Kaggle's Cityscapes Image Pairs, pix2pix's cityscapes set):\n"
+        "  <root>/cityscapes_data/{train,val}/<n>.jpg  (also nested: cityscapes_data/cityscapes_data/...),\n"
+        "  or <root>/{train,val}/<n>.jpg in a folder of any name (found by the files' content, or --layout image-pairs);\n"
+        "  each file the photo on its left half and the Cityscapes colour mask on its right half\n"
+        "  (PNG pairs or other folders: --image-glob and --label-glob, the same pattern, --label-format pairColor)"
+    ),
+)
+BUILT_IN = {layout.name: layout for layout in (CITYSCAPES, GTCOARSE, KITTI, ACDC, DARK_ZURICH, IMAGE_PAIRS)}
 # Tried when no layout is named; gtcoarse only by name (cityscapes already uses gtCoarse where gtFine is missing).
-AUTO = (CITYSCAPES, KITTI, ACDC, DARK_ZURICH)
+AUTO = (CITYSCAPES, KITTI, ACDC, DARK_ZURICH, IMAGE_PAIRS)
 # Image name endings `segkit predict` drops to name a prediction after the frame's stem.
 IMAGE_ENDINGS = tuple(dict.fromkeys(e for lay in AUTO if (e := PurePosixPath(lay.images).stem[1:])))
 # Label file endings of the built-in layouts, to read a bare label path's stem and format (scoring).
@@ -107,22 +128,26 @@ def glob_layout(image_glob: str, label_glob: str) -> Layout:
 
 
 def layouts_for(layout: str = "auto", image_glob: str = "", label_glob: str = "",
-                label_format: str = "auto") -> tuple[Layout, ...]:
+                label_format: str = "auto", color_tolerance: float = DEFAULT_COLOR_TOLERANCE) -> tuple[Layout, ...]:
     """The layouts discovery tries for these config fields: one when named or globbed, else AUTO.
 
     Args:
         layout: auto or a name of BUILT_IN (or glob, with the two patterns).
         image_glob: image files below the data root ("" = none).
         label_glob: label files below the data root ("" = none).
-        label_format: auto (from the file names) or the format every label file holds.
+        label_format: auto (from the file names) or the format every label file holds (image pairs
+            always hold pairColor).
+        color_tolerance: image pairs: how far a mask pixel may be from a palette colour.
     """
     if image_glob or layout == "glob":
         chosen: tuple[Layout, ...] = (glob_layout(image_glob, label_glob),)
     else:
         chosen = AUTO if layout == "auto" else (BUILT_IN[layout],)
-    if label_format == "auto":
+    chosen = tuple(lay if lay.label_format == PAIR_FORMAT or label_format == "auto" else
+                   replace(lay, formats=(label_format,), label_format=label_format) for lay in chosen)
+    if float(color_tolerance) == DEFAULT_COLOR_TOLERANCE:
         return chosen
-    return tuple(replace(lay, formats=(label_format,), label_format=label_format) for lay in chosen)
+    return tuple(replace(lay, color_tolerance=float(color_tolerance)) for lay in chosen)
 
 
 def searches_every_layout(layouts: tuple[Layout, ...]) -> bool:
@@ -132,8 +157,8 @@ def searches_every_layout(layouts: tuple[Layout, ...]) -> bool:
 
 
 def layouts_of(cfg: Any) -> tuple[Layout, ...]:
-    """`layouts_for` of a config's layout, image_glob, label_glob and label_format fields."""
-    return layouts_for(cfg.layout, cfg.image_glob, cfg.label_glob, cfg.label_format)
+    """`layouts_for` of a config's layout, image_glob, label_glob, label_format and color_tolerance fields."""
+    return layouts_for(cfg.layout, cfg.image_glob, cfg.label_glob, cfg.label_format, cfg.color_tolerance)
 
 
 def label_format_of(path: str | Path) -> str:

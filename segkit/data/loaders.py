@@ -20,6 +20,7 @@ from segkit.config import TrainConfig
 from segkit.data.cache import CachedDataset, find_cache, prepare_cache
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import list_samples
+from segkit.data.pairs import size_note
 from segkit.data.transforms import MEAN, STD, eval_transform, train_transform
 from segkit.runtime import log
 
@@ -89,6 +90,8 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device,
     mean, std = normalization
     train_samples = _limit(list_samples(roots, cfg.train_split), cfg.max_train_images)
     val_samples = _limit(list_samples(roots, cfg.val_split), cfg.max_val_images)
+    if (note := size_note(train_samples, cfg.image_size)) and runtime.is_main():
+        log.info(note)  # image pairs' halves are square and small: say what image_size does to them
     if len(train_samples) < cfg.batch_size * runtime.world_size():
         log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
     transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop,

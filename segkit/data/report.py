@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from segkit.data.discover import DataRoots, Sample
+from segkit.data.pairs import decoding_counts
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX
 
 
@@ -53,3 +54,21 @@ def class_frequency_table(counts: np.ndarray, weights: np.ndarray) -> pd.DataFra
     counts = np.asarray(counts, dtype=np.int64)
     return pd.DataFrame({"class": CLASS_NAMES, "pixels": counts, "fraction": counts / max(1, counts.sum()),
                          "weight": np.asarray(weights, dtype=np.float64)})
+
+
+def decoding_table(samples: dict[str, Sequence[Sample]], limit: int | None = None) -> pd.DataFrame:
+    """How image pairs' colour masks decoded, per split (notebook 01); empty when no split holds pairs.
+
+    Columns: pairs, pixels, and the % of pixels that took one of the 19 classes, that were the colour
+    of a label outside them (void: 255), and that were farther than color_tolerance from every
+    palette colour (undecided: 255; JPEG ringing and blends at edges).
+    """
+    rows = {}
+    for split, items in samples.items():
+        c = decoding_counts(list(items)[:limit])
+        if c["pairs"]:
+            rows[split] = {"pairs": c["pairs"], "pixels": c["pixels"],
+                           **{name: 100 * c[key] / c["pixels"] for name, key in
+                              (("train classes %", "classes"), ("void colours %", "void"),
+                               ("far from every colour %", "far"))}}
+    return pd.DataFrame(rows).T.astype({"pairs": int, "pixels": int}) if rows else pd.DataFrame()

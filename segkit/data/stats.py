@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from segkit.config import CLASS_WEIGHTS
-from segkit.data.cityscapes import read_label
+from segkit.data.cityscapes import sample_label
 from segkit.data.discover import Sample
+from segkit.data.pairs import DECODER, is_pair_sample, tolerance_of
 from segkit.errors import ConfigError
 from segkit.files import write_json
 from segkit.labels import IGNORE_INDEX, NUM_CLASSES
@@ -56,7 +57,7 @@ def class_statistics(
     pixels = np.zeros(256, dtype=np.int64)
     image_pixels = np.zeros(256, dtype=np.int64)
     for sample in samples:
-        label = read_label(sample.label, sample.label_format)
+        label = sample_label(sample)
         counts = np.bincount(label.ravel(), minlength=256)
         pixels += counts
         image_pixels += np.where(counts > 0, label.size, 0)
@@ -126,6 +127,8 @@ def _cache_key(samples: Sequence[Sample], num_classes: int) -> str:
         digest.update(
             f"\n{sample.label}|{sample.label_format}|{stat.st_size}|{stat.st_mtime_ns}".encode()
         )
+        if is_pair_sample(sample):  # a colour mask's counts depend on how it was decoded
+            digest.update(f"|{DECODER}|{tolerance_of(sample)}".encode())
     return digest.hexdigest()
 
 

@@ -83,7 +83,8 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                     with budget.timed():
                         ev = evaluate(model=train_model, loader=val_loader, image_size=cfg.image_size,
                                       precision=precision, loss_fn=loss_fn)
-                        _record_validation(cfg, run, board, model, optim, ev, row, state, roots)
+                        _record_validation(cfg, run, board, model, optim, ev, row, state, roots,
+                                           val_loader.dataset.samples)
                 state.history.append(row.as_dict())  # a partial epoch's row is replaced when a resumed run completes it
                 state.status = reason or (Status.COMPLETED if state.epoch >= cfg.epochs else Status.RUNNING)
                 with budget.timed():
@@ -129,7 +130,7 @@ def _validation_due(cfg: TrainConfig, result: EpochResult, state: TrainState, re
 
 
 def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None, model: nn.Module, optim: Optim,
-                       ev: Evaluation, row: HistoryRow, state: TrainState, roots: DataRoots) -> None:
+                       ev: Evaluation, row: HistoryRow, state: TrainState, roots: DataRoots, samples: list) -> None:
     """Metrics into the history row, the log and TensorBoard; best_model.pth; a plateau scheduler's step."""
     cm = ev.confusion
     row.val_loss, row.miou = ev.val_loss, _finite(cm.miou())
@@ -144,8 +145,8 @@ def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None,
         board.validation(model, cm, row, state.global_step)
     if miou > state.best_miou:
         state.best_miou, state.best_epoch = miou, row.epoch
-        protocol = protocol_for(roots=roots, split=cfg.val_split, images=ev.images, image_size=cfg.image_size,
-                                eval_resolution=cfg.eval_resolution)
+        protocol = protocol_for(roots=roots, samples=samples, split=cfg.val_split, images=ev.images,
+                                image_size=cfg.image_size, eval_resolution=cfg.eval_resolution)
         run.save_best(model, cm.summary(CLASS_NAMES, protocol), row.epoch)
 
 

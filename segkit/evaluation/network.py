@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from segkit import progress, runtime
-from segkit.data.discover import DataRoots, list_samples
+from segkit.data.discover import DataRoots, Sample, list_samples
 from segkit.data.loaders import eval_loader
+from segkit.data.pairs import protocol_fields
 from segkit.inference import infer
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from segkit.metrics import ConfusionMatrix, input_scaling, make_protocol
@@ -40,14 +41,17 @@ class Evaluation:
         return out
 
 
-def protocol_for(*, split: str, images: int, roots: DataRoots | None = None, image_size: Sequence[int] | None = None,
-                 inference: str = "whole", eval_resolution: str = "label", **extra: object) -> dict:
+def protocol_for(*, split: str, images: int, roots: DataRoots | None = None, samples: Sequence[Sample] = (),
+                 image_size: Sequence[int] | None = None, inference: str = "whole", eval_resolution: str = "label",
+                 **extra: object) -> dict:
     """How numbers on a split were measured: the one place an evaluation's protocol is built.
 
     Args:
         split: the split.
         images: images scored.
         roots: the data scored (named in the protocol), if known.
+        samples: the frames scored: image pairs' labels were decoded from colour masks, which the
+            protocol says (`segkit.data.pairs.protocol_fields`).
         image_size: the training size a model's inputs were resized to cover (None: predictions
             made elsewhere, e.g. a folder of PNGs).
         inference: whole, slide, flip, ms (or "unknown" for a folder of predictions).
@@ -60,6 +64,7 @@ def protocol_for(*, split: str, images: int, roots: DataRoots | None = None, ima
     known: dict[str, object] = {} if roots is None else {"data": data_name(roots)}
     if image_size is not None:
         known["input"] = input_scaling(image_size)
+    known.update(protocol_fields(samples))
     return make_protocol(resolution=resolution, inference=inference, split=split, images=images, **known, **extra)
 
 
@@ -176,8 +181,8 @@ def evaluate_split(
                          batch_size=batch_size, num_workers=min(2, runtime.default_num_workers()))
     ev = evaluate(model=model, loader=loader, image_size=image_size, precision=precision, inference=inference,
                   per_image=per_image)
-    summary = ev.summary(protocol_for(roots=roots, split=split, images=ev.images, image_size=image_size,
-                                      inference=inference, eval_resolution=eval_resolution))
+    summary = ev.summary(protocol_for(roots=roots, samples=samples, split=split, images=ev.images,
+                                      image_size=image_size, inference=inference, eval_resolution=eval_resolution))
     if per_image:
         summary["per_image"] = [{"name": n, "miou": m} for n, m in ev.per_image]
     return summary

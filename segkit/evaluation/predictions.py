@@ -22,7 +22,8 @@ from PIL import Image
 from segkit.config import SCORE_FORMATS
 from segkit.data.cityscapes import read_label
 from segkit.data.discover import Sample
-from segkit.data.layouts import LABEL_ENDINGS, label_format_of
+from segkit.data.layouts import LABEL_ENDINGS, PAIR_FORMAT, label_format_of
+from segkit.data.pairs import tolerance_of
 from segkit.errors import ConfigError, DataError
 from segkit.evaluation.network import protocol_for
 from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
@@ -46,12 +47,12 @@ def match_predictions(pred_dir: Path, gt_labels: Sequence[Sample | Path]) -> lis
     Raises:
         DataError: a frame without or with several predictions, or predictions matching no frame.
     """
-    return [(pred, gt) for pred, (gt, _) in _match(Path(pred_dir), _frames_of_gt(gt_labels))]
+    return [(pred, gt) for pred, (gt, *_) in _match(Path(pred_dir), _frames_of_gt(gt_labels))]
 
 
-def _match(pred_dir: Path, frames: dict[str, tuple[Path, str]]) -> list[tuple[Path, tuple[Path, str]]]:
+def _match(pred_dir: Path, frames: dict[str, tuple[Path, str, float]]) -> list[tuple[Path, tuple[Path, str, float]]]:
     preds = _predictions_by_frame(pred_dir, set(frames))
-    missing = [gt.name for stem, (gt, _) in frames.items() if stem not in preds]
+    missing = [gt.name for stem, (gt, *_) in frames.items() if stem not in preds]
     if missing:
         raise DataError(
             f"{len(missing)} of {len(frames)} ground-truth frames have no prediction in "
@@ -74,19 +75,19 @@ def _match(pred_dir: Path, frames: dict[str, tuple[Path, str]]) -> list[tuple[Pa
     return [(preds[stem][0], gt) for stem, gt in frames.items()]
 
 
-def _frames_of_gt(gt_labels: Sequence[Sample | Path]) -> dict[str, tuple[Path, str]]:
-    """{stem: (label file, label format)}, in the order given."""
+def _frames_of_gt(gt_labels: Sequence[Sample | Path]) -> dict[str, tuple[Path, str, float]]:
+    """{stem: (label file, label format, colour tolerance of image pairs)}, in the order given."""
     if not gt_labels:
         raise DataError("no ground-truth label files given; expected the label files of a split "
                         "(list_samples(..., need_images=False))")
-    frames: dict[str, tuple[Path, str]] = {}
+    frames: dict[str, tuple[Path, str, float]] = {}
     for gt in gt_labels:
         stem, path, fmt = (gt.stem, gt.label, gt.label_format) if isinstance(gt, Sample) else _named(Path(gt))
         if stem in frames:
             raise DataError(
                 f"frame {stem} is given twice: {frames[stem][0]} and {path}; pass one label file per frame"
             )
-        frames[stem] = (path, fmt)
+        frames[stem] = (path, fmt, tolerance_of(gt))  # a bare path: the default
     return frames
 
 
@@ -147,17 +148,21 @@ def score_predictions(
         raise ConfigError(f"pred_format must be one of {SCORE_FORMATS}, got {pred_format!r}")
     pairs = _match(Path(pred_dir), _frames_of_gt(gt_labels))
     cm = ConfusionMatrix()
-    for pred_path, (gt_path, gt_format) in pairs:
-        gt = read_label(gt_path, gt_format)  # (H, W) trainIds
+    for pred_path, (gt_path, gt_format, tolerance) in pairs:
+        gt = read_label(gt_path, gt_format, tolerance)  # (H, W) trainIds
         pred = read_prediction(pred_path, pred_format)
         if pred.shape != gt.shape:
+            half = " (an image pair's label is its right half: predict its photo half, segkit predict --pairs on)"
             raise DataError(
                 f"prediction {pred_path} is {_hw(pred)} but its label file {gt_path.name} is "
                 f"{_hw(gt)}; predict at the label files' resolution (resize logits, not labels)"
+                + (half if gt_format == PAIR_FORMAT else "")
             )
         cm.update(torch.from_numpy(pred), torch.from_numpy(gt))
-    roots = next((s.roots for s in gt_labels if isinstance(s, Sample) and s.roots is not None), None)
-    protocol = protocol_for(split=split, images=len(pairs), roots=roots, inference=inference, pred_format=pred_format)
+    samples = [gt for gt in gt_labels if isinstance(gt, Sample)]
+    roots = next((s.roots for s in samples if s.roots is not None), None)
+    protocol = protocol_for(split=split, images=len(pairs), roots=roots, samples=samples, inference=inference,
+                            pred_format=pred_format)
     return cm.summary(protocol=protocol)
 
 
