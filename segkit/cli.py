@@ -13,6 +13,7 @@ from pathlib import Path
 
 from segkit.config import EvalConfig, PredictConfig, SynthConfig, TrainConfig
 from segkit.errors import SegkitError
+from segkit.recipes import preset_values
 from segkit.reflect import add_config_flags, config_from_args
 
 # ----------------------------------------------------------------------------- commands
@@ -21,7 +22,7 @@ from segkit.reflect import add_config_flags, config_from_args
 def cmd_train(args: argparse.Namespace) -> int:
     from segkit.launch import resolve_train_config, train
 
-    cfg, explicit = config_from_args(TrainConfig, args)
+    cfg, explicit = config_from_args(TrainConfig, args, fill=preset_values)
     cfg = resolve_train_config(cfg, explicit)
     result = train(cfg)
     from segkit.runtime import is_main

@@ -26,7 +26,8 @@ from segkit.config import CompareConfig, EvalConfig, ExploreConfig, TrainConfig,
 from segkit.errors import ConfigError
 from segkit.launch import resolve_train_config
 from segkit.progress import setup_logging
-from segkit.reflect import field_help, field_types, from_dict
+from segkit.recipes import preset_values
+from segkit.reflect import coerce, field_help, field_types, from_dict
 
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd
@@ -184,8 +185,11 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
                 "assigned by a later cell also counts: restart the kernel and run from the top.)"
             ) from None
     names = {f.name for f in fields(cls)}
-    cfg = from_dict(cls, {k: v for k, v in namespace.items() if k in names})
-    explicit = {f.name for f in fields(cls) if getattr(cfg, f.name) != f.default} | injected_names(namespace, names)
+    values = {k: v for k, v in namespace.items() if k in names}
+    types = field_types(cls)
+    explicit = {f.name for f in fields(cls) if f.name in values and coerce(f.name, values[f.name], types[f.name]) != f.default}
+    explicit |= injected_names(namespace, names)
+    cfg = from_dict(cls, preset_values(values, explicit) if cls is TrainConfig else values)
     if smoke():
         overrides = {k: v for k, v in smoke_overrides(cls).items() if k not in explicit}
         if getattr(cfg, "resume", False):

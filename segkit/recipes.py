@@ -123,6 +123,19 @@ def recipe(name: str) -> Recipe:
     return PRESETS[name]
 
 
+def preset_values(values: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """TrainConfig values with the named preset's fields in place of those the user did not set.
+
+    For building a config: its checks then see the preset's model, so that e.g.
+    `--preset cpu-pretrained --encoder-lr-scale 0` is checked against the preset's encoder, not
+    against the defaults' own U-Net (which has none to freeze).
+    """
+    name = values.get("preset") or ""
+    if not name:
+        return dict(values)
+    return {**values, **{k: v for k, v in recipe(name).fields.items() if k not in explicit}}
+
+
 def apply_preset(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
     """Fill the preset's fields except those in `explicit` (defaults to fields off their default).
 

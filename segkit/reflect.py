@@ -17,7 +17,7 @@ import tokenize
 import typing
 from dataclasses import MISSING, fields
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from segkit.errors import ConfigError, did_you_mean
 
@@ -144,11 +144,17 @@ def _show(value: Any) -> str:
     return repr(value) if value == "" else str(value)
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace) -> tuple[C, set[str]]:
-    """The config from the flags given (and the set of names given explicitly)."""
+def config_from_args(
+    cls: type[C], args: argparse.Namespace, fill: Callable[[dict, set], dict] | None = None
+) -> tuple[C, set[str]]:
+    """The config from the flags given (and the set of names given explicitly).
+
+    `fill(values, explicit)` may complete the values before the config checks them (a preset).
+    """
     names = {f.name for f in fields(cls)}
-    explicit = {k: v for k, v in vars(args).items() if k in names}
-    return from_dict(cls, explicit, where="flag"), set(explicit)
+    given = {k: v for k, v in vars(args).items() if k in names}
+    values = fill(given, set(given)) if fill else given
+    return from_dict(cls, values, where="flag"), set(given)
 
 
 # ----------------------------------------------------------------------------- coercion

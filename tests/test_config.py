@@ -24,7 +24,7 @@ from segkit.config import (
     VisualizeConfig,
 )
 from segkit.errors import ConfigError
-from segkit.recipes import PRESETS, apply_preset
+from segkit.recipes import PRESETS, apply_preset, preset_values
 from segkit.reflect import config_from_args, field_help, flag_name, from_dict
 
 
@@ -143,3 +143,15 @@ def test_architectures_are_the_installed_smps():
     from segkit.model_choice import ARCHITECTURES
 
     assert set(ARCHITECTURES) == set(smp.MODEL_ARCHITECTURES_MAPPING)
+
+
+def test_a_preset_completes_the_config_before_its_checks_run():
+    """`--encoder-lr-scale 0` needs an encoder: the preset's counts, not the defaults' own U-Net."""
+    parser = _subparser(("train",))
+    args = parser.parse_args(["--preset", "cpu-pretrained", "--encoder-lr-scale", "0", "--epochs", "3"])
+    cfg, explicit = config_from_args(TrainConfig, args, fill=preset_values)
+    assert (cfg.encoder, cfg.encoder_lr_scale, cfg.epochs) == (PRESETS["cpu-pretrained"].fields["encoder"], 0.0, 3)
+    assert explicit == {"preset", "encoder_lr_scale", "epochs"}
+    assert apply_preset(cfg, explicit) == cfg  # already complete
+    with pytest.raises(ConfigError, match="act on a pretrained encoder"):  # no preset: still refused
+        config_from_args(TrainConfig, parser.parse_args(["--encoder-lr-scale", "0"]), fill=preset_values)

@@ -150,6 +150,15 @@ def test_explicit_values_beat_the_preset(monkeypatch):
     assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (5, (128, 256), QUICK["base_channels"], QUICK["lr"])
 
 
+def test_a_preset_completes_the_parameters_before_their_checks_run(monkeypatch):
+    """encoder_lr_scale 0 needs the preset's encoder; checked with it, as on the command line."""
+    monkeypatch.setenv(snb.SMOKE_ENV, "0")
+    monkeypatch.setattr(snb, "resolve_train_config", lambda cfg, explicit: cfg)  # no weights lookup here
+    namespace, before = _namespace(preset="cpu-pretrained", encoder_lr_scale=0.0)
+    cfg = snb.config_from_namespace(TrainConfig, namespace, before)
+    assert (cfg.encoder, cfg.encoder_lr_scale) == ("tu-tf_efficientnet_lite0", 0.0)
+
+
 def test_smoke_shrinks_what_was_not_set(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(snb.SMOKE_ENV, "1")

@@ -15,7 +15,7 @@ from segkit.errors import ConfigError, SegkitError
 from segkit.kaggle.env import RUN_TYPE_ENV, on_kaggle, working_dir
 from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
 from segkit.model_choice import ModelChoice
-from segkit.recipes import apply_preset
+from segkit.recipes import preset_values
 
 
 def preflight(encoder: str | None = None, encoder_weights: str | None = None,
@@ -64,7 +64,7 @@ def _requested_weights(encoder: str | None, encoder_weights: str | None,
     given = {k: v for k, v in (("encoder", encoder), ("encoder_weights", encoder_weights)) if v is not None}
     if not given and not preset:
         return None
-    cfg = apply_preset(TrainConfig(preset=preset or "", **given), set(given) | {"preset"})
+    cfg = TrainConfig(**preset_values({"preset": preset or "", **given}, set(given) | {"preset"}))
     if encoder_weights is not None and not cfg.encoder:
         raise ConfigError(f"--encoder-weights {encoder_weights} needs an encoder to check: add --encoder NAME "
                           "(e.g. resnet34) or a --preset that has one")
