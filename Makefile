@@ -10,12 +10,13 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup browser demo test test-fast lint notebook-params kaggle-bundle clean-demo help
+.PHONY: setup browser demo test test-fast test-min-versions lint notebook-params kaggle-bundle clean-demo help
 
 help:
 	@echo "make setup   create $(VENV) and install segkit with notebooks, tests and CLI"
 	@echo "make demo    synthetic data -> notebooks 01..05 headless -> $(DEMO_DIR)"
 	@echo "make test    unit tests + notebooks under nbval (CPU, no network)"
+	@echo "make test-min-versions  segkit at the lowest versions pyproject admits (downloads ~300 MB)"
 	@echo "make browser install Chromium + chromedriver with apt-get if missing (the dashboard's browser test; make test runs it)"
 	@echo "make notebook-params  regenerate the notebooks' parameters cells after editing segkit/config.py"
 
@@ -64,6 +65,10 @@ demo: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -q tests
+
+# segkit at the lowest versions pyproject admits (tests/test_min_versions.py): downloads ~300 MB.
+test-min-versions: setup
+	SEGKIT_MIN_VERSIONS=1 $(BIN)/python -m pytest -q -s tests/test_min_versions.py
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -1,13 +1,13 @@
-"""Training images/s of each preset's model at its training size vs the seed's plain U-Net.
+"""Training images/s of each preset's model at its training crop vs the seed's plain U-Net.
 
 For every preset in `segkit.recipes.PRESETS` and for the seed's U-Net (base 64, depth 4) at
-256x512: a few optimizer steps (forward, cross-entropy, backward, AdamW) on random batches after
-one warm-up step, each model in its own process so that its peak memory is its own. Also the
+256x512: a few optimizer steps (forward, cross-entropy, backward, AdamW; a frozen encoder or its
+BatchNorm fixed where the recipe says so) on random batches after one warm-up step, each model in its own process so that its peak memory is its own. Also the
 forward GFLOPs per image at the training size (torch.utils.flop_counter; a training step costs
 about 3x that) and the peak memory (CUDA: max_memory_allocated; CPU: peak RSS of the process,
 which includes ~0.3 GB of imported libraries).
 
-    python benchmarks/train_throughput.py [--steps 2] [--batch-size 2] [--device auto]
+    python benchmarks/train_throughput.py [--steps 2] [--batch-size 2] [--device auto] [--presets NAME ...]
 
 Last line: `speedup_vs_seed_unet: X` (cpu-quick images/s / seed U-Net images/s).
 """
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from segkit.config import TrainConfig
+from segkit.engine import finetune
 from segkit.models import create_model
 from segkit.recipes import PRESETS, apply_preset
 from segkit.runtime import resolve_device
@@ -37,7 +38,8 @@ def jobs() -> list[dict]:
     for name in PRESETS:
         cfg = apply_preset(TrainConfig(preset=name), set())
         out.append({"name": name, "model": cfg.model, "encoder": cfg.encoder, "kwargs": cfg.model_choice.options,
-                    "image_size": cfg.image_size})
+                    "image_size": cfg.crop, "encoder_lr_scale": cfg.encoder_lr_scale,
+                    "freeze_encoder_bn": cfg.freeze_encoder_bn})
     return out + [SEED_UNET]
 
 
@@ -57,7 +59,9 @@ def measure(job: dict, steps: int, batch_size: int, device_name: str) -> dict:
     device = resolve_device(device_name)
     # Speed does not depend on the initial weights: random init, nothing downloaded.
     model = create_model(job["model"], 19, encoder=job["encoder"], encoder_weights="none", **job["kwargs"]).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # As the recipe trains: a frozen encoder runs forward only, a frozen BatchNorm keeps its statistics.
+    finetune.prepare(model, job.get("encoder_lr_scale", 1.0), job.get("freeze_encoder_bn", False))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     h, w = job["image_size"]
     # 512x1024 on a CPU: as few images per step as training allows (BatchNorm after global pooling, as
     # in DeepLabV3+'s ASPP, needs 2).
@@ -93,10 +97,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed optimizer steps per model (after one warm-up)")
     parser.add_argument("--batch-size", type=int, default=2, help="images per step (2 at 512x1024)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--presets", nargs="*", default=[], help="only these presets (with cpu-quick and the seed U-Net)")
     args = parser.parse_args()
+    wanted = set(args.presets) | {"cpu-quick", SEED_UNET["name"]} if args.presets else None
     results = {}
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:  # a fresh process per model
         for job in jobs():
+            if wanted is not None and job["name"] not in wanted:
+                continue
             r = pool.apply(measure, (job, args.steps, args.batch_size, args.device))
             results[job["name"]] = r
             label = r["model"] + (f"+{r['encoder']}" if r["encoder"] else "")

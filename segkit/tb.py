@@ -20,7 +20,7 @@ from segkit.config import TrainConfig
 from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.transforms import denormalize, eval_transform
-from segkit.inference import infer
+from segkit.inference import infer, predicted_classes
 from segkit.labels import CLASS_NAMES
 from segkit.metrics import ConfusionMatrix, protocol_text
 from segkit.models import facts, unwrap
@@ -119,7 +119,7 @@ class TensorBoardLog:
         for sample in self._vis:
             scores = infer(model, sample["image"][None].to(device), self.image_size, "whole",
                            out_size=sample["mask"].shape[-2:], size_divisor=facts(model).size_divisor)
-            pred = scores.argmax(1)[0].cpu().numpy().astype("uint8")
+            pred = predicted_classes(scores)[0].cpu().numpy().astype("uint8")
             image = denormalize(sample["image"], mean, std)
             grids.append(triptych_array(image, sample["mask"].numpy().astype("uint8"), pred))
         return grids

@@ -24,6 +24,7 @@ import numpy as np
 from segkit import progress
 from segkit.config import PredictConfig
 from segkit.data.cityscapes import read_image
+from segkit.data.images import STILL_IMAGE_BRANDS
 from segkit.errors import SegkitError
 from segkit.inference import IMAGE_EXTENSIONS, encode_prediction, load_predictor, prediction_name
 from segkit.viz import draw_legend, overlay
@@ -32,8 +33,6 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
 INSTALL_HINT = "pip install 'segkit[video]' (PyAV, which brings its own FFmpeg)"
 OVERLAY_SUFFIX = "_overlay.mp4"
 CRF = 20  # x264 quality (lower = better, 18 ~ visually lossless): the flat overlay colours compress well
-# ISO-BMFF brands of still images (AVIF, HEIF): `ftyp` alone does not mean video.
-_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def _av() -> Any:
@@ -52,7 +51,7 @@ def container_kind(path: Path) -> str:
     """"mp4" (also .mov/.m4v), "avi", "matroska" (also .webm) from a file's first bytes, else ""."""
     with open(path, "rb") as f:
         head = f.read(12)
-    if head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS:
+    if head[4:8] == b"ftyp" and head[8:12] not in STILL_IMAGE_BRANDS:  # ftyp alone does not mean video
         return "mp4"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"

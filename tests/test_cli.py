@@ -122,7 +122,7 @@ def test_presets_lists_cost_and_measured_speed_of_every_preset(capsys):
     for name, preset in PRESETS.items():
         block = out.split(f"{name}: ", 1)[1].splitlines()[1]
         assert "M params" in block and "GFLOPs/image" in block and "T4: not measured" in block, block
-        if preset.cpu_img_s is None:  # cpu-pretrained: no idle machine to measure it on yet
+        if preset.cpu_img_s is None:  # a preset nobody has measured yet
             assert "CPU (2 cores): not measured" in block
         else:
             assert f"{preset.cpu_img_s:g} img/s measured" in block

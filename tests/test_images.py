@@ -210,6 +210,23 @@ def cli(*argv: str | Path) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def test_iphone_heic_photos_are_named_as_such_not_as_corrupt(tiny_run, tmp_path):
+    """A folder of HEIC photos is not skipped in silence, and the message says convert, not re-download."""
+    folder = tmp_path / "iphone"
+    folder.mkdir()
+    Image.fromarray(marked()).save(folder / "IMG_0001.png")
+    # An ISO-BMFF still image's first box, as an iPhone writes it (the rest of the file does not matter here).
+    (folder / "IMG_0002.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    (folder / "IMG_0003.heif").write_bytes(b"not even a header")  # unreadable: the name says HEIF
+    code, text = cli("predict", "--checkpoint", tiny_run / "best_model.pth", "--img", folder, "--output",
+                     tmp_path / "preds", "--device", "cpu")
+    assert code == 2 and "2 of 3 images could not be predicted" in text
+    for name in ("IMG_0002.HEIC", "IMG_0003.heif"):
+        line = next(x for x in text.splitlines() if str(folder / name) in x)
+        assert "HEIC/HEIF" in line and "convert it to JPEG or PNG" in line and "corrupt" not in line
+    assert [p.name for p in (tmp_path / "preds").iterdir()] == ["IMG_0001_color.png"]
+
+
 def test_bad_files_in_a_folder_are_named_counted_and_the_rest_predicted(tiny_run, tmp_path):
     import conftest
 

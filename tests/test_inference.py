@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segkit.inference import MODES, _starts, infer
+from segkit.inference import MODES, _starts, infer, predicted_classes
 from segkit.models import create_model
 
 
@@ -54,3 +54,12 @@ def test_flip_mode_averages_the_image_and_its_mirror(model):
     probs = infer(model, image, (32, 64), "flip", size_divisor=4)
     assert torch.allclose(probs, expected, atol=1e-5)
     assert not torch.allclose(probs, model(image).softmax(1), atol=1e-3)  # the mirror really contributed
+
+
+def test_predicted_classes_equal_argmax_ties_included():
+    scores = torch.randn(2, 19, 8, 16)
+    scores[0, :, 0, 0] = 1.0  # all tied: the first class, as argmax picks
+    scores[1, 3:7, 2, 2] = 50.0  # a tie between 3..6
+    pred = predicted_classes(scores)
+    assert pred.shape == (2, 8, 16) and torch.equal(pred, scores.argmax(1))
+    assert pred[0, 0, 0] == 0 and pred[1, 2, 2] == 3

@@ -125,8 +125,29 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               8: Image.Transpose.ROTATE_90}
 
 
+# ISO-BMFF brands of still images (`ftyp` at byte 4, the brand after it): HEIF/HEIC, AVIF.
+STILL_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
+HEIF_SUFFIXES = (".heic", ".heif", ".avif")
+
+
+def is_heif(path: Path) -> bool:
+    """A HEIC/HEIF or AVIF still image (an iPhone's photos), by its header or, if unreadable, its name."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":
+        return head[8:12] in STILL_IMAGE_BRANDS
+    return path.suffix.lower() in HEIF_SUFFIXES
+
+
 def _unreadable(path: Path, why: str) -> str:
     size = path.stat().st_size if path.is_file() else 0
+    if is_heif(path):
+        return (f"cannot read {path}: it is a HEIC/HEIF or AVIF photo (an iPhone's default format), which the "
+                "Pillow installed here does not decode. Fix: convert it to JPEG or PNG (e.g. `heif-convert IN OUT.jpg`"
+                " from libheif; on the phone, Settings > Camera > Formats > Most Compatible), then predict that.")
     return (f"cannot decode image file {path} ({size} bytes): it is corrupt or truncated ({why}); expected a "
             "complete image file (PNG, JPEG, ...). Fix: re-extract or re-download it (a copy that stopped half-way "
             "is truncated), or remove it.")

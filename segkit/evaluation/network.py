@@ -16,7 +16,7 @@ from segkit import progress, runtime
 from segkit.data.discover import DataRoots, Sample, list_samples
 from segkit.data.loaders import eval_loader
 from segkit.data.pairs import protocol_fields
-from segkit.inference import infer
+from segkit.inference import infer, predicted_classes
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from segkit.metrics import ConfusionMatrix, input_scaling, make_protocol
 from segkit.models import facts
@@ -113,7 +113,7 @@ def evaluate(
                 scores = infer(model, image, image_size, inference, out_size=mask.shape[-2:], size_divisor=divisor)
             if with_loss:
                 loss_sum += loss_fn(scores.float(), mask).detach() * mask.shape[0]
-            pred = scores.argmax(1)
+            pred = predicted_classes(scores)
             cm.update(pred, mask)
             n += mask.shape[0]
             if per_image:
