@@ -121,7 +121,7 @@ def test_segkit_runs_at_its_declared_minimum_versions(tmp_path: Path) -> None:
 
     # Dry run first: pip must not replace a linked package (it would uninstall it from this env).
     report = tmp_path / "report.json"
-    install = ["-m", "pip", "install", "-q", "-c", str(constraints), str(REPO)]
+    install = ["-m", "pip", "install", "-c", str(constraints), f"{REPO}[video]"]  # not -q: pip says what conflicts
     _run(python, *install, "--dry-run", "--report", str(report), cwd=tmp_path)
     planned = {canonicalize_name(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
     clash = planned & linked

@@ -27,10 +27,14 @@ GENERATOR_VERSION = 2  # bump when a change to the renderer changes the images
 MANIFEST = "synthetic.json"  # marks a directory written by segkit (safe to overwrite)
 _FRAME = 19  # Cityscapes annotates the 20th frame of each snippet: *_000019_*
 _SPLIT_CODES = {"train": 0, "val": 1}  # part of each image's seed: val never depends on num_train
-# Noisy photos compress badly; SUB + RLE is 2-3x faster than the default for a similar size.
-_PNG_IMAGE = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
-              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]  # fmt: skip
-_PNG_LABEL = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+# Noisy photos compress badly; SUB + RLE is 2-3x faster than the default for a similar size. OpenCV
+# older than the newest releases has no IMWRITE_PNG_FILTER (4.10 lacks it: tests/test_min_versions.py):
+# its default filter then writes the same pixels, more slowly.
+_FILTER = getattr(cv2, "IMWRITE_PNG_FILTER", None)
+_PNG_IMAGE = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE] + (
+    [_FILTER, cv2.IMWRITE_PNG_FILTER_SUB] if _FILTER is not None else []
+)
+_PNG_LABEL = [cv2.IMWRITE_PNG_COMPRESSION, 1] + ([_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if _FILTER is not None else [])
 
 
 def generate_synthetic(
