@@ -75,6 +75,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check segkit tests benchmarks
+	$(BIN)/ruff format --check segkit tests benchmarks
 
 notebook-params: setup
 	$(BIN)/python -c "from segkit.notebook import sync_parameter_cells as s; print('\n'.join(s()) or 'parameters cells up to date')"

@@ -54,12 +54,18 @@ def main() -> None:
 
     t0 = time.perf_counter()
     root = generate_synthetic(Path(args.work_dir) / "synthetic", args.images, 1, FULL_SIZE, seed=0, overwrite=True)
-    print(f"data: {args.images} synthetic {FULL_SIZE[0]}x{FULL_SIZE[1]} PNG pairs in {root} ({time.perf_counter() - t0:.1f} s; reused if they match)")
+    print(
+        f"data: {args.images} synthetic {FULL_SIZE[0]}x{FULL_SIZE[1]} PNG pairs in {root} "
+        f"({time.perf_counter() - t0:.1f} s; reused if they match)"
+    )
     roots = find_data_roots(root)
     samples = list_samples(roots, "train")
     t0 = time.perf_counter()
     cache_dir = prepare_cache(roots, IMAGE_SIZE, ("train",), Path(args.work_dir) / "cache", workers=1)
-    print(f"segkit prepare: {len(samples)} images ready in {time.perf_counter() - t0:.2f} s (1 thread; a matching cache is reused)")
+    print(
+        f"segkit prepare: {len(samples)} images ready in {time.perf_counter() - t0:.2f} s "
+        "(1 thread; a matching cache is reused)"
+    )
     assert find_cache(samples, IMAGE_SIZE, cache_dir=cache_dir) == cache_dir
 
     uncached = CityscapesDataset(samples, train_transform(IMAGE_SIZE))
@@ -69,8 +75,10 @@ def main() -> None:
     print(f"uncached (decode {FULL_SIZE[0]}x{FULL_SIZE[1]} PNGs + augment): {slow:.1f} samples/s")
     print(f"cached (memory-mapped {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} arrays + augment): {fast:.1f} samples/s")
     # The cache removes decoding and the first resize; the augmentation itself is the floor.
-    print(f"per sample: decode + resize {1000 / slow - 1000 / fast:.1f} ms (removed by the cache), "
-          f"augmentation {1000 / fast:.1f} ms (kept)")
+    print(
+        f"per sample: decode + resize {1000 / slow - 1000 / fast:.1f} ms (removed by the cache), "
+        f"augmentation {1000 / fast:.1f} ms (kept)"
+    )
     print(f"cache_speedup: {fast / slow:.1f}")
 
 

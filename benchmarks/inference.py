@@ -34,8 +34,15 @@ def write_checkpoint(path: Path) -> Path:
     """A segkit checkpoint of the cpu-quick architecture (seeded weights) at image_size 1024x2048."""
     torch.manual_seed(0)
     model = create_model("unet", 19, base_channels=16, depth=4)
-    payload = {"format": FORMAT, "version": VERSION, "model": model.state_dict(), "model_spec": model_spec(model),
-               "num_classes": 19, "image_size": list(FULL_SIZE), "normalization": {"mean": list(MEAN), "std": list(STD)}}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.state_dict(),
+        "model_spec": model_spec(model),
+        "num_classes": 19,
+        "image_size": list(FULL_SIZE),
+        "normalization": {"mean": list(MEAN), "std": list(STD)},
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_save(payload, path)
 
@@ -75,10 +82,14 @@ def main() -> None:
         agree = (torch_model(x).argmax(1) == ort_model(x).argmax(1)).float().mean().item()
         t_torch = best_seconds(lambda: torch_model(x), args.repeats)
     t_ort = best_seconds(lambda: ort_model(x), args.repeats)
-    print(f"model: unet base 16 depth 4 (cpu-quick architecture), input 1x3x{FULL_SIZE[0]}x{FULL_SIZE[1]}, "
-          f"{args.threads} threads, torch {torch.__version__}")
-    print(f"forward: eager PyTorch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s (best of {args.repeats}); "
-          f"argmax agreement {agree:.5f}")
+    print(
+        f"model: unet base 16 depth 4 (cpu-quick architecture), input 1x3x{FULL_SIZE[0]}x{FULL_SIZE[1]}, "
+        f"{args.threads} threads, torch {torch.__version__}"
+    )
+    print(
+        f"forward: eager PyTorch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s (best of {args.repeats}); "
+        f"argmax agreement {agree:.5f}"
+    )
 
     image = np.random.default_rng(0).integers(0, 256, (*FULL_SIZE, 3), dtype=np.uint8)
     ort_predict = load_predictor(ckpt_path, "onnx")

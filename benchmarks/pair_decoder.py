@@ -37,8 +37,7 @@ def fill_edges(label_ids: np.ndarray) -> np.ndarray:
     zero = label_ids == 0
     if not zero.any() or zero.all():
         return label_ids
-    _, nearest = cv2.distanceTransformWithLabels(zero.astype(np.uint8), cv2.DIST_L2, 5,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    _, nearest = cv2.distanceTransformWithLabels(zero.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     ys, xs = np.nonzero(~zero)
     source = np.zeros(nearest.max() + 1, np.int64)
     source[nearest[~zero]] = np.arange(len(ys))
@@ -56,7 +55,9 @@ def pairs_of(data_root: str, half: int, quality: int, fill: bool) -> list[tuple[
             photo = np.asarray(Image.open(sample.image).convert("RGB"))
             label_ids = np.asarray(Image.open(sample.label))
             label_ids = fill_edges(label_ids) if fill else label_ids
-            truth = LABEL_TO_TRAIN[np.asarray(Image.fromarray(label_ids).resize((half, half), Image.Resampling.NEAREST))]
+            truth = LABEL_TO_TRAIN[
+                np.asarray(Image.fromarray(label_ids).resize((half, half), Image.Resampling.NEAREST))
+            ]
             out.append((make_pair(photo, label_ids, (half, half), quality), truth))
     return out
 
@@ -84,14 +85,19 @@ def report(result: dict, title: str) -> float:
     print(f"\n{title}\n{'class':<15}{'true px':>9}{'recall':>8}{'precision':>10}{'IoU':>7}")
     for c, name in enumerate(CLASS_NAMES):
         union = truth[c] + decoded[c] - tp[c]
-        cells = [tp[c] / truth[c] if truth[c] else np.nan, tp[c] / decoded[c] if decoded[c] else np.nan,
-                 tp[c] / union if union else np.nan]
+        cells = [
+            tp[c] / truth[c] if truth[c] else np.nan,
+            tp[c] / decoded[c] if decoded[c] else np.nan,
+            tp[c] / union if union else np.nan,
+        ]
         print(f"{name:<15}{truth[c]:>9}" + "".join(f"{100 * v:>{w}.1f}" for v, w in zip(cells, (8, 10, 7))))
     agreement = tp.sum() / truth.sum()
     wrong = cm[:, :NUM_CLASSES].sum() - tp.sum()
-    print(f"agreement on evaluated pixels {100 * agreement:.2f}% ({truth.sum()} true class pixels); "
-          f"all pixels {100 * np.trace(cm) / n:.2f}%; undecided (far) {100 * result['far'] / n:.2f}%, "
-          f"void colour {100 * result['void'] / n:.2f}%, decided wrong {100 * wrong / n:.2f}% of {n} pixels")
+    print(
+        f"agreement on evaluated pixels {100 * agreement:.2f}% ({truth.sum()} true class pixels); "
+        f"all pixels {100 * np.trace(cm) / n:.2f}%; undecided (far) {100 * result['far'] / n:.2f}%, "
+        f"void colour {100 * result['void'] / n:.2f}%, decided wrong {100 * wrong / n:.2f}% of {n} pixels"
+    )
     return agreement
 
 
@@ -109,8 +115,13 @@ def main() -> None:
     for name, fill in variants:
         pairs = pairs_of(args.data_root, args.half, args.quality, fill)
         result = measure(pairs, args.tolerance, Path(args.work_dir) / name.replace(" ", "_"))
-        agreements.append(report(result, f"{len(pairs)} frames of {args.data_root} ({name}) as {args.half}x"
-                                         f"{2 * args.half} JPEG q{args.quality} pairs, color_tolerance {args.tolerance:g}"))
+        agreements.append(
+            report(
+                result,
+                f"{len(pairs)} frames of {args.data_root} ({name}) as {args.half}x"
+                f"{2 * args.half} JPEG q{args.quality} pairs, color_tolerance {args.tolerance:g}",
+            )
+        )
     print(f"pair_agreement: {agreements[0]:.4f}")  # the frames as they are
 
 

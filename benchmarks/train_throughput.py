@@ -1,11 +1,11 @@
 """Training images/s of each preset's model at its training crop vs the seed's plain U-Net.
 
-For every preset in `segkit.recipes.PRESETS` and for the seed's U-Net (base 64, depth 4) at
-256x512: a few optimizer steps (forward, cross-entropy, backward, AdamW; a frozen encoder or its
-BatchNorm fixed where the recipe says so) on random batches after one warm-up step, each model in its own process so that its peak memory is its own. Also the
-forward GFLOPs per image at the training size (torch.utils.flop_counter; a training step costs
-about 3x that) and the peak memory (CUDA: max_memory_allocated; CPU: peak RSS of the process,
-which includes ~0.3 GB of imported libraries).
+For every preset in `segkit.recipes.PRESETS` and for the seed's U-Net (base 64, depth 4) at 256x512:
+a few optimizer steps (forward, cross-entropy, backward, AdamW; a frozen encoder or its BatchNorm
+fixed where the recipe says so) on random batches after one warm-up step, each model in its own
+process so that its peak memory is its own. Also the forward GFLOPs per image at the training size
+(torch.utils.flop_counter; a training step costs about 3x that) and the peak memory (CUDA:
+max_memory_allocated; CPU: peak RSS of the process, which includes ~0.3 GB of imported libraries).
 
     python benchmarks/train_throughput.py [--steps 2] [--batch-size 2] [--device auto] [--presets NAME ...]
 
@@ -28,8 +28,13 @@ from segkit.models import create_model
 from segkit.recipes import PRESETS, apply_preset
 from segkit.runtime import resolve_device
 
-SEED_UNET = {"name": "seed unet (base 64)", "model": "unet", "encoder": "", "kwargs": {"base_channels": 64, "depth": 4},
-             "image_size": (256, 512)}
+SEED_UNET = {
+    "name": "seed unet (base 64)",
+    "model": "unet",
+    "encoder": "",
+    "kwargs": {"base_channels": 64, "depth": 4},
+    "image_size": (256, 512),
+}
 
 
 def jobs() -> list[dict]:
@@ -37,9 +42,17 @@ def jobs() -> list[dict]:
     out = []
     for name in PRESETS:
         cfg = apply_preset(TrainConfig(preset=name), set())
-        out.append({"name": name, "model": cfg.model, "encoder": cfg.encoder, "kwargs": cfg.model_choice.options,
-                    "image_size": cfg.crop, "encoder_lr_scale": cfg.encoder_lr_scale,
-                    "freeze_encoder_bn": cfg.freeze_encoder_bn})
+        out.append(
+            {
+                "name": name,
+                "model": cfg.model,
+                "encoder": cfg.encoder,
+                "kwargs": cfg.model_choice.options,
+                "image_size": cfg.crop,
+                "encoder_lr_scale": cfg.encoder_lr_scale,
+                "freeze_encoder_bn": cfg.freeze_encoder_bn,
+            }
+        )
     return out + [SEED_UNET]
 
 
@@ -80,11 +93,21 @@ def measure(job: dict, steps: int, batch_size: int, device_name: str) -> dict:
         optimizer.step()
     _sync(device)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**job, "batch": batch, "images_per_sec": steps * batch / seconds, "gflops": flops, "peak_mb": peak,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "device": str(device),
-            "threads": torch.get_num_threads()}
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        **job,
+        "batch": batch,
+        "images_per_sec": steps * batch / seconds,
+        "gflops": flops,
+        "peak_mb": peak,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -97,7 +120,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed optimizer steps per model (after one warm-up)")
     parser.add_argument("--batch-size", type=int, default=2, help="images per step (2 at 512x1024)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--presets", nargs="*", default=[], help="only these presets (with cpu-quick and the seed U-Net)")
+    parser.add_argument(
+        "--presets", nargs="*", default=[], help="only these presets (with cpu-quick and the seed U-Net)"
+    )
     args = parser.parse_args()
     wanted = set(args.presets) | {"cpu-quick", SEED_UNET["name"]} if args.presets else None
     results = {}
@@ -108,9 +133,12 @@ def main() -> None:
             r = pool.apply(measure, (job, args.steps, args.batch_size, args.device))
             results[job["name"]] = r
             label = r["model"] + (f"+{r['encoder']}" if r["encoder"] else "")
-            print(f"{r['name']:<22} {label:<24} {r['image_size'][0]}x{r['image_size'][1]:<5} batch {r['batch']} "
-                  f"{r['params_m']:6.2f} M params {r['gflops']:7.1f} GFLOPs/img {r['images_per_sec']:7.2f} img/s "
-                  f"peak {r['peak_mb']:6.0f} MB ({r['device']}, {r['threads']} threads)", flush=True)
+            print(
+                f"{r['name']:<22} {label:<24} {r['image_size'][0]}x{r['image_size'][1]:<5} batch {r['batch']} "
+                f"{r['params_m']:6.2f} M params {r['gflops']:7.1f} GFLOPs/img {r['images_per_sec']:7.2f} img/s "
+                f"peak {r['peak_mb']:6.0f} MB ({r['device']}, {r['threads']} threads)",
+                flush=True,
+            )
     ratio = results["cpu-quick"]["images_per_sec"] / results[SEED_UNET["name"]]["images_per_sec"]
     print(f"speedup_vs_seed_unet: {ratio:.1f}")
 

@@ -41,8 +41,15 @@ def write_checkpoint(path: Path, image_size: tuple[int, int]) -> Path:
     """A segkit checkpoint of the cpu-quick architecture (seeded weights) trained at `image_size`."""
     torch.manual_seed(0)
     model = create_model("unet", 19, base_channels=16, depth=4)
-    payload = {"format": FORMAT, "version": VERSION, "model": model.state_dict(), "model_spec": model_spec(model),
-               "num_classes": 19, "image_size": list(image_size), "normalization": {"mean": list(MEAN), "std": list(STD)}}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.state_dict(),
+        "model_spec": model_spec(model),
+        "num_classes": 19,
+        "image_size": list(image_size),
+        "normalization": {"mean": list(MEAN), "std": list(STD)},
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_save(payload, path)
 
@@ -60,7 +67,9 @@ def write_clip(path: Path, data: Path, frames: int) -> Path:
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
             image = cv2.imread(str(files[order[i % len(order)]]))[..., ::-1]
-            image = cv2.resize(image, (SIZE[0] * image.shape[1] // image.shape[0], SIZE[0]), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image, (SIZE[0] * image.shape[1] // image.shape[0], SIZE[0]), interpolation=cv2.INTER_AREA
+            )
             left = (image.shape[1] - SIZE[1]) // 2
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:, left : left + SIZE[1]]), format="rgb24")
             container.mux(stream.encode(frame))
@@ -68,21 +77,44 @@ def write_clip(path: Path, data: Path, frames: int) -> Path:
     return path
 
 
-CHILD = ("import resource, sys\nfrom segkit.cli import main\nmain(sys.argv[1:])\nu = resource.getrusage(resource.RUSAGE_SELF)\n"
-         "print('peak_rss_mb', u.ru_maxrss / 1024, 'cpu_s', u.ru_utime + u.ru_stime)")
+CHILD = (
+    "import resource, sys\nfrom segkit.cli import main\nmain(sys.argv[1:])\n"
+    "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "print('peak_rss_mb', u.ru_maxrss / 1024, 'cpu_s', u.ru_utime + u.ru_stime)"
+)
 
 
 def predict(checkpoint: Path, clip: Path, out: Path) -> dict:
     """One `segkit predict` process on the clip: its frames/s and peak RSS."""
-    argv = ["predict", "--checkpoint", str(checkpoint), "--img", str(clip), "--output", str(out), "--device", "cpu",
-            "--overwrite"]
-    done = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=True,
-                          env={**os.environ, "SEGKIT_PROGRESS": "log"})
+    argv = [
+        "predict",
+        "--checkpoint",
+        str(checkpoint),
+        "--img",
+        str(clip),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--overwrite",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "SEGKIT_PROGRESS": "log"},
+    )
     rate = re.search(r"(\d+) frame\(s\) in ([\d.]+) s \(([\d.]+) frames/s", done.stderr)
     assert rate, done.stderr[-2000:]
     rss, cpu = map(float, re.search(r"peak_rss_mb ([\d.]+) cpu_s ([\d.]+)", done.stdout).groups())
-    return {"frames": int(rate.group(1)), "seconds": float(rate.group(2)), "fps": float(rate.group(3)), "rss": rss,
-            "cpu": cpu}
+    return {
+        "frames": int(rate.group(1)),
+        "seconds": float(rate.group(2)),
+        "fps": float(rate.group(3)),
+        "rss": rss,
+        "cpu": cpu,
+    }
 
 
 def main() -> None:
@@ -102,9 +134,11 @@ def main() -> None:
         for clip in clips:
             r = predict(ckpt, clip, work / "out")
             results[(trained_at, clip.stem)] = r
-            print(f"U-Net base 16 trained at {trained_at[0]}x{trained_at[1]}, {clip.stem} clip {SIZE[0]}x{SIZE[1]}: "
-                  f"{r['frames']} frames in {r['seconds']:.1f} s = {r['fps']:.2f} frames/s, peak RSS {r['rss']:.0f} MB, "
-                  f"process CPU time {r['cpu']:.0f} s (start-up and model load included)")
+            print(
+                f"U-Net base 16 trained at {trained_at[0]}x{trained_at[1]}, {clip.stem} clip {SIZE[0]}x{SIZE[1]}: "
+                f"{r['frames']} frames in {r['seconds']:.1f} s = {r['fps']:.2f} frames/s, peak RSS {r['rss']:.0f} MB, "
+                f"process CPU time {r['cpu']:.0f} s (start-up and model load included)"
+            )
     growth = results[((64, 128), "long")]["rss"] / results[((64, 128), "short")]["rss"]
     print(f"video_memory_growth: {growth:.3f}")
 

@@ -57,8 +57,9 @@ class LoadedRun:
         return checkpoint_origin(self.ckpt)
 
 
-def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", device: str = "auto",
-             layouts: tuple = AUTO) -> LoadedRun:
+def load_run(
+    run_dir: str | Path, data_root: str = "", checkpoint: str = "", device: str = "auto", layouts: tuple = AUTO
+) -> LoadedRun:
     """Read a run directory written by `segkit train` / notebook 02.
 
     Args:
@@ -86,27 +87,42 @@ def load_run(run_dir: str | Path, data_root: str = "", checkpoint: str = "", dev
     model, ckpt = load_model(ref, dev)
     if is_released(ckpt):  # no training run behind it: nothing to read back, figures go beside its reports
         run_dir = derived_dir(ref, ckpt)
-        return LoadedRun(run_dir, {}, pd.DataFrame(), None, model, ckpt,
-                         data_roots_for(data_root, ckpt, layouts=layouts), dev)
+        return LoadedRun(
+            run_dir, {}, pd.DataFrame(), None, model, ckpt, data_roots_for(data_root, ckpt, layouts=layouts), dev
+        )
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else pd.DataFrame()
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else None
-    return LoadedRun(run_dir, config, history, metrics, model, ckpt, data_roots_for(data_root, ckpt, layouts=layouts), dev)
+    return LoadedRun(
+        run_dir, config, history, metrics, model, ckpt, data_roots_for(data_root, ckpt, layouts=layouts), dev
+    )
 
 
 def per_class_table(summary: dict) -> pd.DataFrame:
     """Per-class IoU and Dice in % and ground-truth pixels (NaN: class absent, left out of the mean)."""
-    table = pd.DataFrame(summary["per_class"]).T.rename(columns={"iou": "IoU %", "dice": "Dice %", "gt_pixels": "gt pixels"})
+    table = pd.DataFrame(summary["per_class"]).T.rename(
+        columns={"iou": "IoU %", "dice": "Dice %", "gt_pixels": "gt pixels"}
+    )
     for col in ("IoU %", "Dice %"):
         table[col] = (100 * table[col].astype(float)).round(1)
     table["gt pixels"] = table["gt pixels"].astype(np.int64)
-    table.loc["mean"] = [round(100 * summary["miou"], 1), round(100 * summary["mean_dice"], 1), table["gt pixels"].sum()]
+    table.loc["mean"] = [
+        round(100 * summary["miou"], 1),
+        round(100 * summary["mean_dice"], 1),
+        table["gt pixels"].sum(),
+    ]
     return table
 
 
-def compare_inference(run: LoadedRun, split: str, modes: Sequence[str] = ("whole", "slide", "flip"),
-                      eval_resolution: str = "label", max_images: int = 0, batch_size: int = 1,
-                      done: dict[str, dict] | None = None) -> pd.DataFrame:
+def compare_inference(
+    run: LoadedRun,
+    split: str,
+    modes: Sequence[str] = ("whole", "slide", "flip"),
+    eval_resolution: str = "label",
+    max_images: int = 0,
+    batch_size: int = 1,
+    done: dict[str, dict] | None = None,
+) -> pd.DataFrame:
     """Score the same checkpoint with several inference modes: mIoU and wall time of each.
 
     Args:
@@ -123,17 +139,27 @@ def compare_inference(run: LoadedRun, split: str, modes: Sequence[str] = ("whole
     """
     rows = {}
     for mode in modes:
-        s = (done or {}).get(mode) or evaluate_checkpoint(run.model, run.ckpt, run.roots, split, mode, eval_resolution,
-                                                          batch_size, max_images)
+        s = (done or {}).get(mode) or evaluate_checkpoint(
+            run.model, run.ckpt, run.roots, split, mode, eval_resolution, batch_size, max_images
+        )
         images = s["protocol"]["images"]
-        rows[mode] = {"mIoU %": round(100 * s["miou"], 2), "pixel acc %": round(100 * s["pixel_accuracy"], 2),
-                      "seconds": round(s["seconds"], 2), "s / image": round(s["seconds"] / max(1, images), 3),
-                      "images": images}
+        rows[mode] = {
+            "mIoU %": round(100 * s["miou"], 2),
+            "pixel acc %": round(100 * s["pixel_accuracy"], 2),
+            "seconds": round(s["seconds"], 2),
+            "s / image": round(s["seconds"] / max(1, images), 3),
+            "images": images,
+        }
     return pd.DataFrame(rows).T
 
 
-def triptychs(run: LoadedRun, samples: Sequence[Sample], inference: str = "whole", scores: dict | None = None,
-              max_width: int = 1024) -> list[dict]:
+def triptychs(
+    run: LoadedRun,
+    samples: Sequence[Sample],
+    inference: str = "whole",
+    scores: dict | None = None,
+    max_width: int = 1024,
+) -> list[dict]:
     """Input, ground truth and prediction of each sample, for `viz.plot_triptychs`.
 
     Args:
@@ -149,8 +175,12 @@ def triptychs(run: LoadedRun, samples: Sequence[Sample], inference: str = "whole
     out = []
     for sample in samples:
         image, target = read_sample(sample)
-        item = {"image": image, "target": target,
-                "pred": predict_image(run.model, run.ckpt, image, inference), "name": sample.stem}
+        item = {
+            "image": image,
+            "target": target,
+            "pred": predict_image(run.model, run.ckpt, image, inference),
+            "name": sample.stem,
+        }
         if scores is not None and sample.stem in scores:
             item["miou"] = scores[sample.stem]
         out.append(_shrink(item, max_width))
@@ -171,8 +201,7 @@ def _shrink(item: dict, max_width: int) -> dict:
 
 def per_image_scores(run: LoadedRun, split: str, inference: str = "whole", max_images: int = 0) -> dict[str, float]:
     """{image stem: its own mIoU} over a split (official resolution), for picking failure cases."""
-    s = evaluate_checkpoint(run.model, run.ckpt, run.roots, split, inference, "label", 1, max_images,
-                            per_image=True)
+    s = evaluate_checkpoint(run.model, run.ckpt, run.roots, split, inference, "label", 1, max_images, per_image=True)
     return {row["name"]: row["miou"] for row in s["per_image"]}
 
 

@@ -36,8 +36,9 @@ def atomic_save(obj: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "a checkpoint",
-              mmap: bool = False) -> Any:
+def safe_load(
+    path: str | Path, map_location: str | torch.device = "cpu", what: str = "a checkpoint", mmap: bool = False
+) -> Any:
     """`torch.load(weights_only=True)` with one clear CheckpointError per kind of bad file.
 
     Args:
@@ -51,8 +52,14 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: 
     """
     path = Path(path)
     if not path.is_file():
-        hint = f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
-        raise CheckpointError(f"{path} does not exist{hint}. Check the path (segkit train writes best_model.pth and last.pth).")
+        hint = (
+            f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}"
+            if path.parent.is_dir()
+            else ""
+        )
+        raise CheckpointError(
+            f"{path} does not exist{hint}. Check the path (segkit train writes best_model.pth and last.pth)."
+        )
     if not _looks_like_torch_file(path):
         raise CheckpointError(
             f"{path} is not {what} (it is neither a torch zip archive nor a pickle; "
@@ -63,12 +70,14 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", what: 
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load {path}: it holds Python objects ({_blocked_global(str(e))}) that could run code "
-            f"when unpickled, and segkit loads every file with weights_only=True. {what[0].upper()}{what[1:]} segkit can use holds "
-            "only tensors and plain values; re-save the weights from a source you trust."
+            f"when unpickled, and segkit loads every file with weights_only=True. "
+            f"{what[0].upper()}{what[1:]} segkit can use holds only tensors and plain values; "
+            "re-save the weights from a source you trust."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(
-            f"{path} is not {what.replace('a ', 'a readable ', 1).replace('an ', 'a readable ', 1)} (truncated, corrupt, or not a torch file: "
+            f"{path} is not {what.replace('a ', 'a readable ', 1).replace('an ', 'a readable ', 1)} "
+            "(truncated, corrupt, or not a torch file: "
             f"{str(e).splitlines()[0][:160]}). Use best_model.pth or last.pth written by segkit train."
         ) from None
 
@@ -92,7 +101,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """
     ckpt = safe_load(path, map_location, mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        looks_like = "a bare state_dict" if isinstance(ckpt, dict) and all(torch.is_tensor(v) for v in ckpt.values()) else type(ckpt).__name__
+        looks_like = (
+            "a bare state_dict"
+            if isinstance(ckpt, dict) and all(torch.is_tensor(v) for v in ckpt.values())
+            else type(ckpt).__name__
+        )
         raise CheckpointError(
             f"{path} is not a segkit checkpoint (found {looks_like}; expected a dict with format={FORMAT!r}, "
             "model weights and model_spec). Use best_model.pth or last.pth from a segkit run; ImageNet encoder "

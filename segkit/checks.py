@@ -22,8 +22,10 @@ def check_glob(name: str, pattern: str) -> None:
         (pattern.count("{split}") != 1, "needs {split} exactly once, where the split's folder is"),
         ("{split}" in file_part, "has {split} in its file name: put it in a folder"),
         (folders.split("/").count("**") > 1, "may use ** once at most"),
-        (file_part == "*" or not file_part.startswith("*") or any(c in file_part[1:] for c in "*?["),
-         "has a file-name part that is not * and a fixed ending (the * is the frame's stem)"),
+        (
+            file_part == "*" or not file_part.startswith("*") or any(c in file_part[1:] for c in "*?["),
+            "has a file-name part that is not * and a fixed ending (the * is the frame's stem)",
+        ),
         ("{format}" in pattern and name != "label_glob", "names {format}, which only label globs may"),
     ]
     problem = next((message for bad, message in checks if bad), "")

@@ -62,7 +62,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from segkit.data.synthetic import generate_synthetic
 
     cfg, _ = config_from_args(SynthConfig, args)
-    root = generate_synthetic(Path(cfg.out), cfg.num_train, cfg.num_val, cfg.image_size, cfg.seed, overwrite=cfg.overwrite)
+    root = generate_synthetic(
+        Path(cfg.out), cfg.num_train, cfg.num_val, cfg.image_size, cfg.seed, overwrite=cfg.overwrite
+    )
     print(f"synthetic data set (Cityscapes layout) in {root}: {cfg.num_train} train, {cfg.num_val} val images")
     return 0
 
@@ -77,17 +79,27 @@ def cmd_presets(args: argparse.Namespace) -> int:
         cfg = apply_preset(TrainConfig(preset=name), explicit={"preset"})
         net = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""), 19)  # cost only: no weights
         cost = model_cost(net, cfg.crop)
-        cpu = f"{preset.cpu_img_s:g} img/s measured (benchmarks/train_throughput.py)" if preset.cpu_img_s else "not measured"
+        cpu = (
+            f"{preset.cpu_img_s:g} img/s measured (benchmarks/train_throughput.py)"
+            if preset.cpu_img_s
+            else "not measured"
+        )
         print(f"{name}: {preset.doc}")
-        print(f"   {cost['params_m']:.1f} M params, {cost['gflops']:.1f} GFLOPs/image at {cfg.crop[0]}x{cfg.crop[1]}"
-              f" | CPU (2 cores): {cpu} | T4: not measured")
+        print(
+            f"   {cost['params_m']:.1f} M params, {cost['gflops']:.1f} GFLOPs/image at {cfg.crop[0]}x{cfg.crop[1]}"
+            f" | CPU (2 cores): {cpu} | T4: not measured"
+        )
         print("   " + json.dumps(preset.fields))
     return 0
 
 
 COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]] = {
     "train": ("train a model; every TrainConfig field is a flag", TrainConfig, cmd_train),
-    "evaluate": ("score a checkpoint (--checkpoint) or a folder of predictions (--predictions)", EvalConfig, cmd_evaluate),
+    "evaluate": (
+        "score a checkpoint (--checkpoint) or a folder of predictions (--predictions)",
+        EvalConfig,
+        cmd_evaluate,
+    ),
     "predict": ("segment images at their own size", PredictConfig, cmd_predict),
     "synth": ("write the synthetic data set in the Cityscapes layout", SynthConfig, cmd_synth),
     "presets": ("list the named training recipes", None, cmd_presets),
@@ -121,8 +133,9 @@ def _extension_commands(sub, command: str | None) -> None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `segkit` parser; with `command`, only that command's module is imported (faster start)."""
     # allow_abbrev=False: a typo such as --epoch must fail, never quietly mean --epochs.
-    parser = argparse.ArgumentParser(prog="segkit", description="Semantic segmentation of urban scenes (Cityscapes).",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="segkit", description="Semantic segmentation of urban scenes (Cityscapes).", allow_abbrev=False
+    )
     from segkit import __version__
 
     parser.add_argument("--version", action="version", version=f"segkit {__version__}")

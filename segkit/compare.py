@@ -57,11 +57,21 @@ class RunRow:
     def cells(self) -> dict[str, Any]:
         """The row under `COLUMNS` (missing values as "?")."""
         size = self.image_size or "?"
-        epochs = f"{'?' if self.epochs_done is None else self.epochs_done}/{'?' if self.epochs is None else self.epochs}"
-        return {"run": self.path, "model": self.model or "?", "encoder": _encoder(self.encoder), "image size": size,
-                "epochs": epochs, "time": _duration(self.minutes),
-                "status": self.status, "val mIoU %": None if self.miou is None else round(100 * self.miou, 1),
-                "protocol": self.protocol, "note": "; ".join(self.notes)}
+        epochs = (
+            f"{'?' if self.epochs_done is None else self.epochs_done}/{'?' if self.epochs is None else self.epochs}"
+        )
+        return {
+            "run": self.path,
+            "model": self.model or "?",
+            "encoder": _encoder(self.encoder),
+            "image size": size,
+            "epochs": epochs,
+            "time": _duration(self.minutes),
+            "status": self.status,
+            "val mIoU %": None if self.miou is None else round(100 * self.miou, 1),
+            "protocol": self.protocol,
+            "note": "; ".join(self.notes),
+        }
 
 
 def _duration(minutes: float | None) -> str:
@@ -85,8 +95,10 @@ def find_run_dirs(root: str | Path) -> list[Path]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise SegkitError(f"{root} is not a folder: expected a folder of runs (default: runs/) or one run directory. "
-                          "Train one first: segkit train --run-dir runs/NAME")
+        raise SegkitError(
+            f"{root} is not a folder: expected a folder of runs (default: runs/) or one run directory. "
+            "Train one first: segkit train --run-dir runs/NAME"
+        )
     found = []
     for folder, subdirs, files in os.walk(root):
         if any(name in files for name in RUN_SIGNS):
@@ -179,12 +191,16 @@ def _status(row: RunRow, run_dir: Path, state: dict | None, metrics: dict | None
             return "failed"
         return "unknown"
     if saved == Status.RUNNING:
-        row.notes.append(f"the training process ended during epoch {state.get('epoch', 0) + 1} without saving how "
-                         f"(killed or crashed); {resume}")
+        row.notes.append(
+            f"the training process ended during epoch {state.get('epoch', 0) + 1} without saving how "
+            f"(killed or crashed); {resume}"
+        )
         return "failed"
     if metrics is None and (run_dir / "best_model.pth").is_file():
-        row.notes.append(f"no metrics.json: the final evaluation did not finish (segkit evaluate --checkpoint "
-                         f"{run_dir / 'best_model.pth'})")
+        row.notes.append(
+            f"no metrics.json: the final evaluation did not finish (segkit evaluate --checkpoint "
+            f"{run_dir / 'best_model.pth'})"
+        )
     if saved.interrupted:
         row.notes.append(resume)
     return saved.text
@@ -242,8 +258,11 @@ def run_histories(rows: list[RunRow]) -> dict[str, pd.DataFrame]:
 
 def register_cli(sub: Any) -> None:
     """`segkit runs [DIR]`."""
-    p = sub.add_parser("runs", help="list training runs side by side: model, epochs, time, status, mIoU with protocol",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "runs",
+        help="list training runs side by side: model, epochs, time, status, mIoU with protocol",
+        description=__doc__.split("\n\n")[0],
+    )
     add_config_flags(p, CompareConfig)
     p.set_defaults(func=cmd_runs)
 

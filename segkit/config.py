@@ -51,12 +51,19 @@ PAIR_INPUTS = ("auto", "on", "off")  # segkit predict: are --img files image pai
 class DataConfig:
     """Where a data set is and how it sits: the fields every command that reads data shares."""
 
-    data_root: str = ""  # data set root, "" = the data the run or checkpoint was trained on, else auto ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
-    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc, dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob + label_glob)
-    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the file name's * = the frame's stem
-    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names), labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
-    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
+    data_root: str = ""  # data set root, "" = the data the run or checkpoint was trained on, else auto
+    # ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
+    layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc,
+    # dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob +
+    # label_glob)
+    image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the
+    # file name's * = the frame's stem
+    label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image
+    # of the same stem and split
+    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names),
+    # labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a
+    # colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -75,12 +82,18 @@ class TrainConfig(DataConfig):
     val_split: str = "val"  # split to validate and score the best model on (KITTI has only training: training)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
     preset: str = ""  # named recipe (segkit presets lists them), explicit values override it
-    model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan, upernet, segformer, dpt
-    encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm model>; "" = segkit's own U-Net (model unet)
-    encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights file, or none (random init)
-    init_from: str = ""  # fine-tune: start the whole model from a segkit checkpoint or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), with its architecture
-    encoder_lr_scale: float = 1.0  # the encoder's learning rate as a share of lr (fine-tuning a pretrained one: e.g. 0.1); 0 = encoder frozen
-    freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm as pretrained: eval-mode statistics, scale and shift not trained (small batches)
+    model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan,
+    # upernet, segformer, dpt
+    encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm
+    # model>; "" = segkit's own U-Net (model unet)
+    encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights
+    # file, or none (random init)
+    init_from: str = ""  # fine-tune: start the whole model from a segkit checkpoint or a released model (a Hugging Face
+    # repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), with its architecture
+    encoder_lr_scale: float = 1.0  # the encoder's learning rate as a share of lr (fine-tuning a pretrained one: e.g.
+    # 0.1); 0 = encoder frozen
+    freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm as pretrained: eval-mode statistics, scale and shift
+    # not trained (small batches)
     base_channels: int = 64  # width of the first stage of segkit's own U-Net (no encoder; the seed used 64)
     depth: int = 4  # downsamplings of segkit's own U-Net (no encoder), sizes must be multiples of 2**depth
     epochs: int = 20  # passes over the train split
@@ -90,21 +103,26 @@ class TrainConfig(DataConfig):
     optimizer: str = "adamw"  # adamw, adam or sgd (momentum 0.9)
     scheduler: str = "poly"  # poly (with linear warmup), plateau (ReduceLROnPlateau on val mIoU) or none
     warmup_epochs: float = 0.5  # linear warmup length in epochs (poly only)
-    image_size: tuple[int, int] = (256, 512)  # height width the images are resized to, aspect kept (covering it): the scale the model trains and predicts at
-    crop_size: tuple[int, int] = (0, 0)  # training crop height width, (0, 0) = image_size; smaller crops train faster at the same scale
+    image_size: tuple[int, int] = (256, 512)  # height width the images are resized to, aspect kept (covering it): the
+    # scale the model trains and predicts at
+    crop_size: tuple[int, int] = (0, 0)  # training crop height width, (0, 0) = image_size; smaller crops train faster
+    # at the same scale
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
-    focus_crop: float = 0.0  # share of training crops centred on a thin or small class (pole, light, sign, person, rider, bikes)
+    focus_crop: float = 0.0  # share of training crops centred on a thin or small class (pole, light, sign, person,
+    # rider, bikes)
     loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
     class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet
     amp: str = "auto"  # mixed precision: auto (fp16 on T4/P100, bf16 on Ampere+, off on CPU), fp16, bf16, off
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1
     num_workers: int = -1  # DataLoader worker processes, -1 = from the CPU count
-    time_budget: float = 0.0  # minutes of training before a clean stop (evaluate, save), 0 = none (Kaggle: fit the 12 h session)
+    time_budget: float = 0.0  # minutes of training before a clean stop (evaluate, save), 0 = none (Kaggle: fit the 12 h
+    # session)
     eval_every: int = 1  # validate every N epochs (and always after the last)
     eval_resolution: str = "label"  # label (official: logits upsampled to the label files' size) or train (faster)
     max_train_images: int = 0  # use only the first N training images, 0 = all
     max_val_images: int = 0  # use only the first N validation images, 0 = all
-    cache: str = "auto"  # pre-resized arrays (segkit prepare): auto (use one that matches), build (make it in run_dir/cache first), off, or a folder
+    cache: str = "auto"  # pre-resized arrays (segkit prepare): auto (use one that matches), build (make it in
+    # run_dir/cache first), off, or a folder
     grad_clip: float = 0.0  # clip the gradient norm to this value, 0 = off
     channels_last: bool = True  # channels_last memory format (CUDA only, slower on CPU)
     compile: bool = False  # torch.compile the model (CUDA, first epoch slower)
@@ -134,8 +152,10 @@ class TrainConfig(DataConfig):
         check_non_negative(self, "max_train_images", "max_val_images", "num_vis")
         check_non_negative(self, "encoder_lr_scale")
         if not self.encoder and (self.freeze_encoder_bn or self.encoder_lr_scale != 1.0):
-            raise ConfigError("freeze_encoder_bn and encoder_lr_scale act on a pretrained encoder; segkit's own U-Net "
-                              "(no --encoder) has none. Add e.g. --encoder tu-tf_efficientnet_lite0, or drop them.")
+            raise ConfigError(
+                "freeze_encoder_bn and encoder_lr_scale act on a pretrained encoder; segkit's own U-Net "
+                "(no --encoder) has none. Add e.g. --encoder tu-tf_efficientnet_lite0, or drop them."
+            )
         if self.nproc < 0:
             raise ConfigError(f"nproc must be >= 0 (0 = one per visible GPU), got {self.nproc}")
         if not self.lr < 3.4e38:  # must fit the optimizer's float32 state
@@ -180,7 +200,8 @@ class EvalConfig(DataConfig):
     """`segkit evaluate` and notebook 03: score a checkpoint, or a folder of predictions."""
 
     run_dir: str = "runs/train"  # training run to evaluate (its best_model.pth) when checkpoint is ""
-    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
+    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id such as
+    # smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
     format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
@@ -189,7 +210,8 @@ class EvalConfig(DataConfig):
     batch_size: int = 1  # images per forward pass
     max_images: int = 0  # evaluate only the first N images, 0 = all
     device: str = "auto"  # auto, cpu, cuda
-    output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>.json beside the checkpoint (print only for --predictions)
+    output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>.json beside the checkpoint
+    # (print only for --predictions)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -205,17 +227,22 @@ class EvalConfig(DataConfig):
 class PredictConfig:
     """`segkit predict`: segment an image or a folder, at each input's own size."""
 
-    checkpoint: str = ""  # checkpoint file (best_model.pth: it carries the model's architecture) or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
+    checkpoint: str = ""  # checkpoint file (best_model.pth: it carries the model's architecture) or a released model (a
+    # Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
     img: str = ""  # image file or folder of images, or a video (.mp4, .mov, .avi, .mkv, .webm) -> <name>_overlay.mp4
     output: str = "runs/predictions"  # folder for the prediction PNGs
-    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video: also one PNG per frame, except color (the overlay video shows it)
+    format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video:
+    # also one PNG per frame, except color (the overlay video shows it)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx, needs onnxruntime)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
     video: bool = False  # read the --img folder as the frames of one video (sorted by name), not as separate images
-    fps: float = 0.0  # frames/s of a --video folder of frames (KITTI 10, Cityscapes sequences 17); a video file keeps its own
-    pairs: str = "auto"  # are the images pairs (photo left, colour mask right: Kaggle's Cityscapes Image Pairs)? auto (when the checkpoint trained on pairs and the file is one), on (predict each file's left half), off (the whole file)
+    fps: float = 0.0  # frames/s of a --video folder of frames (KITTI 10, Cityscapes sequences 17); a video file keeps
+    # its own
+    pairs: str = "auto"  # are the images pairs (photo left, colour mask right: Kaggle's Cityscapes Image Pairs)? auto
+    # (when the checkpoint trained on pairs and the file is one), on (predict each file's left half), off (the whole
+    # file)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -285,7 +312,8 @@ class VisualizeConfig(DataConfig):
     """Notebook 04: figures of a training run."""
 
     run_dir: str = "runs/train"  # training run to visualise (its best_model.pth) when checkpoint is ""
-    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
+    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id such as
+    # smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
     split: str = "val"  # split to draw samples from
     num_samples: int = 4  # triptychs (input / ground truth / prediction)
     inference: str = "whole"  # whole, slide, flip or ms
@@ -301,7 +329,8 @@ class VisualizeConfig(DataConfig):
 class CompareConfig:
     """Notebook 05 and `segkit runs`: training runs side by side."""
 
-    runs_dir: str = field(default="runs", metadata=POSITIONAL)  # folder searched for run directories (at any depth), or one run directory
+    runs_dir: str = field(default="runs", metadata=POSITIONAL)  # folder searched for run directories (at any depth), or
+    # one run directory
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -311,7 +340,8 @@ class CompareConfig:
 class ExportConfig:
     """`segkit export`: a checkpoint to ONNX (for onnxruntime, or `segkit predict --backend onnx`)."""
 
-    checkpoint: str = ""  # segkit checkpoint, e.g. runs/train/best_model.pth, or a released model (a Hugging Face repo id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
+    checkpoint: str = ""  # segkit checkpoint, e.g. runs/train/best_model.pth, or a released model (a Hugging Face repo
+    # id such as smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder)
     output: str = ""  # ONNX file to write, "" = the checkpoint path with .onnx
     opset: int = 17  # ONNX opset version
     static: bool = False  # fix the input to (1, 3, *image_size) instead of dynamic batch, height, width
@@ -358,7 +388,8 @@ class PreflightConfig:
     json: bool = False  # print the report as JSON
     preset: str = ""  # check the pretrained encoder weights of this preset (segkit presets lists them)
     encoder: str = ""  # check this encoder's pretrained weights (overrides the preset's)
-    encoder_weights: str = ""  # imagenet (TrainConfig's default), another variant, or a weights file (overrides the preset's)
+    encoder_weights: str = ""  # imagenet (TrainConfig's default), another variant, or a weights file (overrides the
+    # preset's)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -373,7 +404,8 @@ class BundleConfig:
     title: str = "segkit cityscapes train"  # kernel title, 5-50 characters; its slug is the kernel id's
     datasets: tuple[str, ...] = ()  # Kaggle datasets to attach, OWNER/SLUG (Cityscapes, encoder weights)
     resume_from: str = ""  # chain: attach this kernel's output (OWNER/KERNEL) and resume its run
-    username: str = ""  # Kaggle username, "" = $KAGGLE_USERNAME, else a legacy ~/.kaggle/kaggle.json (an API token does not name its user)
+    username: str = ""  # Kaggle username, "" = $KAGGLE_USERNAME, else a legacy ~/.kaggle/kaggle.json (an API token does
+    # not name its user)
     gpu: bool = True  # request a GPU (kernel-metadata.json enable_gpu)
     internet: bool = False  # internet in the kernel (not needed: segkit installs offline)
     machine_shape: str = "NvidiaTeslaT4"  # Kaggle machine shape (NvidiaTeslaT4 = GPU T4 x2)
@@ -399,16 +431,22 @@ def check_data_fields(cfg: DataConfig) -> None:
     globs = {"image_glob": cfg.image_glob, "label_glob": cfg.label_glob}
     if not any(globs.values()):
         if cfg.layout == "glob":
-            raise ConfigError("layout glob needs image_glob and label_glob, e.g. --image-glob 'images/{split}/*.jpg' "
-                              "--label-glob 'labels/{split}/*_mask.png'")
+            raise ConfigError(
+                "layout glob needs image_glob and label_glob, e.g. --image-glob 'images/{split}/*.jpg' "
+                "--label-glob 'labels/{split}/*_mask.png'"
+            )
         return
     missing = [flag_name(k) for k, v in globs.items() if not v]
     if missing:
-        raise ConfigError(f"image_glob and label_glob go together: add {missing[0]}, e.g. --image-glob "
-                          "'images/{split}/*.jpg' --label-glob 'labels/{split}/*_mask.png'")
+        raise ConfigError(
+            f"image_glob and label_glob go together: add {missing[0]}, e.g. --image-glob "
+            "'images/{split}/*.jpg' --label-glob 'labels/{split}/*_mask.png'"
+        )
     if cfg.layout not in ("auto", "glob"):
-        raise ConfigError(f"layout {cfg.layout!r} and glob patterns exclude each other: drop --layout (or "
-                          "--image-glob and --label-glob)")
+        raise ConfigError(
+            f"layout {cfg.layout!r} and glob patterns exclude each other: drop --layout (or "
+            "--image-glob and --label-glob)"
+        )
     if not cfg.data_root:
         raise ConfigError("image_glob and label_glob are read below data_root: give --data-root too")
     for name, pattern in globs.items():
@@ -418,15 +456,23 @@ def check_data_fields(cfg: DataConfig) -> None:
 def _check_pair_fields(cfg: DataConfig) -> None:
     """Image pairs: a sensible tolerance; one file is photo and mask, so one pattern and no id format."""
     if not 0 < float(cfg.color_tolerance) <= 255:
-        raise ConfigError(f"color_tolerance must be > 0 and <= 255 (levels of colour distance), got {cfg.color_tolerance!r}; "
-                          "the default 20 suits JPEG pairs, a larger value decides more edge pixels and more of them wrongly")
+        raise ConfigError(
+            f"color_tolerance must be > 0 and <= 255 (levels of colour distance), got {cfg.color_tolerance!r}; "
+            "the default 20 suits JPEG pairs, a larger value decides more edge pixels and more of them wrongly"
+        )
     if cfg.layout == "image-pairs" and cfg.label_format not in ("auto", "pairColor"):
-        raise ConfigError(f"layout image-pairs reads colour masks from the pair files, not {cfg.label_format} files: "
-                          "drop --label-format")
+        raise ConfigError(
+            f"layout image-pairs reads colour masks from the pair files, not {cfg.label_format} files: "
+            "drop --label-format"
+        )
     if cfg.label_format == "pairColor" and not cfg.image_glob and cfg.layout != "image-pairs":
-        raise ConfigError("label_format pairColor (image pairs) goes with --layout image-pairs, or with --image-glob and "
-                          "--label-glob naming the pair files (PNG pairs, other folders)")
+        raise ConfigError(
+            "label_format pairColor (image pairs) goes with --layout image-pairs, or with --image-glob and "
+            "--label-glob naming the pair files (PNG pairs, other folders)"
+        )
     if cfg.label_format == "pairColor" and cfg.image_glob != cfg.label_glob:
-        raise ConfigError("label_format pairColor reads photo and colour mask from one file (left and right half): "
-                          f"give image_glob and label_glob the same pattern, e.g. --image-glob '{cfg.image_glob or 'pairs/{split}/*.png'}' "
-                          f"--label-glob '{cfg.image_glob or 'pairs/{split}/*.png'}'")
+        pattern = cfg.image_glob or "pairs/{split}/*.png"
+        raise ConfigError(
+            "label_format pairColor reads photo and colour mask from one file (left and right half): "
+            f"give image_glob and label_glob the same pattern, e.g. --image-glob '{pattern}' --label-glob '{pattern}'"
+        )

@@ -32,8 +32,11 @@ FIGURE_WIDTH = 900  # px; keeps the committed PNGs small
 
 def register_cli(sub: Any) -> None:
     """`segkit demo`: every DemoConfig field is a flag."""
-    p = sub.add_parser("demo", help="synthetic data -> notebooks 01..05 headless -> a trained run (~5 min on CPU)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "demo",
+        help="synthetic data -> notebooks 01..05 headless -> a trained run (~5 min on CPU)",
+        description=__doc__.split("\n\n")[0],
+    )
     add_config_flags(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
 
@@ -62,20 +65,29 @@ def run_demo(out: Path, minutes: float = TRAIN_MINUTES, readme_figures: Path | N
     start = time.monotonic()
     notebook_dir = REPO_ROOT / "notebooks"
     if not (notebook_dir / f"{NOTEBOOKS[0]}.ipynb").is_file():
-        raise SegkitError(f"the notebooks are not in {notebook_dir}: the demo runs from a clone of the segkit "
-                          "repository (pip install -e .), not from an installed wheel")
+        raise SegkitError(
+            f"the notebooks are not in {notebook_dir}: the demo runs from a clone of the segkit "
+            "repository (pip install -e .), not from an installed wheel"
+        )
     data = _rel(Path(SYNTHETIC.out))
     _say(f"synthetic data set -> {data}")
-    generate_synthetic(REPO_ROOT / data, SYNTHETIC.num_train, SYNTHETIC.num_val, SYNTHETIC.image_size, SYNTHETIC.seed,
-                       overwrite=True)
+    generate_synthetic(
+        REPO_ROOT / data, SYNTHETIC.num_train, SYNTHETIC.num_val, SYNTHETIC.image_size, SYNTHETIC.seed, overwrite=True
+    )
     run_dir = _rel(out / "run")
     executed = {}
     for name, parameters in notebook_parameters(data, run_dir, minutes).items():
         executed[name] = execute(notebook_dir / f"{name}.ipynb", out / "notebooks" / f"{name}.ipynb", parameters)
     figures = copy_readme_figures(executed, readme_figures) if readme_figures else []
     metrics = json.loads((REPO_ROOT / run_dir / "metrics.json").read_text())
-    return {"seconds": time.monotonic() - start, "run_dir": REPO_ROOT / run_dir, "notebooks": executed,
-            "metrics": metrics, "figures": figures, "data": REPO_ROOT / data}
+    return {
+        "seconds": time.monotonic() - start,
+        "run_dir": REPO_ROOT / run_dir,
+        "notebooks": executed,
+        "metrics": metrics,
+        "figures": figures,
+        "data": REPO_ROOT / data,
+    }
 
 
 def notebook_parameters(data: str, run_dir: str, minutes: float) -> dict[str, dict]:
@@ -83,8 +95,13 @@ def notebook_parameters(data: str, run_dir: str, minutes: float) -> dict[str, di
     return {
         "01_explore_data": {"data_root": data, "num_samples": 4},
         # The budget stops training before the preset's 200 epochs; the poly schedule decays over it.
-        "02_train": {"data_root": data, "run_dir": run_dir, "preset": "cpu-quick",
-                     "time_budget": minutes, "overwrite": True},
+        "02_train": {
+            "data_root": data,
+            "run_dir": run_dir,
+            "preset": "cpu-quick",
+            "time_budget": minutes,
+            "overwrite": True,
+        },
         "03_evaluate": {"run_dir": run_dir, "data_root": data},
         "04_visualize": {"run_dir": run_dir, "data_root": data, "num_samples": 3},
         "05_compare_runs": {"runs_dir": str(Path(run_dir).parent)},  # the demo's run beside any others there
@@ -100,12 +117,22 @@ def execute(notebook: Path, output: Path, parameters: dict) -> Path:
     t0 = time.monotonic()
     env_smoke = os.environ.pop("SEGKIT_SMOKE", None)  # the demo is the real thing, never the smoke test
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                                   cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
-                                   stdout_file=sys.stdout, stderr_file=sys.stderr)  # the kernels' prints and log lines
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            log_output=False,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+        )  # the kernels' prints and log lines
     except papermill.PapermillExecutionError as e:
-        raise SegkitError(f"{notebook.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}. "
-                          f"The executed notebook with the traceback: {output}") from None
+        raise SegkitError(
+            f"{notebook.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}. "
+            f"The executed notebook with the traceback: {output}"
+        ) from None
     finally:
         if env_smoke is not None:
             os.environ["SEGKIT_SMOKE"] = env_smoke
@@ -121,7 +148,9 @@ def copy_readme_figures(executed: dict[str, Path], folder: Path) -> list[Path]:
     for name, path in executed.items():
         nb = nbformat.read(path, as_version=4)
         cells = [c for c in nb.cells if FIGURE_TAG in c.get("metadata", {}).get("tags", [])]
-        images = [o["data"]["image/png"] for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        images = [
+            o["data"]["image/png"] for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+        ]
         if images:
             written.append(_write_small_png(base64.b64decode(images[0]), folder / f"{name}.png"))
     return written
@@ -148,7 +177,10 @@ def summary_text(report: dict) -> str:
     run_dir = report["run_dir"]
     lines = [
         "",
-        f"segkit demo finished in {report['seconds'] / 60:.1f} minutes (SYNTHETIC data in {_show(report['data'])}, not Cityscapes)",
+        (
+            f"segkit demo finished in {report['seconds'] / 60:.1f} minutes "
+            f"(SYNTHETIC data in {_show(report['data'])}, not Cityscapes)"
+        ),
         f"  executed notebooks: {_show(Path(next(iter(report['notebooks'].values()))).parent)}/",
         f"  figures:            {_show(run_dir / 'figures')}/",
         f"  checkpoint:         {_show(run_dir / 'best_model.pth')}",

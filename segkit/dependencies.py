@@ -41,15 +41,21 @@ def albumentations_problem(path: list[str] | None = None) -> str | None:
     versions = installed_versions(path)
     fix = f"pip uninstall -y albumentationsx && pip install '{ALBUMENTATIONS_PIN}'"
     if "albumentationsx" in versions:
-        return (f"AlbumentationsX {versions['albumentationsx']} is installed: it provides the `albumentations` "
-                "module under the AGPL-3.0 (the MIT albumentations ended with 2.0.8, July 2025), and segkit is "
-                f"tested with albumentations {ALBUMENTATIONS_RANGE[0]}-{ALBUMENTATIONS_RANGE[1]}. Fix: {fix} "
-                "(or keep it knowingly, under the AGPL-3.0's terms)")
+        return (
+            f"AlbumentationsX {versions['albumentationsx']} is installed: it provides the `albumentations` "
+            "module under the AGPL-3.0 (the MIT albumentations ended with 2.0.8, July 2025), and segkit is "
+            f"tested with albumentations {ALBUMENTATIONS_RANGE[0]}-{ALBUMENTATIONS_RANGE[1]}. Fix: {fix} "
+            "(or keep it knowingly, under the AGPL-3.0's terms)"
+        )
     version = versions.get("albumentations")
     if version is None:
-        return f"albumentations is not installed; segkit's augmentations need it. Fix: pip install '{ALBUMENTATIONS_PIN}'"
+        return (
+            f"albumentations is not installed; segkit's augmentations need it. Fix: pip install '{ALBUMENTATIONS_PIN}'"
+        )
     low, high = (_release(v) for v in ALBUMENTATIONS_RANGE)
     if not low <= _release(version) <= high:
-        return (f"albumentations {version} is installed; segkit needs {ALBUMENTATIONS_RANGE[0]}-{ALBUMENTATIONS_RANGE[1]} "
-                f"(2.0.1 added what it uses; 2.0.8 is the last MIT release). Fix: pip install '{ALBUMENTATIONS_PIN}'")
+        return (
+            f"albumentations {version} is installed; segkit needs {ALBUMENTATIONS_RANGE[0]}-{ALBUMENTATIONS_RANGE[1]} "
+            f"(2.0.1 added what it uses; 2.0.8 is the last MIT release). Fix: pip install '{ALBUMENTATIONS_PIN}'"
+        )
     return None

@@ -28,7 +28,7 @@ class CheckpointError(SegkitError):
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str:
-    """" (did you mean 'x'?)" for the closest of `choices` (up to `n` of them), else "".
+    """ " (did you mean 'x'?)" for the closest of `choices` (up to `n` of them), else "".
 
     Args:
         word: what the user wrote.

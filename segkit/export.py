@@ -46,8 +46,13 @@ def _require(module: str) -> Any:
         raise SegkitError(f"{module} is not installed; ONNX export and inference need it: {INSTALL_HINT}") from None
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportConfig.opset, dynamic: bool = True,
-                ckpt: dict | None = None) -> Path:
+def export_onnx(
+    checkpoint: str | Path,
+    output: str | Path,
+    opset: int = ExportConfig.opset,
+    dynamic: bool = True,
+    ckpt: dict | None = None,
+) -> Path:
     """Export a segkit checkpoint's model to an ONNX file (written to a temporary file, then renamed).
 
     Args:
@@ -76,8 +81,14 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportC
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": chosen on purpose
         torch.onnx.export(
-            model, (example,), str(tmp), opset_version=opset, dynamo=False, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
+            model,
+            (example,),
+            str(tmp),
+            opset_version=opset,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
         )
     proto = onnx.load(str(tmp))
     onnx.checker.check_model(proto)
@@ -91,9 +102,12 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = ExportC
 def _metadata(ckpt: dict, model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
     """What a consumer of the .onnx file needs to pre- and post-process like segkit does."""
     return {
-        "segkit_version": segkit.__version__, "checkpoint": str(checkpoint),
-        "image_size": json.dumps(list(ckpt["image_size"])), "size_divisor": str(facts(model).size_divisor),
-        "normalization": json.dumps(ckpt.get("normalization", {})), "class_names": json.dumps(ckpt.get("class_names", [])),
+        "segkit_version": segkit.__version__,
+        "checkpoint": str(checkpoint),
+        "image_size": json.dumps(list(ckpt["image_size"])),
+        "size_divisor": str(facts(model).size_divisor),
+        "normalization": json.dumps(ckpt.get("normalization", {})),
+        "class_names": json.dumps(ckpt.get("class_names", [])),
     }
 
 
@@ -118,8 +132,15 @@ class OnnxModel(nn.Module):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         norm = json.loads(meta.get("normalization") or "{}")
-        set_facts(self, ModelFacts({"name": "onnx", "file": str(path)}, size_divisor or int(meta.get("size_divisor", 32)),
-                                   tuple(norm.get("mean", IMAGENET_MEAN)), tuple(norm.get("std", IMAGENET_STD))))
+        set_facts(
+            self,
+            ModelFacts(
+                {"name": "onnx", "file": str(path)},
+                size_divisor or int(meta.get("size_divisor", 32)),
+                tuple(norm.get("mean", IMAGENET_MEAN)),
+                tuple(norm.get("std", IMAGENET_STD)),
+            ),
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.detach().float().cpu().contiguous().numpy()
@@ -156,8 +177,11 @@ def ensure_onnx(checkpoint: str | Path, ckpt: dict | None = None) -> Path:
 
 def register_cli(sub: Any) -> None:
     """`segkit export`: every ExportConfig field is a flag."""
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (for onnxruntime / segkit predict --backend onnx)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (for onnxruntime / segkit predict --backend onnx)",
+        description=__doc__.split("\n\n")[0],
+    )
     add_config_flags(p, ExportConfig)
     p.set_defaults(func=cmd_export)
 
@@ -165,11 +189,17 @@ def register_cli(sub: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     cfg, _ = config_from_args(ExportConfig, args)
     ckpt = open_checkpoint(cfg.checkpoint)  # a checkpoint file or a released model; a clear error otherwise
-    default = (derived_dir(cfg.checkpoint, ckpt) / "model.onnx" if is_released(ckpt)
-               else Path(cfg.checkpoint).with_suffix(".onnx"))
-    out = export_onnx(cfg.checkpoint, Path(cfg.output) if cfg.output else default, cfg.opset, dynamic=not cfg.static,
-                      ckpt=ckpt)
+    default = (
+        derived_dir(cfg.checkpoint, ckpt) / "model.onnx"
+        if is_released(ckpt)
+        else Path(cfg.checkpoint).with_suffix(".onnx")
+    )
+    out = export_onnx(
+        cfg.checkpoint, Path(cfg.output) if cfg.output else default, cfg.opset, dynamic=not cfg.static, ckpt=ckpt
+    )
     size = out.stat().st_size / 2**20
-    print(f"wrote {out} ({size:.1f} MB, opset {cfg.opset}, {'static' if cfg.static else 'dynamic batch/height/width'} "
-          f"input '{INPUT_NAME}' (B, 3, H, W) normalised float32 -> '{OUTPUT_NAME}' (B, C, H, W))")
+    print(
+        f"wrote {out} ({size:.1f} MB, opset {cfg.opset}, {'static' if cfg.static else 'dynamic batch/height/width'} "
+        f"input '{INPUT_NAME}' (B, 3, H, W) normalised float32 -> '{OUTPUT_NAME}' (B, C, H, W))"
+    )
     return 0

@@ -93,7 +93,9 @@ def infer(
     return total / (len(spec["scales"]) * (2 if spec["flip"] else 1))
 
 
-def _forward(model: nn.Module, image: torch.Tensor, image_size: Sequence[int], scale: float, divisor: int, slide: bool) -> torch.Tensor:
+def _forward(
+    model: nn.Module, image: torch.Tensor, image_size: Sequence[int], scale: float, divisor: int, slide: bool
+) -> torch.Tensor:
     """Resize (aspect kept) to `scale` x the size that covers the training size, run the model (in
     windows of the training size if larger than it), return logits at that resized size.
 
@@ -101,8 +103,11 @@ def _forward(model: nn.Module, image: torch.Tensor, image_size: Sequence[int], s
     scores are cut off), so no side is stretched to fit the network.
     """
     th, tw = cover_size(image.shape[-2:], image_size, scale)
-    x = image if image.shape[-2:] == (th, tw) else F.interpolate(image, size=(th, tw), mode="bilinear",
-                                                                 align_corners=False, antialias=True)
+    x = (
+        image
+        if image.shape[-2:] == (th, tw)
+        else F.interpolate(image, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
+    )
     x = F.pad(x, (0, -tw % divisor, 0, -th % divisor))  # 0 = the mean colour after normalisation
     if slide and (x.shape[-2] > image_size[0] or x.shape[-1] > image_size[1]):
         return _slide(model, x, image_size)[..., :th, :tw]
@@ -171,8 +176,13 @@ def predict_image(model: nn.Module, ckpt: dict, image: np.ndarray, inference: st
     return predicted_classes(scores)[0].to(torch.uint8).cpu().numpy()
 
 
-def load_predictor(checkpoint: str | Path, backend: str = "torch", inference: str = "whole",
-                   device: str = "auto", ckpt: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load_predictor(
+    checkpoint: str | Path,
+    backend: str = "torch",
+    inference: str = "whole",
+    device: str = "auto",
+    ckpt: dict | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
     """A function image (H, W, 3) uint8 RGB -> trainIds (H, W) uint8, for `segkit predict`.
 
     Args:
@@ -213,7 +223,9 @@ def list_images(path: str | Path) -> list[Path]:
 def prediction_name(image_path: Path, fmt: str) -> str:
     """Output file name: the frame's stem (the image's name without a layout's ending such as
     _leftImg8bit or _rgb_anon) and the format, so `segkit evaluate --predictions` can match it."""
-    stem = next((image_path.stem.removesuffix(e) for e in IMAGE_ENDINGS if image_path.stem.endswith(e)), image_path.stem)
+    stem = next(
+        (image_path.stem.removesuffix(e) for e in IMAGE_ENDINGS if image_path.stem.endswith(e)), image_path.stem
+    )
     return f"{stem}_{fmt}.png"
 
 

@@ -75,8 +75,9 @@ TRAIN_LABELS: tuple[Label, ...] = tuple(
 CLASS_NAMES: tuple[str, ...] = tuple(lb.name for lb in TRAIN_LABELS)
 # Thin or small classes a low-resolution model loses first (trainIds): pole, traffic light,
 # traffic sign, person, rider, motorcycle, bicycle. Training can centre crops on them (focus_crop).
-THIN_CLASSES: tuple[int, ...] = tuple(CLASS_NAMES.index(n) for n in (
-    "pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle"))
+THIN_CLASSES: tuple[int, ...] = tuple(
+    CLASS_NAMES.index(n) for n in ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle")
+)
 PALETTE: np.ndarray = np.array([lb.color for lb in TRAIN_LABELS], dtype=np.uint8)  # (19, 3)
 
 
@@ -101,7 +102,7 @@ for _lb in LABELS:
         LABEL_COLORS[_lb.id] = _lb.color
 # trainId -> colour; ignored pixels are black.
 TRAIN_COLORS: np.ndarray = np.zeros((256, 3), dtype=np.uint8)
-TRAIN_COLORS[: NUM_CLASSES] = PALETTE
+TRAIN_COLORS[:NUM_CLASSES] = PALETTE
 
 
 def label_to_train(label: np.ndarray) -> np.ndarray:

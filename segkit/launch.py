@@ -94,8 +94,17 @@ def resolved_nproc(cfg: TrainConfig) -> int:
 
 def torchrun_command(cfg: TrainConfig, nproc: int) -> list[str]:
     """`python -m torch.distributed.run --standalone --nproc-per-node N -m segkit train ...` (every field)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "segkit", "train", *to_argv(cfg, skip=("nproc", "dashboard"))]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "segkit",
+        "train",
+        *to_argv(cfg, skip=("nproc", "dashboard")),
+    ]
 
 
 def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, live: bool = True) -> RunSummary:
@@ -134,14 +143,19 @@ def run_torchrun(cfg: TrainConfig, nproc: int, on_epoch_end: Callable[[dict], No
     """
     command = torchrun_command(cfg, nproc)
     log.info("launching %d processes: %s", nproc, " ".join(command))
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1",
-           progress.PROGRESS_ENV: "bar" if progress.watching() else "log"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "PYTHONUNBUFFERED": "1",
+        progress.PROGRESS_ENV: "bar" if progress.watching() else "log",
+    }
     if progress.info_to_stdout():
         env[progress.INFO_STDOUT_ENV] = "1"
     history = _HistoryTail(Path(cfg.run_dir) / "history.csv", on_epoch_end)
     piped = progress.in_notebook()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE if piped else None,
-                            stderr=subprocess.PIPE if piped else None, env=env)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE if piped else None, stderr=subprocess.PIPE if piped else None, env=env
+    )
     try:
         if piped:
             _show_output(proc, history)

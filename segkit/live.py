@@ -37,8 +37,14 @@ class LiveView:
             one notebook output replaced in place).
     """
 
-    def __init__(self, epochs: int, time_budget: float = 0.0, title: str = "", history: Sequence[dict] = (),
-                 show: Callable[[dict[str, str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        epochs: int,
+        time_budget: float = 0.0,
+        title: str = "",
+        history: Sequence[dict] = (),
+        show: Callable[[dict[str, str]], None] | None = None,
+    ) -> None:
         self.epochs, self.time_budget, self.title = epochs, time_budget, title
         self.rows = {int(r["epoch"]): dict(r) for r in history}
         self.show = show or progress.InPlace().show
@@ -97,8 +103,10 @@ class LiveView:
         last = self.history().tail(1)
         png = base64.b64encode(figure_png(self.figure())).decode()
         table = last.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
-        return {"text/html": f"<pre>{html.escape(status)}</pre><img src=\"data:image/png;base64,{png}\"/>{table}",
-                "text/plain": f"{status}\n{last.to_string(index=False, na_rep='', float_format=lambda v: f'{v:.4g}')}"}
+        return {
+            "text/html": f'<pre>{html.escape(status)}</pre><img src="data:image/png;base64,{png}"/>{table}',
+            "text/plain": f"{status}\n{last.to_string(index=False, na_rep='', float_format=lambda v: f'{v:.4g}')}",
+        }
 
 
 def _minutes(minutes: float) -> str:

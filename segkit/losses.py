@@ -19,11 +19,15 @@ from segkit.errors import ConfigError
 
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
     if logits.ndim != 4 or logits.shape[1] != num_classes:
-        raise ConfigError(f"logits must be (B, {num_classes}, H, W) for a loss built with "
-                          f"num_classes={num_classes}, got {tuple(logits.shape)}")
+        raise ConfigError(
+            f"logits must be (B, {num_classes}, H, W) for a loss built with "
+            f"num_classes={num_classes}, got {tuple(logits.shape)}"
+        )
     if target.shape != logits.shape[:1] + logits.shape[2:]:
-        raise ConfigError(f"target must be (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}"
-                          f" to match the logits, got {tuple(target.shape)}")
+        raise ConfigError(
+            f"target must be (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}"
+            f" to match the logits, got {tuple(target.shape)}"
+        )
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -38,8 +42,9 @@ class CrossEntropyLoss(nn.Module):
     that an all-ignored batch gives 0 instead of NaN.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255,
-                 class_weights: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 19, ignore_index: int = 255, class_weights: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
         # A buffer so `.to(device)` moves it with the model/loss.
@@ -50,8 +55,9 @@ class CrossEntropyLoss(nn.Module):
         _check_inputs(logits, target, self.num_classes)
         # A no-op once the loss was moved with `.to(device)`; spares a device-mismatch error if not.
         weights = None if self.class_weights is None else self.class_weights.to(logits.device)
-        losses = F.cross_entropy(logits.float(), target, weight=weights,
-                                 ignore_index=self.ignore_index, reduction="none")
+        losses = F.cross_entropy(
+            logits.float(), target, weight=weights, ignore_index=self.ignore_index, reduction="none"
+        )
         valid = target != self.ignore_index
         if weights is None:
             return losses, valid.float()
@@ -77,9 +83,14 @@ class OhemCrossEntropyLoss(CrossEntropyLoss):
     plain cross-entropy.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255,
-                 class_weights: torch.Tensor | None = None, thresh: float = 0.7,
-                 min_kept: int | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int = 19,
+        ignore_index: int = 255,
+        class_weights: torch.Tensor | None = None,
+        thresh: float = 0.7,
+        min_kept: int | None = None,
+    ) -> None:
         super().__init__(num_classes, ignore_index, class_weights)
         self.thresh, self.min_kept = thresh, min_kept
 
@@ -147,17 +158,14 @@ class SumLoss(nn.Module):
         return self.first(logits, target) + self.dice_weight * self.second(logits, target)
 
 
-def _class_weights(class_weights: torch.Tensor | np.ndarray | None,
-                   num_classes: int) -> torch.Tensor | None:
+def _class_weights(class_weights: torch.Tensor | np.ndarray | None, num_classes: int) -> torch.Tensor | None:
     if class_weights is None:
         return None
     weights = torch.as_tensor(np.asarray(class_weights, dtype=np.float32)).flatten()
     if weights.numel() != num_classes:
-        raise ConfigError(f"class_weights must have num_classes={num_classes} values, "
-                          f"got {weights.numel()}")
+        raise ConfigError(f"class_weights must have num_classes={num_classes} values, got {weights.numel()}")
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-        raise ConfigError(f"class_weights must be finite, >= 0 and not all 0, got "
-                          f"{weights.tolist()}")
+        raise ConfigError(f"class_weights must be finite, >= 0 and not all 0, got {weights.tolist()}")
     return weights
 
 
@@ -191,8 +199,7 @@ def build_loss(
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; valid: {list(LOSSES)}")
     if not 0.0 < ohem_thresh <= 1.0 or (ohem_min_kept is not None and ohem_min_kept < 0):
-        raise ConfigError(f"need 0 < ohem_thresh <= 1 and ohem_min_kept >= 0, got "
-                          f"{ohem_thresh} and {ohem_min_kept}")
+        raise ConfigError(f"need 0 < ohem_thresh <= 1 and ohem_min_kept >= 0, got {ohem_thresh} and {ohem_min_kept}")
     weights = _class_weights(class_weights, num_classes)
     if name.startswith("ohem"):
         main = OhemCrossEntropyLoss(num_classes, ignore_index, weights, ohem_thresh, ohem_min_kept)

@@ -147,9 +147,7 @@ class ConfusionMatrix:
         """Mean Dice over `classes` (default all), leaving out classes whose Dice is NaN."""
         return _nanmean(self.dice(), classes)
 
-    def summary(
-        self, class_names: Sequence[str] = CLASS_NAMES, protocol: dict | None = None
-    ) -> dict:
+    def summary(self, class_names: Sequence[str] = CLASS_NAMES, protocol: dict | None = None) -> dict:
         """JSON-ready metrics record (plain floats, None for left-out classes) with its protocol.
 
         Args:
@@ -163,14 +161,8 @@ class ConfusionMatrix:
         if len(class_names) != self.num_classes:
             raise ValueError(f"got {len(class_names)} class names for {self.num_classes} classes")
         if protocol is None:
-            space = (
-                "cityscapes-19"
-                if tuple(class_names) == CLASS_NAMES
-                else f"{self.num_classes} classes"
-            )
-            protocol = make_protocol(
-                space, resolution="unknown", inference="unknown", split="unknown"
-            )
+            space = "cityscapes-19" if tuple(class_names) == CLASS_NAMES else f"{self.num_classes} classes"
+            protocol = make_protocol(space, resolution="unknown", inference="unknown", split="unknown")
         iou, dice, gt = self.iou().tolist(), self.dice().tolist(), self.gt_pixels().tolist()
         per_class = {
             name: {"iou": _num(iou[k]), "dice": _num(dice[k]), "gt_pixels": int(gt[k])}
@@ -221,9 +213,7 @@ def make_protocol(
         A plain dict with these fields.
     """
     if not _RESOLUTION.fullmatch(resolution):
-        raise ConfigError(
-            f"resolution must be 'label' or 'train HxW' (e.g. 'train 512x1024'), got {resolution!r}"
-        )
+        raise ConfigError(f"resolution must be 'label' or 'train HxW' (e.g. 'train 512x1024'), got {resolution!r}")
     return {
         "label_space": label_space,
         "resolution": resolution,
@@ -248,8 +238,7 @@ def protocol_text(summary: dict) -> str:
     whole-image inference, val, 500 images" (what goes beside every reported number)."""
     if "protocol" not in summary:
         raise ValueError(
-            "summary has no 'protocol'; build it with "
-            "ConfusionMatrix.summary(protocol=make_protocol(...))"
+            "summary has no 'protocol'; build it with ConfusionMatrix.summary(protocol=make_protocol(...))"
         )
     p, per_class = summary["protocol"], summary["per_class"]
     left_out = sum(v["iou"] is None for v in per_class.values())

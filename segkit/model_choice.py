@@ -16,8 +16,20 @@ from typing import Any
 from segkit.errors import ConfigError, did_you_mean
 
 # segmentation_models_pytorch's architectures (a test checks this equals the installed smp's list).
-ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
-                 "upernet", "segformer", "dpt")
+ARCHITECTURES = (
+    "unet",
+    "unetplusplus",
+    "manet",
+    "linknet",
+    "fpn",
+    "pspnet",
+    "deeplabv3",
+    "deeplabv3plus",
+    "pan",
+    "upernet",
+    "segformer",
+    "dpt",
+)
 # The built-in ResNet U-Nets of segkit 0.1, and what builds the nearest model now.
 RETIRED_MODELS = {f"resnet{d}-unet": f"--model unet --encoder resnet{d}" for d in (18, 34, 50)}
 NO_WEIGHTS = ("", "none")  # encoder_weights values meaning random initialisation
@@ -85,8 +97,9 @@ class ModelChoice:
         """
         weights = cfg.encoder_weights
         init_from = getattr(cfg, "init_from", "")
-        if init_from or (not cfg.encoder and "encoder_weights" not in (explicit if explicit is not None
-                                                                      else _off_default(cfg))):
+        if init_from or (
+            not cfg.encoder and "encoder_weights" not in (explicit if explicit is not None else _off_default(cfg))
+        ):
             weights = ""
         options = {} if cfg.encoder else {name: getattr(cfg, name) for name in OWN_UNET_FIELDS}
         return cls(cfg.model, cfg.encoder, weights, options, init_from)
@@ -104,10 +117,14 @@ def check_architecture(model: str, encoder: str) -> None:
             f"segmentation_models_pytorch: use {RETIRED_MODELS[model]} (ImageNet weights by default)"
         )
     if model not in ARCHITECTURES:
-        raise ConfigError(f"unknown model {model!r}; valid: {', '.join(ARCHITECTURES)}{did_you_mean(model, ARCHITECTURES)}")
+        raise ConfigError(
+            f"unknown model {model!r}; valid: {', '.join(ARCHITECTURES)}{did_you_mean(model, ARCHITECTURES)}"
+        )
     if not encoder and model != "unet":
-        raise ConfigError(f"model {model!r} needs an encoder, e.g. --encoder resnet34 (only unet has a built-in "
-                          "encoder: segkit's own U-Net, used when --encoder is empty)")
+        raise ConfigError(
+            f"model {model!r} needs an encoder, e.g. --encoder resnet34 (only unet has a built-in "
+            "encoder: segkit's own U-Net, used when --encoder is empty)"
+        )
 
 
 def _off_default(cfg: Any) -> set[str]:

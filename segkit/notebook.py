@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
 
 # The notebooks and the config class their parameters cell is generated from.
 NOTEBOOK_CONFIGS: dict[str, type] = {
-    "01_explore_data": ExploreConfig, "02_train": TrainConfig, "03_evaluate": EvalConfig, "04_visualize": VisualizeConfig,
+    "01_explore_data": ExploreConfig,
+    "02_train": TrainConfig,
+    "03_evaluate": EvalConfig,
+    "04_visualize": VisualizeConfig,
     "05_compare_runs": CompareConfig,
 }
 SMOKE_ENV = "SEGKIT_SMOKE"
@@ -74,8 +77,10 @@ def sync_parameter_cells(notebook_dir: str | Path = "notebooks") -> list[str]:
         nb = nbformat.read(path, as_version=4)
         cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
         if len(cells) != 1:
-            raise ConfigError(f"{path}: expected one cell tagged 'parameters', found {len(cells)}; "
-                              "tag the cell of literals (View > Cell Toolbar > Tags in Jupyter)")
+            raise ConfigError(
+                f"{path}: expected one cell tagged 'parameters', found {len(cells)}; "
+                "tag the cell of literals (View > Cell Toolbar > Tags in Jupyter)"
+            )
         source = parameters_source(cls)
         if cells[0].source != source:
             cells[0].source = source
@@ -108,7 +113,8 @@ def unknown_parameters(cls: type, namespace: dict[str, Any], before: frozenset[s
     """
     valid = {f.name for f in fields(cls)}
     new = {
-        name for name, value in namespace.items()
+        name
+        for name, value in namespace.items()
         if name not in before and name not in valid and not name.startswith("_") and isinstance(value, _INJECTABLE)
     }
     cells = _parameter_cells(namespace.get("In"), valid)
@@ -150,7 +156,9 @@ def _assigned_names(source: str) -> set[str]:
         return set()
     names = set()
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         names |= {t.id for t in targets if isinstance(t, ast.Name)}
     return names
 
@@ -187,7 +195,9 @@ def config_from_namespace(cls: type, namespace: dict[str, Any], before: frozense
     names = {f.name for f in fields(cls)}
     values = {k: v for k, v in namespace.items() if k in names}
     types = field_types(cls)
-    explicit = {f.name for f in fields(cls) if f.name in values and coerce(f.name, values[f.name], types[f.name]) != f.default}
+    explicit = {
+        f.name for f in fields(cls) if f.name in values and coerce(f.name, values[f.name], types[f.name]) != f.default
+    }
     explicit |= injected_names(namespace, names)
     cfg = from_dict(cls, preset_values(values, explicit) if cls is TrainConfig else values)
     if smoke():
@@ -207,8 +217,12 @@ def config_table(cfg: Any) -> pd.DataFrame:
 
     helps = field_help(type(cfg))
     rows = [
-        {"field": f.name + (" *" if getattr(cfg, f.name) != f.default else ""),
-         "value": _show(getattr(cfg, f.name)), "default": _show(f.default), "help": helps.get(f.name, "")}
+        {
+            "field": f.name + (" *" if getattr(cfg, f.name) != f.default else ""),
+            "value": _show(getattr(cfg, f.name)),
+            "default": _show(f.default),
+            "help": helps.get(f.name, ""),
+        }
         for f in fields(cfg)
     ]
     return pd.DataFrame(rows).set_index("field")
@@ -235,9 +249,23 @@ def smoke_overrides(cls: type) -> dict[str, Any]:
     """
     data_root = ensure_smoke_data()
     if cls is TrainConfig:
-        return {"data_root": data_root, "run_dir": SMOKE_RUN, "model": "unet", "base_channels": 8, "depth": 3,
-                "image_size": (64, 128), "epochs": 1, "batch_size": 2, "num_workers": 0, "time_budget": 0.0,
-                "eval_every": 1, "num_vis": 2, "log_every": 1, "overwrite": True, "dashboard": False}
+        return {
+            "data_root": data_root,
+            "run_dir": SMOKE_RUN,
+            "model": "unet",
+            "base_channels": 8,
+            "depth": 3,
+            "image_size": (64, 128),
+            "epochs": 1,
+            "batch_size": 2,
+            "num_workers": 0,
+            "time_budget": 0.0,
+            "eval_every": 1,
+            "num_vis": 2,
+            "log_every": 1,
+            "overwrite": True,
+            "dashboard": False,
+        }
     if cls is EvalConfig:
         return {"run_dir": SMOKE_RUN, "data_root": data_root, "max_images": 3}
     if cls is VisualizeConfig:

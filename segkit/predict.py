@@ -59,7 +59,12 @@ def predict_images(cfg: PredictConfig) -> list[Path]:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
         if not cv2.imwrite(str(target), array):
             raise SegkitError(f"could not write {target}; is {out_dir} writable?")
-    runtime.log.info("%d image(s) in %.1f s (%s inference, %s backend)", len(images), time.perf_counter() - start,
-                     cfg.inference, cfg.backend)
+    runtime.log.info(
+        "%d image(s) in %.1f s (%s inference, %s backend)",
+        len(images),
+        time.perf_counter() - start,
+        cfg.inference,
+        cfg.backend,
+    )
     inputs.finish(len(images), out_dir)  # raises, counting the files that failed
     return targets

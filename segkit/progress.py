@@ -122,8 +122,14 @@ def setup_logging(level: int = logging.INFO) -> None:
 # ----------------------------------------------------------------------------- bars
 
 
-def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it",
-        every: float | None = 30.0, leave: bool = True) -> tqdm:
+def bar(
+    iterable: Iterable | None = None,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    every: float | None = 30.0,
+    leave: bool = True,
+) -> tqdm:
     """A progress bar when a person watches; otherwise a log line every `every` seconds.
 
     Args:
@@ -142,11 +148,28 @@ def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = 
     if watching():
         if in_notebook():
             # miniters=1: tqdm's monitor thread never redraws it (a display from another thread may land elsewhere)
-            return tqdm(iterable, total=total, desc=desc, unit=unit, file=notebook_slot(), ncols=100, mininterval=0.5,
-                        miniters=1)
+            return tqdm(
+                iterable,
+                total=total,
+                desc=desc,
+                unit=unit,
+                file=notebook_slot(),
+                ncols=100,
+                mininterval=0.5,
+                miniters=1,
+            )
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, file=sys.stderr)
-    return _LogLines(iterable, total=total, desc=desc, unit=unit, mininterval=every or 0.0, miniters=1,
-                     disable=every is None or _other_rank(), file=io.StringIO(), every=every or 0.0)
+    return _LogLines(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        mininterval=every or 0.0,
+        miniters=1,
+        disable=every is None or _other_rank(),
+        file=io.StringIO(),
+        every=every or 0.0,
+    )
 
 
 def _length(iterable: Iterable | None) -> int | None:

@@ -22,7 +22,9 @@ class Recipe:
 
     doc: str  # one line: what it is for, the model, the size (shown by `segkit presets`)
     fields: dict[str, Any]  # TrainConfig values it sets
-    cpu_img_s: float | None = None  # training img/s of the model alone, 2 idle CPU cores (benchmarks/train_throughput.py)
+    cpu_img_s: float | None = (
+        None  # training img/s of the model alone, 2 idle CPU cores (benchmarks/train_throughput.py)
+    )
     evidence: tuple[str, ...] = field(default=())  # how its choices were measured (benchmarks/README.md)
 
 
@@ -34,57 +36,119 @@ _T4 = "not measured on a T4: recipe from common Cityscapes practice (poly schedu
 PRESETS: dict[str, Recipe] = {
     "seed": Recipe(
         doc="the seed's train.py: U-Net (base 64) at 256x512, batch 4, lr 1e-4, 20 epochs (= the defaults)",
-        fields={"model": "unet", "encoder": "", "base_channels": 64, "depth": 4, "image_size": (256, 512),
-                "batch_size": 4, "lr": 1e-4, "epochs": 20},
+        fields={
+            "model": "unet",
+            "encoder": "",
+            "base_channels": 64,
+            "depth": 4,
+            "image_size": (256, 512),
+            "batch_size": 4,
+            "lr": 1e-4,
+            "epochs": 20,
+        },
         cpu_img_s=0.43,
     ),
     "cpu-quick": Recipe(
         doc="laptop / 2 CPU cores, 15 minutes: small U-Net at 64x128",
         fields={
-            "model": "unet", "encoder": "", "base_channels": 16, "depth": 4, "image_size": (64, 128),
-            "batch_size": 8, "lr": 3e-3, "optimizer": "adamw", "scheduler": "poly",
-            "epochs": 200, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off",
-            "eval_resolution": "train", "eval_every": 5, "loss": "ce", "class_weights": "none",
-            "focus_crop": 0.5, "cache": "build",
+            "model": "unet",
+            "encoder": "",
+            "base_channels": 16,
+            "depth": 4,
+            "image_size": (64, 128),
+            "batch_size": 8,
+            "lr": 3e-3,
+            "optimizer": "adamw",
+            "scheduler": "poly",
+            "epochs": 200,
+            "time_budget": 15.0,
+            "scale_range": (0.75, 1.5),
+            "amp": "off",
+            "eval_resolution": "train",
+            "eval_every": 5,
+            "loss": "ce",
+            "class_weights": "none",
+            "focus_crop": 0.5,
+            "cache": "build",
         },
         cpu_img_s=58.6,
         evidence=(
-            ("benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights: 64x128 33.3 vs "
-             "96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 / 128x256 / 256x512 "
-             "(synthetic data only: on real Cityscapes, check with --data-root)"),
-            ("focus_crop 0.5 (half the crops centred on a pole/light/sign/person/rider/bike pixel): on kitti-mini's "
-             "real frames (300 epochs, 2 seeds) mIoU 38.1/36.6 -> 41.9/40.1, pole 10.0/7.4 -> 19.7/16.6; on "
-             "synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9"),
+            (
+                "benchmarks/quality_per_compute.py, synthetic 512x1024 data, mIoU of the final weights: 64x128 33.3 vs "
+                "96x192 29.7 in 15 min; in 5 min 27.2 / 20.9 / 14.8 / 5.9 at 64x128 / 96x192 / 128x256 / 256x512 "
+                "(synthetic data only: on real Cityscapes, check with --data-root)"
+            ),
+            (
+                "focus_crop 0.5 (half the crops centred on a pole/light/sign/person/rider/bike pixel): on kitti-mini's "
+                "real frames (300 epochs, 2 seeds) mIoU 38.1/36.6 -> 41.9/40.1, pole 10.0/7.4 -> 19.7/16.6; on "
+                "synthetic 3:4 frames (150 epochs, 1 run) 34.5 -> 31.9"
+            ),
         ),
     ),
     "cpu-pretrained": Recipe(
         doc="laptop / 2 CPU cores, 15 minutes, ImageNet encoder: U-Net on a frozen EfficientNet-Lite0, 128x256 crops",
         fields={
-            "model": "unet", "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "imagenet",
-            "image_size": (192, 384), "crop_size": (128, 256), "batch_size": 8, "lr": 3e-3, "encoder_lr_scale": 0.0,
-            "freeze_encoder_bn": True, "optimizer": "adamw", "scheduler": "poly", "warmup_epochs": 0.5,
-            "epochs": 1000, "time_budget": 15.0, "scale_range": (0.75, 1.5), "amp": "off", "eval_resolution": "train",
-            "eval_every": 5, "loss": "ohem", "class_weights": "none", "focus_crop": 0.5, "cache": "build",
+            "model": "unet",
+            "encoder": "tu-tf_efficientnet_lite0",
+            "encoder_weights": "imagenet",
+            "image_size": (192, 384),
+            "crop_size": (128, 256),
+            "batch_size": 8,
+            "lr": 3e-3,
+            "encoder_lr_scale": 0.0,
+            "freeze_encoder_bn": True,
+            "optimizer": "adamw",
+            "scheduler": "poly",
+            "warmup_epochs": 0.5,
+            "epochs": 1000,
+            "time_budget": 15.0,
+            "scale_range": (0.75, 1.5),
+            "amp": "off",
+            "eval_resolution": "train",
+            "eval_every": 5,
+            "loss": "ohem",
+            "class_weights": "none",
+            "focus_crop": 0.5,
+            "cache": "build",
         },
         cpu_img_s=11.4,  # 2026-12-02, at the crop, encoder frozen; cpu-quick 33.0 in the same run
         evidence=(
-            ("kitti-mini (36 train / 12 val real frames), 2 idle cores, 15 min each, final evaluation at label "
-             "resolution: mIoU 47.2 (pole 41.4, light 30.0, sign 5.5) vs cpu-quick 39.1 (13.0, 0.0, 0.0) "
-             "as shipped (its 200 epochs end after 4 min) and 43.3 (28.0, 47.9, 6.8) given the whole 15 min (--epochs 1000) (benchmarks/README.md, 'Pretrained against scratch')"),
-            ("4-minute screens, same data (benchmarks/README.md): the encoder frozen (forward only: 1.3x the steps of "
-             "lr/10) 42.3 / 40.4 (seeds 0/1) vs fine-tuned at lr/10 39.7, at the full lr 38.6; frames at 192x384 "
-             "cut into 128x256 crops 42.5 (pole 37.2) vs 128x256 frames 42.3 (28.8); OHEM kept (CE 40.5 but "
-             "pole 3.2), ENet class weights and OHEM+Dice lost (37.0, 39.6)"),
-            ("freeze_encoder_bn only matters if you unfreeze the encoder (--encoder-lr-scale 0.1): its BatchNorm then "
-             "keeps the ImageNet statistics that batches of 8 would overwrite"),
+            (
+                "kitti-mini (36 train / 12 val real frames), 2 idle cores, 15 min each, final evaluation at label "
+                "resolution: mIoU 47.2 (pole 41.4, light 30.0, sign 5.5) vs cpu-quick 39.1 (13.0, 0.0, 0.0) "
+                "as shipped (its 200 epochs end after 4 min) and 43.3 (28.0, 47.9, 6.8) given the whole 15 min "
+                "(--epochs 1000) (benchmarks/README.md, 'Pretrained against scratch')"
+            ),
+            (
+                "4-minute screens, same data (benchmarks/README.md): the encoder frozen (forward only: 1.3x the "
+                "steps of lr/10) 42.3 / 40.4 (seeds 0/1) vs fine-tuned at lr/10 39.7, at the full lr 38.6; "
+                "frames at 192x384 cut into 128x256 crops 42.5 (pole 37.2) vs 128x256 frames 42.3 (28.8); "
+                "OHEM kept (CE 40.5 but pole 3.2), ENet class weights and OHEM+Dice lost (37.0, 39.6)"
+            ),
+            (
+                "freeze_encoder_bn only matters if you unfreeze the encoder (--encoder-lr-scale 0.1): its BatchNorm "
+                "then keeps the ImageNet statistics that batches of 8 would overwrite"
+            ),
         ),
     ),
     "t4-fast": Recipe(
         doc="Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
         fields={
-            "model": "segformer", "encoder": "mit_b0", "encoder_weights": "imagenet", "image_size": (512, 1024),
-            "batch_size": 8, "lr": 2e-4, "weight_decay": 1e-2, "optimizer": "adamw", "scheduler": "poly",
-            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ce", "scale_range": (0.5, 2.0), "nproc": 0,
+            "model": "segformer",
+            "encoder": "mit_b0",
+            "encoder_weights": "imagenet",
+            "image_size": (512, 1024),
+            "batch_size": 8,
+            "lr": 2e-4,
+            "weight_decay": 1e-2,
+            "optimizer": "adamw",
+            "scheduler": "poly",
+            "warmup_epochs": 1.0,
+            "epochs": 200,
+            "amp": "auto",
+            "loss": "ce",
+            "scale_range": (0.5, 2.0),
+            "nproc": 0,
         },
         cpu_img_s=0.62,
         evidence=(_T4,),
@@ -92,10 +156,22 @@ PRESETS: dict[str, Recipe] = {
     "t4-strong": Recipe(
         doc="Kaggle T4 x2, 512x1024, strong: DeepLabV3+ on ResNet-50 (ImageNet), fp16, SyncBN",
         fields={
-            "model": "deeplabv3plus", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
-            "batch_size": 4, "lr": 1e-2, "weight_decay": 5e-4, "optimizer": "sgd", "scheduler": "poly",
-            "warmup_epochs": 1.0, "epochs": 200, "amp": "auto", "loss": "ohem", "scale_range": (0.5, 2.0),
-            "sync_bn": True, "nproc": 0,
+            "model": "deeplabv3plus",
+            "encoder": "resnet50",
+            "encoder_weights": "imagenet",
+            "image_size": (512, 1024),
+            "batch_size": 4,
+            "lr": 1e-2,
+            "weight_decay": 5e-4,
+            "optimizer": "sgd",
+            "scheduler": "poly",
+            "warmup_epochs": 1.0,
+            "epochs": 200,
+            "amp": "auto",
+            "loss": "ohem",
+            "scale_range": (0.5, 2.0),
+            "sync_bn": True,
+            "nproc": 0,
         },
         cpu_img_s=0.35,
         evidence=(_T4,),
@@ -103,9 +179,19 @@ PRESETS: dict[str, Recipe] = {
     "t4-256x512": Recipe(
         doc="Kaggle T4 x2, 256x512: U-Net on ResNet-34 (ImageNet), fp16",
         fields={
-            "model": "unet", "encoder": "resnet34", "encoder_weights": "imagenet", "image_size": (256, 512),
-            "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "scheduler": "poly", "epochs": 120, "amp": "auto",
-            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
+            "model": "unet",
+            "encoder": "resnet34",
+            "encoder_weights": "imagenet",
+            "image_size": (256, 512),
+            "batch_size": 16,
+            "lr": 1e-3,
+            "optimizer": "adamw",
+            "scheduler": "poly",
+            "epochs": 120,
+            "amp": "auto",
+            "loss": "ohem",
+            "scale_range": (0.5, 2.0),
+            "nproc": 0,
         },
         cpu_img_s=2.63,
         evidence=(_T4,),
@@ -113,9 +199,19 @@ PRESETS: dict[str, Recipe] = {
     "t4-512x1024": Recipe(
         doc="Kaggle T4 x2, 512x1024: U-Net on ResNet-50 (ImageNet), fp16",
         fields={
-            "model": "unet", "encoder": "resnet50", "encoder_weights": "imagenet", "image_size": (512, 1024),
-            "batch_size": 8, "lr": 5e-4, "optimizer": "adamw", "scheduler": "poly", "epochs": 100, "amp": "auto",
-            "loss": "ohem", "scale_range": (0.5, 2.0), "nproc": 0,
+            "model": "unet",
+            "encoder": "resnet50",
+            "encoder_weights": "imagenet",
+            "image_size": (512, 1024),
+            "batch_size": 8,
+            "lr": 5e-4,
+            "optimizer": "adamw",
+            "scheduler": "poly",
+            "epochs": 100,
+            "amp": "auto",
+            "loss": "ohem",
+            "scale_range": (0.5, 2.0),
+            "nproc": 0,
         },
         cpu_img_s=0.32,
         evidence=(_T4,),

@@ -2,9 +2,10 @@
 
 Every command's flags and every notebook's parameters cell are made here, the same way, from a
 config dataclass of `segkit.config`: one flag per field (`batch_size` -> `--batch-size`), its
-help text the field's trailing `# comment`, its default the field's. A field whose metadata has
-`positional=True` is a positional argument (`segkit runs [DIR]`). Booleans get `--x/--no-x`,
-fixed tuples `nargs=N`, `tuple[str, ...]` a list of any length.
+help text the field's trailing `# comment` (continued on comment lines right below it), its default
+the field's. A field whose metadata has `positional=True` is a positional argument
+(`segkit runs [DIR]`). Booleans get `--x/--no-x`, fixed tuples `nargs=N`, `tuple[str, ...]` a list
+of any length.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import inspect
 import io
 import tokenize
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from functools import cache
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from segkit.errors import ConfigError, did_you_mean
 
@@ -30,20 +32,30 @@ POSITIONAL = {"positional": True}  # field(metadata=POSITIONAL): a positional ar
 
 @cache
 def field_help(cls: type) -> dict[str, str]:
-    """The trailing `# comment` of each field in the class source (or a base class's): its help."""
+    """The trailing `# comment` of each field in the class source (or a base class's): its help.
+
+    A help too long for one line goes on in comment lines right below the field (no blank line
+    between): they are joined to it with a space.
+    """
     names = {f.name for f in fields(cls)}
     helps: dict[str, str] = {}
     for klass in cls.__mro__:  # a subclass's own comment wins over its base's
         if not dataclasses.is_dataclass(klass):
             continue
+        current = ""  # the field whose help the next comment-only line continues
         for line in inspect.getsource(klass).splitlines():
             stripped = line.strip()
+            if current and stripped.startswith("#"):
+                helps[current] += " " + stripped.lstrip("#").strip()
+                continue
+            current = ""
             name = stripped.split(":", 1)[0]
             if name in names and name not in helps and "#" in stripped:
                 tokens = tokenize.generate_tokens(io.StringIO(stripped).readline)
                 comments = [t.string for t in tokens if t.type == tokenize.COMMENT]
                 if comments:
                     helps[name] = comments[-1].lstrip("#").strip()
+                    current = name
     return helps
 
 

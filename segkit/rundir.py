@@ -35,7 +35,15 @@ from segkit.reflect import from_dict, to_dict
 from segkit.runtime import log
 
 # Files segkit writes into a run directory: --overwrite removes these and nothing else.
-RUN_FILES = ("config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json", "class_counts.json", "dashboard.json")
+RUN_FILES = (
+    "config.json",
+    "last.pth",
+    "best_model.pth",
+    "history.csv",
+    "metrics.json",
+    "class_counts.json",
+    "dashboard.json",
+)
 RUN_DIRS = ("tb", "figures", "cache")
 # A folder holds a run once training saved something; config.json and tb/ alone are a failed start.
 RUN_MARKERS = ("last.pth", "best_model.pth", "history.csv")
@@ -43,10 +51,27 @@ RUN_MARKERS = ("last.pth", "best_model.pth", "history.csv")
 # Not in RUN_FILES: --overwrite must never unlink a lock another process may hold.
 LOCK_FILE = "train.lock"
 # Fields that may change when a run is resumed; every other field must match the saved run.
-RESUMABLE_FIELDS = frozenset({
-    "data_root", "run_dir", "epochs", "time_budget", "eval_every", "log_every", "num_workers", "device", "resume",
-    "overwrite", "dashboard", "num_vis", "compile", "max_val_images", "preset", "nproc", "cache",
-})
+RESUMABLE_FIELDS = frozenset(
+    {
+        "data_root",
+        "run_dir",
+        "epochs",
+        "time_budget",
+        "eval_every",
+        "log_every",
+        "num_workers",
+        "device",
+        "resume",
+        "overwrite",
+        "dashboard",
+        "num_vis",
+        "compile",
+        "max_val_images",
+        "preset",
+        "nproc",
+        "cache",
+    }
+)
 
 
 class Status(str, Enum):
@@ -73,9 +98,14 @@ class Status(str, Enum):
         return self in (Status.SIGTERM, Status.SIGINT, Status.STOPPED)
 
 
-_STATUS_TEXT = {Status.RUNNING: "running", Status.COMPLETED: "finished", Status.TIME_BUDGET: "stopped by budget",
-                Status.SIGTERM: "interrupted (SIGTERM)", Status.SIGINT: "interrupted (Ctrl-C)",
-                Status.STOPPED: "stopped at a step limit"}
+_STATUS_TEXT = {
+    Status.RUNNING: "running",
+    Status.COMPLETED: "finished",
+    Status.TIME_BUDGET: "stopped by budget",
+    Status.SIGTERM: "interrupted (SIGTERM)",
+    Status.SIGINT: "interrupted (Ctrl-C)",
+    Status.STOPPED: "stopped at a step limit",
+}
 SIGNALS = (Status.SIGTERM, Status.SIGINT)  # stops that leave seconds at most: save, do not evaluate
 
 
@@ -159,8 +189,11 @@ class RunSummary:
 def environment_info() -> dict[str, Any]:
     """Versions and hardware, recorded in config.json so a number can be traced to its setup."""
     return {
-        "segkit": segkit.__version__, "torch": torch.__version__, "python": platform.python_version(),
-        "cuda": torch.version.cuda, "git_commit": git_commit(),
+        "segkit": segkit.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "git_commit": git_commit(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "world_size": runtime.world_size(),
     }
@@ -169,8 +202,14 @@ def environment_info() -> dict[str, Any]:
 def git_commit() -> str | None:
     """The commit of the segkit checkout (None when installed from a wheel)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -178,6 +217,7 @@ def git_commit() -> str | None:
 
 def write_history(path: Path, rows: list[dict]) -> None:
     """history.csv: one row per epoch (rewritten whole from the checkpointed history)."""
+
     def write(f) -> None:
         writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -208,8 +248,9 @@ def training_now(run_dir: Path) -> str | None:
 
 
 def _busy(run_dir: Path, holder: str) -> ConfigError:
-    return ConfigError(f"{run_dir} is being trained into right now ({holder}): wait for it to end, stop it, "
-                       "or pick another --run-dir")
+    return ConfigError(
+        f"{run_dir} is being trained into right now ({holder}): wait for it to end, stop it, or pick another --run-dir"
+    )
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -275,8 +316,9 @@ class Run:
             run._lock = hold_lock(run.run_dir / LOCK_FILE)
             if run._lock is None:  # another process started in the same folder a moment ago
                 raise _busy(run.run_dir, training_now(run.run_dir) or "another process")
-            write_json(run.run_dir / "config.json",
-                       {"config": to_dict(cfg), "data": data, "environment": environment_info()})
+            write_json(
+                run.run_dir / "config.json", {"config": to_dict(cfg), "data": data, "environment": environment_info()}
+            )
         return run
 
     def release(self) -> None:
@@ -295,17 +337,27 @@ class Run:
         runtime.set_rng_state(ckpt["rng"])
         state = TrainState.from_dict(ckpt["state"])
         if runtime.is_main():
-            log.info("resumed %s at epoch %d, step %d of the epoch (global step %d)", self.run_dir,
-                     state.epoch, state.step_in_epoch, state.global_step)
+            log.info(
+                "resumed %s at epoch %d, step %d of the epoch (global step %d)",
+                self.run_dir,
+                state.epoch,
+                state.step_in_epoch,
+                state.global_step,
+            )
         return state
 
     def save_last(self, model: nn.Module, optimizer, scheduler, scaler, state: TrainState) -> None:
         """last.pth with the full state, then history.csv derived from it (rank 0; all ranks wait)."""
         if runtime.is_main():
             payload = self.model_payload(model)
-            payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                           scaler=scaler.state_dict(), rng=runtime.rng_state(), state=state.to_dict(),
-                           global_step=state.global_step)
+            payload.update(
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                rng=runtime.rng_state(),
+                state=state.to_dict(),
+                global_step=state.global_step,
+            )
             atomic_save(payload, self.run_dir / "last.pth")
             write_history(self.run_dir / "history.csv", state.history)
         runtime.barrier()
@@ -313,7 +365,9 @@ class Run:
     def save_best(self, model: nn.Module, summary: dict, epoch: int) -> None:
         """best_model.pth: the weights and their validation summary (rank 0)."""
         if runtime.is_main():
-            atomic_save({**self.model_payload(model), "epoch": epoch, "metrics": summary}, self.run_dir / "best_model.pth")
+            atomic_save(
+                {**self.model_payload(model), "epoch": epoch, "metrics": summary}, self.run_dir / "best_model.pth"
+            )
 
     def write_metrics(self, metrics: dict) -> None:
         """metrics.json: the final evaluation with its protocol (rank 0)."""
@@ -326,10 +380,16 @@ class Run:
         weights = {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()}
         mean, std = known.normalization
         return {
-            "format": FORMAT, "version": VERSION, "segkit_version": segkit.__version__,
-            "model": weights, "model_spec": model_spec(plain), "num_classes": NUM_CLASSES,
-            "label_space": "cityscapes-19", "class_names": list(CLASS_NAMES),
-            "image_size": list(self.cfg.image_size), "normalization": {"mean": list(mean), "std": list(std)},
+            "format": FORMAT,
+            "version": VERSION,
+            "segkit_version": segkit.__version__,
+            "model": weights,
+            "model_spec": model_spec(plain),
+            "num_classes": NUM_CLASSES,
+            "label_space": "cityscapes-19",
+            "class_names": list(CLASS_NAMES),
+            "image_size": list(self.cfg.image_size),
+            "normalization": {"mean": list(mean), "std": list(std)},
             # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
             "pretrained": known.pretrained,
             "config": to_dict(self.cfg),
@@ -347,7 +407,8 @@ def _clashes(cfg: TrainConfig, saved_cfg: TrainConfig, skip_defaults: bool) -> l
     return [
         f"{f.name} ({getattr(saved_cfg, f.name)!r} in the run, {getattr(cfg, f.name)!r} now)"
         for f in fields(TrainConfig)
-        if f.name not in ignore and getattr(cfg, f.name) != getattr(saved_cfg, f.name)
+        if f.name not in ignore
+        and getattr(cfg, f.name) != getattr(saved_cfg, f.name)
         and not (skip_defaults and getattr(cfg, f.name) == f.default)
     ]
 
@@ -359,7 +420,8 @@ def _saved_config(saved: dict) -> TrainConfig:
 def _refuse(clashes: list[str]) -> None:
     if clashes:
         raise ConfigError(
-            "--resume continues a run with its own settings, but these differ: " + "; ".join(clashes)
+            "--resume continues a run with its own settings, but these differ: "
+            + "; ".join(clashes)
             + ". Drop them from the command, or start a new run with another --run-dir."
         )
 

@@ -29,11 +29,26 @@ from segkit.rundir import HistoryRow, Status, TrainState
 from segkit.viz import figure_to_array, plot_confusion, triptych_array
 
 # Settings that change nothing a run learns (paths, workers, logging): not HParams columns.
-NOT_HPARAMS = ("data_root", "run_dir", "device", "num_workers", "log_every", "num_vis", "resume", "overwrite",
-               "dashboard")
+NOT_HPARAMS = (
+    "data_root",
+    "run_dir",
+    "device",
+    "num_workers",
+    "log_every",
+    "num_vis",
+    "resume",
+    "overwrite",
+    "dashboard",
+)
 # The HParams metrics: the final evaluation, and the last epoch's losses and validation mIoU.
-HPARAM_METRICS = ("val/final_miou", "val/final_mean_dice", "val/final_pixel_accuracy", "val/miou", "val/val_loss",
-                  "train/epoch_loss")
+HPARAM_METRICS = (
+    "val/final_miou",
+    "val/final_mean_dice",
+    "val/final_pixel_accuracy",
+    "val/miou",
+    "val/val_loss",
+    "train/epoch_loss",
+)
 
 
 class TensorBoardLog:
@@ -49,8 +64,16 @@ class TensorBoardLog:
         val_split: the split the validation images come from.
     """
 
-    def __init__(self, run_dir: Path, roots: DataRoots, image_size: tuple[int, int], num_vis: int,
-                 log_every: int, purge_step: int | None = None, val_split: str = "val") -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        roots: DataRoots,
+        image_size: tuple[int, int],
+        num_vis: int,
+        log_every: int,
+        purge_step: int | None = None,
+        val_split: str = "val",
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
         self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
@@ -61,8 +84,15 @@ class TensorBoardLog:
     @classmethod
     def for_run(cls, cfg: TrainConfig, roots: DataRoots, state: TrainState) -> TensorBoardLog:
         """The log of a (possibly resumed) training run: a resumed run drops the events it redoes."""
-        return cls(Path(cfg.run_dir), roots, cfg.image_size, cfg.num_vis, cfg.log_every,
-                   purge_step=state.global_step if cfg.resume else None, val_split=cfg.val_split)
+        return cls(
+            Path(cfg.run_dir),
+            roots,
+            cfg.image_size,
+            cfg.num_vis,
+            cfg.log_every,
+            purge_step=state.global_step if cfg.resume else None,
+            val_split=cfg.val_split,
+        )
 
     def on_step(self, global_step: int) -> Callable[[int, float, float], None]:
         """A `train_one_epoch` on_step callback for an epoch that starts at `global_step`."""
@@ -117,8 +147,14 @@ class TensorBoardLog:
         device = next(model.parameters()).device
         grids = []
         for sample in self._vis:
-            scores = infer(model, sample["image"][None].to(device), self.image_size, "whole",
-                           out_size=sample["mask"].shape[-2:], size_divisor=facts(model).size_divisor)
+            scores = infer(
+                model,
+                sample["image"][None].to(device),
+                self.image_size,
+                "whole",
+                out_size=sample["mask"].shape[-2:],
+                size_divisor=facts(model).size_divisor,
+            )
             pred = predicted_classes(scores)[0].cpu().numpy().astype("uint8")
             image = denormalize(sample["image"], mean, std)
             grids.append(triptych_array(image, sample["mask"].numpy().astype("uint8"), pred))
@@ -133,12 +169,20 @@ def hparam_values(cfg: TrainConfig, state: TrainState, metrics: dict | None) -> 
     and the protocol of its final metrics."""
     values = {k: str(tuple(v)) if isinstance(v, list) else v for k, v in to_dict(cfg).items() if k not in NOT_HPARAMS}
     values["image_size"] = "{}x{}".format(*cfg.image_size)
-    return {**values, "status": Status(state.status).value, "epochs_done": state.epoch, "minutes": state.elapsed_seconds / 60,
-            "final_protocol": protocol_text(metrics) if metrics else "no validation"}
+    return {
+        **values,
+        "status": Status(state.status).value,
+        "epochs_done": state.epoch,
+        "minutes": state.elapsed_seconds / 60,
+        "final_protocol": protocol_text(metrics) if metrics else "no validation",
+    }
 
 
 def final_results(metrics: dict | None) -> dict[str, float]:
     """The final evaluation (metrics.json; `final_protocol` says how it was measured) as scalar tags
     of their own: HParams shows a metric's last value, and these tags are written once."""
-    return {f"val/final_{k}": float(metrics[k]) for k in ("miou", "mean_dice", "pixel_accuracy")
-            if metrics and metrics.get(k) is not None}
+    return {
+        f"val/final_{k}": float(metrics[k])
+        for k in ("miou", "mean_dice", "pixel_accuracy")
+        if metrics and metrics.get(k) is not None
+    }

@@ -48,7 +48,7 @@ def _av() -> Any:
 
 
 def container_kind(path: Path) -> str:
-    """"mp4" (also .mov/.m4v), "avi", "matroska" (also .webm) from a file's first bytes, else ""."""
+    """ "mp4" (also .mov/.m4v), "avi", "matroska" (also .webm) from a file's first bytes, else ""."""
     with open(path, "rb") as f:
         head = f.read(12)
     if head[4:8] == b"ftyp" and head[8:12] not in STILL_IMAGE_BRANDS:  # ftyp alone does not mean video
@@ -66,8 +66,10 @@ def wants_video(cfg: PredictConfig) -> bool:
     if is_video_input(cfg.img, cfg.video):
         return True
     if cfg.fps:
-        raise SegkitError(f"--fps is the frame rate of a video; {cfg.img} is predicted as images. For the frames "
-                          f"of one video add --video (writes <folder>{OVERLAY_SUFFIX}); otherwise drop --fps")
+        raise SegkitError(
+            f"--fps is the frame rate of a video; {cfg.img} is predicted as images. For the frames "
+            f"of one video add --video (writes <folder>{OVERLAY_SUFFIX}); otherwise drop --fps"
+        )
     return False
 
 
@@ -83,12 +85,16 @@ def is_video_input(img: str | Path, video: bool = False) -> bool:
         return True
     kind = container_kind(path)
     if kind and path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise SegkitError(f"{path} is named as an image ({path.suffix}) but holds a video ({kind} container); "
-                          f"rename it to {path.with_suffix('.mp4' if kind == 'mp4' else '.' + kind[:3]).name} "
-                          "to predict it as a video")
+        raise SegkitError(
+            f"{path} is named as an image ({path.suffix}) but holds a video ({kind} container); "
+            f"rename it to {path.with_suffix('.mp4' if kind == 'mp4' else '.' + kind[:3]).name} "
+            "to predict it as a video"
+        )
     if video:
-        raise SegkitError(f"--video takes a folder of frames or a video file ({', '.join(VIDEO_EXTENSIONS)}); "
-                          f"{path} is neither. Pass the folder that holds the frames")
+        raise SegkitError(
+            f"--video takes a folder of frames or a video file ({', '.join(VIDEO_EXTENSIONS)}); "
+            f"{path} is neither. Pass the folder that holds the frames"
+        )
     return False
 
 
@@ -129,7 +135,8 @@ class Clip:
                 raise SegkitError(
                     f"the frames of one video share one size: {self.files[0].name} is {first[0]}x{first[1]}, "
                     f"{path.name} is {image.shape[0]}x{image.shape[1]}. Resize the frames to one size, or "
-                    f"predict the folder without --video (each image at its own size)")
+                    f"predict the folder without --video (each image at its own size)"
+                )
             yield Frame(index, image, index, path.name)
 
     def _decode(self) -> Iterator[Frame]:
@@ -146,12 +153,20 @@ class Clip:
                     yield Frame(index, image, pts, f"{self.name}_{index:06d}.png")
                     index, last_pts = index + 1, pts
             except av.error.FFmpegError as e:
-                raise SegkitError(f"{self.source} is damaged: decoding failed after {index} frame(s) ({e}). Fix: "
-                                  "re-download or re-export the clip; `ffmpeg -i IN -c:v libx264 OUT.mp4` "
-                                  "salvages what can be decoded") from e
+                raise SegkitError(
+                    f"{self.source} is damaged: decoding failed after {index} frame(s) ({e}). Fix: "
+                    "re-download or re-export the clip; `ffmpeg -i IN -c:v libx264 OUT.mp4` "
+                    "salvages what can be decoded"
+                ) from e
         if self.frames and index < self.frames:
-            progress.log.warning("%s: decoded %d frame(s) of the %d its header announces (truncated or damaged "
-                                 "file?); the overlay holds those %d", self.source, index, self.frames, index)
+            progress.log.warning(
+                "%s: decoded %d frame(s) of the %d its header announces (truncated or damaged "
+                "file?); the overlay holds those %d",
+                self.source,
+                index,
+                self.frames,
+                index,
+            )
 
 
 def _next_pts(pts: int | None, last: int | None, step: int) -> int:
@@ -177,19 +192,25 @@ def _open_container(path: Path) -> Any:
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
-        raise SegkitError(f"{path} is not a video FFmpeg can read ({e}); expected {', '.join(VIDEO_EXTENSIONS)}. "
-                          "The file is empty, truncated (no index: `moov atom not found`) or not a video: "
-                          "re-download or re-export it") from e
+        raise SegkitError(
+            f"{path} is not a video FFmpeg can read ({e}); expected {', '.join(VIDEO_EXTENSIONS)}. "
+            "The file is empty, truncated (no index: `moov atom not found`) or not a video: "
+            "re-download or re-export it"
+        ) from e
     fmt = container.format.name
     if fmt.endswith("_pipe") or fmt == "image2":  # FFmpeg reads a PNG or JPEG as a 1-frame "video"
         container.close()
         kind = fmt.removesuffix("_pipe")
-        raise SegkitError(f"{path} is named as a video but holds a still image ({kind}); rename it to "
-                          f"{path.with_suffix('.' + kind.replace('jpeg', 'jpg')).name} to predict it as an image")
+        raise SegkitError(
+            f"{path} is named as a video but holds a still image ({kind}); rename it to "
+            f"{path.with_suffix('.' + kind.replace('jpeg', 'jpg')).name} to predict it as an image"
+        )
     if not container.streams.video:
         container.close()
-        raise SegkitError(f"{path} has no video stream (only {', '.join(s.type for s in container.streams) or 'nothing'}); "
-                          "expected a clip with pictures")
+        raise SegkitError(
+            f"{path} has no video stream (only {', '.join(s.type for s in container.streams) or 'nothing'}); "
+            "expected a clip with pictures"
+        )
     return container
 
 
@@ -204,8 +225,10 @@ def open_clip(img: str | Path, fps: float = 0.0) -> Clip:
     if path.is_dir():
         return frames_clip(_frame_files(path), fps, path.name)
     if fps:
-        raise SegkitError(f"--fps is for a folder of frames; {path.name} is a video and keeps its own frame rate. "
-                          "Drop --fps (to retime a clip: ffmpeg -i IN -r FPS OUT)")
+        raise SegkitError(
+            f"--fps is for a folder of frames; {path.name} is a video and keeps its own frame rate. "
+            "Drop --fps (to retime a clip: ffmpeg -i IN -r FPS OUT)"
+        )
     with _open_container(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or Fraction(1 / float(stream.time_base)).limit_denominator()
@@ -215,8 +238,10 @@ def open_clip(img: str | Path, fps: float = 0.0) -> Clip:
 def frames_clip(files: list[Path], fps: float, name: str) -> Clip:
     """The given image files, in that order, as the frames of one video at `fps` frames/s."""
     if fps <= 0:
-        raise SegkitError(f"a folder of frames has no frame rate of its own; pass --fps (e.g. --fps 10 for KITTI, "
-                          f"17 for Cityscapes sequences, 29.97 for NTSC video); got {fps}")
+        raise SegkitError(
+            f"a folder of frames has no frame rate of its own; pass --fps (e.g. --fps 10 for KITTI, "
+            f"17 for Cityscapes sequences, 29.97 for NTSC video); got {fps}"
+        )
     if not files:
         raise SegkitError(f"no frames to make the {name} video of")
     rate = frame_rate(fps)
@@ -236,7 +261,11 @@ def _frame_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not files:
         below = sorted({p.parent for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS})
-        hint = f"; the frames are in subfolders ({', '.join(str(p) for p in below[:3])}): pass one of them" if below else ""
+        hint = (
+            f"; the frames are in subfolders ({', '.join(str(p) for p in below[:3])}): pass one of them"
+            if below
+            else ""
+        )
         raise SegkitError(f"--video {folder}: no frames ({', '.join(IMAGE_EXTENSIONS)}) directly in the folder{hint}")
     return sorted(files, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
 
@@ -261,9 +290,16 @@ class OverlayWriter:
         stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
         if stream.pix_fmt == "yuv444p":
-            progress.log.warning("%s: frames are %dx%d, odd sizes cannot be 4:2:0 H.264 (what browsers play); "
-                                 "written as 4:4:4 at the same size (VLC, mpv, FFmpeg play it). For a browser, crop "
-                                 "the input to %dx%d", path.name, h, w, h - h % 2, w - w % 2)
+            progress.log.warning(
+                "%s: frames are %dx%d, odd sizes cannot be 4:2:0 H.264 (what browsers play); "
+                "written as 4:4:4 at the same size (VLC, mpv, FFmpeg play it). For a browser, crop "
+                "the input to %dx%d",
+                path.name,
+                h,
+                w,
+                h - h % 2,
+                w - w % 2,
+            )
         stream.codec_context.time_base = time_base
         stream.codec_context.colorspace, stream.codec_context.color_range = 1, 1  # BT.709, limited: web video
         self.stream = stream
@@ -272,8 +308,10 @@ class OverlayWriter:
         """Encode one (H, W, 3) uint8 RGB frame shown at `pts` (units of time_base)."""
         av = _av()
         if image.shape[:2] != self.size:
-            raise SegkitError(f"frame of {image.shape[0]}x{image.shape[1]} in a {self.size[0]}x{self.size[1]} video: "
-                              "a clip that changes size midway is not supported; re-encode it at one size")
+            raise SegkitError(
+                f"frame of {image.shape[0]}x{image.shape[1]} in a {self.size[0]}x{self.size[1]} video: "
+                "a clip that changes size midway is not supported; re-encode it at one size"
+            )
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame = frame.reformat(format=self.stream.pix_fmt, dst_colorspace=1, dst_color_range=1)
         frame.pts, frame.time_base = pts, self.time_base
@@ -311,8 +349,9 @@ class ClipPrediction:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def predict_clip(clip: Clip, predict: Callable[[np.ndarray], np.ndarray], out_dir: Path,
-                 frame_format: str = "", max_width: int = 0) -> ClipPrediction:
+def predict_clip(
+    clip: Clip, predict: Callable[[np.ndarray], np.ndarray], out_dir: Path, frame_format: str = "", max_width: int = 0
+) -> ClipPrediction:
     """Predict every frame of a clip: the overlay video (and label maps), one frame in memory at a time.
 
     Args:
@@ -337,11 +376,15 @@ def predict_clip(clip: Clip, predict: Callable[[np.ndarray], np.ndarray], out_di
             shown = overlay(frame.image, pred)
             shown = draw_legend(_shrink(shown, max_width) if max_width else shown, pred)  # text sized for what is shown
             if writer is None:
-                writer = OverlayWriter(out_dir / f"{clip.name}{OVERLAY_SUFFIX}", shown.shape[:2], clip.rate, clip.time_base)
+                writer = OverlayWriter(
+                    out_dir / f"{clip.name}{OVERLAY_SUFFIX}", shown.shape[:2], clip.rate, clip.time_base
+                )
             writer.write(shown, frame.pts)
             if frame_format:
-                _write_png(out_dir / prediction_name(Path(frame.name), frame_format),
-                           encode_prediction(pred, frame.image, frame_format))
+                _write_png(
+                    out_dir / prediction_name(Path(frame.name), frame_format),
+                    encode_prediction(pred, frame.image, frame_format),
+                )
                 maps += 1
             frames += 1
             bar.update(1)
@@ -352,8 +395,10 @@ def predict_clip(clip: Clip, predict: Callable[[np.ndarray], np.ndarray], out_di
     finally:
         bar.close()
     if writer is None:
-        raise SegkitError(f"{clip.source} has a video stream but no frames: nothing to predict. Check that the file "
-                          "plays; re-export it if it is empty")
+        raise SegkitError(
+            f"{clip.source} has a video stream but no frames: nothing to predict. Check that the file "
+            "plays; re-export it if it is empty"
+        )
     path = writer.close()
     return ClipPrediction(path, maps, frames, time.perf_counter() - start)
 
@@ -386,19 +431,39 @@ def predict_video(cfg: PredictConfig) -> list[Path]:
     existing = [target] if target.exists() else []
     if frame_format:
         names = [prediction_name(p, frame_format) for p in clip.files] if clip.files else None
-        existing += [p for p in out_dir.glob(f"*_{frame_format}.png")
-                     if (p.name in names if names is not None else _is_frame_map(p.name, clip.name, frame_format))]
+        existing += [
+            p
+            for p in out_dir.glob(f"*_{frame_format}.png")
+            if (p.name in names if names is not None else _is_frame_map(p.name, clip.name, frame_format))
+        ]
     if existing and not cfg.overwrite:
-        raise SegkitError(f"{len(existing)} output file(s) of this video already exist in {out_dir} (e.g. "
-                          f"{existing[0].name}); choose another --output or pass --overwrite to replace them")
-    predict = load_predictor(cfg.checkpoint, cfg.backend, cfg.inference, cfg.device)  # a file or (main) a released model id
+        raise SegkitError(
+            f"{len(existing)} output file(s) of this video already exist in {out_dir} (e.g. "
+            f"{existing[0].name}); choose another --output or pass --overwrite to replace them"
+        )
+    predict = load_predictor(
+        cfg.checkpoint, cfg.backend, cfg.inference, cfg.device
+    )  # a file or (main) a released model id
     out_dir.mkdir(parents=True, exist_ok=True)
     done = predict_clip(clip, predict, out_dir, frame_format)
-    progress.log.info("%s: %d frame(s) in %.1f s (%.1f frames/s, %s inference, %s backend) -> %s%s", clip.source.name,
-                      done.frames, done.seconds, done.frames_per_second, cfg.inference, cfg.backend, done.overlay,
-                      f" + {done.label_maps} {frame_format} label map(s)" if frame_format else
-                      "; per-frame label maps: add --format trainIds, labelIds or overlay")
-    maps = [out_dir / prediction_name(Path(f), frame_format) for f in _frame_names(clip, done.frames)] if frame_format else []
+    progress.log.info(
+        "%s: %d frame(s) in %.1f s (%.1f frames/s, %s inference, %s backend) -> %s%s",
+        clip.source.name,
+        done.frames,
+        done.seconds,
+        done.frames_per_second,
+        cfg.inference,
+        cfg.backend,
+        done.overlay,
+        f" + {done.label_maps} {frame_format} label map(s)"
+        if frame_format
+        else "; per-frame label maps: add --format trainIds, labelIds or overlay",
+    )
+    maps = (
+        [out_dir / prediction_name(Path(f), frame_format) for f in _frame_names(clip, done.frames)]
+        if frame_format
+        else []
+    )
     return [done.overlay, *maps]
 
 

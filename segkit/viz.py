@@ -87,9 +87,18 @@ def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True
             ax.set_title(label if "name" not in s or label != "input" else f"{s['name']}", fontsize=8)
         if "miou" in s:
             row[2].set_title(f"prediction (image mIoU {100 * s['miou']:.1f})", fontsize=8)
-    present = sorted({int(c) for s in samples for c in np.unique(np.concatenate([s["target"].ravel(), s["pred"].ravel()])) if c != IGNORE_INDEX})
+    present = sorted(
+        {
+            int(c)
+            for s in samples
+            for c in np.unique(np.concatenate([s["target"].ravel(), s["pred"].ravel()]))
+            if c != IGNORE_INDEX
+        }
+    )
     if legend and present:
-        fig.legend(handles=legend_handles(present), loc="lower center", ncol=min(8, len(present)), fontsize=7, frameon=False)
+        fig.legend(
+            handles=legend_handles(present), loc="lower center", ncol=min(8, len(present)), fontsize=7, frameon=False
+        )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.05 if legend else 0, 1, 0.97))
     return fig
@@ -200,8 +209,19 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES,
             raise ImportError
         import seaborn as sns
 
-        sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="viridis", xticklabels=names, yticklabels=names,
-                    annot=len(keep) <= 12, fmt=".2f", annot_kws={"fontsize": 6}, cbar_kws={"shrink": 0.7})
+        sns.heatmap(
+            norm,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            xticklabels=names,
+            yticklabels=names,
+            annot=len(keep) <= 12,
+            fmt=".2f",
+            annot_kws={"fontsize": 6},
+            cbar_kws={"shrink": 0.7},
+        )
     except ImportError:  # seaborn is in the notebooks extra; TensorBoard figures work without it
         im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(names)), names, rotation=90)
@@ -275,8 +295,9 @@ def plot_runs(histories: dict, title: str = ""):
     ax_miou.set(xlabel="epoch", ylabel="val mIoU (whole-image, val split)", ylim=(0, min(1.0, 1.2 * top + 0.05)))
     ax_miou.legend(fontsize=7)
     ax_loss.set(xlabel="epoch", ylabel="loss (colours as on the left)")
-    ax_loss.legend([Line2D([], [], color="k"), Line2D([], [], color="k", ls="--", marker=".")], ["train", "val"],
-                   fontsize=7)
+    ax_loss.legend(
+        [Line2D([], [], color="k"), Line2D([], [], color="k", ls="--", marker=".")], ["train", "val"], fontsize=7
+    )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -362,6 +383,7 @@ def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
         text = (255, 255, 255) if present[c] else (120, 120, 120)
         cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), tuple(int(v) for v in colour), -1)
         cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), text, 1)
-        cv2.putText(out, CLASS_NAMES[c], (x + lg.px + lg.pad, y + lg.pad + lg.px), _FONT, lg.scale, text, lg.thick,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, CLASS_NAMES[c], (x + lg.px + lg.pad, y + lg.pad + lg.px), _FONT, lg.scale, text, lg.thick, cv2.LINE_AA
+        )
     return out

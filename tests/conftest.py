@@ -55,9 +55,7 @@ def write_cityscapes(
             if train_ids:
                 Image.fromarray(LABEL_TO_TRAIN[label]).save(gt_dir / f"{stem}_gtFine_labelTrainIds.png")
             if color:
-                Image.fromarray(train_to_color(LABEL_TO_TRAIN[label])).save(
-                    gt_dir / f"{stem}_gtFine_color.png"
-                )
+                Image.fromarray(train_to_color(LABEL_TO_TRAIN[label])).save(gt_dir / f"{stem}_gtFine_color.png")
     return root
 
 
@@ -133,8 +131,22 @@ def tiny_run(tmp_path_factory) -> Path:
 
     root = write_cityscapes(tmp_path_factory.mktemp("tiny-run-data"), splits={"train": 4, "val": 2}, size=(32, 64))
     run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
-    fit(TrainConfig(data_root=str(root), run_dir=str(run_dir), image_size=(32, 64), epochs=2, base_channels=4, depth=2,
-                    batch_size=2, lr=3e-3, num_workers=0, num_vis=1, log_every=1, device="cpu"))
+    fit(
+        TrainConfig(
+            data_root=str(root),
+            run_dir=str(run_dir),
+            image_size=(32, 64),
+            epochs=2,
+            base_channels=4,
+            depth=2,
+            batch_size=2,
+            lr=3e-3,
+            num_workers=0,
+            num_vis=1,
+            log_every=1,
+            device="cpu",
+        )
+    )
     return run_dir
 
 

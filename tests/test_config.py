@@ -85,9 +85,17 @@ def test_every_preset_is_a_valid_config():
 
 
 COMMAND_CONFIGS = [
-    (("train",), TrainConfig), (("evaluate",), EvalConfig), (("predict",), PredictConfig), (("synth",), SynthConfig),
-    (("prepare",), PrepareConfig), (("export",), ExportConfig), (("demo",), DemoConfig), (("runs",), CompareConfig),
-    (("dashboard",), DashboardConfig), (("kaggle", "preflight"), PreflightConfig), (("kaggle", "bundle"), BundleConfig),
+    (("train",), TrainConfig),
+    (("evaluate",), EvalConfig),
+    (("predict",), PredictConfig),
+    (("synth",), SynthConfig),
+    (("prepare",), PrepareConfig),
+    (("export",), ExportConfig),
+    (("demo",), DemoConfig),
+    (("runs",), CompareConfig),
+    (("dashboard",), DashboardConfig),
+    (("kaggle", "preflight"), PreflightConfig),
+    (("kaggle", "bundle"), BundleConfig),
 ]
 
 
@@ -116,8 +124,9 @@ def test_flags_parse_into_the_config_with_its_defaults_and_types():
     cfg, explicit = config_from_args(BundleConfig, args)
     assert cfg.datasets == ("me/cityscapes", "me/lite0") and cfg.gpu is False and explicit == {"datasets", "gpu"}
     assert cfg.title == BundleConfig.title and cfg.internet is False
-    cfg, _ = config_from_args(PrepareConfig, build_parser().parse_args(["prepare", "--image-size", "128", "256",
-                                                                        "--splits", "training"]))
+    cfg, _ = config_from_args(
+        PrepareConfig, build_parser().parse_args(["prepare", "--image-size", "128", "256", "--splits", "training"])
+    )
     assert cfg.image_size == (128, 256) and cfg.splits == ("training",)
     cfg, _ = config_from_args(CompareConfig, build_parser().parse_args(["runs", "runs/sweeps"]))
     assert cfg.runs_dir == "runs/sweeps"
@@ -155,3 +164,12 @@ def test_a_preset_completes_the_config_before_its_checks_run():
     assert apply_preset(cfg, explicit) == cfg  # already complete
     with pytest.raises(ConfigError, match="act on a pretrained encoder"):  # no preset: still refused
         config_from_args(TrainConfig, parser.parse_args(["--encoder-lr-scale", "0"]), fill=preset_values)
+
+
+def test_a_long_help_goes_on_in_comment_lines_below_its_field():
+    """`ruff format` keeps a field on one line only when it fits: the rest of its help continues below."""
+    helps = field_help(TrainConfig)
+    assert helps["time_budget"] == (
+        "minutes of training before a clean stop (evaluate, save), 0 = none (Kaggle: fit the 12 h session)"
+    )
+    assert helps["scale_range"] == "random scale range of the training augmentation"  # a one-line help stays as it was

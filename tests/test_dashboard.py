@@ -66,7 +66,7 @@ def fake_agent(path: Path) -> Path:
 def assert_no_secret(*texts: str, under: Path | None = None) -> None:
     for text in texts:
         assert not [s for s in SECRETS if s in text], text
-    for path in (under.rglob("*") if under else []):
+    for path in under.rglob("*") if under else []:
         if path.is_file():
             assert not [s for s in SECRETS if s.encode() in path.read_bytes()], path
 
@@ -111,16 +111,21 @@ def test_agent_echoing_the_token_is_scrubbed(sandbox: Path, monkeypatch, caplog,
 def test_pyngrok_debug_lines_with_credentials_are_redacted(sandbox: Path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     tunnel._guard_pyngrok_logs([TOKEN, PASSWORD, f"tester:{PASSWORD}"])
-    options = tunnel._auth_options(type("Cfg", (), {"config_version": "3"})(),
-                                   tunnel._Credentials("tester", PASSWORD))
+    options = tunnel._auth_options(type("Cfg", (), {"config_version": "3"})(), tunnel._Credentials("tester", PASSWORD))
     logging.getLogger("pyngrok.ngrok").debug("Creating tunnel with options: %s", options)
     logging.getLogger("pyngrok.process.ngrok").error("Your authtoken: %s", TOKEN)
     assert caplog.text.count("[redacted]") == 2
     assert_no_secret(caplog.text)
 
 
-@pytest.mark.parametrize("value, found", [("nopassword", "no ':'"), ("tester:short", "a password of 5 characters"),
-                                          (":longenoughpassword", "an empty user")])
+@pytest.mark.parametrize(
+    "value, found",
+    [
+        ("nopassword", "no ':'"),
+        ("tester:short", "a password of 5 characters"),
+        (":longenoughpassword", "an empty user"),
+    ],
+)
 def test_bad_credentials_are_refused_without_echoing_them(sandbox: Path, monkeypatch, value: str, found: str) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv(AUTH_ENV, value)
@@ -159,7 +164,9 @@ def test_link_that_does_not_ask_for_the_password_is_closed(sandbox: Path, monkey
     url, closed = f"http://127.0.0.1:{public.server_port}", []
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv(AUTH_ENV, f"tester:{PASSWORD}")
-    monkeypatch.setattr(ngrok, "connect", lambda addr, proto, pyngrok_config, **options: type("T", (), {"public_url": url}))
+    monkeypatch.setattr(
+        ngrok, "connect", lambda addr, proto, pyngrok_config, **options: type("T", (), {"public_url": url})
+    )
     monkeypatch.setattr(Tunnel, "close", lambda self: closed.append(self.public_url))
     try:
         with pytest.raises(DashboardError, match="did not ask for a password .HTTP 200"):
@@ -181,8 +188,11 @@ def test_launch_keeps_the_tunnel_it_gets_and_stop_closes_it_once(tmp_path: Path,
 
     monkeypatch.setattr(server, "open_tunnel", fake_open)
     dash = launch(tmp_path, port=0, public=True)
-    assert dash.process is not None and opened == [(dash.port, True)] and (dash.public_url, dash.auth_user, dash.error) == (
-        "https://x.ngrok-free.app", "tester", None)
+    assert (
+        dash.process is not None
+        and opened == [(dash.port, True)]
+        and (dash.public_url, dash.auth_user, dash.error) == ("https://x.ngrok-free.app", "tester", None)
+    )
     dash.stop()
     dash.stop()
     assert closed == ["https://x.ngrok-free.app"] and dash.public_url == "https://x.ngrok-free.app"
@@ -280,10 +290,22 @@ def test_tensorboard_on_loopback_serves_scalars_reuses_and_stops_cleanly(tmp_pat
 def test_cli_public_failure_keeps_serving_locally_and_never_leaks_the_token(tmp_path: Path) -> None:
     logdir = write_events(tmp_path / "run")
     agent = fake_agent(tmp_path / "agent" / "ngrok")
-    env = {**os.environ, TOKEN_ENV: TOKEN, AUTH_ENV: f"tester:{PASSWORD}", "PYNGROK_NGROK_PATH": str(agent),
-           "HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "segkit", "dashboard", "--logdir", str(logdir), "--port", "0",
-                             "--public"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        TOKEN_ENV: TOKEN,
+        AUTH_ENV: f"tester:{PASSWORD}",
+        "PYNGROK_NGROK_PATH": str(agent),
+        "HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(REPO),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segkit", "dashboard", "--logdir", str(logdir), "--port", "0", "--public"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         info_file, deadline = tmp_path / "run" / "dashboard.json", time.monotonic() + 90
         while not info_file.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -359,9 +381,11 @@ def browser_paths() -> tuple[str, str]:
     chromium = executable("SEGKIT_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
     driver = executable("SEGKIT_CHROMEDRIVER", "chromedriver")
     if not (chromium and driver):
-        pytest.fail(f"the dashboard's browser test needs Chromium and chromedriver (found: chromium {chromium}, "
-                    f"chromedriver {driver}). `make browser` installs them (`make test` runs it), or set "
-                    f"SEGKIT_CHROMIUM / SEGKIT_CHROMEDRIVER; or set {NO_BROWSER_ENV}=1 to skip this test knowingly")
+        pytest.fail(
+            f"the dashboard's browser test needs Chromium and chromedriver (found: chromium {chromium}, "
+            f"chromedriver {driver}). `make browser` installs them (`make test` runs it), or set "
+            f"SEGKIT_CHROMIUM / SEGKIT_CHROMEDRIVER; or set {NO_BROWSER_ENV}=1 to skip this test knowingly"
+        )
     return chromium, driver
 
 
@@ -376,14 +400,24 @@ def browser(browser_paths: tuple[str, str], tmp_path: Path, monkeypatch: pytest.
         pytest.fail("selenium is missing: pip install -e '.[dev]' (make setup)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-webgl", "--no-proxy-server",
-                "--window-size=1400,1200", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-webgl",
+        "--no-proxy-server",
+        "--window-size=1400,1200",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # selenium -> chromedriver on loopback, never a proxy
-    driver = webdriver.Chrome(service=Service(driver_path, log_output=str(tmp_path / "chromedriver.log")),
-                              options=options)
+    driver = webdriver.Chrome(
+        service=Service(driver_path, log_output=str(tmp_path / "chromedriver.log")), options=options
+    )
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -414,8 +448,9 @@ def show_charts(driver, url: str, tags: tuple[str, ...], timeout: float = 60) ->
 
 
 @pytest.mark.slow
-def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(browser_paths, tiny_run: Path,
-                                                                               tmp_path: Path, browser) -> None:
+def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(
+    browser_paths, tiny_run: Path, tmp_path: Path, browser
+) -> None:
     """`segkit dashboard` on a real training run, as a person sees it. The local dashboard has no
     login (127.0.0.1 only; the password guards the public ngrok link, which needs internet): the
     check is that the secrets in its environment reach neither the page, nor the browser's console,
@@ -423,8 +458,14 @@ def test_dashboard_in_a_real_browser_draws_the_runs_curves_and_shows_no_secret(b
     logdir = tmp_path / "runs"
     shutil.copytree(tiny_run, logdir / "tiny")
     env = {**os.environ, TOKEN_ENV: TOKEN, AUTH_ENV: f"tester:{PASSWORD}", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "segkit", "dashboard", "--logdir", str(logdir), "--port", "0"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segkit", "dashboard", "--logdir", str(logdir), "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         info = wait_for_info(logdir / "dashboard.json", proc)
         # TensorBoard reads the event files in the background: once it has, the page's first load shows them.

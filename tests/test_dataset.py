@@ -40,9 +40,7 @@ def test_read_image_corrupt_truncated_or_missing(tmp_path: Path) -> None:
     good = _save(tmp_path / "good.png", np.full((32, 32, 3), 7, dtype=np.uint8))
     truncated = tmp_path / "truncated_leftImg8bit.png"
     truncated.write_bytes(good.read_bytes()[:60])
-    with pytest.raises(
-        DataError, match=r"truncated_leftImg8bit\.png \(60 bytes\).*corrupt or truncated"
-    ):
+    with pytest.raises(DataError, match=r"truncated_leftImg8bit\.png \(60 bytes\).*corrupt or truncated"):
         read_image(truncated)
     with pytest.raises(DataError, match=r"image file not found: .*gone\.png"):
         read_image(tmp_path / "gone.png")
@@ -61,9 +59,7 @@ def test_read_label_labelids_and_trainids_agree(tiny_cityscapes: Path) -> None:
 def test_colour_mask_as_label_is_rejected(cityscapes_factory) -> None:
     root = cityscapes_factory(color=True)
     colour = next((root / "gtFine").rglob("*_gtFine_color.png"))
-    with pytest.raises(
-        DataError, match=r"looks like a colour mask .*_gtFine_color\.png.*labelIds\.png"
-    ):
+    with pytest.raises(DataError, match=r"looks like a colour mask .*_gtFine_color\.png.*labelIds\.png"):
         read_label(colour, "labelIds")
 
 
@@ -153,9 +149,7 @@ def test_check_samples_report(cityscapes_factory) -> None:
     report = check_samples(samples)
     assert report["pairs"] == 3 and report["sizes"] == Counter({(64, 128): 3})
     assert report["cities"] == Counter({"aachen": 2, "bremen": 1})
-    expected = sorted(
-        set().union(*(np.unique(read_label(s.label, "labelIds")).tolist() for s in samples))
-    )
+    expected = sorted(set().union(*(np.unique(read_label(s.label, "labelIds")).tolist() for s in samples)))
     assert report["label_values"] == expected
     assert 0 <= report["ignored_fraction"] < 1
     assert check_samples(samples, limit=1)["pairs"] == 1

@@ -18,9 +18,11 @@ from segkit.kaggle import format_preflight, preflight
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 # Imported by segkit and not declared, on purpose.
-NOT_DECLARED = {"kaggle_secrets": "exists only inside Kaggle kernels; imported in a try",
-                "IPython": "imported only inside a running Jupyter kernel, which brings it",
-                "typing_extensions": "imported only under TYPE_CHECKING, for type checkers"}
+NOT_DECLARED = {
+    "kaggle_secrets": "exists only inside Kaggle kernels; imported in a try",
+    "IPython": "imported only inside a running Jupyter kernel, which brings it",
+    "typing_extensions": "imported only under TYPE_CHECKING, for type checkers",
+}
 
 
 def _fake_dists(folder: Path, **versions: str) -> list[str]:
@@ -33,16 +35,19 @@ def _fake_dists(folder: Path, **versions: str) -> list[str]:
     return [str(folder)]
 
 
-@pytest.mark.parametrize("versions, expected", [
-    ({"albumentations": "2.0.8"}, None),
-    ({"albumentations": "2.0.1"}, None),
-    ({"albumentations": "2.0.0"}, "albumentations 2.0.0 is installed; segkit needs 2.0.1-2.0.8"),
-    ({"albumentations": "1.4.24"}, "albumentations 1.4.24 is installed; segkit needs 2.0.1-2.0.8"),
-    ({"albumentations": "2.1.0"}, "albumentations 2.1.0 is installed; segkit needs 2.0.1-2.0.8"),
-    ({"albumentations": "2.0.8", "albumentationsx": "2.5.1"}, "AlbumentationsX 2.5.1 is installed"),
-    ({"albumentationsx": "2.5.1"}, "AlbumentationsX 2.5.1 is installed"),
-    ({}, "albumentations is not installed"),
-])
+@pytest.mark.parametrize(
+    "versions, expected",
+    [
+        ({"albumentations": "2.0.8"}, None),
+        ({"albumentations": "2.0.1"}, None),
+        ({"albumentations": "2.0.0"}, "albumentations 2.0.0 is installed; segkit needs 2.0.1-2.0.8"),
+        ({"albumentations": "1.4.24"}, "albumentations 1.4.24 is installed; segkit needs 2.0.1-2.0.8"),
+        ({"albumentations": "2.1.0"}, "albumentations 2.1.0 is installed; segkit needs 2.0.1-2.0.8"),
+        ({"albumentations": "2.0.8", "albumentationsx": "2.5.1"}, "AlbumentationsX 2.5.1 is installed"),
+        ({"albumentationsx": "2.5.1"}, "AlbumentationsX 2.5.1 is installed"),
+        ({}, "albumentations is not installed"),
+    ],
+)
 def test_albumentations_known_answers(tmp_path: Path, versions: dict, expected: str | None) -> None:
     problem = albumentations_problem(_fake_dists(tmp_path, **versions))
     if expected is None:
@@ -86,8 +91,10 @@ def test_the_pins_agree() -> None:
         conda = {"torch": "pytorch"}.get(name, name)
         line = re.search(rf"^\s*- {re.escape(conda)}\b(.*)$", environment, re.MULTILINE | re.IGNORECASE)
         assert line is not None, f"environment.yml lacks {requirement}"
-        spec = requirement[len(name):].split("#")[0].strip()
-        assert line.group(1).strip() == spec, f"environment.yml has {line.group(0).strip()!r}, pyproject {requirement!r}"
+        spec = requirement[len(name) :].split("#")[0].strip()
+        assert line.group(1).strip() == spec, (
+            f"environment.yml has {line.group(0).strip()!r}, pyproject {requirement!r}"
+        )
 
 
 def _third_party_imports() -> dict[str, str]:

@@ -52,14 +52,8 @@ def test_official_layout(tiny_cityscapes: Path) -> None:
     ]
     first = samples[0]
     assert first.city == "aachen" and first.label_format == "labelIds"
-    assert (
-        first.image
-        == tiny_cityscapes / "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
-    )
-    assert (
-        first.label
-        == tiny_cityscapes / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png"
-    )
+    assert first.image == tiny_cityscapes / "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
+    assert first.label == tiny_cityscapes / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png"
     assert len(list_samples(roots, "val")) == 2
     assert "Cityscapes" in roots.describe() and str(tiny_cityscapes) in roots.describe()
 
@@ -213,36 +207,26 @@ def test_images_without_labels_are_named(cityscapes_factory) -> None:
 
 def test_labels_without_images_are_named(tiny_cityscapes: Path) -> None:
     (tiny_cityscapes / "leftImg8bit/val/bremen/bremen_000001_000019_leftImg8bit.png").unlink()
-    with pytest.raises(
-        DataError, match=r"(?s)1 label files have no image.*bremen_000001_000019_gtFine"
-    ):
+    with pytest.raises(DataError, match=r"(?s)1 label files have no image.*bremen_000001_000019_gtFine"):
         list_samples(find_data_roots(tiny_cityscapes), "val")
 
 
 # --- synthetic fallback -------------------------------------------------------------------
 
 
-def test_synthetic_fallback_is_loud_and_reused(
-    isolated: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_synthetic_fallback_is_loud_and_reused(isolated: Path, caplog: pytest.LogCaptureFixture) -> None:
     synth = isolated / "work" / "synth"
     with pytest.warns(UserWarning, match="SYNTHETIC data set"):
-        roots = resolve_data_roots(
-            synthetic_dir=synth, synthetic_size=(64, 128), num_train=2, num_val=1
-        )
+        roots = resolve_data_roots(synthetic_dir=synth, synthetic_size=(64, 128), num_train=2, num_val=1)
     assert roots.synthetic and roots.image_root == synth
     assert "not Cityscapes" in caplog.text and "CITYSCAPES_DATASET" in caplog.text
     assert "SYNTHETIC" in roots.describe()
     assert len(list_samples(roots, "train")) == 2 and len(list_samples(roots, "val")) == 1
     stamp = next(synth.rglob("*_leftImg8bit.png")).stat().st_mtime_ns
     with pytest.warns(UserWarning, match="SYNTHETIC"):
-        again = resolve_data_roots(
-            synthetic_dir=synth, synthetic_size=(64, 128), num_train=2, num_val=1
-        )
+        again = resolve_data_roots(synthetic_dir=synth, synthetic_size=(64, 128), num_train=2, num_val=1)
     assert again == roots
     assert next(synth.rglob("*_leftImg8bit.png")).stat().st_mtime_ns == stamp
     with pytest.warns(UserWarning, match="SYNTHETIC"):
-        bigger = resolve_data_roots(
-            synthetic_dir=synth, synthetic_size=(64, 128), num_train=3, num_val=1
-        )
+        bigger = resolve_data_roots(synthetic_dir=synth, synthetic_size=(64, 128), num_train=3, num_val=1)
     assert len(list_samples(bigger, "train")) == 3  # other parameters: regenerated, not stale

@@ -17,8 +17,27 @@ import torch
 from segkit.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--num-workers", "0", "--base-channels", "8", "--depth", "2", "--image-size", "32", "64",
-        "--batch-size", "2", "--lr", "1e-2", "--num-vis", "1", "--log-every", "1", "--device", "cpu"]
+TINY = [
+    "--num-workers",
+    "0",
+    "--base-channels",
+    "8",
+    "--depth",
+    "2",
+    "--image-size",
+    "32",
+    "64",
+    "--batch-size",
+    "2",
+    "--lr",
+    "1e-2",
+    "--num-vis",
+    "1",
+    "--log-every",
+    "1",
+    "--device",
+    "cpu",
+]
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,8 +72,24 @@ def read_history(run: Path) -> list[dict]:
 
 
 def evaluate_single_process(checkpoint: Path, data: Path, out: Path) -> dict:
-    assert cli_main(["evaluate", "--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "val",
-                     "--device", "cpu", "--output", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--data-root",
+                str(data),
+                "--split",
+                "val",
+                "--device",
+                "cpu",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 
@@ -78,8 +113,20 @@ def test_torchrun_two_processes_train_evaluate_resume(cityscapes_factory, tmp_pa
         assert (row["iou"] is None) == (single["per_class"][name]["iou"] is None), name
         assert row["iou"] is None or row["iou"] == pytest.approx(single["per_class"][name]["iou"], abs=1e-6), name
 
-    torchrun("train", "--data-root", str(data), "--run-dir", str(run), "--resume", "--epochs", "3",
-             "--num-workers", "0", "--device", "cpu")
+    torchrun(
+        "train",
+        "--data-root",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--resume",
+        "--epochs",
+        "3",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     rows = read_history(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert int(rows[-1]["steps"]) == 3 * 2  # 8 images / (2 processes x batch 2) = 2 steps per epoch
@@ -125,9 +172,18 @@ def test_torchrun_runs_end_cleanly_under_load(cityscapes_factory, tmp_path):
     busy = _busy_cpus(os.cpu_count() or 2)
     try:
         for i in range(3):
-            cfg = {"data_root": str(data), "run_dir": str(tmp_path / f"run{i}"), "epochs": 1, "num_workers": 0,
-                   "base_channels": 8, "depth": 2, "image_size": [32, 64], "batch_size": 2, "num_vis": 1,
-                   "device": "cpu"}
+            cfg = {
+                "data_root": str(data),
+                "run_dir": str(tmp_path / f"run{i}"),
+                "epochs": 1,
+                "num_workers": 0,
+                "base_channels": 8,
+                "depth": 2,
+                "image_size": [32, 64],
+                "batch_size": 2,
+                "num_vis": 1,
+                "device": "cpu",
+            }
             if i == 1:  # an smp model under DDP, SyncBatchNorm asked for (CUDA-only: off on CPU, logged)
                 cfg.update(model="fpn", encoder="tu-resnet10t", encoder_weights="none", sync_bn=True)
             done = torchrun_script(script, json.dumps(cfg))

@@ -20,8 +20,18 @@ from segkit.rundir import RunSummary, Status
 
 def tiny_config(data_root: Path, run_dir: Path, **changes) -> TrainConfig:
     base = TrainConfig(
-        data_root=str(data_root), run_dir=str(run_dir), base_channels=8, depth=2, image_size=(32, 64),
-        epochs=2, batch_size=2, lr=3e-3, num_workers=0, num_vis=1, log_every=1, scale_range=(0.75, 1.25),
+        data_root=str(data_root),
+        run_dir=str(run_dir),
+        base_channels=8,
+        depth=2,
+        image_size=(32, 64),
+        epochs=2,
+        batch_size=2,
+        lr=3e-3,
+        num_workers=0,
+        num_vis=1,
+        log_every=1,
+        scale_range=(0.75, 1.25),
     )
     return replace(base, **changes)
 
@@ -111,6 +121,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
 
     def poison(row):  # after epoch 0 is saved, every optimizer step leaves NaN weights
         if row["epoch"] == 0:
+
             def to_nan(optimizer, args, kwargs):
                 with torch.no_grad():
                     for group in optimizer.param_groups:
@@ -152,8 +163,12 @@ def _optim(model, lr=1e-2, scheduler="none", epochs=1, steps=1):
 
     cfg = TrainConfig(lr=lr, scheduler=scheduler, epochs=epochs, weight_decay=0.0)
     optimizer = build_optimizer(cfg, model)
-    return Optim(optimizer, build_scheduler(cfg, optimizer, steps), torch.amp.GradScaler("cpu", enabled=False),
-                 Precision(None, False))
+    return Optim(
+        optimizer,
+        build_scheduler(cfg, optimizer, steps),
+        torch.amp.GradScaler("cpu", enabled=False),
+        Precision(None, False),
+    )
 
 
 def test_train_one_epoch_makes_the_loss_fall_on_two_images(data):
@@ -165,8 +180,17 @@ def test_train_one_epoch_makes_the_loss_fall_on_two_images(data):
     model = create_model("unet", base_channels=8, depth=2)
     loader, loss_fn, optim = _loader(data), build_loss("ce"), _optim(model, lr=3e-2)
     seen = []
-    results = [train_one_epoch(model=model, loader=loader, loss_fn=loss_fn, optim=optim, epoch=e,
-                               on_step=lambda steps, loss, lr: seen.append((steps, loss, lr))) for e in range(8)]
+    results = [
+        train_one_epoch(
+            model=model,
+            loader=loader,
+            loss_fn=loss_fn,
+            optim=optim,
+            epoch=e,
+            on_step=lambda steps, loss, lr: seen.append((steps, loss, lr)),
+        )
+        for e in range(8)
+    ]
     assert [r.steps for r in results] == [1] * 8 and results[0].images == 2
     assert results[-1].train_loss < 0.7 * results[0].train_loss, [r.train_loss for r in results]
     assert seen[0][0] == 1 and seen[0][1] == pytest.approx(results[0].train_loss) and seen[0][2] == 3e-2
@@ -180,8 +204,14 @@ def test_train_one_epoch_stops_when_asked_after_a_step(data):
 
     model = create_model("unet", base_channels=8, depth=2)
     loader = _loader(data, batch_size=1)  # 2 steps
-    result = train_one_epoch(model=model, loader=loader, loss_fn=build_loss("ce"), optim=_optim(model), epoch=0,
-                             stop=lambda steps: Status.TIME_BUDGET if steps >= 1 else None)
+    result = train_one_epoch(
+        model=model,
+        loader=loader,
+        loss_fn=build_loss("ce"),
+        optim=_optim(model),
+        epoch=0,
+        stop=lambda steps: Status.TIME_BUDGET if steps >= 1 else None,
+    )
     assert result.steps == 1 and result.stopped_early is True
 
 
@@ -210,8 +240,12 @@ def test_evaluate_known_answer():
     assert cm.iou()[0].item() == pytest.approx(4 / 5) and cm.iou()[1].item() == pytest.approx(2 / 3)
     assert cm.miou() == pytest.approx((4 / 5 + 2 / 3) / 2) and ev.images == 1
     assert ev.per_image == [("a", pytest.approx((4 / 5 + 2 / 3) / 2))] and ev.val_loss is None
-    perfect = evaluate(model=_Oracle(mask.clamp(max=18)), loader=loader, image_size=(2, 4),
-                       loss_fn=torch.nn.CrossEntropyLoss(ignore_index=255))
+    perfect = evaluate(
+        model=_Oracle(mask.clamp(max=18)),
+        loader=loader,
+        image_size=(2, 4),
+        loss_fn=torch.nn.CrossEntropyLoss(ignore_index=255),
+    )
     assert perfect.confusion.miou() == 1.0 and perfect.val_loss < 1e-3
 
 

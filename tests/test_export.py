@@ -33,8 +33,12 @@ def make_checkpoint(path: Path, image_size=(32, 64), seed: int = 0) -> Path:
     with torch.no_grad():  # non-trivial running statistics, so eval-mode BatchNorm is exercised
         model(torch.randn(4, 3, *image_size) * 2 + 0.5)
     payload = {
-        "format": FORMAT, "version": VERSION, "model": {k: v.clone() for k, v in model.state_dict().items()},
-        "model_spec": model_spec(model), "num_classes": 19, "image_size": list(image_size),
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "model_spec": model_spec(model),
+        "num_classes": 19,
+        "image_size": list(image_size),
         "normalization": {"mean": list(MEAN), "std": list(STD)},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +116,24 @@ def test_segkit_predict_backend_onnx_end_to_end(tmp_path):
     for name in ("a_leftImg8bit.png", "b_leftImg8bit.png"):
         Image.fromarray(rng.integers(0, 256, (40, 72, 3), dtype=np.uint8)).save(images / name)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "segkit", "predict", "--checkpoint", str(ckpt_path), "--img", str(images),
-           "--output", str(tmp_path / "pred"), "--format", "trainIds", "--backend", "onnx", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "segkit",
+        "predict",
+        "--checkpoint",
+        str(ckpt_path),
+        "--img",
+        str(images),
+        "--output",
+        str(tmp_path / "pred"),
+        "--format",
+        "trainIds",
+        "--backend",
+        "onnx",
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     model, ckpt = model_from_checkpoint(load_checkpoint(ckpt_path)), load_checkpoint(ckpt_path)

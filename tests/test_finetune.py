@@ -32,8 +32,12 @@ def one_step(net: torch.nn.Module, cfg: TrainConfig) -> None:
 
 def bn_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every BatchNorm tensor (statistics, scale, shift) in `module`, copied."""
-    return {f"{name}.{k}": v.clone() for name, m in module.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
-            for k, v in m.state_dict().items()}
+    return {
+        f"{name}.{k}": v.clone()
+        for name, m in module.named_modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+        for k, v in m.state_dict().items()
+    }
 
 
 def test_frozen_encoder_batchnorm_keeps_its_statistics_and_weights_while_the_decoder_trains() -> None:
@@ -62,8 +66,12 @@ def test_encoder_lr_scale_gives_the_encoder_its_share_of_lr() -> None:
     groups = build_optimizer(cfg, net).param_groups
     encoder = {id(p) for p in net.encoder.parameters()}
     rates = {(all(id(p) in encoder for p in g["params"]), g["weight_decay"] > 0): g["lr"] for g in groups}
-    assert rates == {(False, True): 1e-2, (False, False): 1e-2, (True, True): pytest.approx(1e-3),
-                     (True, False): pytest.approx(1e-3)}
+    assert rates == {
+        (False, True): 1e-2,
+        (False, False): 1e-2,
+        (True, True): pytest.approx(1e-3),
+        (True, False): pytest.approx(1e-3),
+    }
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
 
 

@@ -50,12 +50,15 @@ def near(a: tuple[int, ...], b: tuple[int, ...], tol: int = 12) -> bool:
 # ----------------------------------------------------------------------------- EXIF orientation
 
 
-@pytest.mark.parametrize("orientation, turn", [
-    (1, 0),  # as stored
-    (3, 2),  # stored upside down: shown turned 180 degrees
-    (6, -1),  # phone held upright: shown turned 90 degrees clockwise
-    (8, 1),  # shown turned 90 degrees counter-clockwise
-])
+@pytest.mark.parametrize(
+    "orientation, turn",
+    [
+        (1, 0),  # as stored
+        (3, 2),  # stored upside down: shown turned 180 degrees
+        (6, -1),  # phone held upright: shown turned 90 degrees clockwise
+        (8, 1),  # shown turned 90 degrees counter-clockwise
+    ],
+)
 def test_a_phone_jpeg_is_read_as_it_is_seen(orientation, turn, tmp_path):
     stored = marked()
     path = save_with_orientation(stored, tmp_path / "phone.jpg", orientation)
@@ -75,8 +78,19 @@ def test_predict_writes_the_label_map_in_the_orientation_seen(tiny_run, tmp_path
     folder = tmp_path / "photos"
     folder.mkdir()
     path = save_with_orientation(stored, folder / "IMG_0001.jpg", 6)
-    code, text = cli("predict", "--checkpoint", tiny_run / "best_model.pth", "--img", folder, "--output",
-                     tmp_path / "preds", "--format", "trainIds", "--device", "cpu")
+    code, text = cli(
+        "predict",
+        "--checkpoint",
+        tiny_run / "best_model.pth",
+        "--img",
+        folder,
+        "--output",
+        tmp_path / "preds",
+        "--format",
+        "trainIds",
+        "--device",
+        "cpu",
+    )
     assert code == 0, text
     written = np.asarray(Image.open(tmp_path / "preds" / "IMG_0001_trainIds.png"))
     assert written.shape == (80, 48)  # portrait, as the phone shows it
@@ -130,12 +144,20 @@ def test_cmyk_jpeg_keeps_its_colours(tmp_path):
         assert near(corner(image, where), color, tol=24), where
 
 
-@pytest.mark.parametrize("name, make, words", [
-    ("cutout.png", lambda a: Image.fromarray(np.dstack([a, np.where(np.arange(80) < 40, 0, 255).astype(np.uint8)[None]
-                                                         .repeat(48, 0)])), "1920 transparent pixels (50.0%)"),
-    ("depth.tiff", lambda a: Image.fromarray(a[..., 0].astype(np.float32) / 255), "32-bit floats"),
-    ("counts.tiff", lambda a: Image.fromarray(a[..., 0].astype(np.int32) * 100_000), "32-bit integers"),
-])
+@pytest.mark.parametrize(
+    "name, make, words",
+    [
+        (
+            "cutout.png",
+            lambda a: Image.fromarray(
+                np.dstack([a, np.where(np.arange(80) < 40, 0, 255).astype(np.uint8)[None].repeat(48, 0)])
+            ),
+            "1920 transparent pixels (50.0%)",
+        ),
+        ("depth.tiff", lambda a: Image.fromarray(a[..., 0].astype(np.float32) / 255), "32-bit floats"),
+        ("counts.tiff", lambda a: Image.fromarray(a[..., 0].astype(np.int32) * 100_000), "32-bit integers"),
+    ],
+)
 def test_what_is_no_photo_is_refused_saying_what_and_the_fix(name, make, words, tmp_path):
     make(marked()).save(tmp_path / name)
     with pytest.raises(DataError, match=re.escape(words)) as err:
@@ -143,12 +165,15 @@ def test_what_is_no_photo_is_refused_saying_what_and_the_fix(name, make, words, 
     assert str(tmp_path / name) in str(err.value) and "Fix:" in str(err.value)
 
 
-@pytest.mark.parametrize("name, damage, words", [
-    ("cut.jpg", lambda b: b[: len(b) // 2], "image file is truncated"),
-    ("cut.png", lambda b: b[: len(b) // 2], "truncated"),
-    ("noise.png", lambda b: b"\x89PNG but not really" + bytes(50), "not an image file"),
-    ("empty.jpg", lambda b: b"", "not an image file"),
-])
+@pytest.mark.parametrize(
+    "name, damage, words",
+    [
+        ("cut.jpg", lambda b: b[: len(b) // 2], "image file is truncated"),
+        ("cut.png", lambda b: b[: len(b) // 2], "truncated"),
+        ("noise.png", lambda b: b"\x89PNG but not really" + bytes(50), "not an image file"),
+        ("empty.jpg", lambda b: b"", "not an image file"),
+    ],
+)
 def test_corrupt_and_truncated_files_name_themselves(name, damage, words, tmp_path):
     buf = io.BytesIO()
     noise = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
@@ -218,8 +243,17 @@ def test_iphone_heic_photos_are_named_as_such_not_as_corrupt(tiny_run, tmp_path)
     # An ISO-BMFF still image's first box, as an iPhone writes it (the rest of the file does not matter here).
     (folder / "IMG_0002.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     (folder / "IMG_0003.heif").write_bytes(b"not even a header")  # unreadable: the name says HEIF
-    code, text = cli("predict", "--checkpoint", tiny_run / "best_model.pth", "--img", folder, "--output",
-                     tmp_path / "preds", "--device", "cpu")
+    code, text = cli(
+        "predict",
+        "--checkpoint",
+        tiny_run / "best_model.pth",
+        "--img",
+        folder,
+        "--output",
+        tmp_path / "preds",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "2 of 3 images could not be predicted" in text
     for name in ("IMG_0002.HEIC", "IMG_0003.heif"):
         line = next(x for x in text.splitlines() if str(folder / name) in x)
@@ -241,8 +275,9 @@ def test_bad_files_in_a_folder_are_named_counted_and_the_rest_predicted(tiny_run
     pairs = conftest.write_image_pairs(tmp_path / "pairs", {"val": 1})
     (folder / "f_pair.jpg").write_bytes((pairs / "val" / "1.jpg").read_bytes())
     out = tmp_path / "preds"
-    code, text = cli("predict", "--checkpoint", tiny_run / "best_model.pth", "--img", folder, "--output", out,
-                     "--device", "cpu")
+    code, text = cli(
+        "predict", "--checkpoint", tiny_run / "best_model.pth", "--img", folder, "--output", out, "--device", "cpu"
+    )
     assert code == 2 and "Traceback" not in text
     assert "3 of 6 images could not be predicted" in text and "The other 3 predictions are in" in text
     for name in ("d_cut.png", "e_noise.jpg", "f_pair.jpg"):
@@ -250,8 +285,19 @@ def test_bad_files_in_a_folder_are_named_counted_and_the_rest_predicted(tiny_run
     assert "looks like an image pair" in text and "--pairs on" in text  # a photo model given a pair: the flag
     assert sorted(p.name for p in out.iterdir()) == ["a_good_color.png", "b_phone_color.png", "c_grey16_color.png"]
     assert Image.open(out / "b_phone_color.png").size == (48, 80)  # W x H: portrait, as seen
-    code, text = cli("predict", "--checkpoint", tiny_run / "best_model.pth", "--img", folder / "f_pair.jpg",
-                     "--output", out, "--pairs", "on", "--device", "cpu")
+    code, text = cli(
+        "predict",
+        "--checkpoint",
+        tiny_run / "best_model.pth",
+        "--img",
+        folder / "f_pair.jpg",
+        "--output",
+        out,
+        "--pairs",
+        "on",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and Image.open(out / "f_pair_color.png").size == (64, 64)  # the photo half
 
 
@@ -264,8 +310,9 @@ def test_a_truncated_training_image_stops_training_naming_it(tmp_path):
     root = globbed(tmp_path / "g")
     victim = root / "images" / "train" / "b" / "deep" / "x001.jpg"
     victim.write_bytes(victim.read_bytes()[:200])
-    code, text = cli("train", "--data-root", root, "--run-dir", tmp_path / "run", *GLOBS, "--label-format",
-                     "labelIds", *TINY)
+    code, text = cli(
+        "train", "--data-root", root, "--run-dir", tmp_path / "run", *GLOBS, "--label-format", "labelIds", *TINY
+    )
     assert code == 2 and "Traceback" not in text
     assert str(victim) in text and "Fix:" in text
 
@@ -281,9 +328,12 @@ def test_an_exif_turned_training_photo_with_a_label_on_its_stored_pixels_is_expl
         (root / "labels" / split).mkdir(parents=True)
         save_with_orientation(marked(), root / "images" / split / "p1.jpg", 6 if split == "val" else 1)
         Image.fromarray(np.full((48, 80), 7, np.uint8)).save(root / "labels" / split / "p1_mask.png")
-    layouts = layouts_for(image_glob="images/{split}/*.jpg", label_glob="labels/{split}/*_mask.png",
-                          label_format="labelIds")
+    layouts = layouts_for(
+        image_glob="images/{split}/*.jpg", label_glob="labels/{split}/*_mask.png", label_format="labelIds"
+    )
     roots = find_data_roots(root, layouts=layouts)
     assert check_samples(list_samples(roots, "train"))["sizes"] == {(48, 80): 1}
-    with pytest.raises(DataError, match=r"(?s)is 80x48 \(HxW, as seen\).*48x80.*EXIF orientation tag.*Fix: draw labels"):
+    with pytest.raises(
+        DataError, match=r"(?s)is 80x48 \(HxW, as seen\).*48x80.*EXIF orientation tag.*Fix: draw labels"
+    ):
         check_samples(list_samples(roots, "val"))

@@ -51,8 +51,11 @@ from segkit.recipes import PRESETS, Recipe
 from segkit.runtime import unsupported_gpu_message
 
 REPO = Path(__file__).resolve().parent.parent
-SENTINELS = {"KAGGLE_KEY": "SENTINEL-kaggle-key-0b1f", "NGROK_AUTHTOKEN": "SENTINEL-ngrok-token-77aa",
-             "SEGKIT_DASHBOARD_AUTH": "someone:SENTINEL-password-9c"}
+SENTINELS = {
+    "KAGGLE_KEY": "SENTINEL-kaggle-key-0b1f",
+    "NGROK_AUTHTOKEN": "SENTINEL-ngrok-token-77aa",
+    "SEGKIT_DASHBOARD_AUTH": "someone:SENTINEL-password-9c",
+}
 KAGGLE_JSON_KEY = "SENTINEL-kaggle-json-key-5e"
 CURRENT_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "compute_90"]
 SMP_VERSION = importlib.metadata.version(SMP_DIST)
@@ -61,8 +64,13 @@ SMP_WHEEL = f"segmentation_models_pytorch-{SMP_VERSION}-py3-none-any.whl"
 
 @pytest.fixture(autouse=True)
 def not_on_kaggle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_USERNAME", kaggle.WORKING_ENV, kaggle.SESSION_HOURS_ENV,
-                 "CITYSCAPES_DATASET"):
+    for name in (
+        "KAGGLE_KERNEL_RUN_TYPE",
+        "KAGGLE_USERNAME",
+        kaggle.WORKING_ENV,
+        kaggle.SESSION_HOURS_ENV,
+        "CITYSCAPES_DATASET",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(KAGGLE_INPUT_ENV, str(tmp_path / "kaggle_input"))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-config"))
@@ -73,8 +81,10 @@ def write_standin_notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# 02 train\nTrain a model."),
-        nbformat.v4.new_code_cell("epochs: int = 20  # passes\nresume: bool = False  # continue\n"
-                                  "run_dir: str = 'runs/train'  # output", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "epochs: int = 20  # passes\nresume: bool = False  # continue\nrun_dir: str = 'runs/train'  # output",
+            metadata={"tags": ["parameters"]},
+        ),
         nbformat.v4.new_code_cell("print(epochs, resume, run_dir)"),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -85,12 +95,15 @@ def write_standin_notebook(path: Path) -> Path:
 # --- names ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("title, slug", [
-    ("segkit cityscapes train", "segkit-cityscapes-train"),
-    ("  SegKit: U-Net (256x512) -- run #2 ", "segkit-u-net-256x512-run-2"),
-    ("Städte über alles", "stadte-uber-alles"),
-    ("a__b..c", "a-b-c"),
-])
+@pytest.mark.parametrize(
+    "title, slug",
+    [
+        ("segkit cityscapes train", "segkit-cityscapes-train"),
+        ("  SegKit: U-Net (256x512) -- run #2 ", "segkit-u-net-256x512-run-2"),
+        ("Städte über alles", "stadte-uber-alles"),
+        ("a__b..c", "a-b-c"),
+    ],
+)
 def test_slugify_known_answers(title: str, slug: str) -> None:
     assert slugify(title) == slug
 
@@ -139,9 +152,25 @@ def smp_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (project / "segmentation_models_pytorch" / "__init__.py").write_text('"""A stand-in for the tests."""\n')
     (project / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        f'[project]\nname = "{SMP_DIST}"\nversion = "{SMP_VERSION}"\ndependencies = {json.dumps(requires)}\n')
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--disable-pip-version-check", "-q", "-w", str(tmp / "wheels"), str(project)], check=True)
+        f'[project]\nname = "{SMP_DIST}"\nversion = "{SMP_VERSION}"\ndependencies = {json.dumps(requires)}\n'
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(tmp / "wheels"),
+            str(project),
+        ],
+        check=True,
+    )
     assert [p.name for p in (tmp / "wheels").iterdir()] == [SMP_WHEEL]
     return tmp / "wheels"
 
@@ -161,11 +190,27 @@ def built(tmp_path_factory: pytest.TempPathFactory, smp_standin: Path) -> Path:
         mp.setenv("KAGGLE_CONFIG_DIR", str(tmp / "kcfg"))
         mp.delenv("KAGGLE_USERNAME", raising=False)
         offline_pip(mp)  # --wheels must not download; if it tried, pip would fail here
-        status = main(["kaggle", "bundle", "--out", str(tmp / "out"), "--notebook", str(notebook),
-                       "--wheels", str(smp_standin),
-                       "--params", str(tmp / "params.json"), "--title", "segkit T4 run 2",
-                       "--datasets", "someone/cityscapes-leftimg8bit", "someone/cityscapes-gtfine",
-                       "--resume-from", "tester/segkit-t4-run-1"])
+        status = main(
+            [
+                "kaggle",
+                "bundle",
+                "--out",
+                str(tmp / "out"),
+                "--notebook",
+                str(notebook),
+                "--wheels",
+                str(smp_standin),
+                "--params",
+                str(tmp / "params.json"),
+                "--title",
+                "segkit T4 run 2",
+                "--datasets",
+                "someone/cityscapes-leftimg8bit",
+                "someone/cityscapes-gtfine",
+                "--resume-from",
+                "tester/segkit-t4-run-1",
+            ]
+        )
     assert status == 0
     return tmp / "out"
 
@@ -178,8 +223,11 @@ def test_bundle_kernel_metadata(built: Path) -> None:
     assert (kernel / meta["code_file"]).is_file() and meta["code_file"] == "02_train.ipynb"
     assert (meta["language"], meta["kernel_type"], meta["is_private"]) == ("python", "notebook", True)
     assert (meta["enable_gpu"], meta["enable_internet"], meta["machine_shape"]) == (True, False, "NvidiaTeslaT4")
-    assert meta["dataset_sources"] == ["someone/cityscapes-leftimg8bit", "someone/cityscapes-gtfine",
-                                       "tester/segkit-wheel"]
+    assert meta["dataset_sources"] == [
+        "someone/cityscapes-leftimg8bit",
+        "someone/cityscapes-gtfine",
+        "tester/segkit-wheel",
+    ]
     assert meta["kernel_sources"] == ["tester/segkit-t4-run-1"] and meta["competition_sources"] == []
     assert validate_kernel_metadata(meta, kernel) == []
 
@@ -192,7 +240,7 @@ def test_bundle_notebook_has_install_cell_and_injected_parameters(built: Path) -
     assert "--no-index" in code[0].source and "segkit-wheel" in code[0].source
     compile(code[0].source, "install-cell", "exec")  # valid Python
     injected = code[2].source
-    assert "epochs = 3" in injected and "run_dir = \"runs/t4\"" in injected
+    assert "epochs = 3" in injected and 'run_dir = "runs/t4"' in injected
     assert "resume = True" in injected  # --resume-from makes the chained kernel resume
     assert all(c.outputs == [] for c in code)
 
@@ -202,13 +250,23 @@ def test_bundle_wheel_dataset(built: Path, smp_standin: Path) -> None:
     meta = json.loads((wheel_dir / "dataset-metadata.json").read_text())
     assert meta["id"] == "tester/segkit-wheel" and 6 <= len(meta["title"]) <= 50 and meta["licenses"]
     # Exactly segkit's and smp's wheels: no torch, nothing else Kaggle's image has.
-    assert sorted(p.name for p in wheel_dir.iterdir()) == ["dataset-metadata.json", "segkit-0.1.0-py3-none-any.whl",
-                                                           SMP_WHEEL]
+    assert sorted(p.name for p in wheel_dir.iterdir()) == [
+        "dataset-metadata.json",
+        "segkit-0.1.0-py3-none-any.whl",
+        SMP_WHEEL,
+    ]
     assert (wheel_dir / SMP_WHEEL).read_bytes() == (smp_standin / SMP_WHEEL).read_bytes()
     (wheel,) = wheel_dir.glob("segkit-*-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("segkit/__init__.py", "segkit/kaggle/__init__.py", "segkit/kaggle/bundling.py", "segkit/cli.py",
-                   "segkit/data/discover.py", "segkit/data/synthetic/__init__.py", "segkit/dashboard/__init__.py"):
+    for module in (
+        "segkit/__init__.py",
+        "segkit/kaggle/__init__.py",
+        "segkit/kaggle/bundling.py",
+        "segkit/cli.py",
+        "segkit/data/discover.py",
+        "segkit/data/synthetic/__init__.py",
+        "segkit/dashboard/__init__.py",
+    ):
         assert module in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
@@ -272,13 +330,33 @@ def test_wheel_installs_offline_in_a_fresh_venv(built: Path, tmp_path: Path) -> 
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     # This pip installs into the fresh venv (--python): what `pip install --no-index` does in a kernel.
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index", "--no-deps",
-                    "--disable-pip-version-check", "--find-links", str(wheel.parent), "segkit"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--find-links",
+            str(wheel.parent),
+            "segkit",
+        ],
+        check=True,
+    )
     # No torch in this venv: check the package is installed, not that it imports its dependencies.
     code = "import importlib.util as u; print(u.find_spec('segkit').submodule_search_locations[0])"
-    found = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
-                           cwd=tmp_path)  # not the checkout: python -c puts the cwd on sys.path
-    assert Path(found.stdout.strip()).is_relative_to(venv) and (Path(found.stdout.strip()) / "kaggle" / "__init__.py").is_file()
+    found = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )  # not the checkout: python -c puts the cwd on sys.path
+    assert (
+        Path(found.stdout.strip()).is_relative_to(venv)
+        and (Path(found.stdout.strip()) / "kaggle" / "__init__.py").is_file()
+    )
 
 
 def overlay_venv(venv: Path, hide: tuple[str, ...]) -> Path:
@@ -290,8 +368,14 @@ def overlay_venv(venv: Path, hide: tuple[str, ...]) -> Path:
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    target = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                 capture_output=True, text=True, check=True).stdout.strip())
+    target = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     site = sysconfig.get_path("purelib")
     # Asked of site-packages itself: from the checkout, segkit.egg-info would answer first.
     dists = [d for name in hide for d in importlib.metadata.distributions(name=name, path=[site])]
@@ -302,12 +386,20 @@ def overlay_venv(venv: Path, hide: tuple[str, ...]) -> Path:
     return python
 
 
-def run_install_cell(kaggle_input: Path, python: Path | str = sys.executable, **env: str) -> subprocess.CompletedProcess:
+def run_install_cell(
+    kaggle_input: Path, python: Path | str = sys.executable, **env: str
+) -> subprocess.CompletedProcess:
     """INSTALL_CELL as the kernel runs it, with `kaggle_input` as /kaggle/input."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     clean.update({KAGGLE_INPUT_ENV: str(kaggle_input), "PIP_CONFIG_FILE": os.devnull, **env})
-    return subprocess.run([str(python), "-c", INSTALL_CELL], check=False, capture_output=True, text=True,
-                          env=clean, cwd=kaggle_input.parent)
+    return subprocess.run(
+        [str(python), "-c", INSTALL_CELL],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=kaggle_input.parent,
+    )
 
 
 @pytest.mark.slow
@@ -332,7 +424,10 @@ def test_install_cell_installs_only_segkit_and_smp_offline(built: Path, tmp_path
     installs = {i["metadata"]["name"]: i["download_info"]["url"] for i in json.loads(report.read_text())["install"]}
     assert sorted(installs) == ["segkit", SMP_DIST]
     assert all(url.startswith((mount / "datasets").as_uri()) for url in installs.values()), installs
-    assert f"installing segkit-0.1.0-py3-none-any.whl, {SMP_WHEEL} from {mount / 'datasets' / 'tester' / 'segkit-wheel'}" in run.stdout
+    assert (
+        f"installing segkit-0.1.0-py3-none-any.whl, {SMP_WHEEL} from {mount / 'datasets' / 'tester' / 'segkit-wheel'}"
+        in run.stdout
+    )
     assert not list((tmp_path / "venv").glob("lib/*/site-packages/segkit*"))  # a dry run: nothing installed
 
 
@@ -346,7 +441,9 @@ def test_install_cell_on_an_image_without_albumentations(built: Path, tmp_path: 
     run = run_install_cell(mount, python, PIP_DRY_RUN="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     assert run.returncode == 1, run.stderr
     assert "albumentations<=2.0.8,>=2.0.1" in run.stderr  # pip's own error names the requirement
-    assert f"pip could not install segkit from {mount / 'segkit-wheel'}" in run.stderr and "AlbumentationsX" in run.stderr
+    assert (
+        f"pip could not install segkit from {mount / 'segkit-wheel'}" in run.stderr and "AlbumentationsX" in run.stderr
+    )
 
 
 def test_install_cell_needs_the_dataset(tmp_path: Path, built: Path) -> None:
@@ -370,20 +467,32 @@ def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"datasets": ["cityscapes"]}, "owner/slug"),
-    ({"resume_from": "someone/My Run"}, "owner/slug"),
-    ({"title": "run"}, "5-50 characters"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"datasets": ["cityscapes"]}, "owner/slug"),
+        ({"resume_from": "someone/My Run"}, "owner/slug"),
+        ({"title": "run"}, "5-50 characters"),
+    ],
+)
 def test_bad_references_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(BundleError, match=message):
         bundle(tmp_path / "out", username="tester", notebook=write_standin_notebook(tmp_path / "nb.ipynb"), **kwargs)
 
 
 def test_validate_kernel_metadata_finds_problems(tmp_path: Path) -> None:
-    meta = {"id": "me/segkit-run", "title": "segkit other", "code_file": "missing.ipynb", "language": "python",
-            "kernel_type": "notebook", "is_private": "yes", "enable_gpu": True, "enable_internet": False,
-            "dataset_sources": ["nodash"], "kernel_sources": []}
+    meta = {
+        "id": "me/segkit-run",
+        "title": "segkit other",
+        "code_file": "missing.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": "yes",
+        "enable_gpu": True,
+        "enable_internet": False,
+        "dataset_sources": ["nodash"],
+        "kernel_sources": [],
+    }
     problems = " | ".join(validate_kernel_metadata(meta, tmp_path))
     for fragment in ("slugify to the id's slug", "code_file 'missing.ipynb'", "is_private", "'nodash'"):
         assert fragment in problems
@@ -504,11 +613,30 @@ def test_preflight_on_cpu(capsys: pytest.CaptureFixture, monkeypatch: pytest.Mon
 
 
 def test_format_preflight_shows_the_p100_remedy() -> None:
-    report = {"on_kaggle": True, "run_type": "Batch", "python": "3.11", "segkit": "0.1.0", "torch": "2.6.0",
-              "cuda": "12.4", "arch_list": CURRENT_ARCHS, "cpu_count": 4, "ram_gb": 31.4, "ram_available_gb": 30.0,
-              "disk_path": "/kaggle/working", "disk_free_gb": 19.5, "time_left_minutes": 700.0,
-              "gpus": [{"index": 0, "name": "Tesla P100-PCIE-16GB", "capability": "6.0", "memory_gb": 15.9,
-                        "problem": unsupported_gpu_message((6, 0), CURRENT_ARCHS, "Tesla P100-PCIE-16GB")}]}
+    report = {
+        "on_kaggle": True,
+        "run_type": "Batch",
+        "python": "3.11",
+        "segkit": "0.1.0",
+        "torch": "2.6.0",
+        "cuda": "12.4",
+        "arch_list": CURRENT_ARCHS,
+        "cpu_count": 4,
+        "ram_gb": 31.4,
+        "ram_available_gb": 30.0,
+        "disk_path": "/kaggle/working",
+        "disk_free_gb": 19.5,
+        "time_left_minutes": 700.0,
+        "gpus": [
+            {
+                "index": 0,
+                "name": "Tesla P100-PCIE-16GB",
+                "capability": "6.0",
+                "memory_gb": 15.9,
+                "problem": unsupported_gpu_message((6, 0), CURRENT_ARCHS, "Tesla P100-PCIE-16GB"),
+            }
+        ],
+    }
     report["problems"] = machine._problems(report)
     text = format_preflight(report)
     assert "sm_60" in text and "NOT SUPPORTED" in text and "PROBLEM:" in text and "GPU T4 x2" in text
@@ -520,17 +648,26 @@ def weights_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     off (reachability never downloads), and a preset "test-resnet34" to check."""
     from huggingface_hub import constants
 
-    for name in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT",
-                 "SEGKIT_WEIGHTS_DIR"):
+    for name in (
+        "HF_HOME",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_ENDPOINT",
+        "SEGKIT_WEIGHTS_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # in case pytest started with HF_HUB_OFFLINE=1
-    monkeypatch.setitem(PRESETS, "test-resnet34", Recipe("test", {"encoder": "resnet34", "encoder_weights": "imagenet"}))
+    monkeypatch.setitem(
+        PRESETS, "test-resnet34", Recipe("test", {"encoder": "resnet34", "encoder_weights": "imagenet"})
+    )
     return tmp_path / "kaggle_input"  # = $SEGKIT_KAGGLE_INPUT (the autouse fixture)
 
 
-def test_preflight_weights_three_states(weights_env: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture) -> None:
+def test_preflight_weights_three_states(
+    weights_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     report = preflight(preset="test-resnet34")
     assert report["weights"]["reachable"] is True and report["problems"] == []
     assert "pretrained weights resnet34/imagenet: will download smp-hub/resnet34.imagenet" in format_preflight(report)

@@ -53,8 +53,9 @@ def test_an_api_token_alone_names_no_user(kaggle_home: Path, monkeypatch: pytest
     assert kaggle_username() == "from-env" and kaggle_username("explicit") == "explicit"
 
 
-def test_kaggle_config_dir_replaces_the_home_folders(kaggle_home: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kaggle_config_dir_replaces_the_home_folders(
+    kaggle_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write(kaggle_home / ".kaggle" / "kaggle.json", json.dumps({"username": "home-user"}))
     _write(tmp_path / "cfg" / "kaggle.json", json.dumps({"username": "cfg-user", "key": LEGACY_KEY}))
     _write(tmp_path / "cfg" / "access_token", f"  {TOKEN}  \n")
@@ -71,8 +72,9 @@ def _bundle_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: dict) 
 
 
 @pytest.mark.parametrize("source", ["environment", "access_token file", "kaggle.json key"])
-def test_a_pasted_kaggle_credential_is_refused(kaggle_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               source: str) -> None:
+def test_a_pasted_kaggle_credential_is_refused(
+    kaggle_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
     secret = LEGACY_KEY if source == "kaggle.json key" else TOKEN
     if source == "environment":
         monkeypatch.setenv(auth.TOKEN_ENV, TOKEN)
@@ -85,8 +87,9 @@ def test_a_pasted_kaggle_credential_is_refused(kaggle_home: Path, tmp_path: Path
     assert secret not in str(err.value) and not (tmp_path / "out" / "kernel").exists()
 
 
-def test_a_bundle_without_credentials_in_it_passes(kaggle_home: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bundle_without_credentials_in_it_passes(
+    kaggle_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write(kaggle_home / ".kaggle" / "access_token", TOKEN)
     monkeypatch.setenv(auth.TOKEN_ENV, TOKEN)
     out = _bundle_with(tmp_path, monkeypatch, {"run_dir": "runs/fine"})

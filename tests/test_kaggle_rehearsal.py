@@ -44,9 +44,22 @@ WEIGHTS_SLUG = "tf-efficientnet-lite0-in1k"  # Kaggle's slug of timm/tf_efficien
 DATA_SLUG = "cityscapes-mini"
 RUN_DIR = "runs/rehearsal"
 # Small enough for 2 CPU cores: 4 train / 2 val images of 64x128, one epoch.
-PARAMS = {"run_dir": RUN_DIR, "model": "unet", "encoder": ENCODER, "encoder_weights": "imagenet",
-          "epochs": 1, "batch_size": 2, "image_size": [64, 128], "num_workers": 0, "device": "cpu",
-          "amp": "off", "nproc": 1, "log_every": 1, "num_vis": 1, "time_budget": 10.0}
+PARAMS = {
+    "run_dir": RUN_DIR,
+    "model": "unet",
+    "encoder": ENCODER,
+    "encoder_weights": "imagenet",
+    "epochs": 1,
+    "batch_size": 2,
+    "image_size": [64, 128],
+    "num_workers": 0,
+    "device": "cpu",
+    "amp": "off",
+    "nproc": 1,
+    "log_every": 1,
+    "num_vis": 1,
+    "time_budget": 10.0,
+}
 # Brings the loopback interface up in the new network namespace (the Jupyter kernel talks to
 # papermill over it), then becomes papermill. No `ip` needed: one ioctl.
 _LOOPBACK_UP_THEN_EXEC = """\
@@ -75,13 +88,19 @@ def namespace_prefix() -> list[str]:
             return [unshare, *flags, "--"]
         errors.append(f"`unshare {' '.join(flags)} true` failed: {probe.stderr.strip()}")
     why = "; ".join(errors) or "unshare (util-linux) is not on PATH"
-    message = (f"the Kaggle rehearsal runs the kernel in a network namespace without network and a mount "
-               f"namespace, and this machine does not allow it: {why}.")
+    message = (
+        f"the Kaggle rehearsal runs the kernel in a network namespace without network and a mount "
+        f"namespace, and this machine does not allow it: {why}."
+    )
     if os.geteuid() == 0 or os.environ.get("CI"):
-        pytest.fail(message + " It must run in CI (root): install util-linux, or run the container with "
-                    "CAP_SYS_ADMIN (e.g. docker run --privileged).")
-    pytest.skip(message + " Run it as root (CI does), or allow unprivileged user namespaces "
-                "(sysctl kernel.unprivileged_userns_clone=1).")
+        pytest.fail(
+            message + " It must run in CI (root): install util-linux, or run the container with "
+            "CAP_SYS_ADMIN (e.g. docker run --privileged)."
+        )
+    pytest.skip(
+        message + " Run it as root (CI does), or allow unprivileged user namespaces "
+        "(sysctl kernel.unprivileged_userns_clone=1)."
+    )
 
 
 # --- what the test makes --------------------------------------------------------------------
@@ -98,8 +117,11 @@ def wheel_of_installed(dist_name: str, dest: Path) -> Path:
     info = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
     tag = next(line.split(": ", 1)[1] for line in dist.read_text("WHEEL").splitlines() if line.startswith("Tag: "))
     skip = {f"{info}/{n}" for n in ("INSTALLER", "REQUESTED", "RECORD", "direct_url.json")}
-    files = [f for f in dist.files or [] if not str(f).startswith("..") and str(f) not in skip
-             and "__pycache__" not in f.parts and f.suffix != ".pyc"]
+    files = [
+        f
+        for f in dist.files or []
+        if not str(f).startswith("..") and str(f) not in skip and "__pycache__" not in f.parts and f.suffix != ".pyc"
+    ]
     dest.mkdir(parents=True, exist_ok=True)
     wheel = dest / f"{info.removesuffix('.dist-info')}-{tag}.whl"
     record = []
@@ -138,9 +160,26 @@ def kernel_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         offline_pip(mp)  # --wheels must not download
         for name in ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_USERNAME"):
             mp.delenv(name, raising=False)
-        status = main(["kaggle", "bundle", "--out", str(tmp / "out"), "--wheels", str(wheel.parent),
-                       "--params", str(tmp / "params.yaml"), "--username", "tester", "--no-gpu",
-                       "--title", "segkit rehearsal", "--datasets", f"tester/{DATA_SLUG}", f"tester/{WEIGHTS_SLUG}"])
+        status = main(
+            [
+                "kaggle",
+                "bundle",
+                "--out",
+                str(tmp / "out"),
+                "--wheels",
+                str(wheel.parent),
+                "--params",
+                str(tmp / "params.yaml"),
+                "--username",
+                "tester",
+                "--no-gpu",
+                "--title",
+                "segkit rehearsal",
+                "--datasets",
+                f"tester/{DATA_SLUG}",
+                f"tester/{WEIGHTS_SLUG}",
+            ]
+        )
     assert status == 0
     return tmp / "out"
 
@@ -166,17 +205,25 @@ def kaggle_image(venv: Path) -> Path:
     python = overlay_venv(venv, hide=("segkit", SMP_DIST))
     spec = venv / "share" / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3",
+                "language": "python",
+            }
+        )
+    )
     return python
 
 
 def installed(python: Path) -> dict[str, tuple[str, str]]:
     """normalised name -> (version, its METADATA file, links resolved) of every distribution."""
-    code = ("import importlib.metadata as m, json, os, re; print(json.dumps({re.sub('[-_.]+', '-', "
-            "d.metadata['Name']).lower(): (d.version, os.path.realpath(d.locate_file(next((f for f in d.files or [] "
-            "if f.name == 'METADATA'), '')))) for d in m.distributions()}))")
+    code = (
+        "import importlib.metadata as m, json, os, re; print(json.dumps({re.sub('[-_.]+', '-', "
+        "d.metadata['Name']).lower(): (d.version, os.path.realpath(d.locate_file(next((f for f in d.files or [] "
+        "if f.name == 'METADATA'), '')))) for d in m.distributions()}))"
+    )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd="/")
     return {k: tuple(v) for k, v in json.loads(out.stdout).items()}
 
@@ -189,16 +236,46 @@ def run_kernel(kernel_bundle: Path, kaggle_input: Path, tmp: Path) -> tuple[subp
     (tmp / "home").mkdir()
     working.mkdir()
     executed = tmp / "executed.ipynb"
-    env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
-           "KAGGLE_KERNEL_RUN_TYPE": "Batch", "SEGKIT_KAGGLE_INPUT": str(kaggle_input),
-           "SEGKIT_KAGGLE_WORKING": str(working), "HF_HOME": str(tmp / "home" / "hf"),
-           "JUPYTER_PATH": str(tmp / "image" / "share" / "jupyter"), "JUPYTER_DATA_DIR": str(tmp / "jupyter"),
-           "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "OMP_NUM_THREADS": "2",
-           "TMPDIR": str(tmp)}
-    papermill = ["-m", "papermill", str(kernel_bundle / "kernel" / "02_train.ipynb"), str(executed),
-                 "--cwd", str(working), "-k", "python3", "--no-progress-bar", "--execution-timeout", "400"]
-    cmd = [*namespace_prefix(), "sh", "-c", _READ_ONLY_INPUT, "sh", str(kaggle_input),
-           str(python), "-c", _LOOPBACK_UP_THEN_EXEC, *papermill]
+    env = {
+        "PATH": f"{python.parent}:/usr/bin:/bin",
+        "HOME": str(tmp / "home"),
+        "LANG": "C.UTF-8",
+        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
+        "SEGKIT_KAGGLE_INPUT": str(kaggle_input),
+        "SEGKIT_KAGGLE_WORKING": str(working),
+        "HF_HOME": str(tmp / "home" / "hf"),
+        "JUPYTER_PATH": str(tmp / "image" / "share" / "jupyter"),
+        "JUPYTER_DATA_DIR": str(tmp / "jupyter"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "OMP_NUM_THREADS": "2",
+        "TMPDIR": str(tmp),
+    }
+    papermill = [
+        "-m",
+        "papermill",
+        str(kernel_bundle / "kernel" / "02_train.ipynb"),
+        str(executed),
+        "--cwd",
+        str(working),
+        "-k",
+        "python3",
+        "--no-progress-bar",
+        "--execution-timeout",
+        "400",
+    ]
+    cmd = [
+        *namespace_prefix(),
+        "sh",
+        "-c",
+        _READ_ONLY_INPUT,
+        "sh",
+        str(kaggle_input),
+        str(python),
+        "-c",
+        _LOOPBACK_UP_THEN_EXEC,
+        *papermill,
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=working, timeout=540, check=False)
     return run, executed, python
 
@@ -257,8 +334,9 @@ def test_kernel_rehearsal_trains_offline(kernel_bundle: Path, kaggle_input: Path
 
 
 @pytest.mark.slow
-def test_kernel_rehearsal_without_the_weights_stops_early(kernel_bundle: Path, kaggle_input: Path,
-                                                          tmp_path: Path) -> None:
+def test_kernel_rehearsal_without_the_weights_stops_early(
+    kernel_bundle: Path, kaggle_input: Path, tmp_path: Path
+) -> None:
     mount = tmp_path / "input"
     shutil.copytree(kaggle_input, mount, ignore=shutil.ignore_patterns(WEIGHTS_SLUG))
     run, executed, _ = run_kernel(kernel_bundle, mount, tmp_path)
@@ -267,10 +345,14 @@ def test_kernel_rehearsal_without_the_weights_stops_early(kernel_bundle: Path, k
     code = [c for c in nb.cells if c.cell_type == "code"]
     failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.get("outputs", []))]
     assert len(failed) == 1 and "config_from_namespace" in code[failed[0]].source, failed
-    assert all(c.execution_count is None for c in code[failed[0] + 1:])  # nothing after it ran
+    assert all(c.execution_count is None for c in code[failed[0] + 1 :])  # nothing after it ran
     error = next(o for o in code[failed[0]].outputs if o.output_type == "error")
     message = f"{error.ename}: {error.evalue}"
     assert error.ename == "WeightsUnavailable", message
-    for fragment in ("timm/tf_efficientnet_lite0.in1k", "hf download timm/tf_efficientnet_lite0.in1k model.safetensors",
-                     "as a Kaggle Dataset", "it appears under /kaggle/input/"):
+    for fragment in (
+        "timm/tf_efficientnet_lite0.in1k",
+        "hf download timm/tf_efficientnet_lite0.in1k model.safetensors",
+        "as a Kaggle Dataset",
+        "it appears under /kaggle/input/",
+    ):
         assert fragment in message, message

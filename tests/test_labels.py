@@ -40,9 +40,7 @@ def test_constants_match_official(cs):
 
 def test_class_names_and_palette_in_train_id_order(cs):
     assert sk.CLASS_NAMES == tuple(cs.trainId2label[t].name for t in range(19))
-    assert (
-        sk.CLASS_NAMES[:3] == ("road", "sidewalk", "building") and sk.CLASS_NAMES[-1] == "bicycle"
-    )
+    assert sk.CLASS_NAMES[:3] == ("road", "sidewalk", "building") and sk.CLASS_NAMES[-1] == "bicycle"
     assert sk.PALETTE.shape == (19, 3) and sk.PALETTE.dtype == np.uint8
     assert [tuple(c) for c in sk.PALETTE.tolist()] == [cs.trainId2label[t].color for t in range(19)]
 
@@ -84,9 +82,7 @@ def test_colors_known_answers():
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb, [[[128, 64, 128], [0, 0, 0]], [[0, 0, 142], [119, 11, 32]]])
     label = np.array([[5, 7, 0]], dtype=np.uint8)
-    np.testing.assert_array_equal(
-        sk.label_to_color(label), [[[111, 74, 0], [128, 64, 128], [0, 0, 0]]]
-    )
+    np.testing.assert_array_equal(sk.label_to_color(label), [[[111, 74, 0], [128, 64, 128], [0, 0, 0]]])
     # the official colour files are consistent whichever id space they are drawn from
     label = np.arange(34, dtype=np.uint8)
     evaluated = sk.LABEL_TO_TRAIN[label] != 255

@@ -23,8 +23,29 @@ from segkit.kaggle.env import KAGGLE_INPUT_ENV
 from segkit.labels import LABEL_TO_TRAIN
 from segkit.reflect import to_argv
 
-TINY = ["--base-channels", "4", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2", "--epochs", "1",
-        "--num-workers", "0", "--lr", "3e-3", "--num-vis", "1", "--device", "cpu", "--max-train-images", "4"]
+TINY = [
+    "--base-channels",
+    "4",
+    "--depth",
+    "2",
+    "--image-size",
+    "32",
+    "64",
+    "--batch-size",
+    "2",
+    "--epochs",
+    "1",
+    "--num-workers",
+    "0",
+    "--lr",
+    "3e-3",
+    "--num-vis",
+    "1",
+    "--device",
+    "cpu",
+    "--max-train-images",
+    "4",
+]
 KITTI_MINI = Path("/work/shared/data/kitti-mini")
 
 
@@ -52,8 +73,9 @@ def halves(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     return label
 
 
-def write_frames(root: Path, frames: list[tuple[str, str | None]], size: tuple[int, int], seed: int = 0,
-                 make_label=random_label) -> Path:
+def write_frames(
+    root: Path, frames: list[tuple[str, str | None]], size: tuple[int, int], seed: int = 0, make_label=random_label
+) -> Path:
     """Each (image, label) path below `root` as a real file; a label named *TrainIds* holds trainIds."""
     rng = np.random.default_rng(seed)
     for image_rel, label_rel in frames:
@@ -70,9 +92,13 @@ def write_frames(root: Path, frames: list[tuple[str, str | None]], size: tuple[i
 
 def nighttime(root: Path, size=(36, 64), **kw) -> Path:
     """Nighttime Driving as shipped: leftImg8bit/test/night + gtCoarse_daytime_trainvaltest/test/night."""
-    frames = [(f"leftImg8bit/test/night/{i:02d}_frame_0{555 + i}_leftImg8bit.png",
-               f"gtCoarse_daytime_trainvaltest/test/night/{i:02d}_frame_0{555 + i}_gtCoarse_labelIds.png")
-              for i in range(1, 4)]
+    frames = [
+        (
+            f"leftImg8bit/test/night/{i:02d}_frame_0{555 + i}_leftImg8bit.png",
+            f"gtCoarse_daytime_trainvaltest/test/night/{i:02d}_frame_0{555 + i}_gtCoarse_labelIds.png",
+        )
+        for i in range(1, 4)
+    ]
     return write_frames(root, frames, size, **kw)
 
 
@@ -105,16 +131,25 @@ def acdc(root: Path, size=(32, 64), **kw) -> Path:
             for i in range(n):
                 seq, stem = f"GOPR04{c}{i}", f"GOPR04{c}{i}_frame_{i:06d}"
                 labels = "labelTrainIds" if condition == "night" else "labelIds"
-                frames.append((f"rgb_anon/{condition}/{split}/{seq}/{stem}_rgb_anon.png",
-                               f"gt/{condition}/{split}/{seq}/{stem}_gt_{labels}.png"))
+                frames.append(
+                    (
+                        f"rgb_anon/{condition}/{split}/{seq}/{stem}_rgb_anon.png",
+                        f"gt/{condition}/{split}/{seq}/{stem}_gt_{labels}.png",
+                    )
+                )
         frames.append((f"rgb_anon/{condition}/train_ref/GOPR04{c}9/GOPR04{c}9_frame_000001_ref_rgb_anon.png", None))
     return write_frames(root, frames, size, **kw)
 
 
 def dark_zurich(root: Path, size=(36, 48), **kw) -> Path:
     """Dark Zurich: rgb_anon/val/night/GOPRO0356/GOPRO0356_000488_rgb_anon.png + gt/val/night/...; train unlabelled."""
-    frames = [(f"rgb_anon/val/night/GOPRO0356/GOPRO0356_000{488 + i}_rgb_anon.png",
-               f"gt/val/night/GOPRO0356/GOPRO0356_000{488 + i}_gt_labelIds.png") for i in range(3)]
+    frames = [
+        (
+            f"rgb_anon/val/night/GOPRO0356/GOPRO0356_000{488 + i}_rgb_anon.png",
+            f"gt/val/night/GOPRO0356/GOPRO0356_000{488 + i}_gt_labelIds.png",
+        )
+        for i in range(3)
+    ]
     frames += [("rgb_anon/train/night/GOPR0356/GOPR0356_000000_rgb_anon.png", None)]
     return write_frames(root, frames, size, **kw)
 
@@ -124,20 +159,41 @@ GLOBS = ["--image-glob", "images/{split}/**/*.jpg", "--label-glob", "labels/{spl
 
 def globbed(root: Path, size=(48, 36), **kw) -> Path:
     """Anything else: images/<split>/<a>/<b>/x00i.jpg (JPEG, any depth) + labels/<split>/x00i_mask.png."""
-    frames = [(f"images/{split}/{'ab'[i % 2]}/{'deep/' * (i % 2)}x{i:03d}.jpg", f"labels/{split}/x{i:03d}_mask.png")
-              for split, n in (("train", 4), ("val", 2)) for i in range(n)]
+    frames = [
+        (f"images/{split}/{'ab'[i % 2]}/{'deep/' * (i % 2)}x{i:03d}.jpg", f"labels/{split}/x{i:03d}_mask.png")
+        for split, n in (("train", 4), ("val", 2))
+        for i in range(n)
+    ]
     return write_frames(root, frames, size, **kw)
 
 
 # name -> (writer, layout found, flags, a split with labels, expected stems of that split, expected groups)
 LAYOUT_CASES = {
-    "nighttime": (nighttime, "cityscapes", ["--layout", "gtcoarse"], "test",
-                  ["01_frame_0556", "02_frame_0557", "03_frame_0558"], {"night"}),
+    "nighttime": (
+        nighttime,
+        "cityscapes",
+        ["--layout", "gtcoarse"],
+        "test",
+        ["01_frame_0556", "02_frame_0557", "03_frame_0558"],
+        {"night"},
+    ),
     "kitti": (kitti, "kitti", ["--layout", "kitti"], "training", [f"{i:06d}_10" for i in range(5)], {""}),
-    "acdc": (acdc, "acdc", ["--layout", "acdc"], "val", ["GOPR0400_frame_000000", "GOPR0410_frame_000000"],
-             {"fog/GOPR0400", "night/GOPR0410"}),
-    "dark-zurich": (dark_zurich, "dark-zurich", ["--layout", "dark-zurich"], "val",
-                    ["GOPRO0356_000488", "GOPRO0356_000489", "GOPRO0356_000490"], {"night/GOPRO0356"}),
+    "acdc": (
+        acdc,
+        "acdc",
+        ["--layout", "acdc"],
+        "val",
+        ["GOPR0400_frame_000000", "GOPR0410_frame_000000"],
+        {"fog/GOPR0400", "night/GOPR0410"},
+    ),
+    "dark-zurich": (
+        dark_zurich,
+        "dark-zurich",
+        ["--layout", "dark-zurich"],
+        "val",
+        ["GOPRO0356_000488", "GOPRO0356_000489", "GOPRO0356_000490"],
+        {"night/GOPRO0356"},
+    ),
     "glob": (globbed, "glob", [*GLOBS, "--label-format", "labelIds"], "val", ["x000", "x001"], {"a", "b/deep"}),
 }
 
@@ -214,7 +270,9 @@ def test_several_layouts_under_one_root_are_refused_with_the_flag_that_picks(tmp
 
 def test_glob_stem_split_and_group(tmp_path):
     root = globbed(tmp_path / "g")
-    roots = find_data_roots(root, layouts=layouts_for(image_glob=GLOBS[1], label_glob=GLOBS[3], label_format="labelIds"))
+    roots = find_data_roots(
+        root, layouts=layouts_for(image_glob=GLOBS[1], label_glob=GLOBS[3], label_format="labelIds")
+    )
     assert list_splits(roots) == ["train", "val"]
     samples = list_samples(roots, "train")
     assert [(s.stem, s.city) for s in samples] == [("x000", "a"), ("x002", "a"), ("x001", "b/deep"), ("x003", "b/deep")]
@@ -224,22 +282,39 @@ def test_glob_stem_split_and_group(tmp_path):
 def test_glob_with_format_in_the_name_needs_no_flag(tmp_path):
     frames = [(f"img/{s}/f{i}.png", f"ann/{s}/f{i}_labelTrainIds.png") for s in ("train", "val") for i in range(2)]
     root = write_frames(tmp_path / "g", frames, (32, 32))
-    roots = find_data_roots(root, layouts=layouts_for(image_glob="img/{split}/*.png", label_glob="ann/{split}/*_{format}.png"))
-    assert [(s.stem, s.label_format) for s in list_samples(roots, "val")] == [("f0", "labelTrainIds"), ("f1", "labelTrainIds")]
+    roots = find_data_roots(
+        root, layouts=layouts_for(image_glob="img/{split}/*.png", label_glob="ann/{split}/*_{format}.png")
+    )
+    assert [(s.stem, s.label_format) for s in list_samples(roots, "val")] == [
+        ("f0", "labelTrainIds"),
+        ("f1", "labelTrainIds"),
+    ]
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"image_glob": "images/{split}/*.jpg"}, "go together: add --label-glob"),
-    ({"image_glob": "i/{split}/*.jpg", "label_glob": "l/{split}/*.png"}, "below data_root: give --data-root"),
-    ({"data_root": "d", "image_glob": "i/*.jpg", "label_glob": "l/{split}/*.png"}, "needs {split} exactly once"),
-    ({"data_root": "d", "image_glob": "i/{split}/img_*.jpg", "label_glob": "l/{split}/*.png"}, "is not * and a fixed ending"),
-    ({"data_root": "d", "image_glob": "/abs/{split}/*.jpg", "label_glob": "l/{split}/*.png"}, "relative to data_root"),
-    ({"data_root": "d", "image_glob": "i/{split}/*.jpg", "label_glob": "l/{split}/*.png", "layout": "kitti"}, "exclude"),
-    ({"layout": "glob"}, "needs image_glob and label_glob"),
-    ({"layout": "kiti"}, "did you mean 'kitti'"),
-    ({"label_format": "trainIds"}, "label_format must be one of"),
-    ({"train_split": ""}, "train_split must name one folder"),
-])
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"image_glob": "images/{split}/*.jpg"}, "go together: add --label-glob"),
+        ({"image_glob": "i/{split}/*.jpg", "label_glob": "l/{split}/*.png"}, "below data_root: give --data-root"),
+        ({"data_root": "d", "image_glob": "i/*.jpg", "label_glob": "l/{split}/*.png"}, "needs {split} exactly once"),
+        (
+            {"data_root": "d", "image_glob": "i/{split}/img_*.jpg", "label_glob": "l/{split}/*.png"},
+            "is not * and a fixed ending",
+        ),
+        (
+            {"data_root": "d", "image_glob": "/abs/{split}/*.jpg", "label_glob": "l/{split}/*.png"},
+            "relative to data_root",
+        ),
+        (
+            {"data_root": "d", "image_glob": "i/{split}/*.jpg", "label_glob": "l/{split}/*.png", "layout": "kitti"},
+            "exclude",
+        ),
+        ({"layout": "glob"}, "needs image_glob and label_glob"),
+        ({"layout": "kiti"}, "did you mean 'kitti'"),
+        ({"label_format": "trainIds"}, "label_format must be one of"),
+        ({"train_split": ""}, "train_split must name one folder"),
+    ],
+)
 def test_layout_fields_are_checked_with_a_fix(fields, words):
     with pytest.raises(ConfigError, match=words.replace("*", r"\*").replace("{", r"\{")):
         TrainConfig(**fields)
@@ -249,8 +324,13 @@ def test_layout_choices_name_the_built_in_layouts_and_travel_to_torchrun():
     assert set(LAYOUTS) == {"auto", "glob", *BUILT_IN}
     cfg = TrainConfig(layout="kitti", train_split="training", val_split="training", label_format="labelIds")
     argv = to_argv(cfg)
-    for flag, value in (("--layout", "kitti"), ("--train-split", "training"), ("--val-split", "training"),
-                        ("--label-format", "labelIds"), ("--image-glob", "")):
+    for flag, value in (
+        ("--layout", "kitti"),
+        ("--train-split", "training"),
+        ("--val-split", "training"),
+        ("--label-format", "labelIds"),
+        ("--image-glob", ""),
+    ):
         assert argv[argv.index(flag) + 1] == value
     assert {"layout", "image_glob", "label_glob", "label_format"} <= set(vars(EvalConfig()))
 
@@ -262,13 +342,16 @@ def test_record_round_trip(tmp_path):
     assert DataRoots.from_record({"image_root": "x", "label_root": "x"}).layout.name == "cityscapes"
 
 
-@pytest.mark.parametrize("image, expected", [
-    ("aachen_000000_000019_leftImg8bit.png", "aachen_000000_000019_labelIds.png"),
-    ("GOPRO0356_000488_rgb_anon.png", "GOPRO0356_000488_labelIds.png"),
-    ("000000_10.png", "000000_10_labelIds.png"),
-    ("01_frame_0555_leftImg8bit.png", "01_frame_0555_labelIds.png"),
-    ("x001.jpg", "x001_labelIds.png"),
-])
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        ("aachen_000000_000019_leftImg8bit.png", "aachen_000000_000019_labelIds.png"),
+        ("GOPRO0356_000488_rgb_anon.png", "GOPRO0356_000488_labelIds.png"),
+        ("000000_10.png", "000000_10_labelIds.png"),
+        ("01_frame_0555_leftImg8bit.png", "01_frame_0555_labelIds.png"),
+        ("x001.jpg", "x001_labelIds.png"),
+    ],
+)
 def test_prediction_names_are_the_frames_stem(image, expected):
     assert prediction_name(Path("in") / image, "labelIds") == expected
 
@@ -337,8 +420,9 @@ def test_train_on_gtcoarse_found_without_flags(tmp_path):
 def test_train_kitti_then_evaluate_predict_and_notebooks_find_the_same_data(tmp_path):
     root = kitti(tmp_path / "kitti")
     run = tmp_path / "run"
-    code, text = cli("train", "--data-root", root, "--run-dir", run, "--train-split", "training",
-                     "--val-split", "training", *TINY)
+    code, text = cli(
+        "train", "--data-root", root, "--run-dir", run, "--train-split", "training", "--val-split", "training", *TINY
+    )
     assert code == 0, text
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["protocol"]["split"] == "training" and metrics["protocol"]["images"] == 5
@@ -356,8 +440,19 @@ def test_train_kitti_then_evaluate_predict_and_notebooks_find_the_same_data(tmp_
     assert items[0]["name"] == "000000_10" and items[0]["pred"].shape == (36, 48)
     # segkit predict names files by the frame's stem; evaluate --predictions matches them
     preds = tmp_path / "preds"
-    code, text = cli("predict", "--checkpoint", run / "best_model.pth", "--img", root / "training" / "image_2",
-                     "--output", preds, "--format", "labelIds", "--device", "cpu")
+    code, text = cli(
+        "predict",
+        "--checkpoint",
+        run / "best_model.pth",
+        "--img",
+        root / "training" / "image_2",
+        "--output",
+        preds,
+        "--format",
+        "labelIds",
+        "--device",
+        "cpu",
+    )
     assert code == 0, text
     assert sorted(p.name for p in preds.iterdir()) == [f"{i:06d}_10_labelIds.png" for i in range(5)]
     scored = _score(EvalConfig(predictions=str(preds), data_root=str(root), layout="kitti", split="training"))
@@ -385,8 +480,18 @@ def test_cache_and_stats_on_kitti(tmp_path):
     report = check_samples(list_samples(roots, "training"))
     assert report["pairs"] == 5 and report["sizes"] == {(36, 48): 5}
     assert split_city_counts({"training": list_samples(roots, "training")}).loc["total", "training"] == 5
-    code, text = cli("prepare", "--data-root", roots.image_root, "--layout", "kitti", "--splits", "training",
-                     "--image-size", "32", "64")
+    code, text = cli(
+        "prepare",
+        "--data-root",
+        roots.image_root,
+        "--layout",
+        "kitti",
+        "--splits",
+        "training",
+        "--image-size",
+        "32",
+        "64",
+    )
     assert code == 0 and "training 5 images" in text, text
     assert "testing" not in list_splits(roots) and "segkit_cache" not in list_splits(roots)
 
@@ -394,13 +499,16 @@ def test_cache_and_stats_on_kitti(tmp_path):
 # ----------------------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("case, label", [
-    ("nighttime", "gtCoarse_daytime_trainvaltest/test/night/02_frame_0557_gtCoarse_labelIds.png"),
-    ("kitti", "training/semantic/000003_10.png"),
-    ("acdc", "gt/fog/val/GOPR0400/GOPR0400_frame_000000_gt_labelIds.png"),
-    ("dark-zurich", "gt/val/night/GOPRO0356/GOPRO0356_000489_gt_labelIds.png"),
-    ("glob", "labels/val/x001_mask.png"),
-])
+@pytest.mark.parametrize(
+    "case, label",
+    [
+        ("nighttime", "gtCoarse_daytime_trainvaltest/test/night/02_frame_0557_gtCoarse_labelIds.png"),
+        ("kitti", "training/semantic/000003_10.png"),
+        ("acdc", "gt/fog/val/GOPR0400/GOPR0400_frame_000000_gt_labelIds.png"),
+        ("dark-zurich", "gt/val/night/GOPRO0356/GOPRO0356_000489_gt_labelIds.png"),
+        ("glob", "labels/val/x001_mask.png"),
+    ],
+)
 def test_missing_label_names_the_image_and_the_expected_file(case, label, tmp_path):
     write, _, flags, split, _, _ = LAYOUT_CASES[case]
     root = write(tmp_path / case)
@@ -423,8 +531,18 @@ def test_kitti_colour_masks_instead_of_ids_are_named(tmp_path):
     (root / "training" / "semantic").mkdir()
     for png in rgb.glob("*.png"):  # colour masks copied where the ids belong
         Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(root / "training" / "semantic" / png.name)
-    code, text = cli("train", "--data-root", root, "--run-dir", tmp_path / "run", "--train-split", "training",
-                     "--val-split", "training", *TINY)
+    code, text = cli(
+        "train",
+        "--data-root",
+        root,
+        "--run-dir",
+        tmp_path / "run",
+        "--train-split",
+        "training",
+        "--val-split",
+        "training",
+        *TINY,
+    )
     assert code == 2 and "Traceback" not in text
     assert "has 3 channels" in text and "semantic/, not semantic_rgb/" in text
 
@@ -440,8 +558,11 @@ def test_acdc_colour_labels_only_are_called_visualisations(tmp_path):
     root = acdc(tmp_path / "a")
     for label in (root / "gt" / "fog" / "val").rglob("*_gt_labelIds.png"):
         label.rename(label.with_name(label.name.replace("labelIds", "labelColor")))
-    with pytest.raises(DataError, match=r"(?s)1 of 2 images have no label file.*GOPR0400_frame_000000.*"
-                                        r"colour masks are visualisations"):
+    with pytest.raises(
+        DataError,
+        match=r"(?s)1 of 2 images have no label file.*GOPR0400_frame_000000.*"
+        r"colour masks are visualisations",
+    ):
         list_samples(find_data_roots(root), "val")
 
 
@@ -458,15 +579,30 @@ def test_glob_label_pattern_matching_nothing(tmp_path):
 def test_glob_label_folder_matching_nothing_is_not_found(tmp_path):
     root = globbed(tmp_path / "g")
     layouts = layouts_for(image_glob=GLOBS[1], label_glob="masks/{split}/*_mask.png", label_format="labelIds")
-    with pytest.raises(DataError, match=r"(?s)no data for the glob patterns.*image_glob.*splits \['train', 'val'\].*"
-                                        r"label_glob 'masks/\{split\}/\*_mask.png': splits none"):
+    with pytest.raises(
+        DataError,
+        match=r"(?s)no data for the glob patterns.*image_glob.*splits \['train', 'val'\].*"
+        r"label_glob 'masks/\{split\}/\*_mask.png': splits none",
+    ):
         find_data_roots(root, layouts=layouts)
 
 
 def test_glob_labels_that_are_images_are_refused(tmp_path):
     root = globbed(tmp_path / "g")
-    code, text = cli("train", "--data-root", root, "--run-dir", tmp_path / "run", "--image-glob", GLOBS[1],
-                     "--label-glob", "images/{split}/**/*.jpg", "--label-format", "labelIds", *TINY)
+    code, text = cli(
+        "train",
+        "--data-root",
+        root,
+        "--run-dir",
+        tmp_path / "run",
+        "--image-glob",
+        GLOBS[1],
+        "--label-glob",
+        "images/{split}/**/*.jpg",
+        "--label-format",
+        "labelIds",
+        *TINY,
+    )
     assert code == 2 and "has 3 channels" in text and "--label-glob: the id masks, not the images" in text
 
 

@@ -18,9 +18,21 @@ from segkit.live import LiveView, live_view
 
 
 def tiny_config(data_root: Path, run_dir: Path, **changes) -> TrainConfig:
-    base = TrainConfig(data_root=str(data_root), run_dir=str(run_dir), base_channels=8, depth=2, image_size=(32, 64),
-                       epochs=3, batch_size=2, lr=3e-3, num_workers=0, num_vis=1, log_every=1, encoder_weights="",
-                       device="cpu")
+    base = TrainConfig(
+        data_root=str(data_root),
+        run_dir=str(run_dir),
+        base_channels=8,
+        depth=2,
+        image_size=(32, 64),
+        epochs=3,
+        batch_size=2,
+        lr=3e-3,
+        num_workers=0,
+        num_vis=1,
+        log_every=1,
+        encoder_weights="",
+        device="cpu",
+    )
     return replace(base, **changes)
 
 

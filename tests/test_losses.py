@@ -85,10 +85,8 @@ def test_sums_add_dice_times_weight() -> None:
     logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
     ce, dice = build_loss("ce", 3)(logits, target), build_loss("dice", 3)(logits, target)
     ohem = build_loss("ohem", 3, ohem_min_kept=20)(logits, target)
-    assert build_loss("ce+dice", 3, dice_weight=0.5)(logits, target) == pytest.approx(
-        (ce + 0.5 * dice).item())
-    assert build_loss("ohem+dice", 3, ohem_min_kept=20)(logits, target) == pytest.approx(
-        (ohem + dice).item())
+    assert build_loss("ce+dice", 3, dice_weight=0.5)(logits, target) == pytest.approx((ce + 0.5 * dice).item())
+    assert build_loss("ohem+dice", 3, ohem_min_kept=20)(logits, target) == pytest.approx((ohem + dice).item())
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -109,8 +107,7 @@ def test_weighted_ce_equals_torch(as_numpy: bool) -> None:
     target[0, :3] = IGNORE
     weights = np.array([0.5, 2.0, 1.0, 0.0, 3.0], dtype=np.float64)
     loss = build_loss("ce", 5, class_weights=weights if as_numpy else torch.tensor(weights))
-    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights, dtype=torch.float32),
-                               ignore_index=IGNORE)
+    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights, dtype=torch.float32), ignore_index=IGNORE)
     assert loss(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
     unweighted = F.cross_entropy(logits, target, ignore_index=IGNORE)
     assert build_loss("ce", 5)(logits, target).item() == pytest.approx(unweighted.item(), rel=1e-6)
@@ -120,13 +117,16 @@ def test_weighted_ce_equals_torch(as_numpy: bool) -> None:
 OHEM_P_TRUE = [0.1, 0.3, 0.6, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995]
 
 
-@pytest.mark.parametrize(("min_kept", "kept"), [
-    (1, 3),    # only the three pixels below the threshold
-    (3, 3),
-    (5, 5),    # the five lowest p(true), although two are above the threshold
-    (10, 10),  # everything
-    (50, 10),  # more than there are: everything valid
-])
+@pytest.mark.parametrize(
+    ("min_kept", "kept"),
+    [
+        (1, 3),  # only the three pixels below the threshold
+        (3, 3),
+        (5, 5),  # the five lowest p(true), although two are above the threshold
+        (10, 10),  # everything
+        (50, 10),  # more than there are: everything valid
+    ],
+)
 def test_ohem_keeps_hard_pixels(min_kept: int, kept: int) -> None:
     probs = [[p, 1 - p] for p in OHEM_P_TRUE]
     logits, target = _logits_from_probs(probs), _target([0] * 10)

@@ -82,9 +82,7 @@ def test_merge_equals_update_on_concatenation():
 @pytest.mark.parametrize("pred_dtype", [torch.uint8, torch.int32, torch.int64])
 def test_dtypes_shapes_and_device(pred_dtype):
     cm = ConfusionMatrix(num_classes=4, device="cpu")
-    cm.update(
-        PRED.clamp(max=254).to(pred_dtype).view(2, 1, 4), TARGET.to(torch.uint8).view(2, 1, 4)
-    )
+    cm.update(PRED.clamp(max=254).to(pred_dtype).view(2, 1, 4), TARGET.to(torch.uint8).view(2, 1, 4))
     assert cm.mat.tolist() == MAT and cm.mat.device == torch.device("cpu")
     assert cm.iou().dtype == torch.float64
 
@@ -104,9 +102,7 @@ def test_bad_inputs_are_refused():
 def test_all_reduce_noop_and_single_process_group(toy, tmp_path):
     toy.all_reduce()  # no process group: unchanged
     assert toy.mat.tolist() == MAT
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1
-    )
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         toy.all_reduce()
     finally:
@@ -133,9 +129,7 @@ def test_equals_torchmetrics_jaccard():
 
 
 def test_summary_schema_is_plain_json(toy):
-    protocol = make_protocol(
-        "toy-4", resolution="train 64x128", inference="whole", split="val", images=2
-    )
+    protocol = make_protocol("toy-4", resolution="train 64x128", inference="whole", split="val", images=2)
     s = toy.summary(class_names=["a", "b", "c", "d"], protocol=protocol)
     assert set(s) == {"miou", "mean_dice", "pixel_accuracy", "per_class", "protocol"}
     assert s["per_class"]["a"] == {
@@ -162,9 +156,7 @@ def test_summary_schema_is_plain_json(toy):
 def test_summary_default_protocol_says_unknown():
     s = ConfusionMatrix().summary()
     assert list(s["per_class"]) == list(CLASS_NAMES)
-    assert (
-        s["protocol"]["label_space"] == "cityscapes-19" and s["protocol"]["resolution"] == "unknown"
-    )
+    assert s["protocol"]["label_space"] == "cityscapes-19" and s["protocol"]["resolution"] == "unknown"
 
 
 def test_format_table_states_protocol(toy):
@@ -172,8 +164,7 @@ def test_format_table_states_protocol(toy):
     table = format_table(s)
     lines = table.splitlines()
     assert lines[0] == (
-        "mIoU 27.8 | 4 classes (toy-4; 1 absent, left out), label resolution, "
-        "whole-image inference, val, 500 images"
+        "mIoU 27.8 | 4 classes (toy-4; 1 absent, left out), label resolution, whole-image inference, val, 500 images"
     )
     assert lines[2].split() == ["a", "50.0", "66.7", "4"]
     assert lines[5].split() == ["d", "-", "-", "0"]

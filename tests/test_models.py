@@ -19,8 +19,7 @@ from segkit.models import (
 )
 
 TINY = {"model": "unet", "base_channels": 8, "depth": 2}
-SEED_DEFAULTS = {"base_channels": 64, "depth": 4, "upsample": "transpose", "dropout": 0.0,
-                 "in_channels": 3}
+SEED_DEFAULTS = {"base_channels": 64, "depth": 4, "upsample": "transpose", "dropout": 0.0, "in_channels": 3}
 
 
 class Wrapper(torch.nn.Module):
@@ -52,11 +51,14 @@ def test_models_run_forward_and_backward(model: str, encoder: str) -> None:
     _forward_backward(create_model(model, num_classes=19, encoder=encoder), 19)
 
 
-@pytest.mark.parametrize("options", [
-    {"upsample": "bilinear"},
-    {"dropout": 0.2},
-    {"depth": 3, "in_channels": 1},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"upsample": "bilinear"},
+        {"dropout": 0.2},
+        {"depth": 3, "in_channels": 1},
+    ],
+)
 def test_unet_variants_run(options: dict) -> None:
     in_channels = options.get("in_channels", 3)
     model = create_model("unet", num_classes=3, base_channels=8, **{"depth": 2, **options})
@@ -79,24 +81,30 @@ def test_unet_defaults_are_the_seed_variant() -> None:
     assert spec == {"name": "unet", "num_classes": 19, "encoder": "", **SEED_DEFAULTS, "base_channels": 8}
 
 
-@pytest.mark.parametrize(("spec", "divisor"), [
-    (TINY, 4),
-    ({"model": "unet", "base_channels": 8}, 16),
-    ({"model": "unet", "base_channels": 8, "depth": 5}, 32),
-    ({"model": "unet", "encoder": "resnet18"}, 32),
-    ({"model": "deeplabv3plus", "encoder": "resnet18"}, 16),  # dilated: output stride 16
-    ({"model": "segformer", "encoder": "mit_b0"}, 32),
-])
+@pytest.mark.parametrize(
+    ("spec", "divisor"),
+    [
+        (TINY, 4),
+        ({"model": "unet", "base_channels": 8}, 16),
+        ({"model": "unet", "base_channels": 8, "depth": 5}, 32),
+        ({"model": "unet", "encoder": "resnet18"}, 32),
+        ({"model": "deeplabv3plus", "encoder": "resnet18"}, 16),  # dilated: output stride 16
+        ({"model": "segformer", "encoder": "mit_b0"}, 32),
+    ],
+)
 def test_size_divisor(spec: dict, divisor: int) -> None:
     assert facts(create_model(**spec)).size_divisor == divisor
 
 
-@pytest.mark.parametrize(("height", "width", "message"), [
-    (250, 250, "image size 250 is not a multiple of 32; try 256"),
-    (250, 512, "image size 250x512 is not a multiple of 32; try 256x512"),
-    (512, 1000, "image size 512x1000 is not a multiple of 32; try 512x992"),
-    (10, 10, "image size 10 is not a multiple of 32; try 32"),
-])
+@pytest.mark.parametrize(
+    ("height", "width", "message"),
+    [
+        (250, 250, "image size 250 is not a multiple of 32; try 256"),
+        (250, 512, "image size 250x512 is not a multiple of 32; try 256x512"),
+        (512, 1000, "image size 512x1000 is not a multiple of 32; try 512x992"),
+        (10, 10, "image size 10 is not a multiple of 32; try 32"),
+    ],
+)
 def test_check_input_size_suggests_nearest(height: int, width: int, message: str) -> None:
     model = Wrapper(create_model("unet", base_channels=2, depth=5))  # wrappers are unwrapped
     with pytest.raises(ConfigError, match=message):
@@ -148,10 +156,13 @@ def test_retired_resnet_unet_checkpoints_say_what_to_do() -> None:
         model_from_spec({"name": "resnet34-unet", "num_classes": 19, "decoder_channels": [256, 128, 64, 32, 16]})
 
 
-@pytest.mark.parametrize("spec", [
-    {**TINY, "num_classes": 5, "upsample": "bilinear", "dropout": 0.1},
-    {"model": "fpn", "encoder": "tu-resnet10t", "num_classes": 7, "decoder_dropout": 0.1},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {**TINY, "num_classes": 5, "upsample": "bilinear", "dropout": 0.1},
+        {"model": "fpn", "encoder": "tu-resnet10t", "num_classes": 7, "decoder_dropout": 0.1},
+    ],
+)
 def test_spec_round_trips_through_json(spec: dict) -> None:
     model = create_model(**spec)
     saved = json.loads(json.dumps(model_spec(model)))
@@ -170,6 +181,7 @@ def test_model_from_spec_rejects_non_spec() -> None:
 
 # --- torchvision compatibility --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("spec", [TINY, {"model": "unet", "encoder": "resnet18"}])
 def test_channels_last_bf16_autocast_forward(spec: dict) -> None:
     model = create_model(**spec, num_classes=4).to(memory_format=torch.channels_last).eval()
@@ -187,9 +199,16 @@ def test_onnx_export_matches_pytorch_at_another_size(tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
     model = create_model(**TINY, num_classes=3, upsample="bilinear").eval()
     path = tmp_path / "unet.onnx"
-    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(path), opset_version=17,
-                      dynamo=False, input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 32, 32),),
+        str(path),
+        opset_version=17,
+        dynamo=False,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+    )
     x = torch.randn(2, 3, 64, 96)
     onnx_logits = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
     with torch.no_grad():

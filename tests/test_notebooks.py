@@ -54,7 +54,9 @@ def _parse_parameters(source: str) -> tuple[list[str], dict, dict, dict]:
         annotations[node.target.id] = ast.unparse(node.annotation)
     helps = {}
     for line in source.splitlines():
-        comments = [t.string for t in tokenize.generate_tokens(io.StringIO(line).readline) if t.type == tokenize.COMMENT]
+        comments = [
+            t.string for t in tokenize.generate_tokens(io.StringIO(line).readline) if t.type == tokenize.COMMENT
+        ]
         helps[line.split(":", 1)[0]] = comments[-1].lstrip("#").strip()
     return names, defaults, annotations, helps
 
@@ -129,8 +131,9 @@ def test_only_the_parameter_cells_count_in_a_kernel():
 def test_injected_values_count_as_set_even_when_equal_to_the_default(monkeypatch):
     monkeypatch.setenv(snb.SMOKE_ENV, "0")
     params = snb.parameters_source(TrainConfig).replace("preset: str = ''", "preset: str = 'cpu-quick'")
-    namespace, before = _namespace(In=["", "import segkit", params, "# Parameters\nepochs = 20\n"], preset="cpu-quick",
-                                   epochs=20)
+    namespace, before = _namespace(
+        In=["", "import segkit", params, "# Parameters\nepochs = 20\n"], preset="cpu-quick", epochs=20
+    )
     cfg = snb.config_from_namespace(TrainConfig, namespace, before)
     assert (cfg.epochs, cfg.base_channels) == (20, QUICK["base_channels"])  # -p epochs 20 kept, the rest preset
     namespace["In"] = namespace["In"][:-1]  # no -p: 20 is the default, the preset's 200 fills it
@@ -147,7 +150,12 @@ def test_explicit_values_beat_the_preset(monkeypatch):
     monkeypatch.setenv(snb.SMOKE_ENV, "0")
     namespace, before = _namespace(preset="cpu-quick", epochs=5, image_size="128x256")
     cfg = snb.config_from_namespace(TrainConfig, namespace, before)
-    assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (5, (128, 256), QUICK["base_channels"], QUICK["lr"])
+    assert (cfg.epochs, cfg.image_size, cfg.base_channels, cfg.lr) == (
+        5,
+        (128, 256),
+        QUICK["base_channels"],
+        QUICK["lr"],
+    )
 
 
 def test_a_preset_completes_the_parameters_before_their_checks_run(monkeypatch):
@@ -200,8 +208,17 @@ def _smoke_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_notebooks_run_under_nbval_in_smoke_mode():
     # 02 writes runs/smoke/train, which 03, 04 and 05 read: nbval runs the files in name order.
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-           "-q", str(NOTEBOOK_DIR)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        str(NOTEBOOK_DIR),
+    ]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=_smoke_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     cells = sum(c.cell_type == "code" for name in NOTEBOOKS for c in _read(name).cells)
@@ -210,8 +227,17 @@ def test_notebooks_run_under_nbval_in_smoke_mode():
 
 def _papermill_cli(notebook: str, output: Path, *params: str) -> subprocess.CompletedProcess:
     args = [x for pair in zip(["-p"] * (len(params) // 2), params[::2], params[1::2]) for x in pair]
-    cmd = [sys.executable, "-m", "papermill", f"notebooks/{notebook}.ipynb", str(output), "-k", "python3",
-           "--no-progress-bar", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        f"notebooks/{notebook}.ipynb",
+        str(output),
+        "-k",
+        "python3",
+        "--no-progress-bar",
+        *args,
+    ]
     return subprocess.run(cmd, check=False, cwd=REPO, env=_smoke_env(), capture_output=True, text=True, timeout=300)
 
 
@@ -252,9 +278,14 @@ def test_papermill_ill_typed_parameter_fails_with_the_config_message(tmp_path, m
 
     monkeypatch.setenv("SEGKIT_SMOKE", "1")
     with pytest.raises(papermill.PapermillExecutionError) as err:
-        papermill.execute_notebook(str(NOTEBOOK_DIR / "04_visualize.ipynb"), str(tmp_path / "out.ipynb"),
-                                   parameters={"num_samples": "four"}, kernel_name="python3", cwd=str(REPO),
-                                   progress_bar=False)
+        papermill.execute_notebook(
+            str(NOTEBOOK_DIR / "04_visualize.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={"num_samples": "four"},
+            kernel_name="python3",
+            cwd=str(REPO),
+            progress_bar=False,
+        )
     assert err.value.ename == "ConfigError"
     assert "num_samples must be an integer, got 'four'" in err.value.evalue
 

@@ -35,8 +35,27 @@ from segkit.kaggle.env import KAGGLE_INPUT_ENV
 from segkit.labels import LABEL_TO_TRAIN, LABELS
 
 KITTI_MINI = Path("/work/shared/data/kitti-mini")
-TINY = ["--base-channels", "4", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2", "--epochs", "1",
-        "--num-workers", "0", "--lr", "3e-3", "--num-vis", "1", "--device", "cpu"]
+TINY = [
+    "--base-channels",
+    "4",
+    "--depth",
+    "2",
+    "--image-size",
+    "32",
+    "64",
+    "--batch-size",
+    "2",
+    "--epochs",
+    "1",
+    "--num-workers",
+    "0",
+    "--lr",
+    "3e-3",
+    "--num-vis",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +92,10 @@ def truth_of(root: Path, split: str, n: int, half: tuple[int, int] = (64, 64)) -
 def kitti_frames(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(photo, labelIds) of kitti-mini's first n val frames: real street scenes, real labels."""
     roots = find_data_roots(KITTI_MINI)
-    return [(np.asarray(Image.open(s.image).convert("RGB")), np.asarray(Image.open(s.label)))
-            for s in list_samples(roots, "val")[:n]]
+    return [
+        (np.asarray(Image.open(s.image).convert("RGB")), np.asarray(Image.open(s.label)))
+        for s in list_samples(roots, "val")[:n]
+    ]
 
 
 def decoded(data: bytes, tmp_path: Path, name: str = "1.jpg", tolerance: float = 20.0):
@@ -104,15 +125,18 @@ def test_every_palette_colour_decodes_by_the_official_table():
     assert {c for c in colors if _expected_train_id(c) == 255} >= {(0, 0, 0), (250, 170, 160), (0, 0, 90)}
 
 
-@pytest.mark.parametrize("pixel, tolerance, expected, kind", [
-    ((143, 79, 143), 20, 0, "class"),  # road + 15 on every channel: luma 15 off, chroma 0 -> distance 15
-    ((143, 79, 143), 14.9, 255, "far"),
-    ((85, 85, 85), 20, 2, "class"),  # building (70, 70, 70) + 15 grey: distance 15, nearer than any other
-    ((85, 85, 85), 14.9, 255, "far"),
-    ((255, 255, 255), 20, 255, "far"),  # white: 52 from terrain, the nearest colour
-    ((10, 10, 10), 20, 255, "void"),  # near black: unlabeled / ego vehicle / static..., not a class
-    ((250, 170, 165), 20, 255, "void"),  # parking
-])
+@pytest.mark.parametrize(
+    "pixel, tolerance, expected, kind",
+    [
+        ((143, 79, 143), 20, 0, "class"),  # road + 15 on every channel: luma 15 off, chroma 0 -> distance 15
+        ((143, 79, 143), 14.9, 255, "far"),
+        ((85, 85, 85), 20, 2, "class"),  # building (70, 70, 70) + 15 grey: distance 15, nearer than any other
+        ((85, 85, 85), 14.9, 255, "far"),
+        ((255, 255, 255), 20, 255, "far"),  # white: 52 from terrain, the nearest colour
+        ((10, 10, 10), 20, 255, "void"),  # near black: unlabeled / ego vehicle / static..., not a class
+        ((250, 170, 165), 20, 255, "void"),  # parking
+    ],
+)
 def test_tolerance_and_distance_known_answers(pixel, tolerance, expected, kind):
     result = decode_mask(np.array([[pixel]], np.uint8), tolerance)
     assert int(result.train_ids[0, 0]) == expected
@@ -219,8 +243,11 @@ def test_photos_in_a_pairs_folder_are_not_taken_for_pairs(tmp_path):
             Image.fromarray(photo).save(root / split / f"{i}.jpg")
     with pytest.raises(DataError, match="no usable data under the data_root"):
         find_data_roots(root)
-    with pytest.raises(DataError, match=r"(?s)cityscapes_data/train/[12]\.jpg is not an image pair: its right half is "
-                                        r"no colour mask.*Expected each file.*Fix:"):
+    with pytest.raises(
+        DataError,
+        match=r"(?s)cityscapes_data/train/[12]\.jpg is not an image pair: its right half is "
+        r"no colour mask.*Expected each file.*Fix:",
+    ):
         find_data_roots(root, layouts=layouts_for("image-pairs"))
 
 
@@ -233,13 +260,23 @@ def test_swapped_halves_are_refused_saying_which_side(tmp_path):
         find_data_roots(root, layouts=layouts_for("image-pairs"))
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"layout": "image-pairs", "label_format": "labelIds"}, "reads colour masks from the pair files"),
-    ({"label_format": "pairColor"}, "goes with --layout image-pairs, or with --image-glob"),
-    ({"data_root": "d", "image_glob": "p/{split}/*.png", "label_glob": "q/{split}/*.png", "label_format": "pairColor"},
-     "give image_glob and label_glob the same pattern"),
-    ({"color_tolerance": 0}, "color_tolerance must be > 0"),
-])
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"layout": "image-pairs", "label_format": "labelIds"}, "reads colour masks from the pair files"),
+        ({"label_format": "pairColor"}, "goes with --layout image-pairs, or with --image-glob"),
+        (
+            {
+                "data_root": "d",
+                "image_glob": "p/{split}/*.png",
+                "label_glob": "q/{split}/*.png",
+                "label_format": "pairColor",
+            },
+            "give image_glob and label_glob the same pattern",
+        ),
+        ({"color_tolerance": 0}, "color_tolerance must be > 0"),
+    ],
+)
 def test_pair_fields_are_checked_with_a_fix(fields, words):
     with pytest.raises(ConfigError, match=words):
         TrainConfig(**fields)
@@ -302,15 +339,37 @@ def test_train_evaluate_predict_on_pairs_carry_the_protocol(tmp_path):
     # segkit predict on the val pairs: the photo half predicted, written at the half's size, named <n>
     val = next(tmp_path.rglob("cityscapes_data/cityscapes_data/val"))
     preds = tmp_path / "preds"
-    code, text = cli("predict", "--checkpoint", run / "best_model.pth", "--img", val, "--output", preds,
-                     "--format", "labelIds", "--device", "cpu")
+    code, text = cli(
+        "predict",
+        "--checkpoint",
+        run / "best_model.pth",
+        "--img",
+        val,
+        "--output",
+        preds,
+        "--format",
+        "labelIds",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "2 image pair(s)" in text, text
     assert sorted(p.name for p in preds.iterdir()) == ["1_labelIds.png", "2_labelIds.png"]
     assert all(Image.open(p).size == (64, 64) for p in preds.iterdir())
     scored = run_eval(EvalConfig(predictions=str(preds), split="val"))  # auto: the same Kaggle copy
     assert scored["miou"] == pytest.approx(metrics["miou"], abs=1e-9) and scored["protocol"]["labels"].startswith(note)
-    code, text = cli("predict", "--checkpoint", run / "best_model.pth", "--img", val, "--output", tmp_path / "whole",
-                     "--pairs", "off", "--device", "cpu")
+    code, text = cli(
+        "predict",
+        "--checkpoint",
+        run / "best_model.pth",
+        "--img",
+        val,
+        "--output",
+        tmp_path / "whole",
+        "--pairs",
+        "off",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and Image.open(tmp_path / "whole" / "1_color.png").size == (128, 64)
     from segkit.analysis import load_run, triptychs
 
@@ -382,10 +441,20 @@ def test_notebook_01_runs_on_image_pairs_and_shows_what_was_undecided(tmp_path, 
     monkeypatch.setenv("SEGKIT_SMOKE", "1")
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "01.ipynb"
-    papermill.execute_notebook(str(repo / "notebooks" / "01_explore_data.ipynb"), str(out), kernel_name="python3",
-                               parameters={"data_root": str(root.parent)}, cwd=str(repo), progress_bar=False)
-    text = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                   for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+    papermill.execute_notebook(
+        str(repo / "notebooks" / "01_explore_data.ipynb"),
+        str(out),
+        kernel_name="python3",
+        parameters={"data_root": str(root.parent)},
+        cwd=str(repo),
+        progress_bar=False,
+    )
+    text = "".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nbformat.read(out, as_version=4).cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     assert "Image Pairs" in text and "pairColor" in text  # found without flags, read as pairs
     assert "far from every colour %" in text and "no colour mask to decode" not in text
 

@@ -46,16 +46,43 @@ from segkit.models.weights import WEIGHTS_DIR_ENV, WeightsUnavailable, find_loca
 
 REPO = Path(__file__).resolve().parents[1]
 # CI clones the repo beside a copy of shared/; a developer's worktree may sit elsewhere.
-KITTI_MINI = next((p for p in (REPO.parent / "shared" / "data" / "kitti-mini", Path("/work/shared/data/kitti-mini"))
-                   if p.is_dir()), Path("/work/shared/data/kitti-mini"))
+KITTI_MINI = next(
+    (p for p in (REPO.parent / "shared" / "data" / "kitti-mini", Path("/work/shared/data/kitti-mini")) if p.is_dir()),
+    Path("/work/shared/data/kitti-mini"),
+)
 FRAME = KITTI_MINI / "leftImg8bit" / "val" / "kitti" / "kitti_000000_020038_leftImg8bit.png"
 # ImageNet classes a street scene shows: vehicles, their parts, street furniture.
-STREET = {407: "ambulance", 436: "beach wagon", 468: "cab", 479: "car wheel", 511: "convertible", 555: "fire engine",
-          569: "garbage truck", 581: "grille", 609: "jeep", 627: "limousine", 654: "minibus", 656: "minivan",
-          670: "motor scooter", 671: "mountain bike", 675: "moving van", 704: "parking meter", 705: "passenger car",
-          717: "pickup", 734: "police van", 751: "racer", 757: "recreational vehicle", 779: "school bus",
-          817: "sports car", 829: "streetcar", 864: "tow truck", 867: "trailer truck", 874: "trolleybus",
-          919: "street sign", 920: "traffic light"}
+STREET = {
+    407: "ambulance",
+    436: "beach wagon",
+    468: "cab",
+    479: "car wheel",
+    511: "convertible",
+    555: "fire engine",
+    569: "garbage truck",
+    581: "grille",
+    609: "jeep",
+    627: "limousine",
+    654: "minibus",
+    656: "minivan",
+    670: "motor scooter",
+    671: "mountain bike",
+    675: "moving van",
+    704: "parking meter",
+    705: "passenger car",
+    717: "pickup",
+    734: "police van",
+    751: "racer",
+    757: "recreational vehicle",
+    779: "school bus",
+    817: "sports car",
+    829: "streetcar",
+    864: "tow truck",
+    867: "trailer truck",
+    874: "trolleybus",
+    919: "street sign",
+    920: "traffic light",
+}
 
 
 @pytest.fixture
@@ -118,8 +145,9 @@ def test_hub_cache_is_found_offline_and_the_encoder_holds_the_files_tensors(lite
     assert facts(net).pretrained["source"].startswith(REPO_ID)
 
 
-def test_repo_folder_layout_is_found_in_the_weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        lite0_hub: Path) -> None:
+def test_repo_folder_layout_is_found_in_the_weights_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lite0_hub: Path
+) -> None:
     shutil.rmtree(tmp_path / "hf")  # only the folder layout is left to find
     written = write_lite0_repo_folder(tmp_path / "weights")
     assert written == tmp_path / "weights" / "tf_efficientnet_lite0.in1k" / "model.safetensors"
@@ -153,12 +181,45 @@ def no_network_prefix() -> list[str]:
 def test_segkit_train_offline_trains_from_the_files_weights(lite0_hub: Path, tmp_path: Path) -> None:
     # A frozen encoder (encoder_lr_scale 0) must come out of training exactly as the file holds it.
     run_dir = tmp_path / "run"
-    command = [*no_network_prefix(), sys.executable, "-m", "segkit", "train", "--data-root", str(KITTI_MINI),
-               "--run-dir", str(run_dir), "--model", "unet", "--encoder", ENCODER, "--encoder-weights", "imagenet",
-               "--encoder-lr-scale", "0", "--image-size", "64", "128", "--batch-size", "2", "--epochs", "1",
-               "--max-train-images", "4", "--max-val-images", "1", "--num-workers", "0", "--device", "cpu",
-               "--eval-resolution", "train"]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, env={**os.environ, "SEGKIT_PROGRESS": "log"})
+    command = [
+        *no_network_prefix(),
+        sys.executable,
+        "-m",
+        "segkit",
+        "train",
+        "--data-root",
+        str(KITTI_MINI),
+        "--run-dir",
+        str(run_dir),
+        "--model",
+        "unet",
+        "--encoder",
+        ENCODER,
+        "--encoder-weights",
+        "imagenet",
+        "--encoder-lr-scale",
+        "0",
+        "--image-size",
+        "64",
+        "128",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "--max-train-images",
+        "4",
+        "--max-val-images",
+        "1",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--eval-resolution",
+        "train",
+    ]
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, env={**os.environ, "SEGKIT_PROGRESS": "log"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"starts from imagenet: {lite0_hub}" in done.stdout + done.stderr
     ckpt = load_checkpoint(run_dir / "last.pth")
@@ -173,8 +234,9 @@ def test_segkit_train_offline_trains_from_the_files_weights(lite0_hub: Path, tmp
     assert (config["encoder"], config["encoder_weights"], config["encoder_lr_scale"]) == (ENCODER, "imagenet", 0.0)
 
 
-def test_cpu_pretrained_offline_without_the_weights_stops_before_training(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_pretrained_offline_without_the_weights_stops_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SEGKIT_KAGGLE_INPUT", str(tmp_path / "kaggle_input"))
@@ -195,10 +257,28 @@ def short_run(tmp_path: Path, name: str, weights: str, seed: int, **changes) -> 
     to give. (A U-Net's stride-2 skip carries colours either way: with it the gaps were 0.05 mIoU and
     none in the loss.)
     """
-    cfg = TrainConfig(data_root=str(KITTI_MINI), run_dir=str(tmp_path / name), model="fpn", encoder=ENCODER,
-                      encoder_weights=weights, encoder_lr_scale=0.0, image_size=(64, 128), batch_size=8, lr=3e-3,
-                      epochs=3, scale_range=(0.75, 1.5), max_train_images=36, max_val_images=4, eval_every=3,
-                      eval_resolution="train", num_workers=0, num_vis=0, device="cpu", amp="off", seed=seed)
+    cfg = TrainConfig(
+        data_root=str(KITTI_MINI),
+        run_dir=str(tmp_path / name),
+        model="fpn",
+        encoder=ENCODER,
+        encoder_weights=weights,
+        encoder_lr_scale=0.0,
+        image_size=(64, 128),
+        batch_size=8,
+        lr=3e-3,
+        epochs=3,
+        scale_range=(0.75, 1.5),
+        max_train_images=36,
+        max_val_images=4,
+        eval_every=3,
+        eval_resolution="train",
+        num_workers=0,
+        num_vis=0,
+        device="cpu",
+        amp="off",
+        seed=seed,
+    )
     result = fit(replace(cfg, **changes))
     return {"first_loss": result.history[0]["train_loss"], "miou": result.history[-1]["miou"]}
 

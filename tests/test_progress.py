@@ -66,8 +66,9 @@ def test_a_terminal_gets_a_bar_redrawn_in_place_and_no_log_lines():
 
 def _headless(every: str, **env: str) -> subprocess.CompletedProcess:
     """JOB with stdout and stderr captured (pipes: what papermill, CI and `> log` give)."""
-    return subprocess.run([sys.executable, "-c", JOB, every], capture_output=True, text=True, env=_env(**env),
-                          timeout=60, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", JOB, every], capture_output=True, text=True, env=_env(**env), timeout=60, check=True
+    )
 
 
 def test_headless_logs_count_rate_and_time_left_every_few_seconds():
@@ -118,8 +119,12 @@ def _relayed(slot: _Slot | None, capsys) -> str:
     relay = progress.Relay("stderr", slot)
     proc = subprocess.Popen([sys.executable, "-c", CHILD], stderr=subprocess.PIPE)
     chunks: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [chunks.put(b) for b in iter(lambda: os.read(proc.stderr.fileno(), 4), b"")]
-                     + [chunks.put(None)], daemon=True).start()
+    threading.Thread(
+        target=lambda: (
+            [chunks.put(b) for b in iter(lambda: os.read(proc.stderr.fileno(), 4), b"")] + [chunks.put(None)]
+        ),
+        daemon=True,
+    ).start()
     while (data := chunks.get(timeout=30)) is not None:  # 4 bytes at a time: lines arrive in pieces
         relay.feed(data.decode())
     relay.close()
@@ -167,7 +172,9 @@ def test_a_front_end_a_person_types_into_gets_a_bar_redrawn_in_one_output(jupyte
 
 def test_info_is_plain_output_and_warnings_stand_out_in_a_notebook(jupyter_kernel):
     messages = jupyter_kernel.run(KERNEL_CODE, allow_stdin=True)
-    assert "an info line" in kernel_streams(messages, "stdout") and "an info line" not in kernel_streams(messages, "stderr")
+    assert "an info line" in kernel_streams(messages, "stdout") and "an info line" not in kernel_streams(
+        messages, "stderr"
+    )
     assert "a warning line" in kernel_streams(messages, "stderr")
 
 

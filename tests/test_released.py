@@ -39,8 +39,9 @@ def save_released(folder: Path) -> Path:
     import segmentation_models_pytorch as smp
 
     torch.manual_seed(0)
-    model = smp.create_model("segformer", encoder_name="mit_b0", encoder_weights=None, classes=19,
-                             decoder_segmentation_channels=32)
+    model = smp.create_model(
+        "segformer", encoder_name="mit_b0", encoder_weights=None, classes=19, decoder_segmentation_channels=32
+    )
     model.save_pretrained(str(folder), dataset="cityscapes")
     A.Compose([A.Resize(64, 128), A.Normalize(mean=MEAN, std=STD, max_pixel_value=1.0)]).save_pretrained(str(folder))
     return folder
@@ -107,13 +108,17 @@ def test_a_hub_repo_id_opens_offline_as_smp_itself_loads_it(hub: Path, released:
     assert predict_image(ours, ckpt, image).shape == image.shape[:2]
 
 
-def test_the_folder_itself_and_the_weights_dirs_find_it_too(hub: Path, released: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_folder_itself_and_the_weights_dirs_find_it_too(
+    hub: Path, released: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert open_checkpoint(released)["released"]["folder"] == str(released)
     shutil.rmtree(hub)
-    with pytest.raises(WeightsUnavailable, match=r"(?s)released model 'smp-hub/segformer-test-64x128-city'.*"
-                                                 r"hf download smp-hub/segformer-test-64x128-city model.safetensors "
-                                                 r"config.json albumentations_config_eval.json"):
+    with pytest.raises(
+        WeightsUnavailable,
+        match=r"(?s)released model 'smp-hub/segformer-test-64x128-city'.*"
+        r"hf download smp-hub/segformer-test-64x128-city model.safetensors "
+        r"config.json albumentations_config_eval.json",
+    ):
         open_checkpoint(REPO_ID)
     kaggle = tmp_path / "kaggle_input" / "segformer-test-64x128-city"  # a Kaggle dataset's slug of the repo name
     shutil.copytree(released, kaggle)
@@ -129,12 +134,29 @@ def test_evaluate_predict_and_export_take_a_released_model_with_no_network(hub: 
     prefix = ["unshare", "-n"] if _can_unshare() else []  # no network at all, where the machine allows it
     commands = {
         "evaluate": ["evaluate", "--checkpoint", REPO_ID, "--data-root", str(data), "--split", "val"],
-        "predict": ["predict", "--checkpoint", REPO_ID, "--img", str(image), "--output", "preds", "--format", "trainIds"],
+        "predict": [
+            "predict",
+            "--checkpoint",
+            REPO_ID,
+            "--img",
+            str(image),
+            "--output",
+            "preds",
+            "--format",
+            "trainIds",
+        ],
         "export": ["export", "--checkpoint", REPO_ID],
     }
     for name, args in commands.items():
-        done = subprocess.run([*prefix, sys.executable, "-m", "segkit", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "segkit", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
     report = json.loads((tmp_path / "runs/released/segformer-test-64x128-city/eval_val_whole_label.json").read_text())
     assert report["protocol"]["images"] == 2 and report["checkpoint"] == REPO_ID and 0 <= report["miou"] <= 1
@@ -156,10 +178,33 @@ def test_fine_tuning_starts_from_the_released_weights_and_records_it(hub: Path, 
     from segkit.launch import resolve_train_config
 
     data = write_cityscapes(tmp_path / "data", splits={"train": 2, "val": 1}, size=(64, 128))
-    cfg = TrainConfig(data_root=str(data), run_dir=str(tmp_path / "run"), init_from=REPO_ID, image_size=(64, 128),
-                      batch_size=2, epochs=1, lr=1e-9, num_workers=0, num_vis=1, eval_resolution="train")
-    cfg = resolve_train_config(cfg, {"data_root", "run_dir", "init_from", "image_size", "batch_size", "epochs", "lr",
-                                     "num_workers", "num_vis", "eval_resolution"})
+    cfg = TrainConfig(
+        data_root=str(data),
+        run_dir=str(tmp_path / "run"),
+        init_from=REPO_ID,
+        image_size=(64, 128),
+        batch_size=2,
+        epochs=1,
+        lr=1e-9,
+        num_workers=0,
+        num_vis=1,
+        eval_resolution="train",
+    )
+    cfg = resolve_train_config(
+        cfg,
+        {
+            "data_root",
+            "run_dir",
+            "init_from",
+            "image_size",
+            "batch_size",
+            "epochs",
+            "lr",
+            "num_workers",
+            "num_vis",
+            "eval_resolution",
+        },
+    )
     assert (cfg.model, cfg.encoder, cfg.encoder_weights) == ("segformer", "mit_b0", "")  # its architecture, taken
     fit(cfg)
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
@@ -168,8 +213,11 @@ def test_fine_tuning_starts_from_the_released_weights_and_records_it(hub: Path, 
     assert best["pretrained"]["init_from"] == REPO_ID and "released model" in best["pretrained"]["source"]
     assert best["model_spec"]["decoder_segmentation_channels"] == 32
     start = open_checkpoint(REPO_ID)["model"]
-    assert all(torch.allclose(best["model"][k].float(), v.float(), atol=1e-6) for k, v in start.items()
-               if v.is_floating_point() and "running" not in k)  # lr 1e-9: still the released weights
+    assert all(
+        torch.allclose(best["model"][k].float(), v.float(), atol=1e-6)
+        for k, v in start.items()
+        if v.is_floating_point() and "running" not in k
+    )  # lr 1e-9: still the released weights
 
 
 def test_init_from_refuses_an_architecture_the_user_set_otherwise(hub: Path, tmp_path: Path) -> None:
@@ -181,17 +229,21 @@ def test_init_from_refuses_an_architecture_the_user_set_otherwise(hub: Path, tmp
         resolve_train_config(cfg, {"init_from", "model", "encoder", "image_size"})
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("classes", r"predicts 21 classes \(Pascal VOC's 21\?\).*19 train classes"),
-    ("not-smp", r"is not a segmentation model saved by segmentation_models_pytorch: its _model_class is None"),
-    ("no-weights", r"has config.json but no model.safetensors"),
-    ("no-preprocessing", r"has no albumentations_config_eval.json, which holds its preprocessing"),
-    ("other-preprocessing", r"holds \['LongestMaxSize', 'Normalize'\]; segkit reproduces exactly one Resize"),
-    ("no-dataset", r"cannot tell whether .* 19 outputs are Cityscapes' trainIds.*dataset='cityscapes'"),
-    ("wrong-order", r"classes are \['sidewalk', 'road'.*Cityscapes' 19 trainIds in order"),
-])
-def test_a_released_model_segkit_cannot_use_is_refused_naming_what_was_found(released: Path, tmp_path: Path,
-                                                                             change: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("classes", r"predicts 21 classes \(Pascal VOC's 21\?\).*19 train classes"),
+        ("not-smp", r"is not a segmentation model saved by segmentation_models_pytorch: its _model_class is None"),
+        ("no-weights", r"has config.json but no model.safetensors"),
+        ("no-preprocessing", r"has no albumentations_config_eval.json, which holds its preprocessing"),
+        ("other-preprocessing", r"holds \['LongestMaxSize', 'Normalize'\]; segkit reproduces exactly one Resize"),
+        ("no-dataset", r"cannot tell whether .* 19 outputs are Cityscapes' trainIds.*dataset='cityscapes'"),
+        ("wrong-order", r"classes are \['sidewalk', 'road'.*Cityscapes' 19 trainIds in order"),
+    ],
+)
+def test_a_released_model_segkit_cannot_use_is_refused_naming_what_was_found(
+    released: Path, tmp_path: Path, change: str, message: str
+) -> None:
     import albumentations as A
 
     folder = Path(shutil.copytree(released, tmp_path / ("model" if change == "no-dataset" else "model-city")))
@@ -207,7 +259,9 @@ def test_a_released_model_segkit_cannot_use_is_refused_naming_what_was_found(rel
     elif change == "other-preprocessing":
         A.Compose([A.LongestMaxSize(128), A.Normalize()]).save_pretrained(str(folder))
     elif change == "no-dataset":  # no class names, no Cityscapes in the model card, no "city" in the name
-        (folder / "README.md").write_text((folder / "README.md").read_text().replace("cityscapes", "[More Information Needed]"))
+        (folder / "README.md").write_text(
+            (folder / "README.md").read_text().replace("cityscapes", "[More Information Needed]")
+        )
     elif change == "wrong-order":
         from segkit.labels import CLASS_NAMES
 

@@ -26,11 +26,29 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from segkit.checkpoint import load_checkpoint
 from segkit.models import model_from_checkpoint
 
-TINY = ["--base-channels", "8", "--depth", "2", "--image-size", "32", "64", "--batch-size", "2",
-        "--lr", "3e-3", "--num-vis", "1", "--log-every", "1"]
+TINY = [
+    "--base-channels",
+    "8",
+    "--depth",
+    "2",
+    "--image-size",
+    "32",
+    "64",
+    "--batch-size",
+    "2",
+    "--lr",
+    "3e-3",
+    "--num-vis",
+    "1",
+    "--log-every",
+    "1",
+]
 # Every subprocess runs with these sentinels; test_no_secret_reaches_any_output searches for them.
-SECRETS = {"NGROK_AUTHTOKEN": "SENTINEL-TOKEN-XYZ", "KAGGLE_KEY": "SENTINEL-KEY-XYZ",
-           "SEGKIT_DASHBOARD_AUTH": "user:SENTINEL-PASS-XYZ"}
+SECRETS = {
+    "NGROK_AUTHTOKEN": "SENTINEL-TOKEN-XYZ",
+    "KAGGLE_KEY": "SENTINEL-KEY-XYZ",
+    "SEGKIT_DASHBOARD_AUTH": "user:SENTINEL-PASS-XYZ",
+}
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", "SEGKIT_PROGRESS": "log", **SECRETS}
 TIMEOUT = 240  # seconds for any one process; the machine is shared, so generous
 
@@ -45,9 +63,14 @@ class Proc:
         logs.parent.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.popen = subprocess.Popen([sys.executable, "-m", "segkit", *args], stdout=out, stderr=err,
-                                          env=ENV, start_new_session=True,
-                                          preexec_fn=preexec_fn)  # noqa: PLW1509 - it only sets an rlimit and SIG_IGN
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "segkit", *args],
+                stdout=out,
+                stderr=err,
+                env=ENV,
+                start_new_session=True,
+                preexec_fn=preexec_fn,  # noqa: PLW1509 - it only sets an rlimit and SIG_IGN
+            )
         self.pid = self.popen.pid
 
     @property
@@ -201,7 +224,11 @@ def test_the_printed_resume_hint_keeps_the_runs_data_and_epochs(sigterm_run):
     cfg, _ = config_from_args(TrainConfig, args)
     saved = sigterm_run["saved"]["config"]
     merged = merge_resumed_config(cfg, saved)
-    assert (merged.data_root, merged.epochs, merged.num_workers) == (saved["data_root"], saved["epochs"], saved["num_workers"])
+    assert (merged.data_root, merged.epochs, merged.num_workers) == (
+        saved["data_root"],
+        saved["epochs"],
+        saved["num_workers"],
+    )
 
 
 def test_no_secret_reaches_any_output(sigterm_run):
@@ -289,15 +316,36 @@ def killed_while_saving(data2, tmp_path_factory) -> dict:
     """A 7.8M-parameter U-Net (last.pth ~93 MB with Adam state) killed while last.pth is being written."""
     base = tmp_path_factory.mktemp("killsave")
     run_dir = base / "run"
-    args = ["train", "--data-root", str(data2), "--run-dir", str(run_dir), "--base-channels", "32", "--depth", "4",
-            "--image-size", "32", "64", "--batch-size", "2", "--num-workers", "0", "--epochs", "3", "--num-vis", "1"]
+    args = [
+        "train",
+        "--data-root",
+        str(data2),
+        "--run-dir",
+        str(run_dir),
+        "--base-channels",
+        "32",
+        "--depth",
+        "4",
+        "--image-size",
+        "32",
+        "64",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--epochs",
+        "3",
+        "--num-vis",
+        "1",
+    ]
     proc = Proc(args, base / "first")
     temps: list[Path] = []
     try:
         proc.wait_until(lambda: (run_dir / "last.pth").exists(), "the first last.pth")
         before = {"last": sha256(run_dir / "last.pth"), "best": sha256(run_dir / "best_model.pth")}
-        proc.wait_until(lambda: bool(temps.extend(run_dir.glob(".last.pth.*.tmp")) or temps), "a last.pth write",
-                        every=0.002)
+        proc.wait_until(
+            lambda: bool(temps.extend(run_dir.glob(".last.pth.*.tmp")) or temps), "a last.pth write", every=0.002
+        )
         proc.popen.send_signal(signal.SIGKILL)
         proc.finish()
     finally:
@@ -338,8 +386,24 @@ def diverged(data2, tmp_path_factory) -> dict:
     """SGD at lr 1e30: the first loss is finite, the update blows the weights up (finite but ~1e29)."""
     base = tmp_path_factory.mktemp("nan")
     run_dir = base / "run"
-    args = ["train", "--data-root", str(data2), "--run-dir", str(run_dir), *TINY, "--num-workers", "0",
-            "--epochs", "3", "--lr", "1e30", "--optimizer", "sgd", "--scheduler", "none"]
+    args = [
+        "train",
+        "--data-root",
+        str(data2),
+        "--run-dir",
+        str(run_dir),
+        *TINY,
+        "--num-workers",
+        "0",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e30",
+        "--optimizer",
+        "sgd",
+        "--scheduler",
+        "none",
+    ]
     return {"run_dir": run_dir, "proc": run(args, base / "first"), "data": data2}
 
 
@@ -360,13 +424,24 @@ def test_the_checkpoints_kept_after_divergence_still_predict(data6, tmp_path):
     from segkit.config import TrainConfig
     from segkit.engine import TrainingDiverged, fit
 
-    cfg = TrainConfig(data_root=str(data6), run_dir=str(tmp_path / "run"), base_channels=8, depth=2,
-                      image_size=(32, 64), batch_size=2, num_workers=0, epochs=3, lr=3e-3, num_vis=1)
+    cfg = TrainConfig(
+        data_root=str(data6),
+        run_dir=str(tmp_path / "run"),
+        base_channels=8,
+        depth=2,
+        image_size=(32, 64),
+        batch_size=2,
+        num_workers=0,
+        epochs=3,
+        lr=3e-3,
+        num_vis=1,
+    )
 
     hooks = []
 
     def blow_up(row):  # after epoch 0 is saved, an absurd learning rate takes over
         if row["epoch"] == 0:
+
             def huge_lr(optimizer, args, kwargs):
                 for group in optimizer.param_groups:
                     group["lr"] = 1e30
@@ -419,8 +494,21 @@ def test_disk_full_mid_run_gives_a_clear_error_and_keeps_the_checkpoint(data6, t
 
     run_dir = tmp_path / "run"
     # The first epoch in this process (a setup step, not under test): saves a subprocess start.
-    fit(TrainConfig(data_root=str(data6), run_dir=str(run_dir), base_channels=8, depth=2, image_size=(32, 64),
-                    batch_size=2, lr=3e-3, num_vis=1, log_every=1, num_workers=0, epochs=1))
+    fit(
+        TrainConfig(
+            data_root=str(data6),
+            run_dir=str(run_dir),
+            base_channels=8,
+            depth=2,
+            image_size=(32, 64),
+            batch_size=2,
+            lr=3e-3,
+            num_vis=1,
+            log_every=1,
+            num_workers=0,
+            epochs=1,
+        )
+    )
     size, digest = (run_dir / "last.pth").stat().st_size, sha256(run_dir / "last.pth")
     # Epoch 1's last.pth is a few hundred bytes larger (one more history row): that write fails.
     args = train_args(data6, run_dir, "--epochs", "3", "--resume")
@@ -436,7 +524,9 @@ def test_disk_full_mid_run_gives_a_clear_error_and_keeps_the_checkpoint(data6, t
 
 
 def test_unwritable_run_dir_at_start_gives_a_clear_error(data6, tmp_path):
-    proc = run(train_args(data6, tmp_path / "run", "--epochs", "1"), tmp_path / "full", preexec_fn=file_size_limit(1000))
+    proc = run(
+        train_args(data6, tmp_path / "run", "--epochs", "1"), tmp_path / "full", preexec_fn=file_size_limit(1000)
+    )
     assert proc.popen.returncode == 2, proc.err[-3000:]
     no_traceback(proc)
     assert "config.json" in proc.err and list((tmp_path / "run").glob(".*.tmp")) == []
@@ -485,9 +575,24 @@ def test_every_run_directory_file_is_written_to_a_temporary_name_then_renamed(da
 
     run_dir = tmp_path / "run"
     # class weights (class_counts.json), the cache (cache/), TensorBoard, both checkpoints, metrics.json.
-    fit(TrainConfig(data_root=str(data6), run_dir=str(run_dir), base_channels=8, depth=2, image_size=(32, 64),
-                    batch_size=2, lr=3e-3, num_vis=1, log_every=1, num_workers=0, epochs=2, class_weights="median",
-                    cache="build", eval_resolution="train"))
+    fit(
+        TrainConfig(
+            data_root=str(data6),
+            run_dir=str(run_dir),
+            base_channels=8,
+            depth=2,
+            image_size=(32, 64),
+            batch_size=2,
+            lr=3e-3,
+            num_vis=1,
+            log_every=1,
+            num_workers=0,
+            epochs=2,
+            class_weights="median",
+            cache="build",
+            eval_resolution="train",
+        )
+    )
     run_evaluation(EvalConfig(run_dir=str(run_dir), max_images=1))  # eval_val_whole_label.json
     save_figure(plot_curves(pd.read_csv(run_dir / "history.csv")), run_dir / "figures" / "curves.png")
     root = run_dir.resolve()
@@ -495,11 +600,19 @@ def test_every_run_directory_file_is_written_to_a_temporary_name_then_renamed(da
     final = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
     exempt = {Path("train.lock")}  # a lock, never content; tb/ is TensorBoard's own appending writer
     files = {f for f in final - exempt if f.parts[0] != "tb"}
-    assert {"config.json", "last.pth", "best_model.pth", "history.csv", "metrics.json", "class_counts.json",
-            "eval_val_whole_label.json"} <= {str(f) for f in files} and any(f.parts[0] == "cache" for f in files)
+    assert {
+        "config.json",
+        "last.pth",
+        "best_model.pth",
+        "history.csv",
+        "metrics.json",
+        "class_counts.json",
+        "eval_val_whole_label.json",
+    } <= {str(f) for f in files} and any(f.parts[0] == "cache" for f in files)
     direct = sorted(str(f) for f in files & opened)
     assert direct == [], f"opened for writing under their final name, not a temporary one: {direct}"
     temporary = {f for f in opened if f.name.startswith(".")}
-    unexplained = sorted(str(f) for f in files if not any(t.parent == f.parent and t.name.startswith(f".{f.name}.")
-                                                           for t in temporary))
+    unexplained = sorted(
+        str(f) for f in files if not any(t.parent == f.parent and t.name.startswith(f".{f.name}.") for t in temporary)
+    )
     assert unexplained == [], f"final files no temporary file became: {unexplained}"

@@ -23,7 +23,10 @@ from segkit.tb import HPARAM_METRICS, NOT_HPARAMS
 
 REPO = Path(__file__).resolve().parent.parent
 # Holds train.lock as a training process does, until its stdin closes.
-HOLD_LOCK = "import sys; from segkit.files import hold_lock; f = hold_lock(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+HOLD_LOCK = (
+    "import sys; from segkit.files import hold_lock; f = hold_lock(sys.argv[1]); "
+    "print('held', flush=True); sys.stdin.read()"
+)
 
 
 def copy_run(src: Path, dst: Path, status: str | None = None, drop: tuple[str, ...] = ()) -> Path:
@@ -39,8 +42,13 @@ def copy_run(src: Path, dst: Path, status: str | None = None, drop: tuple[str, .
 
 
 def hold_lock(run_dir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir / LOCK_FILE)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run_dir / LOCK_FILE)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -123,8 +131,17 @@ def test_running_while_the_lock_is_held_failed_once_its_process_is_gone(runs_roo
 def test_table_text_and_curves(runs_root: Path) -> None:
     rows = list_runs(runs_root)
     table = runs_table(rows)
-    assert list(table.columns) == ["model", "encoder", "image size", "epochs", "time", "status", "val mIoU %",
-                                   "protocol", "note"]
+    assert list(table.columns) == [
+        "model",
+        "encoder",
+        "image size",
+        "epochs",
+        "time",
+        "status",
+        "val mIoU %",
+        "protocol",
+        "note",
+    ]
     text = format_runs(rows)
     assert "stopped by budget" in text and "    ! config.json is unreadable" in text and "(own U-Net)" in text
     curves = run_histories(rows)
@@ -141,8 +158,15 @@ def test_find_run_dirs_refuses_a_missing_folder(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_in_a_real_process(runs_root: Path, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "segkit", "runs", str(runs_root)], capture_output=True, text=True,
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "segkit", "runs", str(runs_root)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split()[:3] == ["run", "model", "encoder"] and len([x for x in lines if "  unet  " in x]) == 6
@@ -179,7 +203,10 @@ def test_hparams_are_in_the_runs_own_event_files(tiny_run: Path) -> None:
     assert {n for n in cfg if n not in NOT_HPARAMS} <= set(hparams) and not set(NOT_HPARAMS) & set(hparams)
     assert hparams["model"].string_value == "unet" and hparams["image_size"].string_value == "32x64"
     assert (hparams["lr"].number_value, hparams["epochs"].number_value, hparams["base_channels"].number_value) == (
-        pytest.approx(3e-3), 2, 4)
+        pytest.approx(3e-3),
+        2,
+        4,
+    )
     assert hparams["status"].string_value == "completed" and hparams["epochs_done"].number_value == 2
     assert hparams["final_protocol"].string_value == protocol_text(metrics)
     for key in ("miou", "mean_dice", "pixel_accuracy"):
@@ -194,10 +221,19 @@ def test_notebook_05_on_every_kind_of_run(runs_root: Path, tmp_path: Path) -> No
     import papermill
 
     out = tmp_path / "05.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "05_compare_runs.ipynb"), str(out),
-                               parameters={"runs_dir": str(runs_root)}, kernel_name="python3", cwd=str(REPO),
-                               progress_bar=False)
-    html = "".join(o.get("data", {}).get("text/html", "") for c in nbformat.read(out, as_version=4).cells
-                   if c.cell_type == "code" for o in c.get("outputs", []))
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "05_compare_runs.ipynb"),
+        str(out),
+        parameters={"runs_dir": str(runs_root)},
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
+    html = "".join(
+        o.get("data", {}).get("text/html", "")
+        for c in nbformat.read(out, as_version=4).cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
     assert "stopped by budget" in html and "config.json is unreadable" in html
     assert (runs_root / "compare_runs.png").stat().st_size > 10_000

@@ -32,17 +32,13 @@ def _gt_files(root: Path, kind: str = "labelIds") -> list[Path]:
     return sorted((root / "gtFine" / "val").rglob(f"*_gtFine_{kind}.png"))
 
 
-def _write_predictions(
-    gt_files: list[Path], out: Path, seed: int = 0, train_ids: bool = False
-) -> list[Path]:
+def _write_predictions(gt_files: list[Path], out: Path, seed: int = 0, train_ids: bool = False) -> list[Path]:
     """Predictions that agree with the ground truth on ~60% of pixels, random labelIds elsewhere."""
     rng = np.random.default_rng(seed)
     paths = []
     for gt_path in gt_files:
         gt = np.array(Image.open(gt_path))
-        pred = np.where(
-            rng.random(gt.shape) < 0.6, gt, rng.choice(_PRED_IDS, size=gt.shape)
-        ).astype(np.uint8)
+        pred = np.where(rng.random(gt.shape) < 0.6, gt, rng.choice(_PRED_IDS, size=gt.shape)).astype(np.uint8)
         city = gt_path.name.split("_")[0]
         path = out / city / gt_path.name.replace("gtFine_labelIds", "pred")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +65,7 @@ def _write_gt(root: Path, n: int = 4, size: tuple[int, int] = (64, 128), seed: i
     ids = np.array([7, 8, 11, 21, 23, 24, 26, 0, 1], dtype=np.uint8)  # 0, 1: ignored in evaluation
     for i in range(n):
         city = ("aachen", "bremen")[i % 2]
-        label = np.repeat(rng.choice(ids, size=(8, 1)), size[0] // 8, axis=0).repeat(
-            size[1], axis=1
-        )
+        label = np.repeat(rng.choice(ids, size=(8, 1)), size[0] // 8, axis=0).repeat(size[1], axis=1)
         label[rng.random(size) < 0.1] = rng.choice(ids)
         out = root / "gtFine" / "val" / city
         out.mkdir(parents=True, exist_ok=True)
@@ -117,9 +111,7 @@ def test_train_ids_gt_and_predictions_give_the_same_numbers(val_set, tmp_path):
     _write_predictions(_gt_files(val_set), tmp_path / "a")
     _write_predictions(_gt_files(val_set), tmp_path / "b", train_ids=True)
     by_label = score_predictions(tmp_path / "a", _gt_files(val_set))
-    by_train = score_predictions(
-        tmp_path / "b", _gt_files(val_set, "labelTrainIds"), pred_format="trainIds"
-    )
+    by_train = score_predictions(tmp_path / "b", _gt_files(val_set, "labelTrainIds"), pred_format="trainIds")
     assert by_train["per_class"] == by_label["per_class"]
 
 
@@ -157,9 +149,7 @@ def test_size_mismatch_says_both_sizes_and_the_fix(val_set, tmp_path):
     gt_files = _gt_files(val_set)
     preds = _write_predictions(gt_files, tmp_path / "pred")
     Image.fromarray(np.zeros((32, 64), np.uint8)).save(preds[2])
-    with pytest.raises(
-        DataError, match="is 32x64 .* is 64x128 .*predict at the label files' resolution"
-    ):
+    with pytest.raises(DataError, match="is 32x64 .* is 64x128 .*predict at the label files' resolution"):
         score_predictions(tmp_path / "pred", gt_files)
 
 
@@ -194,8 +184,11 @@ def test_ground_truth_is_checked_by_the_training_reader(val_set, tmp_path):
     for label_ids, train_ids in zip(_gt_files(val_set), gt_files):
         train_ids.write_bytes(label_ids.read_bytes())
     _write_predictions(_gt_files(val_set), tmp_path / "pred")
-    with pytest.raises(DataError, match=rf"trainId file {re.escape(str(gt_files[0]))} holds values .*It may be a "
-                       r"labelIds file; fix: rename it \*_gtFine_labelIds.png"):
+    with pytest.raises(
+        DataError,
+        match=rf"trainId file {re.escape(str(gt_files[0]))} holds values .*It may be a "
+        r"labelIds file; fix: rename it \*_gtFine_labelIds.png",
+    ):
         score_predictions(tmp_path / "pred", gt_files)
 
 

@@ -52,9 +52,7 @@ def test_pixel_counts_cache_hit_and_invalidation(two_labels: list[Sample], tmp_p
     cache.write_text(json.dumps(data))
     assert class_pixel_counts(two_labels, cache_path=cache)[5] == 12345
     assert class_pixel_counts(two_labels[:1], cache_path=cache)[5] == 0  # other file list: recount
-    assert (
-        class_pixel_counts(two_labels, num_classes=19, cache_path=cache).tolist() == first.tolist()
-    )
+    assert class_pixel_counts(two_labels, num_classes=19, cache_path=cache).tolist() == first.tolist()
     label = two_labels[1].label
     Image.fromarray(np.zeros((2, 3), dtype=np.uint8)).save(label)
     os.utime(label, ns=(1, 10**18))  # a new mtime, whatever the file system's resolution
@@ -94,9 +92,7 @@ def test_enet_constant_bounds_the_weights() -> None:
 
 
 def test_class_weights_bad_input() -> None:
-    with pytest.raises(
-        ConfigError, match=r"one of \('none', 'inverse', 'median', 'enet'\), got 'sqrt'"
-    ):
+    with pytest.raises(ConfigError, match=r"one of \('none', 'inverse', 'median', 'enet'\), got 'sqrt'"):
         class_weights(COUNTS, "sqrt")
     with pytest.raises(ConfigError, match="positive sum"):
         class_weights(np.zeros(19), "median")

@@ -37,9 +37,7 @@ def _scenes(n: int, size=SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory) -> Path:
-    return generate_synthetic(
-        tmp_path_factory.mktemp("syn") / "set", num_train=4, num_val=2, image_size=SIZE
-    )
+    return generate_synthetic(tmp_path_factory.mktemp("syn") / "set", num_train=4, num_val=2, image_size=SIZE)
 
 
 def test_official_layout_and_names(small_set: Path) -> None:
@@ -66,9 +64,7 @@ def test_files_hold_render_scene_output_in_rgb(small_set: Path) -> None:
     image, label = render_scene(np.random.default_rng([0, 1, 1]), *SIZE)
     city = VAL_CITIES[0]
     stem = f"{city}_000001_000019"
-    on_disk = np.array(
-        Image.open(small_set / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png")
-    )
+    on_disk = np.array(Image.open(small_set / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png"))
     np.testing.assert_array_equal(on_disk, image)
     gt = np.array(Image.open(small_set / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png"))
     np.testing.assert_array_equal(gt, label)
@@ -120,9 +116,7 @@ def test_perspective_sky_on_top_road_below() -> None:
 def test_colour_does_not_determine_the_class() -> None:
     """Cars come in many colours, and a colour-only classifier does badly on new scenes."""
     images, labels = _scenes(12)
-    car_means = np.array(
-        [img[lab == 26].mean(0) for img, lab in zip(images, labels) if (lab == 26).sum() > 20]
-    )
+    car_means = np.array([img[lab == 26].mean(0) for img, lab in zip(images, labels) if (lab == 26).sum() > 20])
     assert len(car_means) >= 6 and car_means.std(0).min() > 15
     # Colour (8 levels per channel) -> majority class, fitted on 6 scenes, scored on 6 others.
     key = (images // 32).astype(np.int64) @ np.array([64, 8, 1])
@@ -170,9 +164,7 @@ def test_directory_not_made_by_segkit_is_never_touched(tmp_path: Path) -> None:
     (foreign / "leftImg8bit" / "keep.png").write_bytes(b"user data")
     for overwrite in (False, True):
         with pytest.raises(DataError, match="not a synthetic data set"):
-            generate_synthetic(
-                foreign, num_train=1, num_val=1, image_size=SIZE, overwrite=overwrite
-            )
+            generate_synthetic(foreign, num_train=1, num_val=1, image_size=SIZE, overwrite=overwrite)
     assert (foreign / "leftImg8bit" / "keep.png").read_bytes() == b"user data"
 
 
@@ -202,9 +194,7 @@ def test_invalid_parameters_raise_config_error(tmp_path: Path, kwargs: dict, mat
 
 
 def test_custom_cities_last_one_is_val(tmp_path: Path) -> None:
-    out = generate_synthetic(
-        tmp_path / "s", num_train=2, num_val=1, image_size=SIZE, cities=["north", "south", "east"]
-    )
+    out = generate_synthetic(tmp_path / "s", num_train=2, num_val=1, image_size=SIZE, cities=["north", "south", "east"])
     assert {p.name for p in (out / "leftImg8bit" / "train").iterdir()} == {"north", "south"}
     assert {p.name for p in (out / "leftImg8bit" / "val").iterdir()} == {"east"}
 

@@ -82,9 +82,7 @@ def test_padding_uses_255_for_masks_and_0_for_images() -> None:
     labels, pixels = out["mask"].numpy(), denormalize(out["image"])
     assert (labels == 255).sum() == 64 * 128 - 32 * 64
     assert (pixels[labels == 255] == 0).all()
-    assert (labels != 255).sum() == 32 * 64 and set(np.unique(labels)) <= set(np.unique(mask)) | {
-        255
-    }
+    assert (labels != 255).sum() == 32 * 64 and set(np.unique(labels)) <= set(np.unique(mask)) | {255}
 
 
 def test_colour_jitter_changes_the_image_only() -> None:

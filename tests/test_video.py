@@ -42,8 +42,14 @@ def checkpoint(tiny_run: Path) -> str:
     return str(tiny_run / "best_model.pth")
 
 
-def encode(path: Path, frames: list[np.ndarray], rate: Fraction | int = 10, codec: str = "libx264",
-           pts: list[int] | None = None, time_base: Fraction | None = None) -> Path:
+def encode(
+    path: Path,
+    frames: list[np.ndarray],
+    rate: Fraction | int = 10,
+    codec: str = "libx264",
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+) -> Path:
     """Write a real clip with PyAV, as a camera or an editor would (optionally with explicit frame times)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate)
@@ -74,8 +80,11 @@ def per_image_predict(checkpoint: str, frames: list[np.ndarray], names: list[str
     (folder / "frames").mkdir(parents=True)
     for image, name in zip(frames, names):
         cv2.imwrite(str(folder / "frames" / name), image[..., ::-1])
-    run_prediction(PredictConfig(checkpoint=checkpoint, img=str(folder / "frames"), output=str(folder / "preds"),
-                                 format=fmt, device="cpu"))
+    run_prediction(
+        PredictConfig(
+            checkpoint=checkpoint, img=str(folder / "frames"), output=str(folder / "preds"), format=fmt, device="cpu"
+        )
+    )
     return folder / "preds"
 
 
@@ -93,21 +102,41 @@ def read_png(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------- a clip in, an overlay video out
 
 
-@pytest.mark.parametrize("suffix, codec, rate", [(".mp4", "libx264", Fraction(30000, 1001)), (".mov", "libx264", 25),
-                                                 (".avi", "mpeg4", 10)])
+@pytest.mark.parametrize(
+    "suffix, codec, rate", [(".mp4", "libx264", Fraction(30000, 1001)), (".mov", "libx264", 25), (".avi", "mpeg4", 10)]
+)
 def test_clip_gives_an_overlay_video_and_label_maps_equal_to_per_image_predict(
-        tmp_path, kitti_frames, checkpoint, capsys, suffix, codec, rate):
+    tmp_path, kitti_frames, checkpoint, capsys, suffix, codec, rate
+):
     frames = kitti_frames[:6]
     clip = encode(tmp_path / f"drive{suffix}", frames, rate, codec)
-    code = main(["predict", "--checkpoint", checkpoint, "--img", str(clip), "--output", str(tmp_path / "out"),
-                 "--format", "trainIds", "--device", "cpu"])
-    assert code == 0 and f"wrote {tmp_path / 'out' / 'drive_overlay.mp4'} and 6 trainIds label map(s)" in capsys.readouterr().out
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            checkpoint,
+            "--img",
+            str(clip),
+            "--output",
+            str(tmp_path / "out"),
+            "--format",
+            "trainIds",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert (
+        code == 0
+        and f"wrote {tmp_path / 'out' / 'drive_overlay.mp4'} and 6 trainIds label map(s)" in capsys.readouterr().out
+    )
 
     decoded, times, _ = decode(clip)  # the exact frames the video path saw
     assert len(decoded) == 6
     for i, image in enumerate(decoded):  # and they are the drive's frames, in order (lossy: close, not equal)
         error = np.abs(image.astype(int) - frames[i]).mean()
-        assert error < 6 and all(error < np.abs(image.astype(int) - frames[j]).mean() for j in (i - 1, i + 1) if 0 <= j < 6)
+        assert error < 6 and all(
+            error < np.abs(image.astype(int) - frames[j]).mean() for j in (i - 1, i + 1) if 0 <= j < 6
+        )
 
     shown, shown_times, stream = decode(tmp_path / "out" / "drive_overlay.mp4")
     assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")  # plays in browsers
@@ -135,15 +164,29 @@ def test_frames_of_a_folder_with_video_and_fps_in_natural_order(tmp_path, kitti_
         cv2.imwrite(str(folder / f"f{i}_leftImg8bit.png"), image[..., ::-1])
     with pytest.raises(SegkitError, match=r"no frame rate of its own; pass --fps \(e.g. --fps 10 for KITTI"):
         predict(PredictConfig(checkpoint=checkpoint, img=str(folder), video=True, output=str(tmp_path / "x")))
-    written = predict(PredictConfig(checkpoint=checkpoint, img=str(folder), video=True, fps=10,
-                                           output=str(tmp_path / "out"), format="labelIds", device="cpu"))
+    written = predict(
+        PredictConfig(
+            checkpoint=checkpoint,
+            img=str(folder),
+            video=True,
+            fps=10,
+            output=str(tmp_path / "out"),
+            format="labelIds",
+            device="cpu",
+        )
+    )
     assert written[0] == tmp_path / "out" / "seq_overlay.mp4"
-    assert [p.name for p in written[1:]] == [f"f{i}_labelIds.png" for i in range(1, 13)]  # named as predict names images
+    assert [p.name for p in written[1:]] == [
+        f"f{i}_labelIds.png" for i in range(1, 13)
+    ]  # named as predict names images
 
     shown, times, stream = decode(written[0])
     assert len(shown) == 12 and stream.average_rate == 10 and times == pytest.approx([i / 10 for i in range(12)])
-    reference = run_prediction(PredictConfig(checkpoint=checkpoint, img=str(folder), output=str(tmp_path / "ref"),
-                                             format="labelIds", device="cpu"))  # the same PNGs, one by one
+    reference = run_prediction(
+        PredictConfig(
+            checkpoint=checkpoint, img=str(folder), output=str(tmp_path / "ref"), format="labelIds", device="cpu"
+        )
+    )  # the same PNGs, one by one
     assert sorted(p.name for p in reference) == sorted(p.name for p in written[1:])
     for mine in written[1:]:
         assert np.array_equal(read_png(mine), read_png(tmp_path / "ref" / mine.name)), mine.name
@@ -172,8 +215,11 @@ def test_a_rotation_tag_is_applied_so_the_model_sees_the_frame_upright(tmp_path,
     set_display_rotation(clip, clockwise=90)
     with av.open(str(clip)) as container:
         assert next(container.decode(video=0)).rotation == -90  # FFmpeg reads the tag
-    written = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"),
-                                           format="trainIds", device="cpu"))
+    written = predict(
+        PredictConfig(
+            checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"), format="trainIds", device="cpu"
+        )
+    )
     shown, _, stream = decode(written[0])
     assert (stream.height, stream.width) == SIZE and read_png(written[1]).shape == SIZE  # upright, as players show it
     with av.open(str(written[0])) as container:
@@ -186,8 +232,7 @@ def test_a_rotation_tag_is_applied_so_the_model_sees_the_frame_upright(tmp_path,
 def test_variable_frame_rate_keeps_every_frames_time(tmp_path, kitti_frames, checkpoint):
     pts = [0, 100, 150, 400, 433, 700]  # ms: a phone's clip when the light drops
     clip = encode(tmp_path / "vfr.mp4", kitti_frames[:6], rate=10, pts=pts, time_base=Fraction(1, 1000))
-    written = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"),
-                                           device="cpu"))
+    written = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "out"), device="cpu"))
     assert len(written) == 1  # --format color: the video alone
     _, times, _ = decode(written[0])
     assert times == pytest.approx([p / 1000 for p in pts], abs=1e-3)
@@ -197,8 +242,7 @@ def test_odd_sizes_keep_their_size_as_444_with_a_warning(tmp_path, kitti_frames,
     frames = [f[:127, :383] for f in kitti_frames[:3]]
     clip = encode(tmp_path / "odd.mp4", frames)
     with caplog.at_level(logging.WARNING, logger="segkit"):
-        (out,) = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "o"),
-                                              device="cpu"))
+        (out,) = predict(PredictConfig(checkpoint=checkpoint, img=str(clip), output=str(tmp_path / "o"), device="cpu"))
     shown, _, stream = decode(out)
     assert shown[0].shape == (127, 383, 3) and stream.codec_context.pix_fmt == "yuv444p"
     assert "odd sizes cannot be 4:2:0 H.264" in caplog.text and "crop the input to 126x382" in caplog.text
@@ -218,7 +262,9 @@ def test_legend_fits_the_frame_and_stays_readable(h, w, band):
     lg = viz.legend_layout(h, w)
     assert lg.px >= 9 and lg.px == max(9, round(h / 36))  # text at least 9 px high (Hershey's smallest readable)
     assert h - lg.top <= band * h  # the band's share of the picture (below 256 rows text cannot shrink further)
-    widths = [lg.px + lg.pad + cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, lg.scale, lg.thick)[0][0] for n in CLASS_NAMES]
+    widths = [
+        lg.px + lg.pad + cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, lg.scale, lg.thick)[0][0] for n in CLASS_NAMES
+    ]
     rows: dict[int, list[tuple[int, int]]] = {}
     for (x, y), width in zip(lg.places, widths):
         assert 0 <= x and x + width <= w and lg.top <= y < h  # inside the frame
@@ -280,14 +326,18 @@ def test_damaged_and_mislabelled_files_say_what_they_are_and_the_fix(tmp_path, k
     }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        with pytest.raises(SegkitError, match=r"is not a video FFmpeg can read .*expected \.mp4.*re-download or re-export"):
+        with pytest.raises(
+            SegkitError, match=r"is not a video FFmpeg can read .*expected \.mp4.*re-download or re-export"
+        ):
             _predict(tmp_path, checkpoint, tmp_path / name)
     cv2.imwrite(str(tmp_path / "photo.png"), kitti_frames[0])
     shutil.copy(tmp_path / "photo.png", tmp_path / "photo.mp4")
     with pytest.raises(SegkitError, match=r"named as a video but holds a still image \(png\); rename it to photo.png"):
         _predict(tmp_path, checkpoint, tmp_path / "photo.mp4")
     shutil.copy(good, tmp_path / "frame.png")
-    with pytest.raises(SegkitError, match=r"named as an image \(.png\) but holds a video \(mp4 container\); rename it to frame.mp4"):
+    with pytest.raises(
+        SegkitError, match=r"named as an image \(.png\) but holds a video \(mp4 container\); rename it to frame.mp4"
+    ):
         _predict(tmp_path, checkpoint, tmp_path / "frame.png")
     assert not (tmp_path / "out").exists()  # nothing written for any of them
 
@@ -301,7 +351,9 @@ def test_a_clip_without_frames_leaves_no_file(tmp_path, checkpoint):
     with pytest.raises(SegkitError, match="none.avi has a video stream but no frames: nothing to predict"):
         _predict(tmp_path, checkpoint, tmp_path / "none.avi")
     assert list((tmp_path / "out").iterdir()) == []  # no empty or partial overlay left behind
-    with pytest.raises(SegkitError, match=r"none.mp4 has no video stream \(only nothing\); expected a clip with pictures"):
+    with pytest.raises(
+        SegkitError, match=r"none.mp4 has no video stream \(only nothing\); expected a clip with pictures"
+    ):
         _predict(tmp_path, checkpoint, tmp_path / "none.mp4")
 
 
@@ -315,12 +367,16 @@ def test_flags_that_do_not_fit_the_input_are_refused_with_the_fix(tmp_path, kitt
     cv2.imwrite(str(images / "b.png"), kitti_frames[1][:64])
     with pytest.raises(SegkitError, match=r"--fps is the frame rate of a video; .* add --video"):
         _predict(tmp_path, checkpoint, images, fps=5)
-    with pytest.raises(SegkitError, match=r"share one size: a.png is 128x384, b.png is 64x384. Resize .* without --video"):
+    with pytest.raises(
+        SegkitError, match=r"share one size: a.png is 128x384, b.png is 64x384. Resize .* without --video"
+    ):
         _predict(tmp_path, checkpoint, images, video=True, fps=5)
     nested = tmp_path / "nested"
     (nested / "drive_01").mkdir(parents=True)
     cv2.imwrite(str(nested / "drive_01" / "a.png"), kitti_frames[0])
-    with pytest.raises(SegkitError, match=r"no frames .* directly in the folder; the frames are in subfolders .*drive_01.*pass one"):
+    with pytest.raises(
+        SegkitError, match=r"no frames .* directly in the folder; the frames are in subfolders .*drive_01.*pass one"
+    ):
         _predict(tmp_path, checkpoint, nested, video=True, fps=5)
     with pytest.raises(SegkitError, match="--video takes a folder of frames or a video file"):
         _predict(tmp_path, checkpoint, images / "a.png", video=True, fps=5)

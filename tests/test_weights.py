@@ -116,9 +116,7 @@ def test_tu_encoder_resolves_to_timm_repo_and_default_tag() -> None:
         ("resnet18", "missing/resnet18.safetensors", "does not exist"),
     ],
 )
-def test_bad_requests_raise_config_errors_with_the_fix(
-    encoder: str, weights: str, expected: str
-) -> None:
+def test_bad_requests_raise_config_errors_with_the_fix(encoder: str, weights: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):  # a regex
         weights_source(encoder, weights)
 
@@ -131,7 +129,10 @@ def test_hub_cache_is_found_where_huggingface_hub_finds_it(env: Path, weights_fi
     found = find_local(weights_source("resnet18", "imagenet"))
     assert found == expected
     hub_path = hf_hub_download(
-        REPO, "model.safetensors", revision=REVISION, cache_dir=hub_cache_dir(),
+        REPO,
+        "model.safetensors",
+        revision=REVISION,
+        cache_dir=hub_cache_dir(),
         local_files_only=True,
     )
     assert Path(hub_path) == found
@@ -139,9 +140,7 @@ def test_hub_cache_is_found_where_huggingface_hub_finds_it(env: Path, weights_fi
     encoder.load_state_dict(load_file(found))  # strict: the file is a real resnet18 encoder
 
 
-def test_hub_cache_follows_hf_home(
-    env: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_hub_cache_follows_hf_home(env: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_CACHE")
     monkeypatch.setenv("HF_HOME", str(env / "other_home"))
     assert hub_cache_dir() == env / "other_home" / "hub"
@@ -163,9 +162,7 @@ def test_timm_source_is_found_through_refs_main(env: Path, weights_file: Path) -
         "encoders/resnet18.imagenet/model.safetensors",  # any of them a few levels down
     ],
 )
-def test_weights_dir_layouts(
-    env: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch, relative: str
-) -> None:
+def test_weights_dir_layouts(env: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch, relative: str) -> None:
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(env / "my_weights"))
     expected = place(env / "my_weights", relative, weights_file)
     assert find_local(weights_source("resnet18", "imagenet")) == expected
@@ -215,9 +212,7 @@ def test_search_order_cache_then_weights_dir_then_kaggle(
     assert find_local(source) == cached
 
 
-def test_other_snapshot_is_used_with_a_warning(
-    env: Path, weights_file: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_other_snapshot_is_used_with_a_warning(env: Path, weights_file: Path, caplog: pytest.LogCaptureFixture) -> None:
     expected = write_hub_cache(env / "hf" / "hub", REPO, "b" * 40, weights_file)
     assert find_local(weights_source("resnet18", "imagenet")) == expected
     assert "not at the pinned revision" in caplog.text
@@ -244,18 +239,23 @@ def test_offline_and_missing_says_exactly_what_to_do() -> None:
     assert time.monotonic() - started < 2  # nothing was attempted on the network
     message = str(caught.value)
     for part in [
-        "'imagenet' for encoder 'resnet50'", "offline mode is on", "smp-hub/resnet50.imagenet",
-        source.revision, "hf download smp-hub/resnet50.imagenet model.safetensors --revision",
-        "/kaggle/input", "SEGKIT_WEIGHTS_DIR", "--encoder-weights", "none", "Searched:",
+        "'imagenet' for encoder 'resnet50'",
+        "offline mode is on",
+        "smp-hub/resnet50.imagenet",
+        source.revision,
+        "hf download smp-hub/resnet50.imagenet model.safetensors --revision",
+        "/kaggle/input",
+        "SEGKIT_WEIGHTS_DIR",
+        "--encoder-weights",
+        "none",
+        "Searched:",
     ]:
         assert part in message, part
     assert "Traceback" not in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__ is False
 
 
-def test_reachability_three_states(
-    env: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reachability_three_states(env: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ok, text = reachability("resnet18", "imagenet")
     assert not ok and "smp-hub/resnet18.imagenet" in text and "--encoder-weights" in text
     online(monkeypatch)

@@ -39,9 +39,22 @@ def data(tmp_path_factory) -> Path:
 
 
 def config(data: Path, run_dir: Path, model: str, encoder: str, **changes) -> TrainConfig:
-    base = TrainConfig(data_root=str(data), run_dir=str(run_dir), model=model, encoder=encoder, encoder_weights="imagenet",
-                       image_size=(64, 64), batch_size=2, epochs=2, lr=1e-3, num_workers=0, num_vis=1, log_every=1,
-                       scale_range=(0.75, 1.25), device="cpu")
+    base = TrainConfig(
+        data_root=str(data),
+        run_dir=str(run_dir),
+        model=model,
+        encoder=encoder,
+        encoder_weights="imagenet",
+        image_size=(64, 64),
+        batch_size=2,
+        epochs=2,
+        lr=1e-3,
+        num_workers=0,
+        num_vis=1,
+        log_every=1,
+        scale_range=(0.75, 1.25),
+        device="cpu",
+    )
     return replace(base, **changes)
 
 
@@ -100,7 +113,9 @@ def test_family_trains_resumes_exactly_and_rebuilds_offline(offline_hub, data, t
     offline_hub(encoder)
     cfg = resolve_train_config(config(data, tmp_path / "straight", model, encoder), {"model", "encoder"})
     straight = fit(cfg)
-    assert straight.status == "completed" and straight.history[-1]["train_loss"] < straight.history[0]["train_loss"] * 1.5
+    assert (
+        straight.status == "completed" and straight.history[-1]["train_loss"] < straight.history[0]["train_loss"] * 1.5
+    )
     first = fit(replace(cfg, run_dir=str(tmp_path / "resumed")), stop_at_step=3)  # 2 steps per epoch
     assert first.status == "stopped"
     resumed_cfg = resolve_train_config(replace(cfg, run_dir=str(tmp_path / "resumed"), resume=True), {"resume"})
@@ -129,8 +144,18 @@ def test_kaggle_features_on_an_smp_model(offline_hub, data, tmp_path):
     """OHEM + class weights, the preprocessing cache, bf16 autocast (CPU), TensorBoard, a time
     budget, and every inference mode, on DeepLabV3+."""
     offline_hub("resnet18")
-    cfg = config(data, tmp_path / "run", "deeplabv3plus", "resnet18", loss="ohem", class_weights="median",
-                 cache="build", amp="bf16", time_budget=5.0, epochs=2)
+    cfg = config(
+        data,
+        tmp_path / "run",
+        "deeplabv3plus",
+        "resnet18",
+        loss="ohem",
+        class_weights="median",
+        cache="build",
+        amp="bf16",
+        time_budget=5.0,
+        epochs=2,
+    )
     result = fit(resolve_train_config(cfg, {"model", "encoder", "loss", "class_weights", "cache", "amp"}))
     assert result.status == "completed" and result.metrics["protocol"]["resolution"] == "label"
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*")) and (tmp_path / "run" / "cache").is_dir()
@@ -160,8 +185,24 @@ def test_torch_compile_captures_forward_and_backward(model, encoder):
 def test_cli_without_the_weights_exits_2_with_the_fix_and_no_traceback(offline_hub, data, tmp_path, capsys):
     from segkit.cli import main
 
-    code = main(["train", "--data-root", str(data), "--run-dir", str(tmp_path / "run"), "--model", "fpn",
-                 "--encoder", "resnet18", "--image-size", "64", "64", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--data-root",
+            str(data),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--model",
+            "fpn",
+            "--encoder",
+            "resnet18",
+            "--image-size",
+            "64",
+            "64",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "segkit train: error: pretrained weights 'imagenet' for encoder 'resnet18'" in err

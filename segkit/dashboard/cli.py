@@ -18,8 +18,9 @@ from segkit.reflect import add_config_flags, config_from_args
 
 def register_cli(sub: Any) -> None:
     """`segkit dashboard`: every DashboardConfig field is a flag (--public, --no-auth, ...)."""
-    p = sub.add_parser("dashboard", help="serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)",
-                       description=__doc__)
+    p = sub.add_parser(
+        "dashboard", help="serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)", description=__doc__
+    )
     add_config_flags(p, DashboardConfig)
     p.set_defaults(func=cmd_dashboard)
 
@@ -29,8 +30,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     cfg, _ = config_from_args(DashboardConfig, args)
     logdir = Path(cfg.logdir)
     if not logdir.is_dir():
-        raise DashboardError(f"--logdir {logdir} does not exist: expected a run's tb/ folder or a folder of runs. "
-                             "Train first (segkit train --run-dir runs/NAME) or pass an existing folder")
+        raise DashboardError(
+            f"--logdir {logdir} does not exist: expected a run's tb/ folder or a folder of runs. "
+            "Train first (segkit train --run-dir runs/NAME) or pass an existing folder"
+        )
     # ngrok's raw log lines (already redacted) would repeat what the error below says.
     logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
     dash = launch(logdir, cfg.port, cfg.public, cfg.auth, cfg.wait)
@@ -39,8 +42,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         protection = f"basic auth, user {dash.auth_user!r}" if dash.auth_user else "NO password"
         print(f"public link: {dash.public_url}  ({protection})", flush=True)
     if dash.error:  # launch() logged the reason; say what it means for this command
-        print("segkit dashboard: error: no public link (reason above); serving locally only", file=sys.stderr,
-              flush=True)
+        print(
+            "segkit dashboard: error: no public link (reason above); serving locally only", file=sys.stderr, flush=True
+        )
     if dash.reused and not dash.public_url:
         return 1 if dash.error else 0
     return _serve_until_stopped(dash, 1 if dash.error else 0)

@@ -104,7 +104,10 @@ def _stop_all() -> None:
 
 
 def launch(
-    logdir: str | Path, port: int = DashboardConfig.port, public: bool = False, auth: bool = True,
+    logdir: str | Path,
+    port: int = DashboardConfig.port,
+    public: bool = False,
+    auth: bool = True,
     wait: float = DashboardConfig.wait,
 ) -> Dashboard:
     """Serve TensorBoard for `logdir` on 127.0.0.1 and, if asked, open a public ngrok link.
@@ -145,8 +148,14 @@ def _write_info(dash: Dashboard) -> None:
     path = info_path(dash.logdir)
     if not path.parent.is_dir():
         return
-    info = {"url": dash.url, "public_url": dash.public_url, "basic_auth_user": dash.auth_user,
-            "public_error": dash.error, "logdir": str(dash.logdir), "pid": os.getpid()}
+    info = {
+        "url": dash.url,
+        "public_url": dash.public_url,
+        "basic_auth_user": dash.auth_user,
+        "public_error": dash.error,
+        "logdir": str(dash.logdir),
+        "pid": os.getpid(),
+    }
     try:
         write_json(path, info)
     except OSError as e:
@@ -158,7 +167,7 @@ def _write_info(dash: Dashboard) -> None:
 def _serve_locally(logdir: Path, port: int, wait: float) -> Dashboard:
     """Reuse our TensorBoard for the same logdir on a busy port, else start one on a free port."""
     chosen = _free_port() if port == 0 else None
-    for candidate in ([] if chosen else range(port, port + PORT_TRIES)):
+    for candidate in [] if chosen else range(port, port + PORT_TRIES):
         if _port_free(candidate):
             chosen = candidate
             break
@@ -188,14 +197,32 @@ def _start_tensorboard(logdir: Path, port: int) -> Dashboard:
 
     if importlib.util.find_spec("tensorboard") is None:
         raise DashboardError("TensorBoard is not installed; install it with `pip install tensorboard`")
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", HOST,
-           "--port", str(port), "--window_title", WINDOW_TITLE]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--window_title",
+        WINDOW_TITLE,
+    ]
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}  # TensorBoard needs none of them
     # Kept open for the server's lifetime (closed by stop()); read back only to explain a failed start.
     log_file = tempfile.TemporaryFile()  # noqa: SIM115
     # preexec_fn only calls prctl(), which is safe between fork and exec even with threads.
-    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                               start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    process = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509
+    )
     return Dashboard(logdir, port, process, _log_file=log_file)
 
 

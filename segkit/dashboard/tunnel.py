@@ -74,16 +74,21 @@ def _credentials(auth: bool) -> _Credentials | None:
     user, sep, password = value.partition(":")
     if not sep or not user or not 8 <= len(password) <= 128:
         found = "no ':'" if not sep else ("an empty user" if not user else f"a password of {len(password)} characters")
-        raise DashboardError(f"{AUTH_ENV} must be user:password with a password of 8-128 characters "
-                             f"(ngrok's rule); it has {found}")
+        raise DashboardError(
+            f"{AUTH_ENV} must be user:password with a password of 8-128 characters (ngrok's rule); it has {found}"
+        )
     return _Credentials(user, password)
 
 
 def _show_once(creds: _Credentials, public_url: str) -> None:
     """The generated password goes to the person, not to the log (headless runs never get here)."""
     stream = sys.stderr if sys.stderr.isatty() else sys.stdout
-    print(f"dashboard password (shown once, not saved): user {creds.user!r}, password {creds.password!r} "
-          f"for {public_url}. Set {AUTH_ENV}=user:password to choose your own.", file=stream, flush=True)
+    print(
+        f"dashboard password (shown once, not saved): user {creds.user!r}, password {creds.password!r} "
+        f"for {public_url}. Set {AUTH_ENV}=user:password to choose your own.",
+        file=stream,
+        flush=True,
+    )
 
 
 def scrub(text: str, secret_values: list[str]) -> str:
@@ -214,7 +219,8 @@ def _explained_pyngrok_errors(secret_values: list[str]):
         raise DashboardError(
             f"could not download the ngrok agent (pyngrok fetches it on first use): {scrub(str(e), secret_values)}. "
             "This machine seems to have no internet access (on Kaggle: Settings > Internet on). Or install the "
-            "agent yourself (https://ngrok.com/download) and point pyngrok at it: export PYNGROK_NGROK_PATH=/path/to/ngrok"
+            "agent yourself (https://ngrok.com/download) and point pyngrok at it: "
+            "export PYNGROK_NGROK_PATH=/path/to/ngrok"
         ) from None
     except exc.PyngrokNgrokHTTPError as e:
         raise DashboardError(
@@ -223,7 +229,11 @@ def _explained_pyngrok_errors(secret_values: list[str]):
         ) from None
     except exc.PyngrokNgrokError as e:
         message = scrub(str(e.ngrok_error or e), secret_values)
-        hint = " Check the token (https://dashboard.ngrok.com/get-started/your-authtoken)." if _auth_failure(message) else ""
+        hint = (
+            " Check the token (https://dashboard.ngrok.com/get-started/your-authtoken)."
+            if _auth_failure(message)
+            else ""
+        )
         raise DashboardError(f"the ngrok agent failed: {message}.{hint}") from None
     except (exc.PyngrokError, OSError) as e:
         raise DashboardError(f"ngrok error: {scrub(str(e), secret_values)}") from None
@@ -240,7 +250,9 @@ def _ngrok_http_message(e: Any) -> str:
 
 
 def _auth_failure(message: str) -> bool:
-    return any(code in message for code in ("ERR_NGROK_105", "ERR_NGROK_107", "ERR_NGROK_4018", "authentication failed"))
+    return any(
+        code in message for code in ("ERR_NGROK_105", "ERR_NGROK_107", "ERR_NGROK_4018", "authentication failed")
+    )
 
 
 def _check_protected(public_url: str) -> None:

@@ -55,8 +55,10 @@ FORMAT = "segkit-cache"
 VERSION = 2  # bump when the array layout or the resize changes: older caches are then rebuilt
 CACHE_DIR_NAME = "segkit_cache"
 MANIFEST = "manifest.json"
-RESIZE = {"image": "aspect kept, covering image_size; INTER_AREA when shrinking, else INTER_LINEAR",
-          "mask": "INTER_NEAREST_EXACT"}
+RESIZE = {
+    "image": "aspect kept, covering image_size; INTER_AREA when shrinking, else INTER_LINEAR",
+    "mask": "INTER_NEAREST_EXACT",
+}
 
 
 # ----------------------------------------------------------------------------- locations
@@ -140,8 +142,13 @@ def prepare_cache(
 
 def _new_manifest(size: tuple[int, int]) -> dict[str, Any]:
     return {
-        "format": FORMAT, "version": VERSION, "segkit_version": segkit.__version__, "image_size": list(size),
-        "resize": RESIZE, "label_mapping": _label_mapping(), "splits": {},
+        "format": FORMAT,
+        "version": VERSION,
+        "segkit_version": segkit.__version__,
+        "image_size": list(size),
+        "resize": RESIZE,
+        "label_mapping": _label_mapping(),
+        "splits": {},
     }
 
 
@@ -168,8 +175,9 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
 
     n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        sources = list(progress.bar(pool.map(fill, range(len(samples))), total=len(samples), desc=f"cache {split}",
-                                    unit="img"))
+        sources = list(
+            progress.bar(pool.map(fill, range(len(samples))), total=len(samples), desc=f"cache {split}", unit="img")
+        )
     log.info("cache %s: %s %d images (%.1f s)", out, split, len(samples), time.perf_counter() - start)
     for key, array in (("images", images), ("masks", masks)):
         array.flush()
@@ -197,10 +205,19 @@ def _source_record(sample: Sample, shape: tuple[int, int], resized: tuple[int, i
     image, label = sample.image.resolve(), sample.label.resolve()
     si, sl = image.stat(), label.stat()
     return {
-        "stem": sample.stem, "city": sample.city, "label_format": sample.label_format, **_decoding(sample),
-        "image": str(image), "image_bytes": si.st_size, "image_mtime_ns": si.st_mtime_ns,
-        "label": str(label), "label_bytes": sl.st_size, "label_mtime_ns": sl.st_mtime_ns,
-        "height": int(shape[0]), "width": int(shape[1]), "resized": [int(resized[0]), int(resized[1])],
+        "stem": sample.stem,
+        "city": sample.city,
+        "label_format": sample.label_format,
+        **_decoding(sample),
+        "image": str(image),
+        "image_bytes": si.st_size,
+        "image_mtime_ns": si.st_mtime_ns,
+        "label": str(label),
+        "label_bytes": sl.st_size,
+        "label_mtime_ns": sl.st_mtime_ns,
+        "height": int(shape[0]),
+        "width": int(shape[1]),
+        "resized": [int(resized[0]), int(resized[1])],
     }
 
 
@@ -222,8 +239,10 @@ def read_manifest(cache_dir: Path) -> dict[str, Any]:
     """The manifest of a cache folder; DataError if it is missing or unreadable."""
     path = Path(cache_dir) / MANIFEST
     if not path.is_file():
-        raise DataError(f"{cache_dir} is not a segkit cache (no {MANIFEST}). Build one with: "
-                        "segkit prepare --data-root DIR --image-size H W")
+        raise DataError(
+            f"{cache_dir} is not a segkit cache (no {MANIFEST}). Build one with: "
+            "segkit prepare --data-root DIR --image-size H W"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -238,8 +257,11 @@ def _usable_manifest(out: Path, size: tuple[int, int]) -> dict | None:
     if not (out / MANIFEST).is_file():
         return None
     manifest = read_manifest(out)
-    same = (manifest.get("version") == VERSION and manifest.get("image_size") == list(size)
-            and manifest.get("label_mapping") == _label_mapping())
+    same = (
+        manifest.get("version") == VERSION
+        and manifest.get("image_size") == list(size)
+        and manifest.get("label_mapping") == _label_mapping()
+    )
     return manifest if same else None
 
 
@@ -265,8 +287,10 @@ def find_cache(
         return None
     roots = samples[0].roots
     if roots is None:
-        raise DataError("these samples do not say which data set they come from (Sample.roots): list them with "
-                        "list_samples to look for their cache")
+        raise DataError(
+            "these samples do not say which data set they come from (Sample.roots): list them with "
+            "list_samples to look for their cache"
+        )
     split = split or samples[0].split
     explicit = cache_dir is not None
     folders = [Path(cache_dir)] if explicit else cache_dir_candidates(roots.image_root, image_size)
@@ -278,8 +302,10 @@ def find_cache(
             if runtime.is_main():  # every torchrun process looks; one says so
                 log.info("%s data: cache %s (%d images at %dx%d)", split, folder, len(samples), *image_size)
             return folder
-        message = (f"cache {folder} not used for {split}: {reason}. Rebuild it with: segkit prepare {roots.flags()} "
-                   f"--image-size {image_size[0]} {image_size[1]} --splits {split}")
+        message = (
+            f"cache {folder} not used for {split}: {reason}. Rebuild it with: segkit prepare {roots.flags()} "
+            f"--image-size {image_size[0]} {image_size[1]} --splits {split}"
+        )
         if explicit:
             raise DataError(message)
         if runtime.is_main():
@@ -319,11 +345,16 @@ def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample]) -> str |
                 st = path.stat()
             except OSError:
                 return f"{path} is missing"
-            if str(path.resolve()) != record[kind] or (st.st_size, st.st_mtime_ns) != (record[f"{kind}_bytes"], record[f"{kind}_mtime_ns"]):
+            if str(path.resolve()) != record[kind] or (st.st_size, st.st_mtime_ns) != (
+                record[f"{kind}_bytes"],
+                record[f"{kind}_mtime_ns"],
+            ):
                 return f"{path} changed since the cache was built (size, time or location)"
         if {k: record.get(k) for k in _decoding(sample)} != _decoding(sample):
-            return (f"its masks of image pairs were decoded with {record.get('color_tolerance')} as color_tolerance "
-                    f"({record.get('decoder')}), now {_decoding(sample)['color_tolerance']}")
+            return (
+                f"its masks of image pairs were decoded with {record.get('color_tolerance')} as color_tolerance "
+                f"({record.get('decoder')}), now {_decoding(sample)['color_tolerance']}"
+            )
     hw = tuple(entry["shape"])  # version 2 manifests always have it; older ones were refused above
     for key, shape in (("images", (entry["count"], *hw, 3)), ("masks", (entry["count"], *hw))):
         if not (folder / entry[key]).is_file() or np.load(folder / entry[key], mmap_mode="r").shape != tuple(shape):
@@ -349,19 +380,28 @@ class CachedDataset(Dataset):
         samples: Serve only these samples, in this order (default: the whole split).
     """
 
-    def __init__(self, cache_dir: str | Path, split: str, transform: Callable[..., dict] | None = None,
-                 samples: Sequence[Sample] | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        split: str,
+        transform: Callable[..., dict] | None = None,
+        samples: Sequence[Sample] | None = None,
+    ) -> None:
         self.cache_dir, self.split = Path(cache_dir), split
         manifest = read_manifest(self.cache_dir)
         entry = manifest["splits"].get(split)
         if entry is None:
-            raise DataError(f"cache {cache_dir} has no {split!r} split (it has {', '.join(manifest['splits']) or 'none'}); "
-                            f"add it with segkit prepare --splits {split}")
+            raise DataError(
+                f"cache {cache_dir} has no {split!r} split (it has {', '.join(manifest['splits']) or 'none'}); "
+                f"add it with segkit prepare --splits {split}"
+            )
         rows = {r["stem"]: i for i, r in enumerate(entry["sources"])}
         self.samples = list(samples) if samples is not None else [_sample(r) for r in entry["sources"]]
         missing = [s.stem for s in self.samples if s.stem not in rows]
         if missing:
-            raise DataError(f"cache {cache_dir} lacks {len(missing)} of the samples (e.g. {missing[0]}); rerun segkit prepare")
+            raise DataError(
+                f"cache {cache_dir} lacks {len(missing)} of the samples (e.g. {missing[0]}); rerun segkit prepare"
+            )
         self.rows = [rows[s.stem] for s in self.samples]
         self.sizes = [tuple(entry["sources"][r]["resized"]) for r in self.rows]  # each row's own (h, w)
         self.paths = (self.cache_dir / entry["images"], self.cache_dir / entry["masks"])
@@ -381,7 +421,10 @@ class CachedDataset(Dataset):
         if self._arrays is None:  # opened lazily: each DataLoader worker maps the files itself
             self._arrays = tuple(np.load(p, mmap_mode="r") for p in self.paths)
         row, (h, w) = self.rows[i], self.sizes[i]
-        image, mask = np.array(self._arrays[0][row, :h, :w]), np.array(self._arrays[1][row, :h, :w])  # (h, w, 3), (h, w)
+        image, mask = (
+            np.array(self._arrays[0][row, :h, :w]),
+            np.array(self._arrays[1][row, :h, :w]),
+        )  # (h, w, 3), (h, w)
         self._seeded_for = seed_transform(self.transform, seed, self._seeded_for)
         out = self.transform(image=image, mask=mask)
         return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": self.samples[i].stem}
@@ -400,8 +443,11 @@ def _sample(record: dict) -> Sample:
 
 def register_cli(sub: Any) -> None:
     """`segkit prepare`: every PrepareConfig field is a flag (the data fields as `segkit train` takes them)."""
-    p = sub.add_parser("prepare", help="build the preprocessing cache (decoded, label-mapped, resized arrays)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "prepare",
+        help="build the preprocessing cache (decoded, label-mapped, resized arrays)",
+        description=__doc__.split("\n\n")[0],
+    )
     add_config_flags(p, PrepareConfig)
     p.set_defaults(func=cmd_prepare)
 
@@ -417,6 +463,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in cfg.splits)
     megabytes = sum(f.stat().st_size for f in out.glob("*.npy")) / 2**20
     h, w = cfg.image_size
-    print(f"cache ({counts} images at {h}x{w}, {megabytes:.0f} MB) in {out}; "
-          f"segkit train --image-size {h} {w} uses it automatically")
+    print(
+        f"cache ({counts} images at {h}x{w}, {megabytes:.0f} MB) in {out}; "
+        f"segkit train --image-size {h} {w} uses it automatically"
+    )
     return 0

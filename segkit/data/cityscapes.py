@@ -71,9 +71,7 @@ def read_label(path: Path, label_format: str, color_tolerance: float = DEFAULT_C
 
 def _unreadable(path: Path, kind: str) -> str:
     if not Path(path).is_file():
-        return (
-            f"{kind} file not found: {path}. Fix: re-run discovery, the data set changed on disk."
-        )
+        return f"{kind} file not found: {path}. Fix: re-run discovery, the data set changed on disk."
     return (
         f"cannot decode {kind} file {path} ({Path(path).stat().st_size} bytes): it is corrupt or "
         "truncated. Fix: re-extract or re-download it."
@@ -123,17 +121,15 @@ def _read_as(path: Path, label_format: str) -> str:
 def _check_label_ids(label: np.ndarray, path: Path) -> None:
     if int(label.max()) <= MAX_LABEL_ID:
         return
-    bad = (
-        np.flatnonzero(np.bincount(label.ravel(), minlength=256)[MAX_LABEL_ID + 1 :])
-        + MAX_LABEL_ID
-        + 1
-    )
+    bad = np.flatnonzero(np.bincount(label.ravel(), minlength=256)[MAX_LABEL_ID + 1 :]) + MAX_LABEL_ID + 1
     shown = ", ".join(str(v) for v in sorted(bad, reverse=True)[:8])
     if set(bad.tolist()) == {IGNORE_INDEX} and int(np.max(label[label != IGNORE_INDEX], initial=0)) < NUM_CLASSES:
         fix = f"it looks like a trainId file (0..18 and 255); {_read_as(path, 'labelTrainIds')} or regenerate labelIds."
     else:
-        fix = ("it is neither labelIds nor trainIds; regenerate the label files with cityscapesScripts "
-               "(json2labelImg) or check which files were copied into gtFine/.")
+        fix = (
+            "it is neither labelIds nor trainIds; regenerate the label files with cityscapesScripts "
+            "(json2labelImg) or check which files were copied into gtFine/."
+        )
     raise DataError(
         f"label file {path} holds values labelIds never take ({shown}; labelIds are 0..{MAX_LABEL_ID}): {fix}"
     )
@@ -182,11 +178,14 @@ def sample_size(sample: Sample) -> tuple[int, int]:
 def _check_same_size(image: np.ndarray, label: np.ndarray, sample: Sample) -> None:
     if image.shape[:2] != label.shape[:2]:
         turned = orientation(sample.image) in (5, 6, 7, 8) and image.shape[1::-1] == label.shape[:2]
-        why = (f"{sample.image} carries an EXIF orientation tag (the camera stored it turned by 90 degrees and "
-               "viewers rotate it back); segkit reads photos as they are seen, but the label is drawn on the "
-               "stored pixels. Fix: draw labels on the image as it is seen (labelling tools do), or save the "
-               "photo upright without the tag (e.g. PIL: ImageOps.exif_transpose(im).save(...))." if turned else
-               "Fix: resize both with the same code (labels with nearest neighbour), or re-extract the originals.")
+        why = (
+            f"{sample.image} carries an EXIF orientation tag (the camera stored it turned by 90 degrees and "
+            "viewers rotate it back); segkit reads photos as they are seen, but the label is drawn on the "
+            "stored pixels. Fix: draw labels on the image as it is seen (labelling tools do), or save the "
+            "photo upright without the tag (e.g. PIL: ImageOps.exif_transpose(im).save(...))."
+            if turned
+            else "Fix: resize both with the same code (labels with nearest neighbour), or re-extract the originals."
+        )
         raise DataError(
             f"image and label sizes differ: {sample.image} is {image.shape[0]}x{image.shape[1]} "
             f"(HxW, as seen) but {sample.label} is {label.shape[0]}x{label.shape[1]}. {why}"
@@ -283,9 +282,7 @@ def check_samples(samples: Sequence[Sample], limit: int | None = None) -> dict[s
     """
     chosen = list(samples)[:limit] if limit is not None else list(samples)
     if not chosen:
-        raise DataError(
-            "no samples to check: expected at least one (image, label) pair from list_samples."
-        )
+        raise DataError("no samples to check: expected at least one (image, label) pair from list_samples.")
     sizes: Counter[tuple[int, int]] = Counter()
     counts = np.zeros(256, dtype=np.int64)
     for sample in chosen:

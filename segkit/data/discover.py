@@ -75,8 +75,12 @@ class DataRoots:
 
     def record(self) -> dict[str, Any]:
         """What a run keeps (config.json, checkpoints) to find the same data again (`from_record`)."""
-        return {"image_root": str(self.image_root.absolute()), "label_root": str(self.label_root.absolute()),
-                "synthetic": self.synthetic, "layout": asdict(self.layout)}
+        return {
+            "image_root": str(self.image_root.absolute()),
+            "label_root": str(self.label_root.absolute()),
+            "synthetic": self.synthetic,
+            "layout": asdict(self.layout),
+        }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> DataRoots:
@@ -274,8 +278,14 @@ def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> 
     if not root.is_dir():
         return None
     dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)})
-    found = [r for r in (_pair_roots(lay, root, dirs, len(layouts) == 1) if lay.root_names else
-                         _layout_roots(lay, dirs, need_images) for lay in layouts) if r is not None]
+    found = [
+        r
+        for r in (
+            _pair_roots(lay, root, dirs, len(layouts) == 1) if lay.root_names else _layout_roots(lay, dirs, need_images)
+            for lay in layouts
+        )
+        if r is not None
+    ]
     if len(found) > 1:
         raise DataError(_ambiguous_message(root, found))
     return found[0] if found else None
@@ -299,8 +309,11 @@ def _pair_roots(layout: Layout, root: Path, dirs: dict[str, list[Path]], named: 
     )
 
     for folder in [d for name in layout.root_names for d in dirs.get(name, [])] + [root]:
-        firsts = [f for split in sorted(split_names(folder, layout.images))  # one file per split folder, any one:
-                  if (f := next(folder.glob(fill_split(layout.images, split)), None))]  # a big folder is not listed
+        firsts = [
+            f
+            for split in sorted(split_names(folder, layout.images))  # one file per split folder, any one:
+            if (f := next(folder.glob(fill_split(layout.images, split)), None))
+        ]  # a big folder is not listed
         problems = [(f, check_pair_file(f)) for f in firsts]  # judged at the default tolerance it was tuned at
         if firsts and not any(problem for _, problem in problems):
             return DataRoots(folder, folder, layout=layout)
@@ -387,8 +400,11 @@ def _not_found_message(searched: list[Path], need_images: bool, source: str, lay
         return _glob_not_found(searched[0], layouts[0], source)
     layout = layouts[0]
     folders = [layout.images, layout.labels[0]] if need_images else [layout.labels[0]]
-    wanted = (" or ".join(f"{name}/" for name in layout.root_names) + " (or split folders of pair files)"
-              if layout.root_names else " and ".join(anchor(p)[0] + "/" for p in folders))
+    wanted = (
+        " or ".join(f"{name}/" for name in layout.root_names) + " (or split folders of pair files)"
+        if layout.root_names
+        else " and ".join(anchor(p)[0] + "/" for p in folders)
+    )
     return (
         f"no {layout.title} data under the {source} given: expected {wanted} within {_SEARCH_DEPTH} levels, searched:\n"
         f"{where}\n{layout.tree()}\nFix: point {source} at the directory those folders are in"
@@ -411,12 +427,15 @@ def _auto_not_found(where: str, need_images: bool, source: str) -> str:
 
 def _glob_not_found(root: Path, layout: Layout, source: str) -> str:
     """Which pattern has no split folder below the root (glob layouts are not searched for)."""
-    found = [f"  {name} {p!r}: splits {sorted(split_names(root, p)) or 'none'} (folders "
-             f"{_split_path(root, layout, p, '<split>')})" for name, p in (("image_glob", layout.images),
-                                                                         ("label_glob", layout.labels[0]))]
+    found = [
+        f"  {name} {p!r}: splits {sorted(split_names(root, p)) or 'none'} (folders "
+        f"{_split_path(root, layout, p, '<split>')})"
+        for name, p in (("image_glob", layout.images), ("label_glob", layout.labels[0]))
+    ]
     return (
         f"no data for the glob patterns below the {source} given ({root}"
-        f"{'' if root.is_dir() else ', which does not exist'}):\n" + "\n".join(found)
+        f"{'' if root.is_dir() else ', which does not exist'}):\n"
+        + "\n".join(found)
         + f"\nFix: write both patterns relative to {source}, with {{split}} where the split's folder is."
     )
 
@@ -476,7 +495,9 @@ def _collect(root: Path, pattern: str, split: str, layout: Layout, labels: bool)
                 raise DataError(_twice_message(stem, seen[stem], path, split))
             seen[stem] = path
             group = group_of(path.relative_to(root), filled)
-            files[stem] = _File(path, fmt or (labels and label_format_of(path)) or "", group)  # preferred formats come last
+            files[stem] = _File(
+                path, fmt or (labels and label_format_of(path)) or "", group
+            )  # preferred formats come last
     return files
 
 
@@ -488,8 +509,9 @@ def _twice_message(stem: str, first: Path, second: Path, split: str) -> str:
     )
 
 
-def _check_pairing(images: dict[str, _File], labels: dict[str, _File], roots: DataRoots, pattern: str,
-                   split: str) -> None:
+def _check_pairing(
+    images: dict[str, _File], labels: dict[str, _File], roots: DataRoots, pattern: str, split: str
+) -> None:
     """Raise a DataError naming the images without labels, or the labels without images."""
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled:
@@ -523,7 +545,9 @@ def _where(root: Path, layout: Layout, pattern: str, split: str) -> str:
 
 def _label_fix(roots: DataRoots, pattern: str, split: str, stem: str) -> str:
     """The fix for a missing label file, computed from what sits in its place."""
-    found = sorted(p for d in split_dirs(roots.label_root, pattern, split) for p in d.rglob(f"{glob.escape(stem)}*") if p.is_file())
+    found = sorted(
+        p for d in split_dirs(roots.label_root, pattern, split) for p in d.rglob(f"{glob.escape(stem)}*") if p.is_file()
+    )
     names = ", ".join(p.name for p in found[:_SHOW])
     if any("color" in p.name.lower() for p in found):
         return (
@@ -553,7 +577,9 @@ def _no_files_message(root: Path, pattern: str, split: str, layout: Layout) -> s
     elif layout.name == "glob":
         fix = "make --image-glob / --label-glob match these files (folders, name ending, extension)."
     else:
-        fix = "point data_root at the root of the extracted data set, or describe it with --image-glob and --label-glob."
+        fix = (
+            "point data_root at the root of the extracted data set, or describe it with --image-glob and --label-glob."
+        )
     return (
         f"no files matching {tail} in {_split_path(root, layout, pattern, split)} ({instead}).\n"
         f"{layout.tree()}\nFix: {fix}"

@@ -56,13 +56,16 @@ def read_photo(path: str | Path) -> np.ndarray:
             im.load()  # decode the whole file now: a truncated one fails here, naming itself
             return _to_rgb(im.transpose(_TRANSPOSE[turn]) if turn != 1 else im, path)
     except FileNotFoundError:
-        raise DataError(f"image file not found: {path}. Fix: re-run discovery (the data set changed on disk) "
-                        "or check the path.") from None
+        raise DataError(
+            f"image file not found: {path}. Fix: re-run discovery (the data set changed on disk) or check the path."
+        ) from None
     except UnidentifiedImageError:
         raise DataError(_unreadable(path, "not an image file Pillow can read")) from None
     except Image.DecompressionBombError as err:
-        raise DataError(f"image {path} is too large to decode safely ({err}). Fix: downscale it first, e.g. to "
-                        "4000 pixels on its long side.") from None
+        raise DataError(
+            f"image {path} is too large to decode safely ({err}). Fix: downscale it first, e.g. to "
+            "4000 pixels on its long side."
+        ) from None
     except (OSError, SyntaxError, ValueError) as err:  # Pillow's errors for damaged data
         raise DataError(_unreadable(path, str(err))) from None
 
@@ -120,9 +123,15 @@ def _orientation(im: Image.Image) -> int:
 
 
 # How a viewer shows each EXIF orientation (what Pillow's ImageOps.exif_transpose does).
-_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 # ISO-BMFF brands of still images (`ftyp` at byte 4, the brand after it): HEIF/HEIC, AVIF.
@@ -145,12 +154,16 @@ def is_heif(path: Path) -> bool:
 def _unreadable(path: Path, why: str) -> str:
     size = path.stat().st_size if path.is_file() else 0
     if is_heif(path):
-        return (f"cannot read {path}: it is a HEIC/HEIF or AVIF photo (an iPhone's default format), which the "
-                "Pillow installed here does not decode. Fix: convert it to JPEG or PNG (e.g. `heif-convert IN OUT.jpg`"
-                " from libheif; on the phone, Settings > Camera > Formats > Most Compatible), then predict that.")
-    return (f"cannot decode image file {path} ({size} bytes): it is corrupt or truncated ({why}); expected a "
-            "complete image file (PNG, JPEG, ...). Fix: re-extract or re-download it (a copy that stopped half-way "
-            "is truncated), or remove it.")
+        return (
+            f"cannot read {path}: it is a HEIC/HEIF or AVIF photo (an iPhone's default format), which the "
+            "Pillow installed here does not decode. Fix: convert it to JPEG or PNG (e.g. `heif-convert IN OUT.jpg`"
+            " from libheif; on the phone, Settings > Camera > Formats > Most Compatible), then predict that."
+        )
+    return (
+        f"cannot decode image file {path} ({size} bytes): it is corrupt or truncated ({why}); expected a "
+        "complete image file (PNG, JPEG, ...). Fix: re-extract or re-download it (a copy that stopped half-way "
+        "is truncated), or remove it."
+    )
 
 
 def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:

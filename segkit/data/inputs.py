@@ -71,12 +71,14 @@ class PredictInputs:
     def finish(self, total: int, out_dir: Path) -> None:
         """Say how many pairs were halved; raise a DataError counting the files that failed."""
         if self.halves:
-            logger.info("%d image pair(s): their photo (left half) predicted, each prediction at the half's size",
-                        self.halves)
+            logger.info(
+                "%d image pair(s): their photo (left half) predicted, each prediction at the half's size", self.halves
+            )
         if not self.failed:
             return
         names = ", ".join(str(p) for p, _ in self.failed[:_SHOW]) + (
-            f" and {len(self.failed) - _SHOW} more" if len(self.failed) > _SHOW else "")
+            f" and {len(self.failed) - _SHOW} more" if len(self.failed) > _SHOW else ""
+        )
         raise DataError(
             f"{len(self.failed)} of {total} images could not be predicted ({names}; each one's reason is logged above, "
             f"the first: {self.failed[0][1]}). The other {total - len(self.failed)} predictions are in {out_dir}. "

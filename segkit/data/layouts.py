@@ -30,7 +30,9 @@ from segkit.errors import DataError
 
 LABEL_FORMATS = ("labelTrainIds", "labelIds")  # what {format} stands for, preferred first (no lookup table)
 PAIR_FORMAT = "pairColor"  # label format of an image pair: the colour mask in the file's right half
-DEFAULT_COLOR_TOLERANCE = DataConfig.color_tolerance  # how far a pair's mask pixel may be from a palette colour (segkit.data.pairs)
+DEFAULT_COLOR_TOLERANCE = (
+    DataConfig.color_tolerance
+)  # how far a pair's mask pixel may be from a palette colour (segkit.data.pairs)
 SKIPPED_DIRS = ("segkit_cache",)  # folders never taken for a split: segkit's own cache sits in the image root
 _WILD = re.compile(r"[*?\[]")
 
@@ -68,9 +70,12 @@ class Layout:
 
 
 CITYSCAPES = Layout(
-    "cityscapes", "Cityscapes", "leftImg8bit/{split}/*/*_leftImg8bit.png",
+    "cityscapes",
+    "Cityscapes",
+    "leftImg8bit/{split}/*/*_leftImg8bit.png",
     ("gtFine/{split}/*/*_gtFine_{format}.png", "gtCoarse*/{split}/*/*_gtCoarse_{format}.png"),
-    folders=("city",), shipped="leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip",
+    folders=("city",),
+    shipped="leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip",
     expected=(
         "expected layout (as in the official leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip):\n"
         "  <root>/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png\n"
@@ -81,32 +86,52 @@ CITYSCAPES = Layout(
     ),
 )
 GTCOARSE = Layout(
-    "gtcoarse", "Cityscapes images, coarse labels", CITYSCAPES.images,
-    ("gtCoarse*/{split}/*/*_gtCoarse_{format}.png",), folders=("city",),
+    "gtcoarse",
+    "Cityscapes images, coarse labels",
+    CITYSCAPES.images,
+    ("gtCoarse*/{split}/*/*_gtCoarse_{format}.png",),
+    folders=("city",),
     shipped="leftImg8bit + gtCoarse.zip, or Nighttime Driving's gtCoarse_daytime_trainvaltest/",
 )
 KITTI = Layout(
-    "kitti", "KITTI semantics", "{split}/image_2/*.png", ("{split}/semantic/*.png",), label_format="labelIds",
+    "kitti",
+    "KITTI semantics",
+    "{split}/image_2/*.png",
+    ("{split}/semantic/*.png",),
+    label_format="labelIds",
     shipped="KITTI data_semantics.zip: training/ (with labels) and testing/ (images only)",
 )
 ACDC = Layout(
-    "acdc", "ACDC", "rgb_anon/*/{split}/*/*_rgb_anon.png", ("gt/*/{split}/*/*_gt_{format}.png",),
-    markers=("fog", "night", "rain", "snow"), folders=("condition", "sequence"),
+    "acdc",
+    "ACDC",
+    "rgb_anon/*/{split}/*/*_rgb_anon.png",
+    ("gt/*/{split}/*/*_gt_{format}.png",),
+    markers=("fog", "night", "rain", "snow"),
+    folders=("condition", "sequence"),
     shipped="ACDC rgb_anon_trainvaltest.zip + gt_trainval.zip",
 )
 DARK_ZURICH = Layout(
-    "dark-zurich", "Dark Zurich", "rgb_anon/{split}/*/*/*_rgb_anon.png", ("gt/{split}/*/*/*_gt_{format}.png",),
-    markers=("train", "val", "test"), folders=("condition", "sequence"),
+    "dark-zurich",
+    "Dark Zurich",
+    "rgb_anon/{split}/*/*/*_rgb_anon.png",
+    ("gt/{split}/*/*/*_gt_{format}.png",),
+    markers=("train", "val", "test"),
+    folders=("condition", "sequence"),
     shipped="Dark_Zurich_val_anon.zip (rgb_anon/val/night/<sequence>/, gt/val/night/<sequence>/)",
 )
 IMAGE_PAIRS = Layout(
-    "image-pairs", "Cityscapes Image Pairs (photo | colour mask in one file)", "{split}/*.jpg", ("{split}/*.jpg",),
-    label_format=PAIR_FORMAT, root_names=("cityscapes_data",),
+    "image-pairs",
+    "Cityscapes Image Pairs (photo | colour mask in one file)",
+    "{split}/*.jpg",
+    ("{split}/*.jpg",),
+    label_format=PAIR_FORMAT,
+    root_names=("cityscapes_data",),
     shipped="Kaggle's Cityscapes Image Pairs (pix2pix's cityscapes set)",
     expected=(
         "expected layout (as in Kaggle's Cityscapes Image Pairs, pix2pix's cityscapes set):\n"
         "  <root>/cityscapes_data/{train,val}/<n>.jpg  (also nested: cityscapes_data/cityscapes_data/...),\n"
-        "  or <root>/{train,val}/<n>.jpg in a folder of any name (found by the files' content, or --layout image-pairs);\n"
+        "  or <root>/{train,val}/<n>.jpg in a folder of any name "
+        "(found by the files' content, or --layout image-pairs);\n"
         "  each file the photo on its left half and the Cityscapes colour mask on its right half\n"
         "  (PNG pairs or other folders: --image-glob and --label-glob, the same pattern, --label-format pairColor)"
     ),
@@ -117,9 +142,15 @@ AUTO = (CITYSCAPES, KITTI, ACDC, DARK_ZURICH, IMAGE_PAIRS)
 # Image name endings `segkit predict` drops to name a prediction after the frame's stem.
 IMAGE_ENDINGS = tuple(dict.fromkeys(e for lay in AUTO if (e := PurePosixPath(lay.images).stem[1:])))
 # Label file endings of the built-in layouts, to read a bare label path's stem and format (scoring).
-LABEL_ENDINGS = tuple(dict.fromkeys(
-    p.rsplit("/", 1)[-1][1:].replace("{format}", f) for lay in BUILT_IN.values() for p in lay.labels if "{format}" in p
-    for f in LABEL_FORMATS))
+LABEL_ENDINGS = tuple(
+    dict.fromkeys(
+        p.rsplit("/", 1)[-1][1:].replace("{format}", f)
+        for lay in BUILT_IN.values()
+        for p in lay.labels
+        if "{format}" in p
+        for f in LABEL_FORMATS
+    )
+)
 
 
 def glob_layout(image_glob: str, label_glob: str) -> Layout:
@@ -127,8 +158,13 @@ def glob_layout(image_glob: str, label_glob: str) -> Layout:
     return Layout("glob", "glob patterns", image_glob, (label_glob,), folders=())
 
 
-def layouts_for(layout: str = "auto", image_glob: str = "", label_glob: str = "",
-                label_format: str = "auto", color_tolerance: float = DEFAULT_COLOR_TOLERANCE) -> tuple[Layout, ...]:
+def layouts_for(
+    layout: str = "auto",
+    image_glob: str = "",
+    label_glob: str = "",
+    label_format: str = "auto",
+    color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+) -> tuple[Layout, ...]:
     """The layouts discovery tries for these config fields: one when named or globbed, else AUTO.
 
     Args:
@@ -143,8 +179,12 @@ def layouts_for(layout: str = "auto", image_glob: str = "", label_glob: str = ""
         chosen: tuple[Layout, ...] = (glob_layout(image_glob, label_glob),)
     else:
         chosen = AUTO if layout == "auto" else (BUILT_IN[layout],)
-    chosen = tuple(lay if lay.label_format == PAIR_FORMAT or label_format == "auto" else
-                   replace(lay, formats=(label_format,), label_format=label_format) for lay in chosen)
+    chosen = tuple(
+        lay
+        if lay.label_format == PAIR_FORMAT or label_format == "auto"
+        else replace(lay, formats=(label_format,), label_format=label_format)
+        for lay in chosen
+    )
     if float(color_tolerance) == DEFAULT_COLOR_TOLERANCE:
         return chosen
     return tuple(replace(lay, color_tolerance=float(color_tolerance)) for lay in chosen)

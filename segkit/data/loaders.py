@@ -32,7 +32,9 @@ class EpochSampler(Sampler):
     (seed, epoch, position) — not on worker count or on where a run was interrupted.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, pad: bool = True) -> None:
+    def __init__(
+        self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, pad: bool = True
+    ) -> None:
         self.n, self.seed, self.shuffle, self.rank, self.world, self.pad = n, seed, shuffle, rank, world, pad
         self.epoch, self.start = 0, 0
 
@@ -81,8 +83,9 @@ def _worker_init(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build_loaders(cfg: TrainConfig, roots, device: torch.device,
-                  normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD)) -> tuple[DataLoader, DataLoader]:
+def build_loaders(
+    cfg: TrainConfig, roots, device: torch.device, normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD)
+) -> tuple[DataLoader, DataLoader]:
     """Train loader (augmented, EpochSampler) and validation loader (`eval_loader`).
 
     `normalization` is the model's (mean, std): what its encoder was pretrained with.
@@ -93,28 +96,57 @@ def build_loaders(cfg: TrainConfig, roots, device: torch.device,
     if (note := size_note(train_samples, cfg.image_size)) and runtime.is_main():
         log.info(note)  # image pairs' halves are square and small: say what image_size does to them
     if len(train_samples) < cfg.batch_size * runtime.world_size():
-        log.warning("only %d training images for batch_size %d x %d processes", len(train_samples), cfg.batch_size, runtime.world_size())
-    transform = train_transform(cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop,
-                                focus_p=cfg.focus_crop)
+        log.warning(
+            "only %d training images for batch_size %d x %d processes",
+            len(train_samples),
+            cfg.batch_size,
+            runtime.world_size(),
+        )
+    transform = train_transform(
+        cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop, focus_p=cfg.focus_crop
+    )
     cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
-    train_ds = (CachedDataset(cache, cfg.train_split, transform, train_samples) if cache else
-                CityscapesDataset(train_samples, transform))
+    train_ds = (
+        CachedDataset(cache, cfg.train_split, transform, train_samples)
+        if cache
+        else CityscapesDataset(train_samples, transform)
+    )
     workers = runtime.default_num_workers(cfg.num_workers)
     sampler = EpochSampler(len(train_ds), cfg.seed, True, runtime.rank(), runtime.world_size())
     # drop_last keeps BatchNorm away from batches of one; a generator keeps the global RNG untouched.
-    train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
-                       generator=torch.Generator().manual_seed(cfg.seed), **_loader_options(workers, device))
+    train = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        drop_last=len(train_ds) > cfg.batch_size,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        **_loader_options(workers, device),
+    )
     label_res = cfg.eval_resolution == "label"
-    val = eval_loader(val_samples, None if label_res else cfg.image_size, normalization, batch_size=cfg.batch_size,
-                      num_workers=workers, device=device, cache=None if label_res else _find_cache(cfg, val_samples),
-                      split=cfg.val_split)
+    val = eval_loader(
+        val_samples,
+        None if label_res else cfg.image_size,
+        normalization,
+        batch_size=cfg.batch_size,
+        num_workers=workers,
+        device=device,
+        cache=None if label_res else _find_cache(cfg, val_samples),
+        split=cfg.val_split,
+    )
     return train, val
 
 
-def eval_loader(samples: Sequence[Any], resize: Sequence[int] | None,
-                normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD), *, batch_size: int = 1,
-                num_workers: int = 0, device: torch.device | None = None, cache: Path | None = None,
-                split: str = "") -> DataLoader:
+def eval_loader(
+    samples: Sequence[Any],
+    resize: Sequence[int] | None,
+    normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD),
+    *,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    device: torch.device | None = None,
+    cache: Path | None = None,
+    split: str = "",
+) -> DataLoader:
     """Evaluation batches: a fixed order, each torchrun rank its share (no image counted twice).
 
     Args:
@@ -130,15 +162,23 @@ def eval_loader(samples: Sequence[Any], resize: Sequence[int] | None,
     """
     mean, std = normalization
     transform = eval_transform(None if resize is None or cache else tuple(resize), mean, std)
-    ds = (CachedDataset(cache, split, transform, list(samples)) if cache and resize is not None else
-          CityscapesDataset(samples, transform, label_resolution=resize is None))
+    ds = (
+        CachedDataset(cache, split, transform, list(samples))
+        if cache and resize is not None
+        else CityscapesDataset(samples, transform, label_resolution=resize is None)
+    )
     sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size(), pad=False)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, **_loader_options(num_workers, device))
 
 
 def _loader_options(workers: int, device: torch.device | None) -> dict[str, Any]:
-    return {"num_workers": workers, "pin_memory": device is not None and device.type == "cuda", "collate_fn": collate,
-            "persistent_workers": workers > 0, "worker_init_fn": _worker_init if workers > 0 else None}
+    return {
+        "num_workers": workers,
+        "pin_memory": device is not None and device.type == "cuda",
+        "collate_fn": collate,
+        "persistent_workers": workers > 0,
+        "worker_init_fn": _worker_init if workers > 0 else None,
+    }
 
 
 def _find_cache(cfg: TrainConfig, samples: list):

@@ -176,9 +176,11 @@ def pair_problem(image: np.ndarray, tolerance: float = DEFAULT_COLOR_TOLERANCE) 
         return "its LEFT half is the colour mask and its right half the photo; segkit expects the photo on the left"
     if all(is_mask):
         return "both halves look like colour masks"
-    return (f"its right half is no colour mask: {100 * right[0]:.0f}% of its pixels are within {tolerance:g} levels of "
-            f"a palette colour and {100 * right[1]:.0f}% within {EXACT:g} of one other than black "
-            f"(a mask: {100 * MASK_SHARE:.0f}% and {100 * EXACT_SHARE:.0f}%)")
+    return (
+        f"its right half is no colour mask: {100 * right[0]:.0f}% of its pixels are within {tolerance:g} levels of "
+        f"a palette colour and {100 * right[1]:.0f}% within {EXACT:g} of one other than black "
+        f"(a mask: {100 * MASK_SHARE:.0f}% and {100 * EXACT_SHARE:.0f}%)"
+    )
 
 
 def looks_like_pair(image: np.ndarray, tolerance: float = DEFAULT_COLOR_TOLERANCE) -> bool:
@@ -198,8 +200,11 @@ def trained_on_pairs(ckpt: dict) -> bool:
     """Whether a checkpoint's model was trained on image pairs (its recorded data or config)."""
     layout = (ckpt.get("data") or {}).get("layout") or {}
     config = ckpt.get("config") or {}
-    return (layout.get("label_format") == PAIR_FORMAT or config.get("layout") == "image-pairs"
-            or config.get("label_format") == PAIR_FORMAT)
+    return (
+        layout.get("label_format") == PAIR_FORMAT
+        or config.get("layout") == "image-pairs"
+        or config.get("label_format") == PAIR_FORMAT
+    )
 
 
 # ----------------------------------------------------------------------------- protocol, statistics
@@ -212,8 +217,10 @@ def protocol_labels(samples: Sequence[Any]) -> str:
         return ""
     with Image.open(pair.label) as im:
         w, h, kind = im.width // 2, im.height, im.format or Path(pair.label).suffix.lstrip(".").upper()
-    return (f"labels decoded from {h}x{w} {kind} colour masks (image pairs, color_tolerance "
-            f"{tolerance_of(pair):g}): not comparable with the official benchmark")
+    return (
+        f"labels decoded from {h}x{w} {kind} colour masks (image pairs, color_tolerance "
+        f"{tolerance_of(pair):g}): not comparable with the official benchmark"
+    )
 
 
 def protocol_fields(samples: Sequence[Any]) -> dict[str, str]:
@@ -232,9 +239,11 @@ def size_note(samples: Sequence[Any], image_size: Sequence[int]) -> str:
     scale = max(image_size[0] / h, image_size[1] / w)  # the resize that covers image_size, aspect kept
     if scale == 1:
         return ""
-    return (f"image pairs: each photo half is {h}x{w} (for Kaggle's, the scene squashed to half its width); "
-            f"image_size {image_size[0]}x{image_size[1]} resizes it to {round(h * scale)}x{round(w * scale)} to cover it "
-            f"({scale:g}x); --image-size {h} {w} trains at the halves' own size")
+    return (
+        f"image pairs: each photo half is {h}x{w} (for Kaggle's, the scene squashed to half its width); "
+        f"image_size {image_size[0]}x{image_size[1]} resizes it to {round(h * scale)}x{round(w * scale)} to cover it "
+        f"({scale:g}x); --image-size {h} {w} trains at the halves' own size"
+    )
 
 
 def decoding_counts(samples: Sequence[Any]) -> dict[str, int]:
@@ -256,8 +265,13 @@ def decoding_counts(samples: Sequence[Any]) -> dict[str, int]:
 # ----------------------------------------------------------------------------- writing pairs
 
 
-def make_pair(photo: np.ndarray, label_ids: np.ndarray, half: tuple[int, int] = (256, 256),
-              quality: int = 75, suffix: str = ".jpg") -> bytes:
+def make_pair(
+    photo: np.ndarray,
+    label_ids: np.ndarray,
+    half: tuple[int, int] = (256, 256),
+    quality: int = 75,
+    suffix: str = ".jpg",
+) -> bytes:
     """A pair file as pix2pix made Cityscapes Image Pairs: photo and colour mask squashed, side by side.
 
     Both halves are resized with Pillow's bicubic filter (what `Image.resize` does by default),

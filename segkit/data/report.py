@@ -20,8 +20,11 @@ def describe_data(roots: DataRoots) -> str:
     if not roots.synthetic:
         return roots.describe()
     bar = "!" * 78
-    return (f"{bar}\n!! SYNTHETIC DATA, NOT CITYSCAPES: numbers below say nothing about Cityscapes.\n"
-            f"!! For real data pass data_root=/path/to/data (any layout: README, Data) or set CITYSCAPES_DATASET.\n{bar}\n{roots.describe()}")
+    return (
+        f"{bar}\n!! SYNTHETIC DATA, NOT CITYSCAPES: numbers below say nothing about Cityscapes.\n"
+        "!! For real data pass data_root=/path/to/data (any layout: README, Data) or set CITYSCAPES_DATASET.\n"
+        f"{bar}\n{roots.describe()}"
+    )
 
 
 def split_city_counts(samples: dict[str, Sequence[Sample]]) -> pd.DataFrame:
@@ -35,10 +38,13 @@ def split_city_counts(samples: dict[str, Sequence[Sample]]) -> pd.DataFrame:
 def check_table(checks: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """The `check_samples` reports of several splits as one table."""
     rows = {
-        split: {"pairs": c["pairs"], "sizes (HxW)": ", ".join(f"{h}x{w} ({n})" for (h, w), n in c["sizes"].items()),
-                "label formats": ", ".join(c["label_formats"]),
-                "trainIds present": len([v for v in c["label_values"] if v != IGNORE_INDEX]),
-                "ignored %": round(100 * c["ignored_fraction"], 2)}
+        split: {
+            "pairs": c["pairs"],
+            "sizes (HxW)": ", ".join(f"{h}x{w} ({n})" for (h, w), n in c["sizes"].items()),
+            "label formats": ", ".join(c["label_formats"]),
+            "trainIds present": len([v for v in c["label_values"] if v != IGNORE_INDEX]),
+            "ignored %": round(100 * c["ignored_fraction"], 2),
+        }
         for split, c in checks.items()
     }
     return pd.DataFrame(rows).T
@@ -52,8 +58,14 @@ def class_frequency_table(counts: np.ndarray, weights: np.ndarray) -> pd.DataFra
         weights: (C,) loss weights, from `class_weights`.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    return pd.DataFrame({"class": CLASS_NAMES, "pixels": counts, "fraction": counts / max(1, counts.sum()),
-                         "weight": np.asarray(weights, dtype=np.float64)})
+    return pd.DataFrame(
+        {
+            "class": CLASS_NAMES,
+            "pixels": counts,
+            "fraction": counts / max(1, counts.sum()),
+            "weight": np.asarray(weights, dtype=np.float64),
+        }
+    )
 
 
 def decoding_table(samples: dict[str, Sequence[Sample]], limit: int | None = None) -> pd.DataFrame:
@@ -67,8 +79,16 @@ def decoding_table(samples: dict[str, Sequence[Sample]], limit: int | None = Non
     for split, items in samples.items():
         c = decoding_counts(list(items)[:limit])
         if c["pairs"]:
-            rows[split] = {"pairs": c["pairs"], "pixels": c["pixels"],
-                           **{name: 100 * c[key] / c["pixels"] for name, key in
-                              (("train classes %", "classes"), ("void colours %", "void"),
-                               ("far from every colour %", "far"))}}
+            rows[split] = {
+                "pairs": c["pairs"],
+                "pixels": c["pixels"],
+                **{
+                    name: 100 * c[key] / c["pixels"]
+                    for name, key in (
+                        ("train classes %", "classes"),
+                        ("void colours %", "void"),
+                        ("far from every colour %", "far"),
+                    )
+                },
+            }
     return pd.DataFrame(rows).T.astype({"pairs": int, "pixels": int}) if rows else pd.DataFrame()

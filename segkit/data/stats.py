@@ -95,9 +95,7 @@ def class_weights(
         raise ConfigError(f"class weight method must be one of {CLASS_WEIGHTS}, got {method!r}")
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or (counts < 0).any() or counts.sum() <= 0:
-        raise ConfigError(
-            f"counts must be a 1-D array of pixel counts with a positive sum, got {counts}"
-        )
+        raise ConfigError(f"counts must be a 1-D array of pixel counts with a positive sum, got {counts}")
     if method == "none":
         return np.ones_like(counts, dtype=np.float32)
     present = counts > 0
@@ -110,9 +108,7 @@ def class_weights(
         raw = np.median(freq) / freq
     else:
         if enet_c <= 1.0:
-            raise ConfigError(
-                f"enet_c must be > 1 (ln(c + p) must be positive), got {enet_c}; try 1.02"
-            )
+            raise ConfigError(f"enet_c must be > 1 (ln(c + p) must be positive), got {enet_c}; try 1.02")
         raw = 1.0 / np.log(enet_c + freq)
     weights = np.zeros_like(counts)
     weights[present] = raw / raw.mean()
@@ -124,9 +120,7 @@ def _cache_key(samples: Sequence[Sample], num_classes: int) -> str:
     digest = hashlib.sha256(f"v2 {num_classes}".encode())
     for sample in samples:
         stat = os.stat(sample.label)
-        digest.update(
-            f"\n{sample.label}|{sample.label_format}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-        )
+        digest.update(f"\n{sample.label}|{sample.label_format}|{stat.st_size}|{stat.st_mtime_ns}".encode())
         if is_pair_sample(sample):  # a colour mask's counts depend on how it was decoded
             digest.update(f"|{DECODER}|{tolerance_of(sample)}".encode())
     return digest.hexdigest()

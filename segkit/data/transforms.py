@@ -76,8 +76,9 @@ def train_transform(
     return A.Compose(ops + _to_tensor(mean, std))
 
 
-def eval_transform(image_size: tuple[int, int] | None, mean: Sequence[float] = MEAN,
-                   std: Sequence[float] = STD) -> A.Compose:
+def eval_transform(
+    image_size: tuple[int, int] | None, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+) -> A.Compose:
     """Evaluation pipeline: optional resize (aspect ratio kept), normalise, to tensor.
 
     Args:
@@ -114,8 +115,10 @@ def cover_size(shape: Sequence[int], image_size: Sequence[int], scale: float = 1
     E.g. (1024, 2048) at (256, 512) -> (256, 512); (360, 480) -> (96, 128); (256, 768) -> (64, 192).
     """
     factor = max(image_size[0] / shape[0], image_size[1] / shape[1]) * scale  # the side that just fits
-    return (max(round(image_size[0] * scale), round(shape[0] * factor)),
-            max(round(image_size[1] * scale), round(shape[1] * factor)))
+    return (
+        max(round(image_size[0] * scale), round(shape[0] * factor)),
+        max(round(image_size[1] * scale), round(shape[1] * factor)),
+    )
 
 
 def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -176,8 +179,15 @@ class RandomScaleCrop(A.DualTransform):
 
     _targets = (Targets.IMAGE, Targets.MASK)
 
-    def __init__(self, height: int, width: int, scale_range: tuple[float, float] = (0.5, 2.0),
-                 focus_p: float = 0.0, focus_classes: Sequence[int] = (), p: float = 1.0):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        focus_p: float = 0.0,
+        focus_classes: Sequence[int] = (),
+        p: float = 1.0,
+    ):
         super().__init__(p=p)
         self.height, self.width, self.scale_range = int(height), int(width), tuple(scale_range)
         self.focus_p, self.focus_classes = float(focus_p), tuple(int(c) for c in focus_classes)
@@ -189,7 +199,10 @@ class RandomScaleCrop(A.DualTransform):
         rows_in, cols_in = params["shape"][:2]
         scale = self.py_random.uniform(*self.scale_range)
         row, col = (self._focus(data.get("mask")) if self.focus_p > 0 else None) or (None, None)
-        return {"rows": self._axis(rows_in, self.height, scale, row), "cols": self._axis(cols_in, self.width, scale, col)}
+        return {
+            "rows": self._axis(rows_in, self.height, scale, row),
+            "cols": self._axis(cols_in, self.width, scale, col),
+        }
 
     def _focus(self, mask: np.ndarray | None) -> tuple[int, int] | None:
         """A random pixel (row, col) of a focus class, drawn for `focus_p` of the crops; else None."""
@@ -242,8 +255,14 @@ class ColorJitter(A.ImageOnlyTransform):
     four compose into one 3x4 matrix, so the image is read once (`cv2.transform`, saturating).
     """
 
-    def __init__(self, brightness: float = 0.25, contrast: float = 0.25, saturation: float = 0.25,
-                 hue: float = 0.05, p: float = 0.8):
+    def __init__(
+        self,
+        brightness: float = 0.25,
+        contrast: float = 0.25,
+        saturation: float = 0.25,
+        hue: float = 0.05,
+        p: float = 0.8,
+    ):
         super().__init__(p=p)
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
@@ -305,8 +324,10 @@ def normalize_image(image: np.ndarray, mean: tuple = MEAN, std: tuple = STD) -> 
         (H, W, 3) uint8 RGB -> (H, W, 3) float32.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}; "
-                         "decode images with segkit.data.cityscapes.read_image or convert with PIL .convert('RGB')")
+        raise ValueError(
+            f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}; "
+            "decode images with segkit.data.cityscapes.read_image or convert with PIL .convert('RGB')"
+        )
     return cv2.LUT(image, _normalisation_table(tuple(mean), tuple(std)))
 
 

@@ -78,6 +78,11 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr: float, encoder_l
     for p in model.parameters():
         if p.requires_grad:
             groups.setdefault((id(p) in in_encoder, p.ndim <= 1), []).append(p)
-    return [{"params": params, "weight_decay": 0.0 if no_decay else weight_decay,
-             "lr": lr * (encoder_lr_scale if is_encoder else 1.0)}
-            for (is_encoder, no_decay), params in sorted(groups.items())]
+    return [
+        {
+            "params": params,
+            "weight_decay": 0.0 if no_decay else weight_decay,
+            "lr": lr * (encoder_lr_scale if is_encoder else 1.0),
+        }
+        for (is_encoder, no_decay), params in sorted(groups.items())
+    ]

@@ -33,8 +33,9 @@ from segkit.runtime import Precision, log
 from segkit.tb import TensorBoardLog
 
 
-def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
-        stop_at_step: int | None = None) -> RunSummary:
+def fit(
+    cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None, stop_at_step: int | None = None
+) -> RunSummary:
     """Train `cfg` into `cfg.run_dir`: model -> optimizer -> schedule -> resume -> epochs -> final evaluation.
 
     Args:
@@ -71,9 +72,15 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                 epoch = state.epoch
                 train_loader.sampler.set_epoch(epoch, state.step_in_epoch, cfg.batch_size)
                 result = train_one_epoch(
-                    model=train_model, loader=train_loader, loss_fn=loss_fn, optim=optim, epoch=epoch,
-                    stop=lambda steps: stopper.reason(state.global_step + steps), log_every=cfg.log_every,
-                    on_step=board.on_step(state.global_step) if board else None, channels_last=channels_last(cfg, device),
+                    model=train_model,
+                    loader=train_loader,
+                    loss_fn=loss_fn,
+                    optim=optim,
+                    epoch=epoch,
+                    stop=lambda steps: stopper.reason(state.global_step + steps),
+                    log_every=cfg.log_every,
+                    on_step=board.on_step(state.global_step) if board else None,
+                    channels_last=channels_last(cfg, device),
                 )
                 row = _advance(state, result, stopper.elapsed())
                 check_finite_weights(model, optim, epoch, state.global_step, cfg.crop)
@@ -81,10 +88,16 @@ def fit(cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None,
                 # A signal leaves seconds at most (Kaggle kills soon after SIGTERM): save, don't evaluate.
                 if _validation_due(cfg, result, state, reason):
                     with budget.timed():
-                        ev = evaluate(model=train_model, loader=val_loader, image_size=cfg.image_size,
-                                      precision=precision, loss_fn=loss_fn)
-                        _record_validation(cfg, run, board, model, optim, ev, row, state, roots,
-                                           val_loader.dataset.samples)
+                        ev = evaluate(
+                            model=train_model,
+                            loader=val_loader,
+                            image_size=cfg.image_size,
+                            precision=precision,
+                            loss_fn=loss_fn,
+                        )
+                        _record_validation(
+                            cfg, run, board, model, optim, ev, row, state, roots, val_loader.dataset.samples
+                        )
                 state.history.append(row.as_dict())  # a partial epoch's row is replaced when a resumed run completes it
                 state.status = reason or (Status.COMPLETED if state.epoch >= cfg.epochs else Status.RUNNING)
                 with budget.timed():
@@ -117,8 +130,14 @@ def _advance(state: TrainState, result: EpochResult, elapsed_seconds: float) -> 
     if not result.stopped_early:
         state.epoch, state.step_in_epoch = epoch + 1, 0
     state.elapsed_seconds = elapsed_seconds
-    return HistoryRow(epoch=epoch, train_loss=train_loss, lr=result.lr, images_per_sec=result.images_per_sec,
-                      minutes=elapsed_seconds / 60, steps=state.global_step)
+    return HistoryRow(
+        epoch=epoch,
+        train_loss=train_loss,
+        lr=result.lr,
+        images_per_sec=result.images_per_sec,
+        minutes=elapsed_seconds / 60,
+        steps=state.global_step,
+    )
 
 
 def _validation_due(cfg: TrainConfig, result: EpochResult, state: TrainState, reason: Status | None) -> bool:
@@ -126,11 +145,23 @@ def _validation_due(cfg: TrainConfig, result: EpochResult, state: TrainState, re
     if reason in SIGNALS:
         return False
     finished = not result.stopped_early
-    return reason == Status.TIME_BUDGET or (finished and (state.epoch % cfg.eval_every == 0 or state.epoch >= cfg.epochs))
+    return reason == Status.TIME_BUDGET or (
+        finished and (state.epoch % cfg.eval_every == 0 or state.epoch >= cfg.epochs)
+    )
 
 
-def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None, model: nn.Module, optim: Optim,
-                       ev: Evaluation, row: HistoryRow, state: TrainState, roots: DataRoots, samples: list) -> None:
+def _record_validation(
+    cfg: TrainConfig,
+    run: Run,
+    board: TensorBoardLog | None,
+    model: nn.Module,
+    optim: Optim,
+    ev: Evaluation,
+    row: HistoryRow,
+    state: TrainState,
+    roots: DataRoots,
+    samples: list,
+) -> None:
     """Metrics into the history row, the log and TensorBoard; best_model.pth; a plateau scheduler's step."""
     cm = ev.confusion
     row.val_loss, row.miou = ev.val_loss, _finite(cm.miou())
@@ -139,25 +170,44 @@ def _record_validation(cfg: TrainConfig, run: Run, board: TensorBoardLog | None,
     if isinstance(optim.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         optim.scheduler.step(max(miou, 0.0))
     if runtime.is_main():
-        log.info("epoch %d val mIoU %.4f dice %s pixel acc %s (%s resolution, %d images)", row.epoch, miou,
-                 _fmt(row.mean_dice), _fmt(row.pixel_accuracy), cfg.eval_resolution, ev.images)
+        log.info(
+            "epoch %d val mIoU %.4f dice %s pixel acc %s (%s resolution, %d images)",
+            row.epoch,
+            miou,
+            _fmt(row.mean_dice),
+            _fmt(row.pixel_accuracy),
+            cfg.eval_resolution,
+            ev.images,
+        )
     if board is not None:
         board.validation(model, cm, row, state.global_step)
     if miou > state.best_miou:
         state.best_miou, state.best_epoch = miou, row.epoch
-        protocol = protocol_for(roots=roots, samples=samples, split=cfg.val_split, images=ev.images,
-                                image_size=cfg.image_size, eval_resolution=cfg.eval_resolution)
+        protocol = protocol_for(
+            roots=roots,
+            samples=samples,
+            split=cfg.val_split,
+            images=ev.images,
+            image_size=cfg.image_size,
+            eval_resolution=cfg.eval_resolution,
+        )
         run.save_best(model, cm.summary(CLASS_NAMES, protocol), row.epoch)
 
 
 def _say_how_it_ended(state: TrainState, run: Run) -> None:
     if runtime.is_main() and state.status != Status.COMPLETED:
-        log.warning("training stopped (%s) at epoch %d, step %d: continue with the same command plus --resume "
-                    "(run_dir %s)", state.status, state.epoch, state.step_in_epoch, run.run_dir)
+        log.warning(
+            "training stopped (%s) at epoch %d, step %d: continue with the same command plus --resume (run_dir %s)",
+            state.status,
+            state.epoch,
+            state.step_in_epoch,
+            run.run_dir,
+        )
 
 
-def final_evaluation(cfg: TrainConfig, run: Run, roots: DataRoots, device: torch.device, precision: Precision,
-                     seconds_left: float | None) -> dict | None:
+def final_evaluation(
+    cfg: TrainConfig, run: Run, roots: DataRoots, device: torch.device, precision: Precision, seconds_left: float | None
+) -> dict | None:
     """best_model.pth scored as `segkit evaluate` scores it (label resolution) -> metrics.json.
 
     With a time budget, it runs only if it fits in what is left (estimated from one image);
@@ -172,20 +222,32 @@ def final_evaluation(cfg: TrainConfig, run: Run, roots: DataRoots, device: torch
     model = model_from_checkpoint(ckpt, device)
     n_images = len(list_samples(roots, cfg.val_split)[: cfg.max_val_images or None])
     if seconds_left is not None:
-        probe = evaluate_split(model, roots=roots, image_size=cfg.image_size, split=cfg.val_split, max_images=1,
-                               precision=precision)
+        probe = evaluate_split(
+            model, roots=roots, image_size=cfg.image_size, split=cfg.val_split, max_images=1, precision=precision
+        )
         estimate = probe["seconds"] * n_images / runtime.world_size()
         if runtime.any_rank(estimate > seconds_left + 60, device):
             if runtime.is_main():
-                log.warning("the official evaluation (%d val images at the label files' resolution, about %.0f s) "
-                            "does not fit in the time budget: metrics.json holds the best model's %s-resolution "
-                            "numbers. Official numbers: segkit evaluate --checkpoint %s", n_images, estimate,
-                            cfg.eval_resolution, best)
+                log.warning(
+                    "the official evaluation (%d val images at the label files' resolution, about %.0f s) "
+                    "does not fit in the time budget: metrics.json holds the best model's %s-resolution "
+                    "numbers. Official numbers: segkit evaluate --checkpoint %s",
+                    n_images,
+                    estimate,
+                    cfg.eval_resolution,
+                    best,
+                )
             metrics = {**ckpt["metrics"], "epoch": ckpt.get("epoch"), "checkpoint": str(best)}
             run.write_metrics(metrics)
             return metrics
-    metrics = evaluate_split(model, roots=roots, image_size=cfg.image_size, split=cfg.val_split,
-                             max_images=cfg.max_val_images, precision=precision)
+    metrics = evaluate_split(
+        model,
+        roots=roots,
+        image_size=cfg.image_size,
+        split=cfg.val_split,
+        max_images=cfg.max_val_images,
+        precision=precision,
+    )
     metrics.update(epoch=ckpt.get("epoch"), checkpoint=str(best))
     run.write_metrics(metrics)
     if runtime.is_main():
@@ -193,16 +255,35 @@ def final_evaluation(cfg: TrainConfig, run: Run, roots: DataRoots, device: torch
     return metrics
 
 
-def _announce(cfg: TrainConfig, model: nn.Module, precision: Precision, device: torch.device, roots: DataRoots,
-              n_train: int, n_val: int) -> None:
+def _announce(
+    cfg: TrainConfig,
+    model: nn.Module,
+    precision: Precision,
+    device: torch.device,
+    roots: DataRoots,
+    n_train: int,
+    n_val: int,
+) -> None:
     if not runtime.is_main():
         return
     params = sum(p.numel() for p in model.parameters()) / 1e6
     data = "SYNTHETIC data (not Cityscapes)" if roots.synthetic else str(roots.image_root)
-    log.info("run %s | %s %.1fM params | %s | amp %s | %d processes | %d train / %d val images | %s",
-             cfg.run_dir, cfg.model, params, device, precision.name, runtime.world_size(), n_train, n_val, data)
+    log.info(
+        "run %s | %s %.1fM params | %s | amp %s | %d processes | %d train / %d val images | %s",
+        cfg.run_dir,
+        cfg.model,
+        params,
+        device,
+        precision.name,
+        runtime.world_size(),
+        n_train,
+        n_val,
+        data,
+    )
     if cfg.time_budget:
-        log.info("time budget %.1f minutes: training stops cleanly, evaluates and saves before it runs out", cfg.time_budget)
+        log.info(
+            "time budget %.1f minutes: training stops cleanly, evaluates and saves before it runs out", cfg.time_budget
+        )
 
 
 def _carry_partial_epoch(state: TrainState, result: EpochResult) -> float:

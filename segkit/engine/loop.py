@@ -95,8 +95,15 @@ def train_one_epoch(
                 break
     stopped = stopped or (stop(steps) is not None and steps < n_batches)
     seconds = time.perf_counter() - start
-    return EpochResult(float(total_loss / max(1, steps)), steps, images, seconds,
-                       images * runtime.world_size() / max(seconds, 1e-9), optim.lr, stopped)
+    return EpochResult(
+        float(total_loss / max(1, steps)),
+        steps,
+        images,
+        seconds,
+        images * runtime.world_size() / max(seconds, 1e-9),
+        optim.lr,
+        stopped,
+    )
 
 
 def _batches(loader: DataLoader, reason: Callable[[], Status | None]) -> Iterator[dict]:
@@ -116,8 +123,18 @@ def _batches(loader: DataLoader, reason: Callable[[], Status | None]) -> Iterato
 def _log_line(epoch: int, step: int, total: int, loss: torch.Tensor, lr: float, images: int, start: float) -> None:
     elapsed = time.perf_counter() - start
     eta = int(elapsed / step * (total - step))
-    log.info("epoch %d step %d/%d loss %.4f lr %.2e %.1f img/s eta %d:%02d:%02d", epoch, step, total, float(loss), lr,
-             images * runtime.world_size() / max(elapsed, 1e-9), eta // 3600, eta % 3600 // 60, eta % 60)
+    log.info(
+        "epoch %d step %d/%d loss %.4f lr %.2e %.1f img/s eta %d:%02d:%02d",
+        epoch,
+        step,
+        total,
+        float(loss),
+        lr,
+        images * runtime.world_size() / max(elapsed, 1e-9),
+        eta // 3600,
+        eta % 3600 // 60,
+        eta % 60,
+    )
 
 
 def diverged_message(what: str, optim: Optim, epoch: int, step: int) -> str:

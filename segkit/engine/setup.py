@@ -25,8 +25,9 @@ class TrainingDiverged(SegkitError):
     """The loss became NaN or infinite."""
 
 
-def build_training_model(cfg: TrainConfig, device: torch.device,
-                         resume_ckpt: dict | None = None) -> tuple[nn.Module, nn.Module]:
+def build_training_model(
+    cfg: TrainConfig, device: torch.device, resume_ckpt: dict | None = None
+) -> tuple[nn.Module, nn.Module]:
     """The model (seeded init) and the module to train: DDP and/or torch.compile around it, or itself.
 
     A fresh run's encoder starts from its pretrained weights, or the whole network from `init_from`
@@ -47,14 +48,18 @@ def build_training_model(cfg: TrainConfig, device: torch.device,
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif runtime.is_main():  # torch's SyncBatchNorm runs on GPUs only
-            log.warning("sync_bn: SyncBatchNorm works on CUDA GPUs only; on %s each process keeps its own "
-                        "BatchNorm statistics", device.type)
+            log.warning(
+                "sync_bn: SyncBatchNorm works on CUDA GPUs only; on %s each process keeps its own BatchNorm statistics",
+                device.type,
+            )
     model = model.to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     train_model: nn.Module = model
     if torch.distributed.is_initialized():
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         train_model = torch.compile(train_model)
     return model, train_model
@@ -81,8 +86,12 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
-                    time_fraction: Callable[[], float] | None = None) -> torch.optim.lr_scheduler.LRScheduler:
+def build_scheduler(
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    time_fraction: Callable[[], float] | None = None,
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Poly decay (power 0.9) after linear warmup, stepped per iteration; or ReduceLROnPlateau.
 
     With a time budget, poly decays over whichever ends first — the epochs or the budget — so a

@@ -34,8 +34,9 @@ def load_model(ref: str | Path, device: torch.device) -> tuple[torch.nn.Module, 
     return model_from_checkpoint(ckpt, device), ckpt
 
 
-def data_roots_for(data_root: str, ckpt: dict | None, need_images: bool = True,
-                   layouts: tuple[Layout, ...] = AUTO) -> DataRoots:
+def data_roots_for(
+    data_root: str, ckpt: dict | None, need_images: bool = True, layouts: tuple[Layout, ...] = AUTO
+) -> DataRoots:
     """The data given (a root or a layout), else the data the checkpoint was trained on, else auto-discovery.
 
     A checkpoint records the data it was trained on (`DataRoots.record`); while those folders exist
@@ -60,7 +61,9 @@ def _recorded_roots(ckpt: dict) -> DataRoots | None:
         return None
     if Path(record["image_root"]).is_dir() and Path(record["label_root"]).is_dir():
         return DataRoots.from_record(record)
-    runtime.log.info("the data the checkpoint was trained on (%s) is gone: searching as training did", record["label_root"])
+    runtime.log.info(
+        "the data the checkpoint was trained on (%s) is gone: searching as training did", record["label_root"]
+    )
     return None
 
 
@@ -71,13 +74,30 @@ def _trained_on(ckpt: dict) -> tuple[str, tuple[Layout, ...]]:
     return config.get("data_root", ""), layouts_for(**given)
 
 
-def evaluate_checkpoint(model: torch.nn.Module, ckpt: dict, roots: DataRoots, split: str = "val",
-                        inference: str = "whole", eval_resolution: str = "label", batch_size: int = 1,
-                        max_images: int = 0, *, per_image: bool = False) -> dict:
+def evaluate_checkpoint(
+    model: torch.nn.Module,
+    ckpt: dict,
+    roots: DataRoots,
+    split: str = "val",
+    inference: str = "whole",
+    eval_resolution: str = "label",
+    batch_size: int = 1,
+    max_images: int = 0,
+    *,
+    per_image: bool = False,
+) -> dict:
     """`evaluate_split` at the checkpoint's training size (the summary schema of metrics.json)."""
-    return evaluate_split(model, roots=roots, image_size=tuple(ckpt["image_size"]), split=split, inference=inference,
-                          eval_resolution=eval_resolution, batch_size=batch_size, max_images=max_images,
-                          per_image=per_image)
+    return evaluate_split(
+        model,
+        roots=roots,
+        image_size=tuple(ckpt["image_size"]),
+        split=split,
+        inference=inference,
+        eval_resolution=eval_resolution,
+        batch_size=batch_size,
+        max_images=max_images,
+        per_image=per_image,
+    )
 
 
 def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
@@ -90,8 +110,9 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
         ref = checkpoint_path(cfg.run_dir, cfg.checkpoint)
         model, ckpt = load_model(ref, device)
         roots = data_roots_for(cfg.data_root, ckpt, layouts=layouts_of(cfg))
-        summary = evaluate_checkpoint(model, ckpt, roots, cfg.split, cfg.inference, cfg.eval_resolution,
-                                      cfg.batch_size, cfg.max_images)
+        summary = evaluate_checkpoint(
+            model, ckpt, roots, cfg.split, cfg.inference, cfg.eval_resolution, cfg.batch_size, cfg.max_images
+        )
         summary["checkpoint"] = ref
         # Never replace training's metrics.json silently: evaluations get their own name.
         name = f"eval_{cfg.split}_{cfg.inference}_{cfg.eval_resolution}.json"
@@ -107,5 +128,10 @@ def score_folder(cfg: EvalConfig) -> dict:
     roots = data_roots_for(cfg.data_root, None, need_images=False, layouts=layouts_of(cfg))
     samples = list_samples(roots, cfg.split, need_images=False)
     samples = samples[: cfg.max_images] if cfg.max_images else samples
-    return score_predictions(Path(cfg.predictions), samples, cfg.format, cfg.split,
-                             inference=cfg.inference if cfg.inference != "whole" else "unknown")
+    return score_predictions(
+        Path(cfg.predictions),
+        samples,
+        cfg.format,
+        cfg.split,
+        inference=cfg.inference if cfg.inference != "whole" else "unknown",
+    )

@@ -41,9 +41,17 @@ class Evaluation:
         return out
 
 
-def protocol_for(*, split: str, images: int, roots: DataRoots | None = None, samples: Sequence[Sample] = (),
-                 image_size: Sequence[int] | None = None, inference: str = "whole", eval_resolution: str = "label",
-                 **extra: object) -> dict:
+def protocol_for(
+    *,
+    split: str,
+    images: int,
+    roots: DataRoots | None = None,
+    samples: Sequence[Sample] = (),
+    image_size: Sequence[int] | None = None,
+    inference: str = "whole",
+    eval_resolution: str = "label",
+    **extra: object,
+) -> dict:
     """How numbers on a split were measured: the one place an evaluation's protocol is built.
 
     Args:
@@ -123,8 +131,9 @@ def evaluate(
     if torch.distributed.is_initialized():
         torch.distributed.all_reduce(stats)
     images = int(stats[1].item())
-    return Evaluation(cm, images, time.perf_counter() - start,
-                      float(stats[0] / max(1, images)) if with_loss else None, per)
+    return Evaluation(
+        cm, images, time.perf_counter() - start, float(stats[0] / max(1, images)) if with_loss else None, per
+    )
 
 
 def _equal_size_groups(batch: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
@@ -177,12 +186,27 @@ def evaluate_split(
     """
     samples = list_samples(roots, split)
     samples = samples[:max_images] if max_images else samples
-    loader = eval_loader(samples, None if eval_resolution == "label" else image_size, facts(model).normalization,
-                         batch_size=batch_size, num_workers=min(2, runtime.default_num_workers()))
-    ev = evaluate(model=model, loader=loader, image_size=image_size, precision=precision, inference=inference,
-                  per_image=per_image)
-    summary = ev.summary(protocol_for(roots=roots, samples=samples, split=split, images=ev.images,
-                                      image_size=image_size, inference=inference, eval_resolution=eval_resolution))
+    loader = eval_loader(
+        samples,
+        None if eval_resolution == "label" else image_size,
+        facts(model).normalization,
+        batch_size=batch_size,
+        num_workers=min(2, runtime.default_num_workers()),
+    )
+    ev = evaluate(
+        model=model, loader=loader, image_size=image_size, precision=precision, inference=inference, per_image=per_image
+    )
+    summary = ev.summary(
+        protocol_for(
+            roots=roots,
+            samples=samples,
+            split=split,
+            images=ev.images,
+            image_size=image_size,
+            inference=inference,
+            eval_resolution=eval_resolution,
+        )
+    )
     if per_image:
         summary["per_image"] = [{"name": n, "miou": m} for n, m in ev.per_image]
     return summary

@@ -78,15 +78,15 @@ def _match(pred_dir: Path, frames: dict[str, tuple[Path, str, float]]) -> list[t
 def _frames_of_gt(gt_labels: Sequence[Sample | Path]) -> dict[str, tuple[Path, str, float]]:
     """{stem: (label file, label format, colour tolerance of image pairs)}, in the order given."""
     if not gt_labels:
-        raise DataError("no ground-truth label files given; expected the label files of a split "
-                        "(list_samples(..., need_images=False))")
+        raise DataError(
+            "no ground-truth label files given; expected the label files of a split "
+            "(list_samples(..., need_images=False))"
+        )
     frames: dict[str, tuple[Path, str, float]] = {}
     for gt in gt_labels:
         stem, path, fmt = (gt.stem, gt.label, gt.label_format) if isinstance(gt, Sample) else _named(Path(gt))
         if stem in frames:
-            raise DataError(
-                f"frame {stem} is given twice: {frames[stem][0]} and {path}; pass one label file per frame"
-            )
+            raise DataError(f"frame {stem} is given twice: {frames[stem][0]} and {path}; pass one label file per frame")
         frames[stem] = (path, fmt, tolerance_of(gt))  # a bare path: the default
     return frames
 
@@ -161,8 +161,9 @@ def score_predictions(
         cm.update(torch.from_numpy(pred), torch.from_numpy(gt))
     samples = [gt for gt in gt_labels if isinstance(gt, Sample)]
     roots = next((s.roots for s in samples if s.roots is not None), None)
-    protocol = protocol_for(split=split, images=len(pairs), roots=roots, samples=samples, inference=inference,
-                            pred_format=pred_format)
+    protocol = protocol_for(
+        split=split, images=len(pairs), roots=roots, samples=samples, inference=inference, pred_format=pred_format
+    )
     return cm.summary(protocol=protocol)
 
 

@@ -49,10 +49,12 @@ def legacy_username() -> str | None:
 def no_username_message() -> str:
     """What to do when no username is known (the fix first, then why it is needed)."""
     searched = ", ".join(str(d / LEGACY_FILE) for d in config_dirs())
-    return ("no Kaggle username: pass --username NAME or set KAGGLE_USERNAME=NAME (NAME as in your profile "
-            "URL kaggle.com/NAME). The kernel's id is NAME/<slug>, and an API token (kaggle auth login, "
-            f"{TOKEN_ENV}, ~/.kaggle/{TOKEN_FILE}) does not say whose it is; no legacy kaggle.json found "
-            f"({searched}).")
+    return (
+        "no Kaggle username: pass --username NAME or set KAGGLE_USERNAME=NAME (NAME as in your profile "
+        "URL kaggle.com/NAME). The kernel's id is NAME/<slug>, and an API token (kaggle auth login, "
+        f"{TOKEN_ENV}, ~/.kaggle/{TOKEN_FILE}) does not say whose it is; no legacy kaggle.json found "
+        f"({searched})."
+    )
 
 
 def file_secrets() -> list[str]:

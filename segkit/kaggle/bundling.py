@@ -31,7 +31,7 @@ SMP_DIST = "segmentation-models-pytorch"  # segkit needs it, Kaggle's image lack
 DEFAULT_TITLE = BundleConfig.title
 DEFAULT_MACHINE_SHAPE = BundleConfig.machine_shape  # GPU T4 x2
 CODE_FILE = "02_train.ipynb"
-INSTALL_CELL = '''\
+INSTALL_CELL = """\
 # Kaggle kernels may run without internet: install segkit and segmentation_models_pytorch from the
 # attached segkit-wheel dataset. --no-index: pip can install only the wheels of that folder, so
 # torch, torchvision and the rest stay Kaggle's own (they already satisfy segkit's requirements).
@@ -52,7 +52,7 @@ if os.path.isdir(kaggle_input):
     assert pip.returncode == 0, (
         f"pip could not install segkit from {wheel_dir} (its error is above): without internet, what this "
         "image lacks cannot come from an index. If it is albumentations (an image with AlbumentationsX), "
-        "see kaggle/README.md; else turn the kernel's internet on")'''
+        "see kaggle/README.md; else turn the kernel's internet on")"""
 
 
 class BundleError(SegkitError):
@@ -83,8 +83,10 @@ def check_ref(ref: str, what: str) -> str:
     """`owner/slug` references (datasets, kernels): exactly one '/', both parts non-empty."""
     owner, sep, slug = ref.partition("/")
     if not sep or not owner or not slug or "/" in slug or slug != slugify(slug):
-        raise BundleError(f"{what} {ref!r} must look like owner/slug (as in kaggle.com/.../owner/slug), "
-                          f"lowercase with '-' between words, e.g. {owner or 'someone'}/{slugify(slug or ref) or 'name'}")
+        raise BundleError(
+            f"{what} {ref!r} must look like owner/slug (as in kaggle.com/.../owner/slug), "
+            f"lowercase with '-' between words, e.g. {owner or 'someone'}/{slugify(slug or ref) or 'name'}"
+        )
     return ref
 
 
@@ -107,8 +109,10 @@ def repo_root() -> Path:
     """The segkit source checkout (pyproject.toml, notebooks/, kaggle/); a wheel install has none."""
     root = Path(__file__).resolve().parents[2]  # segkit/kaggle/bundling.py -> the checkout
     if not (root / "pyproject.toml").is_file() or not (root / "kaggle").is_dir():
-        raise BundleError(f"the bundle is built from a segkit source checkout, but {root} has no pyproject.toml "
-                          "and kaggle/: run it from a clone of the repository (pip install -e .)")
+        raise BundleError(
+            f"the bundle is built from a segkit source checkout, but {root} has no pyproject.toml "
+            "and kaggle/: run it from a clone of the repository (pip install -e .)"
+        )
     return root
 
 
@@ -166,8 +170,10 @@ def check_params(params: dict[str, Any], known: set[str], notebook: Path) -> Non
     """Unknown names fail (papermill itself would only warn and the kernel would ignore them)."""
     for name in params:
         if name not in known:
-            raise BundleError(f"unknown notebook parameter {name!r} for {notebook.name}"
-                              f"{did_you_mean(name, sorted(known))}; known: {', '.join(sorted(known))}")
+            raise BundleError(
+                f"unknown notebook parameter {name!r} for {notebook.name}"
+                f"{did_you_mean(name, sorted(known))}; known: {', '.join(sorted(known))}"
+            )
 
 
 def prepare_notebook(source: Path, target: Path, params: dict[str, Any]) -> None:
@@ -175,8 +181,9 @@ def prepare_notebook(source: Path, target: Path, params: dict[str, Any]) -> None
     import nbformat
     import papermill
 
-    papermill.execute_notebook(str(source), str(target), parameters=params, prepare_only=True,
-                               progress_bar=False, log_output=False)
+    papermill.execute_notebook(
+        str(source), str(target), parameters=params, prepare_only=True, progress_bar=False, log_output=False
+    )
     nb = nbformat.read(str(target), as_version=4)
     first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
     cell = nbformat.v4.new_code_cell(INSTALL_CELL, metadata={"tags": ["segkit-install"]})
@@ -206,14 +213,28 @@ def build_wheel(dest: Path, root: Path | None = None) -> Path:
         for name in ("pyproject.toml", "README.md", "LICENSE"):
             if (root / name).is_file():
                 shutil.copy2(root / name, src / name)
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-               "--disable-pip-version-check", "-q", "-w", str(dest), str(src)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(dest),
+            str(src),
+        ]
         result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env_without_secrets())
     wheels = sorted(dest.glob("segkit-*.whl"))
     if result.returncode != 0 or not wheels:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise BundleError(f"building the segkit wheel failed (exit {result.returncode}):\n{tail}\n"
-                          "It needs setuptools in this environment: pip install 'setuptools>=68' wheel")
+        raise BundleError(
+            f"building the segkit wheel failed (exit {result.returncode}):\n{tail}\n"
+            "It needs setuptools in this environment: pip install 'setuptools>=68' wheel"
+        )
     return wheels[-1]
 
 
@@ -243,8 +264,10 @@ def smp_wheel(dest: Path, wheels_dir: Path | None = None) -> Path:
         found = sorted(folder.glob(f"{name}-{version}-*.whl"))
         if not found:
             others = sorted(p.name for p in folder.glob("*.whl")) or "no wheels"
-            raise BundleError(f"{folder} has no {name}-{version}-*.whl ({SMP_DIST} {version} is installed "
-                              f"here; found: {others}). Fix: {_download_command(version, wheels_dir or 'DIR')}")
+            raise BundleError(
+                f"{folder} has no {name}-{version}-*.whl ({SMP_DIST} {version} is installed "
+                f"here; found: {others}). Fix: {_download_command(version, wheels_dir or 'DIR')}"
+            )
         wheel = Path(shutil.copy2(found[-1], dest / found[-1].name))
     log.info("%s (%s): %s", wheel.name, f"from {wheels_dir}" if wheels_dir is not None else "downloaded", dest)
     return wheel
@@ -254,8 +277,9 @@ def _installed_version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
-        raise BundleError(f"{dist} is not installed here, so its version is unknown. "
-                          "Fix: pip install -e . in the segkit checkout") from None
+        raise BundleError(
+            f"{dist} is not installed here, so its version is unknown. Fix: pip install -e . in the segkit checkout"
+        ) from None
 
 
 def _download_command(version: str, folder: Path | str) -> str:
@@ -264,8 +288,19 @@ def _download_command(version: str, folder: Path | str) -> str:
 
 def _pip_download(version: str, folder: Path) -> Path:
     """`pip download` of smp's wheel (no dependencies) into `folder`, from pip's configured index."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", f"{SMP_DIST}=={version}", "-d", str(folder)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        f"{SMP_DIST}=={version}",
+        "-d",
+        str(folder),
+    ]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env_without_secrets())
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-10:])
@@ -273,7 +308,8 @@ def _pip_download(version: str, folder: Path) -> Path:
             f"downloading the {SMP_DIST} wheel failed (exit {result.returncode}):\n{tail}\n"
             "Kaggle's image lacks it, so the wheel dataset must carry it. Fix: run "
             "the bundle where pip reaches its index (internet), or, on a machine that does, "
-            f"{_download_command(version, 'DIR')} and pass --wheels DIR (bundle(..., wheels_dir=DIR))")
+            f"{_download_command(version, 'DIR')} and pass --wheels DIR (bundle(..., wheels_dir=DIR))"
+        )
     return folder
 
 
@@ -307,8 +343,11 @@ def validate_kernel_metadata(meta: dict[str, Any], folder: Path) -> list[str]:
         problems.append(f"code_file {meta.get('code_file')!r} not found in {folder}")
     expected = {"language": "python", "kernel_type": "notebook"}
     problems += [f"{k} must be {v!r}" for k, v in expected.items() if meta.get(k) != v]
-    problems += [f"{k} must be true/false" for k in ("is_private", "enable_gpu", "enable_internet")
-                 if not isinstance(meta.get(k), bool)]
+    problems += [
+        f"{k} must be true/false"
+        for k in ("is_private", "enable_gpu", "enable_internet")
+        if not isinstance(meta.get(k), bool)
+    ]
     for key in ("dataset_sources", "kernel_sources"):
         refs = meta.get(key, [])
         problems += [f"{key}: {r!r} is not owner/slug" for r in refs if str(r).count("/") != 1]
@@ -324,9 +363,11 @@ def _check_no_secrets(out: Path) -> None:
     for path in out.rglob("*"):
         if path.is_file() and any(v.encode() in path.read_bytes() for v in values):
             shutil.rmtree(out / "kernel", ignore_errors=True)
-            raise BundleError(f"a secret (from the environment or the Kaggle CLI's credential files) ended up in "
-                              f"{path}; the bundle was removed. "
-                              "Secrets belong in Kaggle Secrets, never in parameters or notebooks")
+            raise BundleError(
+                f"a secret (from the environment or the Kaggle CLI's credential files) ended up in "
+                f"{path}; the bundle was removed. "
+                "Secrets belong in Kaggle Secrets, never in parameters or notebooks"
+            )
 
 
 # ----------------------------------------------------------------------------- bundle
@@ -378,10 +419,17 @@ def bundle(
     kernel_dir, wheel_dir = out / "kernel", out / WHEEL_DATASET
     kernel_dir.mkdir(parents=True, exist_ok=True)
     prepare_notebook(notebook, kernel_dir / CODE_FILE, params)
-    meta = {**_template(root, "kernel-metadata.template.json"), "id": f"{user}/{slug}", "title": title.strip(),
-            "code_file": CODE_FILE, "enable_gpu": enable_gpu, "enable_internet": enable_internet,
-            "machine_shape": machine_shape, "dataset_sources": datasets + [f"{user}/{WHEEL_DATASET}"],
-            "kernel_sources": kernel_sources}
+    meta = {
+        **_template(root, "kernel-metadata.template.json"),
+        "id": f"{user}/{slug}",
+        "title": title.strip(),
+        "code_file": CODE_FILE,
+        "enable_gpu": enable_gpu,
+        "enable_internet": enable_internet,
+        "machine_shape": machine_shape,
+        "dataset_sources": datasets + [f"{user}/{WHEEL_DATASET}"],
+        "kernel_sources": kernel_sources,
+    }
     problems = validate_kernel_metadata(meta, kernel_dir)
     if problems:
         raise BundleError("kernel-metadata.json would be rejected: " + "; ".join(problems))
@@ -395,8 +443,10 @@ def bundle(
 
 def _write_wheels(wheel_dir: Path, wheels_dir: Path | None, root: Path) -> None:
     """smp's wheel (first: without internet it fails, and says what to do), then segkit's (pip, ~30 s)."""
-    steps = {"segmentation_models_pytorch wheel": lambda: smp_wheel(wheel_dir, wheels_dir),
-             "segkit wheel": lambda: build_wheel(wheel_dir, root)}
+    steps = {
+        "segmentation_models_pytorch wheel": lambda: smp_wheel(wheel_dir, wheels_dir),
+        "segkit wheel": lambda: build_wheel(wheel_dir, root),
+    }
     with progress.bar(total=len(steps), desc="bundle", unit="step", every=0) as bar:
         for name, step in steps.items():
             bar.set_postfix_str(name)

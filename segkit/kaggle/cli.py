@@ -25,11 +25,16 @@ from segkit.reflect import add_config_flags, config_from_args
 
 def register_cli(sub: Any) -> None:
     """`segkit kaggle preflight` and `segkit kaggle bundle`: their flags are PreflightConfig's and BundleConfig's."""
-    p = sub.add_parser("kaggle", help="Kaggle: environment preflight and kernel bundle", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "kaggle",
+        help="Kaggle: environment preflight and kernel bundle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ksub = p.add_subparsers(dest="kaggle_command", required=True, metavar="{preflight,bundle}")
-    pre = ksub.add_parser("preflight", help="GPU/torch/CUDA, CPU, RAM, disk, session time, pretrained weights; "
-                          "problems with fixes")
+    pre = ksub.add_parser(
+        "preflight", help="GPU/torch/CUDA, CPU, RAM, disk, session time, pretrained weights; problems with fixes"
+    )
     add_config_flags(pre, PreflightConfig)
     pre.set_defaults(func=cmd_preflight)
     b = ksub.add_parser("bundle", help="write a kernel push folder + the wheel dataset folder (segkit, smp)")
@@ -50,14 +55,26 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     """Write the bundle and print the kaggle commands that upload it."""
     cfg, _ = config_from_args(BundleConfig, args)
     params = load_params(Path(cfg.params)) if cfg.params else {}
-    out = bundle(Path(cfg.out), params, cfg.title, list(cfg.datasets), cfg.resume_from or None, cfg.username or None,
-                 cfg.gpu, cfg.internet, cfg.machine_shape, Path(cfg.notebook) if cfg.notebook else None,
-                 Path(cfg.wheels) if cfg.wheels else None)
+    out = bundle(
+        Path(cfg.out),
+        params,
+        cfg.title,
+        list(cfg.datasets),
+        cfg.resume_from or None,
+        cfg.username or None,
+        cfg.gpu,
+        cfg.internet,
+        cfg.machine_shape,
+        Path(cfg.notebook) if cfg.notebook else None,
+        Path(cfg.wheels) if cfg.wheels else None,
+    )
     meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
-    print(f"wrote {out / 'kernel'} (kernel {meta['id']}) and {out / WHEEL_DATASET}. Next:\n"
-          f"  kaggle datasets create -p {out / WHEEL_DATASET}   (later: kaggle datasets version -p "
-          f"{out / WHEEL_DATASET} -m 'segkit update')\n"
-          f"  kaggle kernels push -p {out / 'kernel'}\n"
-          f"  kaggle kernels status {meta['id']}\n"
-          f"  kaggle kernels output {meta['id']} -p runs/kaggle-output")
+    print(
+        f"wrote {out / 'kernel'} (kernel {meta['id']}) and {out / WHEEL_DATASET}. Next:\n"
+        f"  kaggle datasets create -p {out / WHEEL_DATASET}   (later: kaggle datasets version -p "
+        f"{out / WHEEL_DATASET} -m 'segkit update')\n"
+        f"  kaggle kernels push -p {out / 'kernel'}\n"
+        f"  kaggle kernels status {meta['id']}\n"
+        f"  kaggle kernels output {meta['id']} -p runs/kaggle-output"
+    )
     return 0

@@ -28,5 +28,8 @@ def working_dir() -> Path:
 
 
 def kaggle_input_root() -> Path:
-    """The Kaggle input mount (attached data sets, models, earlier kernels' outputs): `$SEGKIT_KAGGLE_INPUT` or /kaggle/input."""
+    """The Kaggle input mount (attached data sets, models, earlier kernels' outputs).
+
+    `$SEGKIT_KAGGLE_INPUT` or /kaggle/input.
+    """
     return Path(os.environ.get(KAGGLE_INPUT_ENV, "/kaggle/input"))

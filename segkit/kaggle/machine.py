@@ -18,8 +18,9 @@ from segkit.model_choice import ModelChoice
 from segkit.recipes import preset_values
 
 
-def preflight(encoder: str | None = None, encoder_weights: str | None = None,
-              preset: str | None = None) -> dict[str, Any]:
+def preflight(
+    encoder: str | None = None, encoder_weights: str | None = None, preset: str | None = None
+) -> dict[str, Any]:
     """What this machine offers for training; problems are reported, never raised.
 
     Args:
@@ -46,19 +47,26 @@ def preflight(encoder: str | None = None, encoder_weights: str | None = None,
 
     arch_list = list(torch.cuda.get_arch_list()) if torch.version.cuda else []
     report: dict[str, Any] = {
-        "on_kaggle": on_kaggle(), "run_type": os.environ.get(RUN_TYPE_ENV),
-        "python": platform.python_version(), "segkit": segkit.__version__,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "arch_list": arch_list,
-        "gpus": _gpus(arch_list), "cpu_count": _cpu_count(), **_memory_gb(), **_disk(working_dir()),
-        "time_left_minutes": _time_left(), "weights": _weights(encoder, encoder_weights, preset),
+        "on_kaggle": on_kaggle(),
+        "run_type": os.environ.get(RUN_TYPE_ENV),
+        "python": platform.python_version(),
+        "segkit": segkit.__version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "arch_list": arch_list,
+        "gpus": _gpus(arch_list),
+        "cpu_count": _cpu_count(),
+        **_memory_gb(),
+        **_disk(working_dir()),
+        "time_left_minutes": _time_left(),
+        "weights": _weights(encoder, encoder_weights, preset),
         "albumentations": albumentations_problem(),
     }
     report["problems"] = _problems(report)
     return report
 
 
-def _requested_weights(encoder: str | None, encoder_weights: str | None,
-                       preset: str | None) -> ModelChoice | None:
+def _requested_weights(encoder: str | None, encoder_weights: str | None, preset: str | None) -> ModelChoice | None:
     """What training would build, for its weights: the arguments over the preset's fields over
     TrainConfig's defaults (as `segkit train` resolves them); None when nothing was asked."""
     given = {k: v for k, v in (("encoder", encoder), ("encoder_weights", encoder_weights)) if v is not None}
@@ -66,8 +74,10 @@ def _requested_weights(encoder: str | None, encoder_weights: str | None,
         return None
     cfg = TrainConfig(**preset_values({"preset": preset or "", **given}, set(given) | {"preset"}))
     if encoder_weights is not None and not cfg.encoder:
-        raise ConfigError(f"--encoder-weights {encoder_weights} needs an encoder to check: add --encoder NAME "
-                          "(e.g. resnet34) or a --preset that has one")
+        raise ConfigError(
+            f"--encoder-weights {encoder_weights} needs an encoder to check: add --encoder NAME "
+            "(e.g. resnet34) or a --preset that has one"
+        )
     return ModelChoice.from_config(cfg, set(given))
 
 
@@ -76,8 +86,12 @@ def _weights(encoder: str | None, encoder_weights: str | None, preset: str | Non
     choice = _requested_weights(encoder, encoder_weights, preset)
     if choice is None:
         return None
-    report = {"encoder": choice.encoder, "encoder_weights": choice.encoder_weights or "none", "reachable": None,
-              "detail": "no pretrained encoder, random initialisation"}
+    report = {
+        "encoder": choice.encoder,
+        "encoder_weights": choice.encoder_weights or "none",
+        "reachable": None,
+        "detail": "no pretrained encoder, random initialisation",
+    }
     if not choice.pretrained:
         return report
     from segkit.models.weights import reachability  # imports smp and timm: only when asked
@@ -103,11 +117,15 @@ def _gpus(arch_list: list[str]) -> list[dict[str, Any]]:
             gpus.append({"index": i, "name": "?", "problem": f"cannot query GPU {i}: {e}"})
             continue
         capability = (props.major, props.minor)
-        gpus.append({
-            "index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
-            "memory_gb": round(props.total_memory / 2**30, 1),
-            "problem": unsupported_gpu_message(capability, arch_list, props.name),
-        })
+        gpus.append(
+            {
+                "index": i,
+                "name": props.name,
+                "capability": f"{props.major}.{props.minor}",
+                "memory_gb": round(props.total_memory / 2**30, 1),
+                "problem": unsupported_gpu_message(capability, arch_list, props.name),
+            }
+        )
     return gpus
 
 
@@ -164,11 +182,14 @@ def _time_left() -> float | None:
 def _problems(report: dict[str, Any]) -> list[str]:
     problems = [g["problem"] for g in report["gpus"] if g.get("problem")]
     if report["on_kaggle"] and not report["gpus"]:
-        problems.append("no GPU visible: training would run on CPU. In the notebook editor choose "
-                        "Settings > Accelerator > GPU T4 x2 (kernel-metadata.json: enable_gpu true)")
+        problems.append(
+            "no GPU visible: training would run on CPU. In the notebook editor choose "
+            "Settings > Accelerator > GPU T4 x2 (kernel-metadata.json: enable_gpu true)"
+        )
     if report["disk_free_gb"] is not None and report["disk_free_gb"] < 2:
-        problems.append(f"only {report['disk_free_gb']} GB free in {report['disk_path']}: checkpoints may not fit; "
-                        "delete old runs")
+        problems.append(
+            f"only {report['disk_free_gb']} GB free in {report['disk_path']}: checkpoints may not fit; delete old runs"
+        )
     left = report["time_left_minutes"]
     if left is not None and left < SAFETY_MARGIN_MINUTES + 10:
         problems.append(f"only {left:.0f} min left in this session: too little to train; start a new session")
@@ -184,20 +205,32 @@ def format_preflight(report: dict[str, Any]) -> str:
     """The preflight report as a few readable lines (problems last, with their fixes)."""
     where = f"Kaggle ({report['run_type']})" if report["on_kaggle"] else "not Kaggle"
     arch = ", ".join(report["arch_list"]) or "CPU-only build"
-    lines = [f"segkit {report['segkit']} | python {report['python']} | {where}",
-             f"torch {report['torch']} | CUDA {report['cuda'] or 'none'} | built for: {arch}"]
+    lines = [
+        f"segkit {report['segkit']} | python {report['python']} | {where}",
+        f"torch {report['torch']} | CUDA {report['cuda'] or 'none'} | built for: {arch}",
+    ]
     for g in report["gpus"]:
         status = "NOT SUPPORTED by this torch" if g.get("problem") else "ok"
-        lines.append(f"GPU {g['index']}: {g['name']} | sm_{g.get('capability', '?').replace('.', '')} | "
-                     f"{g.get('memory_gb', '?')} GB | {status}")
+        lines.append(
+            f"GPU {g['index']}: {g['name']} | sm_{g.get('capability', '?').replace('.', '')} | "
+            f"{g.get('memory_gb', '?')} GB | {status}"
+        )
     if not report["gpus"]:
         lines.append("GPU: none (training runs on CPU)")
-    lines.append(f"CPU: {report['cpu_count']} cores | RAM: {report['ram_gb']} GB total, "
-                 f"{report['ram_available_gb']} GB available | disk: {report['disk_free_gb']} GB free in "
-                 f"{report['disk_path']}")
+    lines.append(
+        f"CPU: {report['cpu_count']} cores | RAM: {report['ram_gb']} GB total, "
+        f"{report['ram_available_gb']} GB available | disk: {report['disk_free_gb']} GB free in "
+        f"{report['disk_path']}"
+    )
     left = report["time_left_minutes"]
-    lines.append("session: " + (f"about {left:.0f} min left of {session_minutes():.0f} (estimated)"
-                                if left is not None else "no time limit known"))
+    lines.append(
+        "session: "
+        + (
+            f"about {left:.0f} min left of {session_minutes():.0f} (estimated)"
+            if left is not None
+            else "no time limit known"
+        )
+    )
     if report.get("weights"):  # absent from reports made before the check existed
         lines.append(_weights_line(report["weights"]))
     lines += [f"PROBLEM: {p}" for p in report["problems"]]
@@ -205,7 +238,7 @@ def format_preflight(report: dict[str, Any]) -> str:
 
 
 def _weights_line(weights: dict[str, Any]) -> str:
-    """"pretrained weights resnet50/imagenet: found at ... | will download ... | NOT reachable"."""
+    """ "pretrained weights resnet50/imagenet: found at ... | will download ... | NOT reachable"."""
     if weights["reachable"] is None:
         return f"pretrained weights: none ({weights['detail']})"
     detail = weights["detail"]
@@ -214,6 +247,8 @@ def _weights_line(weights: dict[str, Any]) -> str:
     elif detail.startswith("found: "):  # reachability's wording for a file on this machine
         status = "found at " + detail.removeprefix("found: ")
     else:  # Kaggle cannot tell a kernel whether its internet is on, so say what the download needs
-        status = (detail.removeprefix("not on disk; ") + " (needs internet: Kaggle Settings > Internet on; "
-                  "or attach the weights, kaggle/README.md)")
+        status = (
+            detail.removeprefix("not on disk; ") + " (needs internet: Kaggle Settings > Internet on; "
+            "or attach the weights, kaggle/README.md)"
+        )
     return f"pretrained weights {weights['encoder']}/{weights['encoder_weights']}: {status}"

@@ -59,7 +59,9 @@ def session_elapsed_minutes() -> float | None:
     return None
 
 
-def time_budget_for(elapsed: float, session: float = SESSION_HOURS * 60, margin: float = SAFETY_MARGIN_MINUTES) -> float:
+def time_budget_for(
+    elapsed: float, session: float = SESSION_HOURS * 60, margin: float = SAFETY_MARGIN_MINUTES
+) -> float:
     """Minutes of training that end `margin` minutes before the session limit.
 
     Args:
@@ -72,8 +74,12 @@ def time_budget_for(elapsed: float, session: float = SESSION_HOURS * 60, margin:
         container, e.g. a long-lived machine) is ignored: the full session minus the margin.
     """
     if elapsed > session:
-        log.warning("session age %.0f min exceeds the %.0f min limit: not a fresh Kaggle container; "
-                    "assuming the session just started", elapsed, session)
+        log.warning(
+            "session age %.0f min exceeds the %.0f min limit: not a fresh Kaggle container; "
+            "assuming the session just started",
+            elapsed,
+            session,
+        )
         elapsed = 0.0
     return max(MIN_BUDGET_MINUTES, session - margin - elapsed)
 
@@ -83,8 +89,12 @@ def default_time_budget() -> float | None:
     if not on_kaggle():
         return None
     budget = time_budget_for(session_elapsed_minutes() or 0.0, session_minutes())
-    log.info("Kaggle: time budget %.0f min (session limit %.0f min, %.0f min margin)",
-             budget, session_minutes(), SAFETY_MARGIN_MINUTES)
+    log.info(
+        "Kaggle: time budget %.0f min (session limit %.0f min, %.0f min margin)",
+        budget,
+        session_minutes(),
+        SAFETY_MARGIN_MINUTES,
+    )
     return budget
 
 

@@ -82,7 +82,8 @@ def facts(model: nn.Module) -> ModelFacts:
         raise ConfigError(
             f"{type(unwrap(model)).__name__} was not built by segkit.models.create_model, so segkit does not know "
             "its input size divisor, normalisation or spec; build it with create_model(model, num_classes, "
-            "encoder=..., **options), or load it with segkit.models.model_from_checkpoint")
+            "encoder=..., **options), or load it with segkit.models.model_from_checkpoint"
+        )
     return found
 
 
@@ -93,8 +94,9 @@ def set_facts(model: nn.Module, model_facts: ModelFacts | None = None, **changes
     return model
 
 
-def create_model(model: str = "unet", num_classes: int = 19, *, encoder: str = "", encoder_weights: str = "",
-                 **options: Any) -> nn.Module:
+def create_model(
+    model: str = "unet", num_classes: int = 19, *, encoder: str = "", encoder_weights: str = "", **options: Any
+) -> nn.Module:
     """Build a segmentation model.
 
     Args:
@@ -143,8 +145,10 @@ def _started_from(choice: ModelChoice, num_classes: int) -> nn.Module:
     named = {"name": choice.model, "encoder": choice.encoder, "num_classes": num_classes, **choice.options}
     clash = [f"{k} {spec.get(k)!r} there, {v!r} asked" for k, v in named.items() if k in spec and spec.get(k) != v]
     if clash:
-        raise ConfigError(f"--init-from {choice.init_from} holds another network ({'; '.join(clash)}): drop --model, "
-                          "--encoder and the U-Net's sizes to take its own, or start from a checkpoint of this one")
+        raise ConfigError(
+            f"--init-from {choice.init_from} holds another network ({'; '.join(clash)}): drop --model, "
+            "--encoder and the U-Net's sizes to take its own, or start from a checkpoint of this one"
+        )
     net = model_from_checkpoint(ckpt)
     return set_facts(net, pretrained={"init_from": choice.init_from, "source": checkpoint_origin(ckpt)})
 
@@ -221,12 +225,16 @@ def check_model(choice: ModelChoice, image_size: tuple[int, int], batch_size: in
     if not _forward_works(net.eval(), image_size):
         nearest = _nearest_working_size(net, image_size)
         hint = f"; try {nearest[0]}x{nearest[1]}" if nearest else ""
-        raise ConfigError(f"model {choice.model!r} on encoder {choice.encoder!r} cannot take {image_size[0]}x"
-                          f"{image_size[1]} inputs (too small for its deepest layers){hint}")
+        raise ConfigError(
+            f"model {choice.model!r} on encoder {choice.encoder!r} cannot take {image_size[0]}x"
+            f"{image_size[1]} inputs (too small for its deepest layers){hint}"
+        )
     if not _forward_works(net.train(), image_size, batch=batch_size):
-        raise ConfigError(f"model {choice.model!r} cannot train on batches of {batch_size} image per process: its "
-                          "BatchNorm after global pooling (e.g. DeepLab's ASPP) needs at least 2. Set --batch-size 2 "
-                          "or more (per GPU under torchrun).")
+        raise ConfigError(
+            f"model {choice.model!r} cannot train on batches of {batch_size} image per process: its "
+            "BatchNorm after global pooling (e.g. DeepLab's ASPP) needs at least 2. Set --batch-size 2 "
+            "or more (per GPU under torchrun)."
+        )
 
 
 def _forward_works(net: nn.Module, size: tuple[int, int], batch: int = 1) -> bool:
@@ -284,13 +292,15 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     if not isinstance(spec, dict) or "name" not in spec:
         raise CheckpointError(
             f"model spec must be a dict with a 'name' key (from segkit.models.model_spec), got "
-            f"{spec!r}; was the checkpoint written by segkit?")
+            f"{spec!r}; was the checkpoint written by segkit?"
+        )
     spec = dict(spec)
     spec.pop("encoder_weights", None)  # the weights come from the checkpoint
     if spec["name"] in RETIRED_MODELS:
         raise CheckpointError(
             f"this checkpoint holds segkit 0.1's built-in {spec['name']}, which this version no longer builds "
-            f"(its U-Nets on pretrained encoders come from segmentation_models_pytorch: {RETIRED_MODELS[spec['name']]}). "
+            "(its U-Nets on pretrained encoders come from segmentation_models_pytorch: "
+            f"{RETIRED_MODELS[spec['name']]}). "
             "Retrain with that, or evaluate the checkpoint with segkit 0.1."
         )
     name = spec.pop("name")

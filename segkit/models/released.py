@@ -74,7 +74,9 @@ def open_checkpoint(ref: str | Path, map_location: str = "cpu") -> dict[str, Any
     if is_repo_id(str(ref)):
         found = fetch(released_source(str(ref), companions=(CONFIG, PREPROCESSING)))
         return released_checkpoint(found.parent, str(ref), repo_id=str(ref))
-    hint = f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
+    hint = (
+        f"; files there: {', '.join(sorted(p.name for p in path.parent.glob('*.pth')))}" if path.parent.is_dir() else ""
+    )
     raise CheckpointError(
         f"{ref} does not exist{hint}. Expected best_model.pth or last.pth written by segkit train, a folder saved with "
         f"smp's save_pretrained, or a released model's Hugging Face repo id, e.g. {EXAMPLE}"
@@ -105,24 +107,39 @@ def released_checkpoint(folder: Path, ref: str, repo_id: str | None = None) -> d
         )
     _check_outputs(config, folder, ref)
     image_size, mean, std = preprocessing(folder)
-    spec = {"name": _ARCHITECTURES[model_class], "num_classes": NUM_CLASSES, "encoder": config.get("encoder_name", ""),
-            **{k: v for k, v in config.items() if k not in _NOT_OPTIONS}}
+    spec = {
+        "name": _ARCHITECTURES[model_class],
+        "num_classes": NUM_CLASSES,
+        "encoder": config.get("encoder_name", ""),
+        **{k: v for k, v in config.items() if k not in _NOT_OPTIONS},
+    }
     if not (folder / WEIGHTS).is_file():
-        raise CheckpointError(f"{folder} has {CONFIG} but no {WEIGHTS}: the weights are missing. Fix: download or "
-                              f"copy the whole folder (hf download {repo_id or '<repo id>'} --local-dir {folder})")
+        raise CheckpointError(
+            f"{folder} has {CONFIG} but no {WEIGHTS}: the weights are missing. Fix: download or "
+            f"copy the whole folder (hf download {repo_id or '<repo id>'} --local-dir {folder})"
+        )
     return {
-        "format": FORMAT, "version": VERSION, "segkit_version": segkit.__version__,
-        "model": load_file(str(folder / WEIGHTS)), "model_spec": spec, "num_classes": NUM_CLASSES,
-        "label_space": "cityscapes-19", "class_names": list(CLASS_NAMES), "image_size": list(image_size),
-        "normalization": {"mean": list(mean), "std": list(std)}, "pretrained": None,
+        "format": FORMAT,
+        "version": VERSION,
+        "segkit_version": segkit.__version__,
+        "model": load_file(str(folder / WEIGHTS)),
+        "model_spec": spec,
+        "num_classes": NUM_CLASSES,
+        "label_space": "cityscapes-19",
+        "class_names": list(CLASS_NAMES),
+        "image_size": list(image_size),
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "pretrained": None,
         "released": {"ref": ref, "folder": str(folder), "repo_id": repo_id, "model_class": model_class},
     }
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
-        raise CheckpointError(f"{path.parent} has no {path.name}, which holds {what}; segkit needs the whole "
-                              f"save_pretrained folder ({CONFIG}, {WEIGHTS}, {PREPROCESSING})")
+        raise CheckpointError(
+            f"{path.parent} has no {path.name}, which holds {what}; segkit needs the whole "
+            f"save_pretrained folder ({CONFIG}, {WEIGHTS}, {PREPROCESSING})"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -142,8 +159,10 @@ def _check_outputs(config: dict[str, Any], folder: Path, ref: str) -> None:
             "models trained on Cityscapes' trainIds (e.g. smp-hub/segformer-b0-640x1280-city-160k)"
         )
     if config.get("activation") not in (None, "identity"):
-        raise CheckpointError(f"{ref} ends in activation {config['activation']!r}; segkit needs its logits (activation "
-                              "None): save the model with activation=None")
+        raise CheckpointError(
+            f"{ref} ends in activation {config['activation']!r}; segkit needs its logits (activation "
+            "None): save the model with activation=None"
+        )
     if config.get("in_channels", 3) != 3:
         raise CheckpointError(f"{ref} takes {config['in_channels']} input channels; segkit feeds RGB images (3)")
     names = config.get("class_names") or config.get("id2label")
@@ -152,16 +171,20 @@ def _check_outputs(config: dict[str, Any], folder: Path, ref: str) -> None:
     if names is not None:
         found = [str(n).lower().replace("_", " ") for n in names]
         if found != list(CLASS_NAMES):
-            raise CheckpointError(f"{ref}'s classes are {found}; segkit needs Cityscapes' 19 trainIds in order: "
-                                  f"{list(CLASS_NAMES)}")
+            raise CheckpointError(
+                f"{ref}'s classes are {found}; segkit needs Cityscapes' 19 trainIds in order: {list(CLASS_NAMES)}"
+            )
         return
     card = folder / MODEL_CARD
-    card_says = card.is_file() and re.search(r"dataset name:\s*cityscapes", card.read_text(errors="replace"), re.IGNORECASE)
+    card_says = card.is_file() and re.search(
+        r"dataset name:\s*cityscapes", card.read_text(errors="replace"), re.IGNORECASE
+    )
     if not card_says and not re.search(r"city", Path(ref).name + folder.name, re.IGNORECASE):
         raise CheckpointError(
-            f"cannot tell whether {ref}'s 19 outputs are Cityscapes' trainIds: its {CONFIG} names no classes, its model "
-            f"card ({MODEL_CARD}) names no Cityscapes data set and its name does not say city. Fix, if it was trained "
-            "on Cityscapes' trainIds: save it with model.save_pretrained(folder, dataset='cityscapes')"
+            f"cannot tell whether {ref}'s 19 outputs are Cityscapes' trainIds: its {CONFIG} names no classes, "
+            f"its model card ({MODEL_CARD}) names no Cityscapes data set and its name does not say city. "
+            "Fix, if it was trained on Cityscapes' trainIds: save it with "
+            "model.save_pretrained(folder, dataset='cityscapes')"
         )
 
 
@@ -183,8 +206,10 @@ def preprocessing(folder: Path) -> tuple[tuple[int, int], tuple[float, ...], tup
         )
     resize, norm = steps[kinds.index("Resize")], steps[kinds.index("Normalize")]
     if norm.get("normalization", "standard") != "standard":
-        raise CheckpointError(f"{folder / PREPROCESSING}: Normalize(normalization={norm['normalization']!r}); segkit "
-                              "reproduces normalization='standard' (mean, std) only")
+        raise CheckpointError(
+            f"{folder / PREPROCESSING}: Normalize(normalization={norm['normalization']!r}); segkit "
+            "reproduces normalization='standard' (mean, std) only"
+        )
     scale = float(norm.get("max_pixel_value", 255.0)) / 255.0  # albumentations: (x - mean * m) / (std * m)
     mean = tuple(float(v) * scale for v in norm["mean"])
     std = tuple(float(v) * scale for v in norm["std"])

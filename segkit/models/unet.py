@@ -127,9 +127,7 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList(Down(channels[i], channels[i + 1]) for i in range(depth))
         # Identity when off, so the state_dict is the same with and without dropout.
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.ups = nn.ModuleList(
-            Up(channels[i + 1], channels[i], upsample) for i in reversed(range(depth))
-        )
+        self.ups = nn.ModuleList(Up(channels[i + 1], channels[i], upsample) for i in reversed(range(depth)))
         self.outc = OutConv(channels[0], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +147,6 @@ def _validate_unet(base_channels: int, depth: int, upsample: str, dropout: float
     if not isinstance(depth, int) or not 1 <= depth <= 7:
         raise ConfigError(f"depth (number of downsamplings) must be an int in 1..7, got {depth!r}")
     if not isinstance(base_channels, int) or base_channels < 2 or base_channels % 2:
-        raise ConfigError(f"base_channels must be an even int >= 2, got {base_channels!r}; "
-                          f"64 is the classic U-Net")
+        raise ConfigError(f"base_channels must be an even int >= 2, got {base_channels!r}; 64 is the classic U-Net")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")

@@ -99,8 +99,9 @@ class WeightsSource:
         return path.is_file() and all((path.parent / name).is_file() for name in self.companions)
 
 
-def released_source(repo_id: str, companions: tuple[str, ...] = ("config.json",),
-                    revision: str | None = None) -> WeightsSource:
+def released_source(
+    repo_id: str, companions: tuple[str, ...] = ("config.json",), revision: str | None = None
+) -> WeightsSource:
     """A whole model on the hub saved by smp's `save_pretrained`: model.safetensors with its config.json
     (and whatever else must sit beside it, e.g. the preprocessing)."""
     return WeightsSource("", "released", repo_id, revision, "model.safetensors", companions=tuple(companions))
@@ -153,9 +154,7 @@ def _file_source(encoder: str, path: Path) -> WeightsSource:
             f"files are under {kaggle_input_root()}/), or pass a variant such as 'imagenet'."
         )
     if not path.name.endswith(WEIGHT_SUFFIXES):
-        raise ConfigError(
-            f"weights file {path} has an unknown type; expected one of {WEIGHT_SUFFIXES}."
-        )
+        raise ConfigError(f"weights file {path} has an unknown type; expected one of {WEIGHT_SUFFIXES}.")
     return WeightsSource(encoder, "file", None, None, path.name, path.resolve())
 
 
@@ -175,9 +174,7 @@ def _smp_source(encoder: str, weights: str) -> WeightsSource:
             "(or a path to a weights file)."
         )
     settings = variants[weights]
-    return WeightsSource(
-        encoder, weights, settings["repo_id"], settings.get("revision"), "model.safetensors"
-    )
+    return WeightsSource(encoder, weights, settings["repo_id"], settings.get("revision"), "model.safetensors")
 
 
 def _timm_source(encoder: str, weights: str) -> WeightsSource:
@@ -202,8 +199,7 @@ def _timm_source(encoder: str, weights: str) -> WeightsSource:
     tag = model.split(".", 1)[1] if "." in model else None
     if tag is not None and tag not in tags:
         raise ConfigError(
-            f"timm model {arch!r} has no pretrained tag {tag!r}{did_you_mean(tag, tags, n=3)}. "
-            f"Its tags: {tags}."
+            f"timm model {arch!r} has no pretrained tag {tag!r}{did_you_mean(tag, tags, n=3)}. Its tags: {tags}."
         )
     return _timm_hub_source(encoder, model)
 
@@ -279,9 +275,7 @@ def find_local(source: WeightsSource) -> Path | None:
 def _in_hub_cache(source: WeightsSource) -> Path | None:
     assert source.repo_id is not None  # only user files have no repo, and they returned early
     cache = hub_cache_dir()
-    cached = try_to_load_from_cache(
-        source.repo_id, source.filename, cache_dir=cache, revision=source.revision
-    )
+    cached = try_to_load_from_cache(source.repo_id, source.filename, cache_dir=cache, revision=source.revision)
     if isinstance(cached, str) and source.complete(Path(cached)):  # not None, not the "absent" marker
         return Path(cached)
     return _in_hub_layout(cache, source)
@@ -300,7 +294,10 @@ def _in_hub_layout(folder: Path, source: WeightsSource) -> Path | None:
             return path
     logger.warning(
         "weights: %s is not at the pinned revision %s in %s; using the snapshot %s",
-        source.filename, pinned, repo_dir, files[0].parent.name,
+        source.filename,
+        pinned,
+        repo_dir,
+        files[0].parent.name,
     )
     return files[0]
 
@@ -390,17 +387,21 @@ def fetch(source: WeightsSource) -> Path:
 
 
 def _download(source: WeightsSource) -> Path:
-    url = hf_hub_url(
-        source.repo_id, source.filename, revision=source.revision, endpoint=_hub_endpoint()
-    )
+    url = hf_hub_url(source.repo_id, source.filename, revision=source.revision, endpoint=_hub_endpoint())
     logger.info(
-        "weights: downloading %s into %s (timeouts %ss / %ss: HF_HUB_ETAG_TIMEOUT / "
-        "HF_HUB_DOWNLOAD_TIMEOUT)", source.describe(), hub_cache_dir(),
-        constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT,
+        "weights: downloading %s into %s (timeouts %ss / %ss: HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT)",
+        source.describe(),
+        hub_cache_dir(),
+        constants.HF_HUB_ETAG_TIMEOUT,
+        constants.HF_HUB_DOWNLOAD_TIMEOUT,
     )
     get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)  # fail fast, see fetch()
-    paths = [hf_hub_download(source.repo_id, name, revision=source.revision, cache_dir=hub_cache_dir(),
-                             endpoint=_hub_endpoint()) for name in source.files]
+    paths = [
+        hf_hub_download(
+            source.repo_id, name, revision=source.revision, cache_dir=hub_cache_dir(), endpoint=_hub_endpoint()
+        )
+        for name in source.files
+    ]
     return Path(paths[0])
 
 
@@ -409,14 +410,19 @@ def _unavailable_message(source: WeightsSource, reason: str) -> str:
     assert source.repo_id is not None  # a user file is never downloaded
     folder = source.repo_id.split("/")[-1]
     revision = f" --revision {source.revision}" if source.revision else ""
-    url = hf_hub_url(
-        source.repo_id, source.filename, revision=source.revision, endpoint=_hub_endpoint()
-    )
+    url = hf_hub_url(source.repo_id, source.filename, revision=source.revision, endpoint=_hub_endpoint())
     released = source.variant == "released"
-    given = f"pass the folder: --checkpoint {folder}" if released else f"pass the file: --encoder-weights {folder}/{source.filename}"
-    last = ("evaluate or fine-tune from a checkpoint of your own instead (best_model.pth)" if released else
-            "Train from random initialisation, knowingly: --encoder-weights none (expect a clearly lower mIoU for "
-            "the same training time)")
+    given = (
+        f"pass the folder: --checkpoint {folder}"
+        if released
+        else f"pass the file: --encoder-weights {folder}/{source.filename}"
+    )
+    last = (
+        "evaluate or fine-tune from a checkpoint of your own instead (best_model.pth)"
+        if released
+        else "Train from random initialisation, knowingly: --encoder-weights none (expect a clearly lower mIoU for "
+        "the same training time)"
+    )
     return (
         f"{source.what()} {'is' if released else 'are'} not on this machine and cannot be downloaded: {reason}.\n"
         f"Wanted: {source.describe()}{' with ' + ', '.join(source.companions) if source.companions else ''}\n"

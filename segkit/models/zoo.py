@@ -87,14 +87,18 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # smp: "encoder_weights should be True for tu-"
-            net = smp.create_model(model, encoder_name=encoder, encoder_weights=True if timm_file else None,
-                                   classes=num_classes, **options)
+            net = smp.create_model(
+                model, encoder_name=encoder, encoder_weights=True if timm_file else None, classes=num_classes, **options
+            )
     except (KeyError, ValueError, TypeError, AssertionError, RuntimeError) as e:
         if timm_file:
-            raise CheckpointError(f"timm could not load encoder weights {weights_file} into {encoder}: {_first_line(e)}. "
-                                  "Is the file for this model?") from None
-        raise ConfigError(f"smp cannot build model {model!r} on encoder {encoder!r}: {_first_line(e)}. "
-                          + _pairing_hint(model)) from None
+            raise CheckpointError(
+                f"timm could not load encoder weights {weights_file} into {encoder}: {_first_line(e)}. "
+                "Is the file for this model?"
+            ) from None
+        raise ConfigError(
+            f"smp cannot build model {model!r} on encoder {encoder!r}: {_first_line(e)}. " + _pairing_hint(model)
+        ) from None
     if weights_file is not None and not timm_file:
         load_encoder_file(net.encoder, encoder, weights_file)
     return net
@@ -117,7 +121,9 @@ def load_encoder_file(encoder_module: nn.Module, encoder: str, path: Path) -> No
     Accepts smp-hub's model.safetensors and torchvision / plain state-dict .pth files (a
     classifier head, e.g. torchvision's `fc`, is dropped by smp's encoders themselves).
     """
-    state = load_file(str(path)) if Path(path).suffix == ".safetensors" else safe_load(path, what="an encoder weights file")
+    state = (
+        load_file(str(path)) if Path(path).suffix == ".safetensors" else safe_load(path, what="an encoder weights file")
+    )
     for key in ("state_dict", "model"):  # common wrappers around a state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

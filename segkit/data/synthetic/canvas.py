@@ -198,9 +198,7 @@ class _Canvas:
         arr = np.asarray(pts, float)
         self._push(arr, arr.shape[:-1], (*_rgb(colour), label), each)
 
-    def disc(
-        self, centre, axes: tuple[float, float], colour: Colour, label: int, ring: float = 0.0
-    ) -> None:
+    def disc(self, centre, axes: tuple[float, float], colour: Colour, label: int, ring: float = 0.0) -> None:
         """Ellipse at a world point, semi-axes in metres at its depth; `ring` > 0: an outline
         that many metres thick (at least one pixel)."""
         self._push(np.asarray([centre], float), None, (*_rgb(colour), label), (axes, ring))

@@ -73,9 +73,8 @@ def _sample_side(rng: _Random, sign: int, curb: float, parking: bool) -> _Side:
     else:
         walk = (curb, curb + walk_w)
         grass = (walk[1], walk[1] + grass_w) if grass_w else None
-    return _Side(
-        sign, curb, walk, grass, curb + walk_w + grass_w, parked=parking and rng.random() < 0.45
-    )
+    return _Side(sign, curb, walk, grass, curb + walk_w + grass_w, parked=parking and rng.random() < 0.45)
+
 
 def _visible_range(cam: _Camera, street: _Street) -> tuple[float, float]:
     """Depths at which objects are placed: from just below the image bottom to the street end."""

@@ -76,9 +76,7 @@ def _side_planes(rng: _Random, cam: _Camera, street: _Street, side: _Side) -> li
     return planes + _barrier(rng, street, side)
 
 
-def _draw_building(
-    cv: _Canvas, rng: _Random, x: float, z0: float, z1: float, style: _Facade
-) -> None:
+def _draw_building(cv: _Canvas, rng: _Random, x: float, z0: float, z1: float, style: _Facade) -> None:
     if z0 > _Z_MIN:  # the end face, seen where the neighbour is set back or missing
         end = _front(x, x + math.copysign(style.depth, x), 0, style.height, z0)
         cv.poly(end, style.colour * 0.8, BUILDING)
@@ -91,9 +89,7 @@ def _side_facade_quads(x: float, z0: float, u0, u1, v0, v1) -> np.ndarray:
     return _sides(x, z0 + np.asarray(u0), z0 + np.asarray(u1), v0, v1)
 
 
-def _draw_facade(
-    cv: _Canvas, rng: _Random, quads: Callable, depth: Callable, length: float, st: _Facade
-) -> None:
+def _draw_facade(cv: _Canvas, rng: _Random, quads: Callable, depth: Callable, length: float, st: _Facade) -> None:
     """A facade `length` x `st.height` metres. `quads(u0, u1, v0, v1)` maps facade metres (u
     along, v up) to world quads; `depth(u)` is used to skip windows smaller than 1.5 pixels."""
     cv.poly(quads(0.0, length, 0.0, st.height), st.colour, BUILDING)

@@ -65,9 +65,7 @@ def _crossing(rng: _Random, street: _Street) -> list[Drawable]:
     if street.crossing is None:
         return []
     z = street.crossing - 1.0
-    objects = [
-        (z, partial(_draw_pole, x=s.sign * (s.curb + 0.4), z=z, kind=2)) for s in street.sides
-    ]
+    objects = [(z, partial(_draw_pole, x=s.sign * (s.curb + 0.4), z=z, kind=2)) for s in street.sides]
     for _ in range(rng.poisson(2.0)):
         x = rng.uniform(street.lanes[0] - 1.5, street.lanes[-1] + 1.5)
         z = street.crossing + rng.uniform(0.3, 3.2)

@@ -43,9 +43,7 @@ from segkit.data.synthetic.texture import _finish
 from segkit.data.synthetic.traffic import _traffic
 
 
-def render_scene(
-    rng: np.random.Generator, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw one random street scene.
 
     Args:
@@ -148,9 +146,7 @@ def _draw_ground(cv: _Canvas, rng: _Random, street: _Street) -> None:
     _shade_ground(cv, rng, street, z_far)
 
 
-def _draw_road_marks(
-    cv: _Canvas, rng: _Random, street: _Street, road: Colour, z_far: float
-) -> None:
+def _draw_road_marks(cv: _Canvas, rng: _Random, street: _Street, road: Colour, z_far: float) -> None:
     """Lane lines converging to the vanishing point, rails, zebra crossing, patches (all road)."""
     paint = _jitter(rng, (225, 225, 215), 25) * rng.uniform(0.75, 1.0)
     period, dash = rng.uniform(8, 13), rng.uniform(2.5, 4.5)
@@ -207,6 +203,4 @@ def _draw_hood(cv: _Canvas, rng: _Random) -> None:
     bonnet = np.concatenate([np.stack([x, y], -1), [[w + 1, h + 1], [-1, h + 1]]])
     cv.poly_px([bonnet], (*_rgb(colour), EGO))
     glare = np.stack([x, y + depth * 0.25], -1)[8:25]  # the sky reflected in the paint
-    cv.poly_px(
-        [np.concatenate([glare, glare[::-1] + (0, depth * 0.15)])], (*_rgb(colour + 60), EGO)
-    )
+    cv.poly_px([np.concatenate([glare, glare[::-1] + (0, depth * 0.15)])], (*_rgb(colour + 60), EGO))

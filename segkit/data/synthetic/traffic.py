@@ -63,9 +63,7 @@ def _traffic(rng: _Random, cam: _Camera, street: _Street) -> list[Drawable]:
             dims = tuple(rng.uniform(*r) for r in _VEHICLES[kind][1:])
             if rng.random() < density:
                 slack = max(lane_w / 2 - dims[0] / 2 - 0.1, 0.0)  # stay inside the lane
-                draw = _vehicle(
-                    rng, kind, x + rng.uniform(-slack, slack), z, dims, street.oncoming[i]
-                )
+                draw = _vehicle(rng, kind, x + rng.uniform(-slack, slack), z, dims, street.oncoming[i])
                 objects.append((z, draw))
             z += dims[1] + rng.uniform(4, 30)
     return objects + _parked(rng, street, z_lo, z_hi)
@@ -112,18 +110,14 @@ def _box(
     cv.poly(_front(x0, x1, y0, y1, z0), colour, label)
 
 
-def _draw_under(
-    cv: _Canvas, x0: float, x1: float, z0: float, z1: float, wheel: float, label: int
-) -> None:
+def _draw_under(cv: _Canvas, x0: float, x1: float, z0: float, z1: float, wheel: float, label: int) -> None:
     """Shadow on the road (vehicles keep within their lane), and the near tyres below the body."""
     cv.poly(_flat(x0 - 0.05, x1 + 0.05, z0 - 0.2, z1), (22, 22, 24), ROAD)
     tyres = [_front(x0 + 0.05, x0 + 0.3, 0, 0.5, wheel), _front(x1 - 0.3, x1 - 0.05, 0, 0.5, wheel)]
     cv.poly(tyres, (18, 18, 20), label)
 
 
-def _draw_wheels(
-    cv: _Canvas, x0: float, x1: float, wheels: Sequence[float], r: float, label: int
-) -> None:
+def _draw_wheels(cv: _Canvas, x0: float, x1: float, wheels: Sequence[float], r: float, label: int) -> None:
     """Wheels on the side of a vehicle that faces the camera, foreshortened."""
     if x0 > 0 or x1 < 0:
         x = x0 if x0 > 0 else x1
@@ -133,9 +127,7 @@ def _draw_wheels(
             cv.disc((x, r, z), (half * 0.5, r * 0.5), (110, 110, 115), label)
 
 
-def _draw_lamps(
-    cv: _Canvas, x0: float, x1: float, y0: float, y1: float, z: float, oncoming: bool, label: int
-) -> None:
+def _draw_lamps(cv: _Canvas, x0: float, x1: float, y0: float, y1: float, z: float, oncoming: bool, label: int) -> None:
     """Head or tail lights and the number plate, on the face towards the camera."""
     lamp = (235, 230, 200) if oncoming else (200, 25, 20)
     cv.poly(
@@ -147,9 +139,7 @@ def _draw_lamps(
     cv.poly(_front(xm - 0.26, xm + 0.26, 0.36, 0.47, z), (225, 225, 215), label)
 
 
-def _draw_car(
-    cv: _Canvas, rng: _Random, x: float, z0: float, dims, colour: Colour, oncoming: bool
-) -> None:
+def _draw_car(cv: _Canvas, rng: _Random, x: float, z0: float, dims, colour: Colour, oncoming: bool) -> None:
     w, l, h = dims
     x0, x1, z1 = x - w / 2, x + w / 2, z0 + l
     belt = h * rng.uniform(0.5, 0.6)
@@ -177,9 +167,7 @@ def _draw_car(
     _draw_lamps(cv, x0, x1, belt - 0.2, belt - 0.06, z0, oncoming, CAR)
 
 
-def _draw_truck(
-    cv: _Canvas, rng: _Random, x: float, z0: float, dims, colour: Colour, oncoming: bool
-) -> None:
+def _draw_truck(cv: _Canvas, rng: _Random, x: float, z0: float, dims, colour: Colour, oncoming: bool) -> None:
     w, l, h = dims
     x0, x1, z1 = x - w / 2, x + w / 2, z0 + l
     cab = (z0, z0 + 2.2) if oncoming else (z1 - 2.2, z1)
@@ -195,9 +183,7 @@ def _draw_truck(
     _draw_lamps(cv, x0, x1, 0.6, 0.8, z0, oncoming, TRUCK)
 
 
-def _draw_bus(
-    cv: _Canvas, rng: _Random, x: float, z0: float, dims, colour: Colour, oncoming: bool
-) -> None:
+def _draw_bus(cv: _Canvas, rng: _Random, x: float, z0: float, dims, colour: Colour, oncoming: bool) -> None:
     w, l, h = dims
     x0, x1, z1 = x - w / 2, x + w / 2, z0 + l
     wheels = (z0 + 2.5, z1 - 2.8) if oncoming else (z0 + 2.8, z1 - 2.5)

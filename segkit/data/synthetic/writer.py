@@ -122,13 +122,9 @@ def _reuse_or_clear(out: Path, params: dict, overwrite: bool) -> bool:
     try:
         found = json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise DataError(
-            f"{manifest} is unreadable ({err}); delete {out} and generate again"
-        ) from err
+        raise DataError(f"{manifest} is unreadable ({err}); delete {out} and generate again") from err
     same = found.get("parameters") == params
-    complete = (
-        found.get("complete") and _count_images(out) == params["num_train"] + params["num_val"]
-    )
+    complete = found.get("complete") and _count_images(out) == params["num_train"] + params["num_val"]
     if same and complete:
         return True
     if not same and not overwrite:
@@ -173,9 +169,7 @@ def _write_all(out: Path, params: dict) -> None:
             future.result()
 
 
-def _write_sample(
-    out: Path, split: str, city: str, stem: str, image: np.ndarray, label: np.ndarray
-) -> None:
+def _write_sample(out: Path, split: str, city: str, stem: str, image: np.ndarray, label: np.ndarray) -> None:
     """Write one sample's three PNG files in the official layout."""
     image_dir, label_dir = out / "leftImg8bit" / split / city, out / "gtFine" / split / city
     _imwrite(image_dir / f"{stem}_leftImg8bit.png", image[..., ::-1], _PNG_IMAGE)  # cv2 writes BGR
