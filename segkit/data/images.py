@@ -25,7 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, features
 
 from segkit.errors import DataError
 
@@ -134,28 +134,33 @@ _TRANSPOSE = {
 }
 
 
-# ISO-BMFF brands of still images (`ftyp` at byte 4, the brand after it): HEIF/HEIC, AVIF.
-STILL_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
-HEIF_SUFFIXES = (".heic", ".heif", ".avif")
+# ISO-BMFF brands of still images (`ftyp` at byte 4, the brand after it).
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")  # HEIC/HEIF: an iPhone's photos
+AVIF_BRANDS = (b"avif", b"avis")  # Pillow reads these when built with libavif (its wheels are)
+STILL_IMAGE_BRANDS = HEIF_BRANDS + AVIF_BRANDS
 
 
 def is_heif(path: Path) -> bool:
-    """A HEIC/HEIF or AVIF still image (an iPhone's photos), by its header or, if unreadable, its name."""
+    """A HEIC/HEIF still image, or an AVIF one when this Pillow cannot read AVIF: by its header, or by
+    its name when the header cannot be read."""
+    avif = not features.check("avif")
+    brands = HEIF_BRANDS + (AVIF_BRANDS if avif else ())
+    suffixes = (".heic", ".heif") + ((".avif",) if avif else ())
     try:
         with path.open("rb") as f:
             head = f.read(12)
     except OSError:
         head = b""
     if head[4:8] == b"ftyp":
-        return head[8:12] in STILL_IMAGE_BRANDS
-    return path.suffix.lower() in HEIF_SUFFIXES
+        return head[8:12] in brands
+    return path.suffix.lower() in suffixes
 
 
 def _unreadable(path: Path, why: str) -> str:
     size = path.stat().st_size if path.is_file() else 0
     if is_heif(path):
         return (
-            f"cannot read {path}: it is a HEIC/HEIF or AVIF photo (an iPhone's default format), which the "
+            f"cannot read {path}: it is a HEIC/HEIF photo (an iPhone's default format), which the "
             "Pillow installed here does not decode. Fix: convert it to JPEG or PNG (e.g. `heif-convert IN OUT.jpg`"
             " from libheif; on the phone, Settings > Camera > Formats > Most Compatible), then predict that."
         )
