@@ -16,7 +16,7 @@ help:
 	@echo "make setup   create $(VENV) and install segkit with notebooks, tests and CLI"
 	@echo "make demo    synthetic data -> notebooks 01..05 headless -> $(DEMO_DIR)"
 	@echo "make test    unit tests + notebooks under nbval (CPU, no network)"
-	@echo "make test-min-versions  segkit at the lowest versions pyproject admits (downloads ~300 MB)"
+	@echo "make test-min-versions  segkit at the lowest versions pyproject admits (downloads every runtime dependency but torch)"
 	@echo "make browser install Chromium + chromedriver with apt-get if missing (the dashboard's browser test; make test runs it)"
 	@echo "make notebook-params  regenerate the notebooks' parameters cells after editing segkit/config.py"
 
@@ -66,7 +66,7 @@ demo: setup
 test: setup browser
 	$(BIN)/python -m pytest -q tests
 
-# segkit at the lowest versions pyproject admits (tests/test_min_versions.py): downloads ~300 MB.
+# segkit at the lowest versions pyproject admits (tests/test_min_versions.py): downloads every runtime dependency but torch.
 test-min-versions: setup
 	SEGKIT_MIN_VERSIONS=1 $(BIN)/python -m pytest -q -s tests/test_min_versions.py
 

@@ -233,10 +233,7 @@ def preset_values(values: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
     `--preset cpu-pretrained --encoder-lr-scale 0` is checked against the preset's encoder, not
     against the defaults' own U-Net (which has none to freeze).
     """
-    name = values.get("preset") or ""
-    if not name:
-        return dict(values)
-    return {**values, **{k: v for k, v in recipe(name).fields.items() if k not in explicit}}
+    return {**values, **_unset_fields(values.get("preset") or "", explicit)}
 
 
 def apply_preset(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
@@ -251,6 +248,10 @@ def apply_preset(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainCon
     """
     if not cfg.preset:
         return cfg
-    values = recipe(cfg.preset).fields
     explicit = explicit_fields(cfg) if explicit is None else explicit
-    return dataclasses.replace(cfg, **{k: v for k, v in values.items() if k not in explicit})
+    return dataclasses.replace(cfg, **_unset_fields(cfg.preset, explicit))
+
+
+def _unset_fields(name: str, explicit: set[str]) -> dict[str, Any]:
+    """The fields preset `name` sets that the user did not ({} for no preset)."""
+    return {k: v for k, v in recipe(name).fields.items() if k not in explicit} if name else {}

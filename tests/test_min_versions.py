@@ -7,8 +7,8 @@ lowest release that each runtime requirement admits and that the index has for t
 data, a short training of segkit's U-Net and of an smp model on a timm encoder, evaluation,
 prediction, the run comparison. A floor set below what the code uses fails here.
 
-Not in `make test`: it downloads ~300 MB from the index and takes minutes. `make test-min-versions`
-runs it (SEGKIT_MIN_VERSIONS=1); run it when a floor or a dependency's use changes.
+Not in `make test`: it downloads every runtime dependency but torch from the index (2.6 min here).
+`make test-min-versions` runs it (SEGKIT_MIN_VERSIONS=1); run it when a floor or a dependency's use changes.
 
 torch and torchvision are the exception: their floors (2.3, 0.18) are multi-GB downloads that a
 CPU machine cannot afford per run, so the venv links this environment's build of both (and what
@@ -41,7 +41,8 @@ pytestmark = [
     pytest.mark.timeout(1800),
     pytest.mark.skipif(
         not os.environ.get("SEGKIT_MIN_VERSIONS"),
-        reason="downloads the lowest admitted releases (~300 MB): `make test-min-versions` runs it",
+        reason="downloads the lowest admitted release of every runtime dependency but torch: "
+        "`make test-min-versions` runs it",
     ),
 ]
 
