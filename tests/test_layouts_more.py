@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 from PIL import Image
@@ -359,3 +360,10 @@ def test_ade20k_without_images_is_incomplete(tmp_path):
     (root / "images" / "validation").rename(root / "images" / "val")  # not ADE20K's name for it
     with pytest.raises(DataError, match=r"(?s)looks like ADE20K.*images for none.*training, validation"):
         find_data_roots(tmp_path / "a")
+
+
+def test_cityscapes_below_a_generic_labels_folder_is_still_found(tmp_path):
+    """labels/ and annotations/ start Mapillary's and ADE20K's trees, and other data may sit in them."""
+    root = conftest.write_cityscapes(tmp_path / "kaggle" / "labels" / "cityscapes")
+    roots = find_data_roots(tmp_path / "kaggle")
+    assert roots.layout.name == "cityscapes" and roots.image_root == root

@@ -292,7 +292,9 @@ def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> 
         root = root.parent  # pointed at leftImg8bit/ (or gtFine/, rgb_anon/ ...) itself: use its parent
     if not root.is_dir():
         return None
-    dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)})
+    # One-root layouts' folders (labels/, annotations/, ...) may also hold other data: the search goes on below them.
+    through = {name for lay in layouts if lay.one_root for p in lay.labels for name, _ in _pattern_anchors(lay, p)}
+    dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)}, through - _stop_names(layouts))
     found = [
         r
         for r in (
@@ -331,6 +333,11 @@ def _anchors(layouts: tuple[Layout, ...]) -> set[tuple[str, int]]:
     named = {(name, 0) for lay in layouts for name in lay.root_names}  # image pairs: cityscapes_data/
     searched = ((lay, p) for lay in layouts if not lay.root_names for p in _searched_patterns(lay))
     return named | {a for lay, p in searched for a in _pattern_anchors(lay, p)}
+
+
+def _stop_names(layouts: tuple[Layout, ...]) -> set[str]:
+    """The folder names of the layouts not in one folder: the search does not go below them."""
+    return {name for name, _ in _anchors(tuple(lay for lay in layouts if not lay.one_root))}
 
 
 def _searched_patterns(layout: Layout) -> tuple[str, ...]:
@@ -460,12 +467,15 @@ def _glob_roots(root: Path, need_images: bool, layout: Layout) -> DataRoots | No
     return DataRoots(root, root, layout=layout)
 
 
-def _find_named_dirs(root: Path, names: set[str]) -> dict[str, list[Path]]:
+def _find_named_dirs(
+    root: Path, names: set[str], through: frozenset[str] | set[str] = frozenset()
+) -> dict[str, list[Path]]:
     """Breadth-first search for directories whose names match `names` (fnmatch patterns), bounded
     in depth and count.
 
     A found directory is not searched further, unless it only wraps a directory of the same
-    name (`leftImg8bit/leftImg8bit/train`, a common result of unzipping on Kaggle).
+    name (`leftImg8bit/leftImg8bit/train`, a common result of unzipping on Kaggle) or only names in
+    `through` matched it (generic names such as labels/, which other data may sit in).
     """
     found: dict[str, list[Path]] = {name: [] for name in names}
     queue, visited = deque([(root, 0)]), 0
@@ -476,7 +486,8 @@ def _find_named_dirs(root: Path, names: set[str]) -> dict[str, list[Path]]:
         if matched and not (path / path.name).is_dir():
             for name in matched:
                 found[name].append(path)
-            continue
+            if not set(matched) <= through:
+                continue
         if depth < _SEARCH_DEPTH:
             queue.extend((path / name, depth + 1) for name in _subdirs(path))
     if queue:
