@@ -367,3 +367,9 @@ def test_cityscapes_below_a_generic_labels_folder_is_still_found(tmp_path):
     root = conftest.write_cityscapes(tmp_path / "kaggle" / "labels" / "cityscapes")
     roots = find_data_roots(tmp_path / "kaggle")
     assert roots.layout.name == "cityscapes" and roots.image_root == root
+
+
+def test_an_incomplete_copy_beside_a_complete_data_set_is_not_in_the_way(tmp_path):
+    camvid(tmp_path / "data" / "old-camvid", skip=("train", "val", "test"))  # labels only
+    root = ade20k(tmp_path / "data" / "ade") / "ADEChallengeData2016"
+    assert find_data_roots(tmp_path / "data").image_root == root

@@ -7,7 +7,7 @@ may come from two different Kaggle datasets), then `./data/cityscapes`, else the
 Below each candidate a bounded search looks for the folders each layout starts with (Cityscapes'
 leftImg8bit/ with gtFine/ or gtCoarse*/, KITTI's <split>/image_2/ with <split>/semantic/, ACDC's
 and Dark Zurich's rgb_anon/ with gt/, CamVid's trainannot/, Mapillary's training/labels/, ADE20K's
-ADEChallengeData2016/, VOC's SegmentationClass/). A layout shipped as one archive (`Layout.one_root`)
+annotations/training/, VOC's SegmentationClass/). A layout shipped as one archive (`Layout.one_root`)
 is found where its label folders are, and needs its images in the same folder: one that has the
 labels and not the images is refused with the tree expected and what is there. With no layout
 named, exactly one layout must be found there (or one its `prefer_over` names beside it); two are
@@ -295,18 +295,28 @@ def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> 
     # One-root layouts' folders (labels/, annotations/, ...) may also hold other data: the search goes on below them.
     through = {name for lay in layouts if lay.one_root for p in lay.labels for name, _ in _pattern_anchors(lay, p)}
     dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)}, through - _stop_names(layouts))
-    found = [
-        r
-        for r in (
-            _pair_roots(lay, root, dirs, len(layouts) == 1) if lay.root_names else _layout_roots(lay, dirs, need_images)
-            for lay in layouts
-        )
-        if r is not None
-    ]
+    found, incomplete = [], []
+    for lay in layouts:
+        try:
+            roots = (
+                _pair_roots(lay, root, dirs, len(layouts) == 1)
+                if lay.root_names
+                else _layout_roots(lay, dirs, need_images)
+            )
+        except _IncompleteCopy as err:  # refused only when no other layout is found
+            incomplete.append(err)
+            continue
+        found += [roots] if roots is not None else []
     found = _preferred(found)
     if len(found) > 1:
         raise DataError(_ambiguous_message(root, found))
+    if not found and incomplete:
+        raise incomplete[0]
     return found[0] if found else None
+
+
+class _IncompleteCopy(DataError):
+    """A folder holds a one-root layout's labels and not the rest (`_incomplete_message`)."""
 
 
 def _preferred(found: list[DataRoots]) -> list[DataRoots]:
@@ -428,7 +438,7 @@ def _one_root(layout: Layout, dirs: dict[str, list[Path]], need_images: bool) ->
     if complete:
         return DataRoots(complete[0], complete[0], layout=layout)
     if looks_like:
-        raise DataError(_incomplete_message(layout, looks_like[0]))
+        raise _IncompleteCopy(_incomplete_message(layout, looks_like[0]))
     return None
 
 
