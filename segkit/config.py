@@ -41,9 +41,25 @@ PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
 BACKENDS = ("torch", "onnx")
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
-LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "image-pairs", "glob")
-# What label files hold; auto = from their names; pairColor = an image pair's right half (segkit.data.pairs).
-LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds", "pairColor")
+LAYOUTS = (
+    "auto",
+    "cityscapes",
+    "gtcoarse",
+    "kitti",
+    "acdc",
+    "dark-zurich",
+    "image-pairs",
+    "camvid",
+    "camvid-kaggle",
+    "mapillary-v1.2",
+    "mapillary-v2.0",
+    "ade20k",
+    "pascal-voc",
+    "glob",
+)
+# What label files hold; auto = from their names (or the layout's own); pairColor = an image pair's right half
+# (segkit.data.pairs); values = class values of a label space (palette PNGs: the index); color = RGB colour masks.
+LABEL_FORMAT_CHOICES = ("auto", "labelIds", "labelTrainIds", "pairColor", "values", "color")
 PAIR_INPUTS = ("auto", "on", "off")  # segkit predict: are --img files image pairs (photo | colour mask)?
 
 
@@ -54,14 +70,15 @@ class DataConfig:
     data_root: str = ""  # data set root, "" = the data the run or checkpoint was trained on, else auto
     # ($CITYSCAPES_DATASET, /kaggle/input, ./data/cityscapes, else synthetic)
     layout: str = "auto"  # data layout: auto (found below the data root), cityscapes, gtcoarse, kitti, acdc,
-    # dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), or glob (image_glob +
-    # label_glob)
+    # dark-zurich, image-pairs (photo | colour mask in one file: Kaggle's Cityscapes Image Pairs), camvid (SegNet's),
+    # camvid-kaggle, mapillary-v1.2, mapillary-v2.0, ade20k, pascal-voc, or glob (image_glob + label_glob)
     image_glob: str = ""  # image files below data_root, e.g. images/{split}/**/*.jpg: {split} = the split's folder, the
     # file name's * = the frame's stem
     label_glob: str = ""  # label files below data_root, e.g. labels/{split}/**/*_mask.png: a label pairs with the image
     # of the same stem and split
-    label_format: str = "auto"  # what the label files hold: auto (labelIds or labelTrainIds, from their names),
-    # labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
+    label_format: str = "auto"  # what the label files hold: auto (the layout's, or labelIds / labelTrainIds from their
+    # names), labelIds, labelTrainIds, pairColor (image pairs: the colour mask on each image's right half), values
+    # (class values; a palette PNG's index) or color (RGB colour masks)
     color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a
     # colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
 

@@ -10,11 +10,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from segkit.data.discover import Sample
 from segkit.data.images import orientation, photo_size, read_photo
-from segkit.data.layouts import DEFAULT_COLOR_TOLERANCE, LABEL_FORMATS, PAIR_FORMAT
+from segkit.data.layouts import COLOR_FORMAT, DEFAULT_COLOR_TOLERANCE, LABEL_FORMATS, PAIR_FORMAT, VALUES_FORMAT
 from segkit.data.pairs import is_pair_sample, read_pair, tolerance_of
 from segkit.errors import ConfigError, DataError
 from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES
@@ -56,17 +57,58 @@ def read_label(path: Path, label_format: str, color_tolerance: float = DEFAULT_C
     """
     if label_format == PAIR_FORMAT:
         return read_pair(path, color_tolerance)[1].train_ids
+    if label_format in (VALUES_FORMAT, COLOR_FORMAT):
+        raise ConfigError(
+            f"label format {label_format!r} holds the classes of a label space other than Cityscapes' ids "
+            f"({path}); this reader maps only {LABEL_FORMATS} and {PAIR_FORMAT} to trainIds. Fix: if the files "
+            "hold Cityscapes ids, pass --label-format labelIds."
+        )
     if label_format not in LABEL_FORMATS:
-        raise ConfigError(f"label_format must be one of {(*LABEL_FORMATS, PAIR_FORMAT)}, got {label_format!r}")
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise DataError(_unreadable(path, "label"))
-    label = _as_single_channel_uint8(label, path)
+        raise ConfigError(
+            f"label_format must be one of {(*LABEL_FORMATS, PAIR_FORMAT, VALUES_FORMAT, COLOR_FORMAT)}, "
+            f"got {label_format!r}"
+        )
+    label = _as_single_channel_uint8(read_label_values(path), path)
     if label_format == "labelIds":
         _check_label_ids(label, path)
         return LABEL_TO_TRAIN[label]
     _check_train_ids(label, path)
     return label
+
+
+def read_label_values(path: Path) -> np.ndarray:
+    """A label file's values as stored, before any mapping.
+
+    A palette PNG (Pascal VOC, Mapillary) holds class values as palette indices: they are read as
+    such, never as the colours the palette draws them in (OpenCV would expand them to colours).
+
+    Args:
+        path: A label file (PNG: grey 8 or 16 bit, palette, or colour).
+
+    Returns:
+        (H, W) values (uint8, or uint16 for 16-bit files); (H, W, 3) BGR for a colour file.
+        A missing, corrupt or truncated file raises a DataError naming it.
+    """
+    if _is_palette_png(path):
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image)  # mode P: the indices
+        except (OSError, SyntaxError) as err:  # Pillow's errors for a bad or truncated file
+            raise DataError(_unreadable(path, "label")) from err
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise DataError(_unreadable(path, "label"))
+    return label
+
+
+def _is_palette_png(path: Path) -> bool:
+    """Whether `path` is a PNG of colour type 3 (palette), from its IHDR chunk."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(26)
+    except OSError:
+        return False  # missing or unreadable: cv2 fails next and names it
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[25] == 3
 
 
 def _unreadable(path: Path, kind: str) -> str:

@@ -6,8 +6,12 @@ may come from two different Kaggle datasets), then `./data/cityscapes`, else the
 
 Below each candidate a bounded search looks for the folders each layout starts with (Cityscapes'
 leftImg8bit/ with gtFine/ or gtCoarse*/, KITTI's <split>/image_2/ with <split>/semantic/, ACDC's
-and Dark Zurich's rgb_anon/ with gt/). With no layout named, exactly one layout must be found
-there; two are refused with the flag that picks one. Glob layouts are read below the given root.
+and Dark Zurich's rgb_anon/ with gt/, CamVid's trainannot/, Mapillary's training/labels/, ADE20K's
+annotations/training/, VOC's SegmentationClass/). A layout shipped as one archive (`Layout.one_root`)
+is found where its label folders are, and needs its images in the same folder: one that has the
+labels and not the images is refused with the tree expected and what is there. With no layout
+named, exactly one layout must be found there (or one its `prefer_over` names beside it); two are
+refused with the flag that picks one. Glob layouts are read below the given root.
 """
 
 from __future__ import annotations
@@ -29,13 +33,17 @@ from segkit.data.layouts import (
     DEFAULT_COLOR_TOLERANCE,
     Layout,
     anchor,
+    file_of,
     fill_split,
     group_of,
     label_format_of,
+    layout_split_dirs,
+    list_file,
+    listed_stems,
     prefix_depth,
     searches_every_layout,
-    split_dirs,
     split_names,
+    splits_below,
     stem_of,
     with_format,
 )
@@ -71,7 +79,7 @@ class DataRoots:
 
     def has_images(self) -> bool:
         """Whether any split has an image folder."""
-        return bool(split_names(self.image_root, self.layout.images))
+        return bool(splits_below(self.image_root, self.layout, self.layout.images))
 
     def record(self) -> dict[str, Any]:
         """What a run keeps (config.json, checkpoints) to find the same data again (`from_record`)."""
@@ -86,7 +94,7 @@ class DataRoots:
     def from_record(cls, record: dict[str, Any]) -> DataRoots:
         """The roots `record` wrote (a record without a layout is Cityscapes)."""
         fields = record.get("layout") or asdict(CITYSCAPES)
-        layout = Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        layout = Layout(**{k: _tuples(v) for k, v in fields.items()})
         return cls(Path(record["image_root"]), Path(record["label_root"]), bool(record.get("synthetic")), layout)
 
     def flags(self) -> str:
@@ -102,6 +110,11 @@ class DataRoots:
         return flags + (f" --label-format {layout.formats[0]}" if len(layout.formats) == 1 else "")
 
 
+def _tuples(value: Any) -> Any:
+    """JSON's lists as the tuples a Layout holds (nested: its `splits`)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image and its label file."""
@@ -110,8 +123,8 @@ class Sample:
     label: Path
     city: str  # the frame's group: its city (Cityscapes), condition/sequence (ACDC), "" (KITTI)
     stem: str  # the frame's name without the layout's ending, unique in its split ("<city>_<seq>_<frame>", "000000_10")
-    label_format: str  # "labelIds" | "labelTrainIds"
-    split: str = ""  # the split it was listed from
+    label_format: str  # how the label file holds its classes: labelIds, labelTrainIds, pairColor, values, color
+    split: str = ""  # the split it was listed from, as asked for (train, even where the folder is training)
     roots: DataRoots | None = None  # the data set it belongs to
 
 
@@ -223,8 +236,9 @@ def resolve_data_roots(
 
 def list_splits(roots: DataRoots) -> list[str]:
     """Splits with label files (and with images too, when there are images), sorted."""
-    splits = set().union(*(split_names(roots.label_root, p) for p in roots.layout.labels))
-    images = split_names(roots.image_root, roots.layout.images)
+    layout = roots.layout
+    splits = set().union(*(splits_below(roots.label_root, layout, p) for p in layout.labels))
+    images = splits_below(roots.image_root, layout, layout.images)
     return sorted(splits & images if images else splits)
 
 
@@ -233,26 +247,27 @@ def list_samples(roots: DataRoots, split: str, need_images: bool = True) -> list
 
     Args:
         roots: From `find_data_roots` / `resolve_data_roots`.
-        split: "train", "val", "training", ... (a folder name the layout's `{split}` matches).
+        split: "train", "val", "training", ... (a folder name the layout's `{split}` matches, or its list
+            file's name; the layout's `splits` map segkit's names to the data set's: train -> training).
         need_images: If False, list labels only (`Sample.image` is None).
 
     Returns:
-        Samples sorted by (city, stem). Where `{format}` offers both, `labelTrainIds` files are
-        preferred over `labelIds` files.
+        Samples sorted by (city, stem), each with its label format. Where `{format}` offers both,
+        `labelTrainIds` files are preferred over `labelIds` files.
     """
-    pattern = _label_pattern(roots, split)
-    labels = _collect(roots.label_root, pattern, split, roots.layout, labels=True)
+    layout, folder = roots.layout, roots.layout.folder_of(split)
+    pattern = _label_pattern(roots, folder)
+    labels = _collect(roots.label_root, pattern, folder, layout, labels=True)
     if not need_images:
         if not labels:
-            raise DataError(_no_files_message(roots.label_root, pattern, split, roots.layout))
+            raise DataError(_no_files_message(roots.label_root, pattern, folder, layout))
         return _samples({stem: None for stem in labels}, labels, split, roots)
-    image_pattern = roots.layout.images
-    if not split_dirs(roots.image_root, image_pattern, split):
-        raise DataError(_missing_split_message(roots, roots.image_root, image_pattern, split))
-    images = _collect(roots.image_root, image_pattern, split, roots.layout, labels=False)
+    if not layout_split_dirs(roots.image_root, layout, layout.images, folder):
+        raise DataError(_missing_split_message(roots, roots.image_root, layout.images, folder))
+    images = _collect(roots.image_root, layout.images, folder, layout, labels=False)
     if not images:
-        raise DataError(_no_files_message(roots.image_root, image_pattern, split, roots.layout))
-    _check_pairing(images, labels, roots, pattern, split)
+        raise DataError(_no_files_message(roots.image_root, layout.images, folder, layout))
+    _check_pairing(images, labels, roots, pattern, folder)
     return _samples(images, labels, split, roots)
 
 
@@ -277,24 +292,75 @@ def _roots_under(root: Path, need_images: bool, layouts: tuple[Layout, ...]) -> 
         root = root.parent  # pointed at leftImg8bit/ (or gtFine/, rgb_anon/ ...) itself: use its parent
     if not root.is_dir():
         return None
-    dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)})
-    found = [
-        r
-        for r in (
-            _pair_roots(lay, root, dirs, len(layouts) == 1) if lay.root_names else _layout_roots(lay, dirs, need_images)
-            for lay in layouts
-        )
-        if r is not None
-    ]
+    # One-root layouts' folders (labels/, annotations/, ...) may also hold other data: the search goes on below them.
+    through = {name for lay in layouts if lay.one_root for p in lay.labels for name, _ in _pattern_anchors(lay, p)}
+    dirs = _find_named_dirs(root, {name for name, _ in _anchors(layouts)}, through - _stop_names(layouts))
+    found, incomplete = [], []
+    for lay in layouts:
+        try:
+            roots = (
+                _pair_roots(lay, root, dirs, len(layouts) == 1)
+                if lay.root_names
+                else _layout_roots(lay, dirs, need_images)
+            )
+        except _IncompleteCopy as err:  # refused only when no other layout is found
+            incomplete.append(err)
+            continue
+        found += [roots] if roots is not None else []
+    found = _preferred(found)
     if len(found) > 1:
         raise DataError(_ambiguous_message(root, found))
+    if not found and incomplete:
+        raise incomplete[0]
     return found[0] if found else None
 
 
+class _IncompleteCopy(DataError):
+    """A folder holds a one-root layout's labels and not the rest (`_incomplete_message`)."""
+
+
+def _preferred(found: list[DataRoots]) -> list[DataRoots]:
+    """`found` less the layouts another one found in the same folder is preferred over (`Layout.prefer_over`)."""
+    kept = [
+        r
+        for r in found
+        if not any(r.layout.name in o.layout.prefer_over and o.image_root == r.image_root for o in found)
+    ]
+    for r in found:
+        if r not in kept:
+            logger.info(
+                "%s has %s too; using the other layout (--layout %s for it)",
+                r.image_root,
+                r.layout.title,
+                r.layout.name,
+            )
+    return kept
+
+
 def _anchors(layouts: tuple[Layout, ...]) -> set[tuple[str, int]]:
-    """(folder name pattern, depth below the root) of every layout's image and label patterns."""
+    """(folder name pattern, depth below the root) the search looks for: every layout's image and label
+    patterns' (only the labels' for a layout in one folder: its images are looked for beside them)."""
     named = {(name, 0) for lay in layouts for name in lay.root_names}  # image pairs: cityscapes_data/
-    return named | {anchor(p) for lay in layouts if not lay.root_names for p in (lay.images, *lay.labels)}
+    searched = ((lay, p) for lay in layouts if not lay.root_names for p in _searched_patterns(lay))
+    return named | {a for lay, p in searched for a in _pattern_anchors(lay, p)}
+
+
+def _stop_names(layouts: tuple[Layout, ...]) -> set[str]:
+    """The folder names of the layouts not in one folder: the search does not go below them."""
+    return {name for name, _ in _anchors(tuple(lay for lay in layouts if not lay.one_root))}
+
+
+def _searched_patterns(layout: Layout) -> tuple[str, ...]:
+    return layout.labels if layout.one_root else (layout.images, *layout.labels)
+
+
+def _pattern_anchors(layout: Layout, pattern: str) -> list[tuple[str, int]]:
+    """(folder name, depth) that start `pattern`: its first folder that is not the split's, or where every
+    folder is the split's (CamVid's {split}annot/), that folder of each of the layout's own splits."""
+    name, depth = anchor(pattern)
+    if "{split}" in name and layout.splits:
+        return [(name.replace("{split}", folder), depth) for _, folder in layout.splits]
+    return [(name, depth)]
 
 
 def _pair_roots(layout: Layout, root: Path, dirs: dict[str, list[Path]], named: bool) -> DataRoots | None:
@@ -329,8 +395,10 @@ def _pair_roots(layout: Layout, root: Path, dirs: dict[str, list[Path]], named: 
 
 def _layout_roots(layout: Layout, dirs: dict[str, list[Path]], need_images: bool) -> DataRoots | None:
     """The roots of `layout` among the folders found, or None."""
-    images = _pattern_roots(layout.images, dirs, layout.markers)
-    labels = next((r for r in (_pattern_roots(p, dirs, layout.markers) for p in layout.labels) if r), [])
+    if layout.one_root:
+        return _one_root(layout, dirs, need_images)
+    images = _pattern_roots(layout, layout.images, dirs)
+    labels = next((r for r in (_pattern_roots(layout, p, dirs) for p in layout.labels) if r), [])
     if not labels or (need_images and not images):
         return None
     if not images:
@@ -344,11 +412,61 @@ def _layout_roots(layout: Layout, dirs: dict[str, list[Path]], need_images: bool
     return DataRoots(images[0], labels[0], layout=layout)
 
 
-def _pattern_roots(pattern: str, dirs: dict[str, list[Path]], markers: tuple[str, ...]) -> list[Path]:
+def _pattern_roots(layout: Layout, pattern: str, dirs: dict[str, list[Path]]) -> list[Path]:
     """Roots from which `pattern` starts, among the folders found (with a marker inside, if any)."""
-    name, depth = anchor(pattern)
-    found = [d for d in dirs.get(name, []) if not markers or any((d / m).is_dir() for m in markers)]
-    return sorted({d.parents[depth] for d in found})
+    markers = layout.markers
+    found = {
+        d.parents[depth]
+        for name, depth in _pattern_anchors(layout, pattern)
+        for d in dirs.get(name, [])
+        if not markers or any((d / m).is_dir() for m in markers)
+    }
+    return sorted(found)
+
+
+def _one_root(layout: Layout, dirs: dict[str, list[Path]], need_images: bool) -> DataRoots | None:
+    """The folder with `layout`'s label files in one of its own splits and, when needed, their images beside them.
+
+    Raises:
+        DataError: a folder has the layout's labels but no split with images too (an incomplete copy).
+    """
+    candidates = sorted({r for p in layout.labels for r in _pattern_roots(layout, p, dirs)})
+    looks_like = [r for r in candidates if layout.split_lists or _label_splits(r, layout)]
+    complete = [r for r in looks_like if _label_splits(r, layout) & (_image_splits(r, layout, need_images))]
+    if len(complete) > 1:
+        logger.info("several %s folders found; using %s", layout.title, complete[0])
+    if complete:
+        return DataRoots(complete[0], complete[0], layout=layout)
+    if looks_like:
+        raise _IncompleteCopy(_incomplete_message(layout, looks_like[0]))
+    return None
+
+
+def _label_splits(root: Path, layout: Layout) -> set[str]:
+    return set().union(*(splits_below(root, layout, p) for p in layout.labels))
+
+
+def _image_splits(root: Path, layout: Layout, need_images: bool) -> set[str]:
+    """The splits with images below `root`; every label split when images are not needed."""
+    return splits_below(root, layout, layout.images) if need_images else _label_splits(root, layout)
+
+
+def _incomplete_message(layout: Layout, root: Path) -> str:
+    """A folder that has a layout's labels and not the rest: the tree expected and what is there."""
+    labels, images = sorted(_label_splits(root, layout)), sorted(splits_below(root, layout, layout.images))
+    if layout.split_lists:
+        lists = layout.split_lists.replace("{split}", "<split>")
+        missing = f"no split list {lists}" if not labels else f"no image folder {layout.images.rsplit('/', 1)[0]}/"
+    else:
+        missing = f"labels for splits {labels}, images for {images or 'none'}: no split has both"
+    entries = sorted(f"{p.name}/" if p.is_dir() else p.name for p in root.iterdir())
+    shown = ", ".join(entries[:12]) + (f", ... ({len(entries)} in all)" if len(entries) > 12 else "")
+    source = f" (as extracted from {layout.shipped})" if layout.shipped else ""
+    return (
+        f"{root} looks like {layout.title} but is incomplete: {missing}.\n{layout.tree()}\n"
+        f"found in {root}: {shown or 'nothing'}\n"
+        f"Fix: add the missing files{source}, or point --data-root at a complete copy."
+    )
 
 
 def _glob_roots(root: Path, need_images: bool, layout: Layout) -> DataRoots | None:
@@ -359,12 +477,15 @@ def _glob_roots(root: Path, need_images: bool, layout: Layout) -> DataRoots | No
     return DataRoots(root, root, layout=layout)
 
 
-def _find_named_dirs(root: Path, names: set[str]) -> dict[str, list[Path]]:
+def _find_named_dirs(
+    root: Path, names: set[str], through: frozenset[str] | set[str] = frozenset()
+) -> dict[str, list[Path]]:
     """Breadth-first search for directories whose names match `names` (fnmatch patterns), bounded
     in depth and count.
 
     A found directory is not searched further, unless it only wraps a directory of the same
-    name (`leftImg8bit/leftImg8bit/train`, a common result of unzipping on Kaggle).
+    name (`leftImg8bit/leftImg8bit/train`, a common result of unzipping on Kaggle) or only names in
+    `through` matched it (generic names such as labels/, which other data may sit in).
     """
     found: dict[str, list[Path]] = {name: [] for name in names}
     queue, visited = deque([(root, 0)]), 0
@@ -375,7 +496,8 @@ def _find_named_dirs(root: Path, names: set[str]) -> dict[str, list[Path]]:
         if matched and not (path / path.name).is_dir():
             for name in matched:
                 found[name].append(path)
-            continue
+            if not set(matched) <= through:
+                continue
         if depth < _SEARCH_DEPTH:
             queue.extend((path / name, depth + 1) for name in _subdirs(path))
     if queue:
@@ -458,7 +580,7 @@ def _indent(text: str) -> str:
 def _label_pattern(roots: DataRoots, split: str) -> str:
     """The first label pattern with a folder for `split` (gtFine, else gtCoarse), or a DataError."""
     for i, pattern in enumerate(roots.layout.labels):
-        if split_dirs(roots.label_root, pattern, split):
+        if layout_split_dirs(roots.label_root, roots.layout, pattern, split):
             if i:
                 logger.info("split %s has no %s folder: using %s", split, roots.layout.labels[0].split("/")[0], pattern)
             return pattern
@@ -467,12 +589,19 @@ def _label_pattern(roots: DataRoots, split: str) -> str:
 
 def _missing_split_message(roots: DataRoots, base: Path, pattern: str, split: str) -> str:
     """Split not found: the folder expected, the splits that exist and the fix."""
-    existing = sorted(split_names(base, pattern))
+    existing = sorted(splits_below(base, roots.layout, pattern))
     return (
-        f"split {split!r} not found: expected the directory {_split_path(base, roots.layout, pattern, split)}; "
+        f"split {split!r} not found: expected {_split_place(base, roots.layout, pattern, split)}; "
         f"found splits {existing or 'none'} in {base}. Fix: use one of {existing or list_splits(roots)} "
         f"(--split; for training --train-split / --val-split) or add the missing split.\n{roots.layout.tree()}"
     )
+
+
+def _split_place(base: Path, layout: Layout, pattern: str, split: str) -> str:
+    """What a split needs: the directory /data/gtFine/test, or a list file and the directory of its files."""
+    if layout.split_lists:
+        return f"the list file {list_file(base, layout, split)} and the directory {base / pattern.rsplit('/', 1)[0]}"
+    return f"the directory {_split_path(base, layout, pattern, split)}"
 
 
 def _split_path(base: Path, layout: Layout, pattern: str, split: str) -> str:
@@ -483,6 +612,8 @@ def _split_path(base: Path, layout: Layout, pattern: str, split: str) -> str:
 
 def _collect(root: Path, pattern: str, split: str, layout: Layout, labels: bool) -> dict[str, _File]:
     """{stem: file} of a split; a stem found twice is an error (it names predictions and pairs)."""
+    if layout.split_lists:
+        return _collect_listed(root, pattern, split, layout, labels)
     files: dict[str, _File] = {}
     patterns = with_format(pattern, layout.formats, layout.label_format) if labels else [("", pattern)]
     for fmt, filled in patterns:
@@ -499,6 +630,39 @@ def _collect(root: Path, pattern: str, split: str, layout: Layout, labels: bool)
                 path, fmt or (labels and label_format_of(path)) or "", group
             )  # preferred formats come last
     return files
+
+
+def _collect_listed(root: Path, pattern: str, split: str, layout: Layout, labels: bool) -> dict[str, _File]:
+    """{stem: file} of the frames a split's list file names: each must have its file, once."""
+    listing = list_file(root, layout, split)
+    stems = listed_stems(listing)
+    twice = next((stem for i, stem in enumerate(stems) if stem in stems[:i]), None)
+    if twice is not None:
+        raise DataError(_twice_message(twice, listing, listing, split))
+    files = {stem: root / file_of(pattern, stem) for stem in stems}
+    missing = [stem for stem, path in files.items() if not path.is_file()]
+    if missing or not stems:
+        raise DataError(_unlisted_message(root, layout, pattern, listing, missing, len(stems), labels))
+    return {
+        stem: _File(path, (layout.label_format or label_format_of(path)) if labels else "", "")
+        for stem, path in files.items()
+    }
+
+
+def _unlisted_message(
+    root: Path, layout: Layout, pattern: str, listing: Path, missing: list[str], listed: int, labels: bool
+) -> str:
+    """A split list that names frames without their file (or none): how many, the first few, the file expected."""
+    if not listed:
+        return f"the split list {listing} names no frames: expected one stem per line.\n{layout.tree()}"
+    kind = "label" if labels else "image"
+    shown = ", ".join(missing[:_SHOW]) + (", ..." if len(missing) > _SHOW else "")
+    source = f" (as extracted from {layout.shipped})" if layout.shipped else ""
+    return (
+        f"{len(missing)} of {listed} frames listed in {listing} have no {kind} file: expected "
+        f"{root / file_of(pattern, '<stem>')}, missing for {shown}.\n{layout.tree()}\n"
+        f"Fix: add the missing files{source}, or remove their lines from {listing.name}."
+    )
 
 
 def _twice_message(stem: str, first: Path, second: Path, split: str) -> str:
@@ -546,7 +710,10 @@ def _where(root: Path, layout: Layout, pattern: str, split: str) -> str:
 def _label_fix(roots: DataRoots, pattern: str, split: str, stem: str) -> str:
     """The fix for a missing label file, computed from what sits in its place."""
     found = sorted(
-        p for d in split_dirs(roots.label_root, pattern, split) for p in d.rglob(f"{glob.escape(stem)}*") if p.is_file()
+        p
+        for d in layout_split_dirs(roots.label_root, roots.layout, pattern, split)
+        for p in d.rglob(f"{glob.escape(stem)}*")
+        if p.is_file()
     )
     names = ", ".join(p.name for p in found[:_SHOW])
     if any("color" in p.name.lower() for p in found):
@@ -567,7 +734,7 @@ def _label_fix(roots: DataRoots, pattern: str, split: str, stem: str) -> str:
 
 def _no_files_message(root: Path, pattern: str, split: str, layout: Layout) -> str:
     """What was searched, what is there instead, and the expected layout."""
-    dirs = split_dirs(root, pattern, split)
+    dirs = layout_split_dirs(root, layout, pattern, split)
     present = sorted(p.name for d in dirs for p in d.rglob("*") if p.is_file())[:_SHOW]
     instead = f"found instead: {', '.join(present)}" if present else "the directory holds no files"
     tail = "/".join(layout.show(pattern).split("/")[prefix_depth(pattern) :])

