@@ -127,3 +127,46 @@ def test_every_import_is_declared() -> None:
         if not dists & set(declared):
             undeclared.append(f"{module} ({where}; installed by {sorted(dists) or 'nothing here'})")
     assert undeclared == [], f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+# ----------------------------------------------------------------------------- the lock
+
+
+def _lock_pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    text = (REPO / "requirements" / "dev.lock").read_text()
+    return {canonicalize_name(m[0]): m[1] for m in re.findall(r"^([A-Za-z0-9][\w.-]*)==(\S+)", text, re.MULTILINE)}
+
+
+def test_the_lock_holds_every_requirement_at_a_version_its_range_admits() -> None:
+    """A range changed in pyproject.toml without `make lock` is caught here, by name, not by a
+    resolver error in a fresh `make setup` (which also runs `pip check`)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _lock_pins()
+    project = PYPROJECT["project"]
+    extras = project["optional-dependencies"]
+    declared = project["dependencies"] + [
+        r for name in ("notebooks", "dashboard", "onnx", "video", "dev") for r in extras[name]
+    ]
+    problems = []
+    for text in declared:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name in ("torch", "torchvision", "segkit"):
+            continue  # torch: the Makefile's TORCH_SPEC (or the machine's); segkit: its own extras
+        if name not in pins:
+            problems.append(f"{req.name}: not in the lock")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{req.name}: locked at {pins[name]}, pyproject asks {req.specifier}")
+    assert not problems, "requirements/dev.lock is behind pyproject.toml (run `make lock`):\n" + "\n".join(problems)
+
+
+def test_the_lock_leaves_torch_to_the_machine() -> None:
+    """torch, torchvision and their CUDA libraries come from TORCH_SPEC / TORCH_INDEX or the
+    machine's own build: a lock that pinned them would put a CUDA build beside a CPU one."""
+    pins = _lock_pins()
+    assert pins and not [n for n in pins if n in ("torch", "torchvision", "triton") or n.startswith("nvidia-")]
+    assert re.search(r"^# lock-python: 3\.\d+$", (REPO / "requirements" / "dev.lock").read_text(), re.MULTILINE)
