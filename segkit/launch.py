@@ -30,8 +30,8 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import TrainConfig
 from segkit.engine import fit
 from segkit.errors import SegkitError
-from segkit.kaggle.env import on_kaggle
 from segkit.kaggle.session import default_time_budget, prepare_chained_resume
+from segkit.kaggle_env import on_kaggle
 from segkit.live import live_view
 from segkit.model_choice import ModelChoice
 from segkit.models import architecture_of, check_model, checkpoint_origin, open_checkpoint, weights

@@ -623,8 +623,8 @@ def test_exports_videos_synthetic_manifests_and_chained_runs_are_written_to_a_te
     from segkit import video
     from segkit.data import generate_synthetic
     from segkit.export import export_onnx
-    from segkit.kaggle.env import KAGGLE_INPUT_ENV
     from segkit.kaggle.session import prepare_chained_resume
+    from segkit.kaggle_env import KAGGLE_INPUT_ENV
 
     pytest.importorskip("onnx")
     pytest.importorskip("av")

@@ -47,7 +47,7 @@ from segkit.data.layouts import layouts_of
 from segkit.data.transforms import ResizeToCover, cover_size
 from segkit.errors import DataError
 from segkit.files import AtomicFile, write_json
-from segkit.kaggle.env import on_kaggle, working_dir
+from segkit.kaggle_env import on_kaggle, working_dir
 from segkit.labels import LABEL_TO_TRAIN
 from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log

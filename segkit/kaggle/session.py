@@ -11,7 +11,7 @@ from pathlib import Path
 
 from segkit.errors import ConfigError
 from segkit.files import AtomicFile
-from segkit.kaggle.env import kaggle_input_root, on_kaggle
+from segkit.kaggle_env import kaggle_input_root, on_kaggle
 
 log = logging.getLogger("segkit")
 
@@ -106,7 +106,7 @@ def find_resume_checkpoint(kaggle_input: Path | None = None, run_name: str | Non
     """The last.pth of a previous kernel's output attached as input, if any.
 
     Args:
-        kaggle_input: The input mount; default `segkit.kaggle.env.kaggle_input_root()`.
+        kaggle_input: The input mount; default `segkit.kaggle_env.kaggle_input_root()`.
         run_name: Prefer a last.pth whose run directory has this name.
 
     Returns:
