@@ -440,7 +440,7 @@ def test_the_checkpoints_kept_after_divergence_still_predict(data6, tmp_path):
     hooks = []
 
     def blow_up(row):  # after epoch 0 is saved, an absurd learning rate takes over
-        if row["epoch"] == 0:
+        if row.epoch == 0:
 
             def huge_lr(optimizer, args, kwargs):
                 for group in optimizer.param_groups:
