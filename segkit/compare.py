@@ -31,7 +31,6 @@ from segkit.rundir import RUN_FILES, Status, saved_state, training_now
 if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
     import pandas as pd
 
-# What last.pth's status means, in the table's words.
 # A folder holding any of these is a run directory (its subfolders are not searched).
 RUN_SIGNS = tuple(n for n in RUN_FILES if n not in ("class_counts.json", "dashboard.json"))
 COLUMNS = ("run", "model", "encoder", "image size", "epochs", "time", "status", "val mIoU %", "protocol", "note")
@@ -49,7 +48,7 @@ class RunRow:
     epochs_done: int | None = None  # epochs completed (last.pth)
     epochs: int | None = None  # epochs asked for (config.json)
     minutes: float | None = None  # training wall time over all sessions (last.pth)
-    status: str = "unknown"  # finished, stopped by budget, interrupted (...), running, failed, unknown
+    status: Status = Status.UNKNOWN  # how the run stands or ended; the table shows its `text`
     miou: float | None = None  # best model's val mIoU (0..1), only together with `protocol`
     protocol: str = ""  # how `miou` was measured (label space, resolution, inference, split, images)
     notes: list[str] = field(default_factory=list)  # what is wrong or worth knowing
@@ -67,7 +66,7 @@ class RunRow:
             "image size": size,
             "epochs": epochs,
             "time": _duration(self.minutes),
-            "status": self.status,
+            "status": self.status.text,
             "val mIoU %": None if self.miou is None else round(100 * self.miou, 1),
             "protocol": self.protocol,
             "note": "; ".join(self.notes),
@@ -175,27 +174,27 @@ def _best_miou(row: RunRow, run_dir: Path, metrics: dict | None) -> None:
         row.notes.append("its mIoU has no readable protocol, so it is not shown")
 
 
-def _status(row: RunRow, run_dir: Path, state: dict | None, metrics: dict | None) -> str:
+def _status(row: RunRow, run_dir: Path, state: dict | None, metrics: dict | None) -> Status:
     holder = training_now(run_dir)
     if holder:
         row.notes.append(f"training now: {holder}")
-        return "running"
+        return Status.RUNNING
     saved = _saved_status(state)
     resume = f"continue: segkit train --run-dir {run_dir} --resume"
     if saved is None:
         if state is not None:
             row.notes.append(f"last.pth holds an unknown status {state.get('status')!r}")
-            return "unknown"
+            return Status.UNKNOWN
         if (run_dir / "config.json").is_file() and not (run_dir / "last.pth").exists():
             row.notes.append("no last.pth: training stopped before its first epoch was saved")
-            return "failed"
-        return "unknown"
+            return Status.FAILED
+        return Status.UNKNOWN
     if saved == Status.RUNNING:
         row.notes.append(
             f"the training process ended during epoch {state.get('epoch', 0) + 1} without saving how "
             f"(killed or crashed); {resume}"
         )
-        return "failed"
+        return Status.FAILED
     if metrics is None and (run_dir / "best_model.pth").is_file():
         row.notes.append(
             f"no metrics.json: the final evaluation did not finish (segkit evaluate --checkpoint "
@@ -203,7 +202,7 @@ def _status(row: RunRow, run_dir: Path, state: dict | None, metrics: dict | None
         )
     if saved.interrupted:
         row.notes.append(resume)
-    return saved.text
+    return saved
 
 
 def _saved_status(state: dict | None) -> Status | None:

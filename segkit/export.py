@@ -20,6 +20,7 @@ from torch import nn
 import segkit
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD, ExportConfig
 from segkit.errors import SegkitError
+from segkit.files import AtomicFile
 from segkit.models import (
     ModelFacts,
     facts,
@@ -75,10 +76,9 @@ def export_onnx(
     model = model_from_checkpoint(ckpt, "cpu")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
     example = torch.zeros(1, 3, *ckpt["image_size"])  # (1, 3, H, W)
     axes = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():
+    with AtomicFile(output) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": chosen on purpose
         torch.onnx.export(
             model,
@@ -90,12 +90,11 @@ def export_onnx(
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
         )
-    proto = onnx.load(str(tmp))
-    onnx.checker.check_model(proto)
-    for key, value in _metadata(ckpt, model, checkpoint).items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, output)
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto)
+        for key, value in _metadata(ckpt, model, checkpoint).items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(tmp))
     return output
 
 

@@ -2,7 +2,9 @@
 
 A crash, a kill or a full disk at any moment leaves the previous file intact; nothing segkit
 writes is ever half a file. Checkpoints (`segkit.checkpoint`), the run directory's JSON and CSV
-files (`segkit.rundir`) and evaluation reports all go through `atomic_write`.
+files (`segkit.rundir`) and evaluation reports go through `atomic_write`; writers that need a
+path (the ONNX export, the overlay video, the cache's memory maps, a chained Kaggle run's
+checkpoint copy) through `AtomicFile`, the rule both share.
 
 `hold_lock` / `lock_holder`: an advisory lock that a process holds while it works in a
 folder; the operating system drops it when the process ends, however it ends, so "is anybody
@@ -14,13 +16,75 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import socket
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 from segkit.errors import SegkitError
+
+
+class AtomicFile:
+    """A file written under a temporary name in its destination's folder, renamed into place when complete.
+
+    The one rule behind every write segkit makes: the temporary file is fsynced, renamed over
+    `path` and the folder fsynced; on any failure it is deleted and `path` keeps its previous
+    content. For writers that need a path rather than an open file (`torch.onnx.export`, PyAV's
+    container, numpy's memory maps, `shutil.copy2`); `atomic_write` is the file-object form.
+
+    Use as `with AtomicFile(path) as tmp: write_to(tmp)` (renamed when the block ends without an
+    error, deleted otherwise), or call `commit()` / `discard()` when the writing spans calls.
+    The temporary name is `.<name>.<random>.tmp`: hidden, and what `remove_stale_temp_files` deletes.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
+        try:  # not mkstemp (0600): the finished file gets the permissions any new file here gets (umask)
+            os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as e:
+            raise _disk_error(self.path, e) from None
+
+    def commit(self) -> Path:
+        """fsync the temporary file, rename it to `path`, fsync the folder; returns `path`.
+
+        Raises:
+            SegkitError: the disk refused the write; the message names the file and the fix.
+        """
+        try:
+            fd = os.open(self.tmp, os.O_RDWR)
+            try:
+                os.fsync(fd)  # the content reaches the disk before the new name does
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            raise _disk_error(self.path, e) from None
+        except BaseException:
+            self.discard()
+            raise
+        _fsync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Delete the temporary file; `path` stays as it was."""
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+            return
+        self.discard()
+        if isinstance(exc, OSError):
+            raise _disk_error(self.path, exc) from None
 
 
 def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = False) -> Path:
@@ -37,26 +101,9 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = Fa
     Raises:
         SegkitError: the disk refused the write; the message names the file and the fix.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise SegkitError(
-            f"could not write {path}: {e.strerror or e}. The previous {path.name} (if any) and the other files in "
-            f"{path.parent} are intact; free disk space or make the folder writable, then run again "
-            "(training: the same command plus --resume if last.pth exists)."
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    with AtomicFile(path) as tmp, open(tmp, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        write(f)
+    return Path(path)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -132,6 +179,14 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # tensors and numpy values
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _disk_error(path: Path, e: OSError) -> SegkitError:
+    return SegkitError(
+        f"could not write {path}: {e.strerror or e}. The previous {path.name} (if any) and the other files in "
+        f"{path.parent} are intact; free disk space or make the folder writable, then run again "
+        "(training: the same command plus --resume if last.pth exists)."
+    )
 
 
 def _fsync_dir(folder: Path) -> None:

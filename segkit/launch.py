@@ -30,14 +30,14 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import TrainConfig
 from segkit.engine import fit
 from segkit.errors import SegkitError
-from segkit.kaggle.env import on_kaggle
 from segkit.kaggle.session import default_time_budget, prepare_chained_resume
+from segkit.kaggle_env import on_kaggle
 from segkit.live import live_view
 from segkit.model_choice import ModelChoice
 from segkit.models import architecture_of, check_model, checkpoint_origin, open_checkpoint, weights
 from segkit.recipes import apply_preset
 from segkit.reflect import explicit_fields, to_argv
-from segkit.rundir import RunSummary, merge_resumed_config, read_history
+from segkit.rundir import HistoryRow, RunSummary, merge_resumed_config, read_history
 from segkit.runtime import distributed_env, log
 
 
@@ -107,7 +107,7 @@ def torchrun_command(cfg: TrainConfig, nproc: int) -> list[str]:
     ]
 
 
-def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, live: bool = True) -> RunSummary:
+def train(cfg: TrainConfig, on_epoch_end: Callable[[HistoryRow], None] | None = None, live: bool = True) -> RunSummary:
     """Train a resolved config in-process (one GPU or CPU) or through torchrun; fit's summary either way.
 
     Args:
@@ -125,15 +125,15 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[dict], None] | None = None, 
     return RunSummary.from_run_dir(Path(cfg.run_dir))
 
 
-def _each(hooks: list[Callable[[dict], None]]) -> Callable[[dict], None]:
-    def call(row: dict) -> None:
+def _each(hooks: list[Callable[[HistoryRow], None]]) -> Callable[[HistoryRow], None]:
+    def call(row: HistoryRow) -> None:
         for hook in hooks:
             hook(row)
 
     return call
 
 
-def run_torchrun(cfg: TrainConfig, nproc: int, on_epoch_end: Callable[[dict], None] | None = None) -> None:
+def run_torchrun(cfg: TrainConfig, nproc: int, on_epoch_end: Callable[[HistoryRow], None] | None = None) -> None:
     """`torchrun_command` run to its end; each new history.csv row goes to `on_epoch_end`.
 
     In a terminal the workers write to it directly. A notebook kernel's output is not the
@@ -212,9 +212,9 @@ def _read(pipe: IO[bytes], name: str, chunks: queue.Queue) -> None:
 class _HistoryTail:
     """history.csv's new or changed rows (a torchrun run writes it each epoch), passed to `on_row`."""
 
-    def __init__(self, path: Path, on_row: Callable[[dict], None] | None) -> None:
+    def __init__(self, path: Path, on_row: Callable[[HistoryRow], None] | None) -> None:
         self.path, self.on_row, self.mtime = path, on_row, None
-        self.seen = {row["epoch"]: row for row in read_history(path)}  # a resumed run's earlier epochs
+        self.seen = {row.epoch: row for row in read_history(path)}  # a resumed run's earlier epochs
 
     def poll(self) -> None:
         mtime = self.path.stat().st_mtime_ns if self.on_row is not None and self.path.exists() else None
@@ -222,6 +222,6 @@ class _HistoryTail:
             return
         self.mtime = mtime
         for row in read_history(self.path):
-            if self.seen.get(row["epoch"]) != row:
-                self.seen[row["epoch"]] = row
+            if self.seen.get(row.epoch) != row:
+                self.seen[row.epoch] = row
                 self.on_row(row)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from segkit import progress
 from segkit.config import TrainConfig
-from segkit.rundir import read_history
+from segkit.rundir import HistoryRow, read_history
 from segkit.viz import figure_png, plot_curves
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used (slow imports)
@@ -42,11 +42,11 @@ class LiveView:
         epochs: int,
         time_budget: float = 0.0,
         title: str = "",
-        history: Sequence[dict] = (),
+        history: Sequence[HistoryRow] = (),
         show: Callable[[dict[str, str]], None] | None = None,
     ) -> None:
         self.epochs, self.time_budget, self.title = epochs, time_budget, title
-        self.rows = {int(r["epoch"]): dict(r) for r in history}
+        self.rows = {r.epoch: r.as_dict() for r in history}  # shown: plain values for the table and curves
         self.show = show or progress.InPlace().show
 
     @classmethod
@@ -57,9 +57,9 @@ class LiveView:
         title = f"{model} at {cfg.image_size[0]}x{cfg.image_size[1]}: loss and val mIoU"
         return cls(cfg.epochs, cfg.time_budget, title, history, show)
 
-    def __call__(self, row: dict) -> None:
+    def __call__(self, row: HistoryRow) -> None:
         """Add an epoch's history row (a resumed epoch's row replaces its partial one) and redraw."""
-        self.rows[int(row["epoch"])] = dict(row)
+        self.rows[row.epoch] = row.as_dict()
         self.show(self.render())
 
     def history(self) -> pd.DataFrame:

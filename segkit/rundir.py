@@ -15,6 +15,7 @@ import json
 import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
@@ -83,6 +84,9 @@ class Status(str, Enum):
     SIGTERM = "SIGTERM"  # stopped cleanly by SIGTERM (Kaggle's session end)
     SIGINT = "SIGINT"  # stopped cleanly by Ctrl-C
     STOPPED = "stopped"  # stopped at a step limit (`fit(stop_at_step=...)`)
+    # What `segkit runs` concludes from a run directory's files; training never saves these two.
+    FAILED = "failed"  # the process ended without saving how (killed, crashed), or before its first epoch
+    UNKNOWN = "unknown"  # last.pth unreadable or holding a status this segkit does not know
 
     def __str__(self) -> str:  # the value in logs and f-strings, on every Python version
         return self.value
@@ -105,6 +109,8 @@ _STATUS_TEXT = {
     Status.SIGTERM: "interrupted (SIGTERM)",
     Status.SIGINT: "interrupted (Ctrl-C)",
     Status.STOPPED: "stopped at a step limit",
+    Status.FAILED: "failed",
+    Status.UNKNOWN: "unknown",
 }
 SIGNALS = (Status.SIGTERM, Status.SIGINT)  # stops that leave seconds at most: save, do not evaluate
 
@@ -125,11 +131,21 @@ class HistoryRow:
     steps: int = 0  # optimizer steps since the run's start
 
     def as_dict(self) -> dict[str, Any]:
-        """The row as `on_epoch_end` hooks, last.pth and `read_history` carry it."""
+        """The row as plain values: what last.pth, history.csv, `RunSummary.history` and a shown table hold."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> HistoryRow:
+        """A row back from `as_dict` (values kept as they are) or from history.csv's text ("" = None)."""
+        kept = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        for name, value in kept.items():
+            if isinstance(value, str):
+                kept[name] = None if value == "" else int(value) if name in _COUNTS else float(value)
+        return cls(**kept)
 
 
 HISTORY_COLUMNS = tuple(f.name for f in fields(HistoryRow))
+_COUNTS = ("epoch", "steps")  # history.csv's integer columns
 
 
 @dataclass
@@ -142,7 +158,7 @@ class TrainState:
     best_miou: float = -1.0  # best validation mIoU so far (-1: none yet)
     best_epoch: int | None = None  # epoch of best_model.pth
     elapsed_seconds: float = 0.0  # wall time of all sessions of this run
-    history: list[dict] = field(default_factory=list)  # one HistoryRow (as a dict) per epoch (history.csv)
+    history: list[HistoryRow] = field(default_factory=list)  # one row per epoch (history.csv)
     partial_epoch: dict | None = None  # {"epoch", "loss_sum", "steps"} of an epoch a stop split in two
     status: Status = Status.RUNNING  # how the run stands
 
@@ -150,13 +166,13 @@ class TrainState:
     def from_dict(cls, saved: dict[str, Any]) -> TrainState:
         """The state last.pth saved; rows of an unfinished epoch are dropped (it is trained again)."""
         state = cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
-        state.history = [dict(r) for r in state.history if r["epoch"] < state.epoch]
+        state.history = [HistoryRow.from_dict(r) for r in state.history if r["epoch"] < state.epoch]
         state.status = Status(state.status)
         return state
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (last.pth is loaded with weights_only=True)."""
-        return {**asdict(self), "status": Status(self.status).value}
+        return {**asdict(self), "status": Status(self.status).value}  # asdict turns the rows into dicts too
 
 
 @dataclass(frozen=True)
@@ -168,12 +184,13 @@ class RunSummary:
     epochs_done: int  # epochs completed
     best_miou: float  # best validation mIoU (-1: never validated)
     metrics: dict | None  # metrics.json: the final evaluation with its protocol (None: none yet)
-    history: list[dict]  # history.csv's rows
+    history: list[dict]  # history.csv's rows (`HistoryRow.as_dict()`: what a notebook shows)
 
     @classmethod
     def of(cls, run_dir: Path, state: TrainState, metrics: dict | None) -> RunSummary:
         """The summary of a run in `state` (the one way it is built)."""
-        return cls(str(run_dir), Status(state.status), state.epoch, state.best_miou, metrics, list(state.history))
+        rows = [row.as_dict() for row in state.history]
+        return cls(str(run_dir), Status(state.status), state.epoch, state.best_miou, metrics, rows)
 
     @classmethod
     def from_run_dir(cls, run_dir: Path) -> RunSummary:
@@ -215,27 +232,24 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_history(path: Path, rows: list[dict]) -> None:
+def write_history(path: Path, rows: Sequence[HistoryRow]) -> None:
     """history.csv: one row per epoch (rewritten whole from the checkpointed history)."""
 
     def write(f) -> None:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in HISTORY_COLUMNS})
+            writer.writerow({k: "" if v is None else v for k, v in row.as_dict().items()})
 
     atomic_write(path, write)
 
 
-def read_history(path: Path) -> list[dict]:
-    """history.csv's rows as `fit` returns them: numbers, None where empty, an int epoch; [] if absent."""
+def read_history(path: Path) -> list[HistoryRow]:
+    """history.csv's rows as `fit` made them (None where empty); [] if absent."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        rows = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
-    for row in rows:
-        row["epoch"] = int(row["epoch"])
-    return rows
+        return [HistoryRow.from_dict(row) for row in csv.DictReader(f)]
 
 
 def training_now(run_dir: Path) -> str | None:

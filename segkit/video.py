@@ -10,7 +10,6 @@ extra `segkit[video]` (in `.[dev]`, so `make setup` installs it). Every predicti
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from segkit.config import PredictConfig
 from segkit.data.cityscapes import read_image
 from segkit.data.images import STILL_IMAGE_BRANDS
 from segkit.errors import SegkitError
+from segkit.files import AtomicFile
 from segkit.inference import IMAGE_EXTENSIONS, encode_prediction, load_predictor, prediction_name
 from segkit.viz import draw_legend, overlay
 
@@ -283,8 +283,12 @@ class OverlayWriter:
     def __init__(self, path: Path, size: tuple[int, int], rate: Fraction, time_base: Fraction) -> None:
         av = _av()
         self.path, self.size, self.time_base = path, size, time_base
-        self.tmp = path.with_name(f".{path.name}.partial")
-        self.container = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"})
+        self.file = AtomicFile(path)
+        try:
+            self.container = av.open(str(self.file.tmp), "w", format="mp4", options={"movflags": "+faststart"})
+        except BaseException:
+            self.file.discard()
+            raise
         stream = self.container.add_stream("libx264", rate=rate, options={"crf": str(CRF), "preset": "fast"})
         h, w = size
         stream.width, stream.height = w, h
@@ -321,15 +325,14 @@ class OverlayWriter:
         """Flush the encoder and move the finished file into place."""
         self.container.mux(self.stream.encode(None))
         self.container.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        return self.file.commit()
 
     def abort(self) -> None:
         """Drop the unfinished file (an error midway leaves no half video behind)."""
         try:
             self.container.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self.file.discard()
 
 
 # ----------------------------------------------------------------------------- predicting

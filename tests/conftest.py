@@ -189,11 +189,13 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         import torch
 
         from segkit.models.weights import weights_source
+        from segkit.models.zoo import timm_name
 
         source = weights_source(encoder, variant)
         torch.manual_seed(1234)  # not the training seed: the test can tell these weights apart
-        if encoder.startswith("tu-"):  # timm's hub files hold the whole classifier
-            state = timm.create_model(f"{encoder[3:].split('.')[0]}.{source.variant}", pretrained=False).state_dict()
+        name = timm_name(encoder)
+        if name is not None:  # timm's hub files hold the whole classifier
+            state = timm.create_model(f"{name.split('.')[0]}.{source.variant}", pretrained=False).state_dict()
         else:
             state = smp.encoders.get_encoder(encoder, weights=None).state_dict()
         file = tmp_path / "made" / f"{encoder}.safetensors"

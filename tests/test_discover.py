@@ -16,7 +16,7 @@ from segkit.data.discover import (
     resolve_data_roots,
 )
 from segkit.errors import DataError
-from segkit.kaggle.env import KAGGLE_INPUT_ENV
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 
 
 @pytest.fixture(autouse=True)

@@ -120,7 +120,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     hooks = []
 
     def poison(row):  # after epoch 0 is saved, every optimizer step leaves NaN weights
-        if row["epoch"] == 0:
+        if row.epoch == 0:
 
             def to_nan(optimizer, args, kwargs):
                 with torch.no_grad():

@@ -46,7 +46,7 @@ from segkit.kaggle import (
     validate_kernel_metadata,
     working_dir,
 )
-from segkit.kaggle.env import KAGGLE_INPUT_ENV
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 from segkit.recipes import PRESETS, Recipe
 from segkit.runtime import unsupported_gpu_message
 

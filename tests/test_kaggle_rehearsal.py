@@ -9,7 +9,7 @@ the attached segkit-wheel dataset. The input folder holds that dataset, a Citysc
 dataset and an encoder-weights dataset; the working folder is the kernel's cwd.
 
 Where the kernel's folders are: segkit's own path variables (`SEGKIT_KAGGLE_INPUT`,
-`SEGKIT_KAGGLE_WORKING`, which `segkit.kaggle.env` reads instead of /kaggle/input and
+`SEGKIT_KAGGLE_WORKING`, which `segkit.kaggle_env` reads instead of /kaggle/input and
 /kaggle/working) point at tmp_path, with `KAGGLE_KERNEL_RUN_TYPE=Batch` as Kaggle sets it. A mount
 namespace cannot put them at /kaggle itself without creating /kaggle on the host; it is used to
 make the input read-only, as Kaggle mounts it (root ignores file permissions, not a read-only mount).

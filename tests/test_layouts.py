@@ -19,7 +19,7 @@ from segkit.data.discover import DataRoots, find_data_roots, list_samples, list_
 from segkit.data.layouts import BUILT_IN, layouts_for
 from segkit.errors import ConfigError, DataError
 from segkit.inference import prediction_name
-from segkit.kaggle.env import KAGGLE_INPUT_ENV
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 from segkit.labels import LABEL_TO_TRAIN
 from segkit.reflect import to_argv
 

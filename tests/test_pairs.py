@@ -31,7 +31,7 @@ from segkit.data.pairs import (
     read_pair,
 )
 from segkit.errors import ConfigError, DataError
-from segkit.kaggle.env import KAGGLE_INPUT_ENV
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 from segkit.labels import LABEL_TO_TRAIN, LABELS
 
 KITTI_MINI = Path("/work/shared/data/kitti-mini")

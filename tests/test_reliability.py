@@ -440,7 +440,7 @@ def test_the_checkpoints_kept_after_divergence_still_predict(data6, tmp_path):
     hooks = []
 
     def blow_up(row):  # after epoch 0 is saved, an absurd learning rate takes over
-        if row["epoch"] == 0:
+        if row.epoch == 0:
 
             def huge_lr(optimizer, args, kwargs):
                 for group in optimizer.param_groups:
@@ -609,6 +609,80 @@ def test_every_run_directory_file_is_written_to_a_temporary_name_then_renamed(da
         "class_counts.json",
         "eval_val_whole_label.json",
     } <= {str(f) for f in files} and any(f.parts[0] == "cache" for f in files)
+    _assert_each_came_from_a_temporary_file(files, opened)
+
+
+def test_exports_videos_synthetic_manifests_and_chained_runs_are_written_to_a_temporary_name_then_renamed(
+    tiny_run, tmp_path, writes_below, monkeypatch
+):
+    """The writers that need a path (torch.onnx.export, PyAV's container, shutil.copy2) and the synthetic
+    set's manifest go through `files.AtomicFile` / `write_json` too (the cache's memory maps: the test above)."""
+    import cv2
+    import numpy as np
+
+    from segkit import video
+    from segkit.data import generate_synthetic
+    from segkit.export import export_onnx
+    from segkit.kaggle.session import prepare_chained_resume
+    from segkit.kaggle_env import KAGGLE_INPUT_ENV
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("av")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f{i}.png"), np.full((32, 64, 3), 40 * i, np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    export_onnx(tiny_run / "best_model.pth", out / "model.onnx")
+    video.predict_clip(video.open_clip(frames, fps=5), lambda image: np.zeros(image.shape[:2], np.uint8), out)
+    generate_synthetic(out / "synth", num_train=1, num_val=1, image_size=(32, 64))
+    monkeypatch.setenv(KAGGLE_INPUT_ENV, str(tiny_run.parent))  # tiny_run as a previous kernel's output
+    assert prepare_chained_resume(out / "chained" / tiny_run.name)
+
+    root = out.resolve()
+    opened = {Path(p).resolve().relative_to(root) for p, _ in writes_below(out)}
+    final = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+    written_by_cv2_or_tb = {f for f in final if f.suffix == ".png" or "tb" in f.parts}  # C writers: not audited
+    files = final - written_by_cv2_or_tb
+    assert {
+        "model.onnx",
+        "frames_overlay.mp4",
+        "synth/synthetic.json",
+        "chained/run/last.pth",
+        "chained/run/config.json",
+    } <= {str(f) for f in files}, sorted(map(str, files))
+    _assert_each_came_from_a_temporary_file(files, opened)
+
+
+def test_atomic_file_replaces_only_when_complete_with_the_folders_usual_permissions(tmp_path):
+    from segkit.errors import SegkitError
+    from segkit.files import AtomicFile
+
+    target = tmp_path / "model.onnx"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError, match="writer died"), AtomicFile(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer died")
+    with (
+        pytest.raises(SegkitError, match=r"could not write .*model.onnx: .*free disk space"),
+        AtomicFile(target) as tmp,
+    ):
+        raise OSError(28, "No space left on device")
+    assert target.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+    old = os.umask(0o027)
+    try:
+        with AtomicFile(tmp_path / "new.onnx") as tmp:
+            tmp.write_text("whole")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.onnx").read_text() == "whole"
+    assert (tmp_path / "new.onnx").stat().st_mode & 0o777 == 0o640  # as open() would make it, not mkstemp's 0600
+
+
+def _assert_each_came_from_a_temporary_file(files: set[Path], opened: set[Path]) -> None:
+    """No final file was opened for writing under its own name; each has a `.<name>.*` temporary file."""
     direct = sorted(str(f) for f in files & opened)
     assert direct == [], f"opened for writing under their final name, not a temporary one: {direct}"
     temporary = {f for f in opened if f.name.startswith(".")}

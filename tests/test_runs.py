@@ -18,7 +18,7 @@ from segkit.config import TrainConfig
 from segkit.errors import ConfigError
 from segkit.metrics import protocol_text
 from segkit.reflect import from_dict
-from segkit.rundir import LOCK_FILE
+from segkit.rundir import LOCK_FILE, HistoryRow, Status, read_history, write_history
 from segkit.tb import HPARAM_METRICS, NOT_HPARAMS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,16 +84,21 @@ def test_every_run_dir_gets_a_true_row(runs_root: Path, tiny_run: Path) -> None:
     assert sorted(rows) == ["broken", "budget", "deep/er/run", "done", "killed", "no_epoch", "sigterm"]
     done = rows["done"]
     assert (done.model, done.encoder, done.image_size, done.epochs_done, done.epochs) == ("unet", "", "32x64", 2, 2)
-    assert done.status == "finished" and done.notes == [] and 0 < done.minutes < 5
+    assert done.status == Status.COMPLETED and done.notes == [] and 0 < done.minutes < 5
     assert done.miou == pytest.approx(metrics["miou"]) and done.protocol == protocol_text(metrics)
     assert "label resolution" in done.protocol and "2 images" in done.protocol
-    assert rows["budget"].status == "stopped by budget" and rows["deep/er/run"].status == "finished"
-    assert rows["sigterm"].status == "interrupted (SIGTERM)" and "--resume" in rows["sigterm"].notes[0]
+    assert rows["budget"].status == Status.TIME_BUDGET and rows["deep/er/run"].status == Status.COMPLETED
+    assert rows["sigterm"].status == Status.SIGTERM and "--resume" in rows["sigterm"].notes[0]
     killed = rows["killed"]
-    assert killed.status == "failed" and "ended during epoch 3 without saving how" in " ".join(killed.notes)
+    assert killed.status == Status.FAILED and "ended during epoch 3 without saving how" in " ".join(killed.notes)
     # No metrics.json yet: best_model.pth's own validation, with its protocol and saying where it is from.
     assert killed.miou is not None and killed.protocol and "best_model.pth" in " ".join(killed.notes)
-    assert rows["no_epoch"].status == "failed" and "before its first epoch" in rows["no_epoch"].notes[0]
+    assert rows["no_epoch"].status == Status.FAILED and "before its first epoch" in rows["no_epoch"].notes[0]
+    # One vocabulary: every status a row can have is a `Status`, and the table shows its text.
+    shown = {name: (row.status, row.cells()["status"]) for name, row in rows.items()}
+    assert all(isinstance(status, Status) and cell == status.text for status, cell in shown.values()), shown
+    assert shown["done"][1] == "finished" and shown["budget"][1] == "stopped by budget"
+    assert shown["sigterm"][1] == "interrupted (SIGTERM)" and shown["killed"][1] == "failed"
 
 
 def test_a_broken_run_dir_says_what_is_wrong_and_shows_no_bare_number(runs_root: Path) -> None:
@@ -101,9 +106,9 @@ def test_a_broken_run_dir_says_what_is_wrong_and_shows_no_bare_number(runs_root:
     notes = " ".join(broken.notes)
     assert "config.json is unreadable" in notes and "last.pth is unreadable" in notes
     assert "no readable protocol, so it is not shown" in notes
-    assert broken.status == "unknown" and broken.miou is None and broken.model is None
+    assert broken.status == Status.UNKNOWN and broken.miou is None and broken.model is None
     cells = broken.cells()
-    assert (cells["model"], cells["epochs"], cells["val mIoU %"]) == ("?", "?/?", None)
+    assert (cells["model"], cells["epochs"], cells["val mIoU %"], cells["status"]) == ("?", "?/?", None, "unknown")
 
 
 def test_running_while_the_lock_is_held_failed_once_its_process_is_gone(runs_root: Path, tmp_path: Path) -> None:
@@ -111,7 +116,7 @@ def test_running_while_the_lock_is_held_failed_once_its_process_is_gone(runs_roo
     holder = hold_lock(run)
     try:
         (row,) = list_runs(run)
-        assert row.status == "running" and f"pid {holder.pid}" in row.notes[-1]
+        assert row.status == Status.RUNNING and f"pid {holder.pid}" in row.notes[-1]
         # Nobody may train into it meanwhile, not even with --overwrite (which would delete its files).
         before = sorted(p.name for p in run.iterdir())
         saved = json.loads((run / "config.json").read_text())["config"]
@@ -125,7 +130,7 @@ def test_running_while_the_lock_is_held_failed_once_its_process_is_gone(runs_roo
         holder.kill()
         holder.communicate()
     (row,) = list_runs(run)
-    assert row.status == "failed"
+    assert row.status == Status.FAILED
 
 
 def test_table_text_and_curves(runs_root: Path) -> None:
@@ -237,3 +242,21 @@ def test_notebook_05_on_every_kind_of_run(runs_root: Path, tmp_path: Path) -> No
     )
     assert "stopped by budget" in html and "config.json is unreadable" in html
     assert (runs_root / "compare_runs.png").stat().st_size > 10_000
+
+
+def test_history_csv_is_written_from_the_typed_rows_and_read_back_as_them(tmp_path: Path) -> None:
+    """Known bytes (the columns of `HistoryRow`, "" where not measured); reading gives the same rows."""
+    rows = [
+        HistoryRow(0, 1.5, lr=0.01, images_per_sec=12.5, minutes=0.25, steps=3),
+        HistoryRow(
+            1, 1.25, val_loss=1.0, miou=0.5, mean_dice=0.625, pixel_accuracy=0.75, lr=0.005, minutes=0.5, steps=6
+        ),
+    ]
+    write_history(tmp_path / "history.csv", rows)
+    assert (tmp_path / "history.csv").read_bytes() == (
+        b"epoch,train_loss,val_loss,miou,mean_dice,pixel_accuracy,lr,images_per_sec,minutes,steps\r\n"
+        b"0,1.5,,,,,0.01,12.5,0.25,3\r\n"
+        b"1,1.25,1.0,0.5,0.625,0.75,0.005,0.0,0.5,6\r\n"
+    )
+    back = read_history(tmp_path / "history.csv")
+    assert back == rows and isinstance(back[1].steps, int) and back[0].miou is None

@@ -37,3 +37,16 @@ def test_line_length_is_enforced():
         check=False,
     )
     assert done.returncode != 0 and "E501" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_noqa_that_suppresses_nothing_is_a_finding():
+    """RUF100 (pyproject's extend-select): every `# noqa` left in the code names a rule it silences."""
+    done = subprocess.run(
+        [*RUFF, "check", "--stdin-filename", "segkit/probe.py", "-"],
+        cwd=REPO,
+        input="x = 1  # noqa: BLE001\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0 and "RUF100" in done.stdout, done.stdout + done.stderr

@@ -80,6 +80,28 @@ def test_pretrained_encoder_weights_load_from_the_hub_cache_offline(offline_hub,
     assert facts(net).pretrained["encoder_weights"] == "imagenet"
 
 
+@pytest.mark.parametrize(
+    ("alias", "timm_encoder", "mean"),
+    [
+        ("timm-mobilenetv3_large_100", "tu-tf_mobilenetv3_large_100", (0.5, 0.5, 0.5)),  # TF's Inception normalisation
+        ("timm-regnetx_002", "tu-regnetx_002", (0.485, 0.456, 0.406)),
+    ],
+)
+def test_an_smp_alias_of_a_timm_model_is_that_timm_encoder(offline_hub, alias, timm_encoder, mean):
+    """smp builds its old `timm-*` names as `tu-` encoders: the same weights file, loaded by timm, and
+    timm's normalisation for it (not ImageNet's: TF MobileNetV3 was trained on inputs in -1..1)."""
+    written = offline_hub(alias)
+    net = create_model("unet", 19, encoder=alias, encoder_weights="imagenet")
+    same = create_model("unet", 19, encoder=timm_encoder, encoder_weights="imagenet")
+    loaded = encoder_tensors(net)
+    assert loaded.keys() == encoder_tensors(same).keys() and len(loaded) > 10
+    for key, value in loaded.items():
+        assert torch.equal(value, written[key.removeprefix("model.")]), key
+    for weights in ("imagenet", "none"):
+        built = net if weights == "imagenet" else create_model("unet", 19, encoder=alias, encoder_weights=weights)
+        assert facts(built).mean == mean and facts(built).normalization == facts(same).normalization
+
+
 def test_asked_for_weights_missing_offline_stop_before_training(offline_hub, data, tmp_path):
     cfg = config(data, tmp_path / "run", "segformer", "mit_b0")
     with pytest.raises(WeightsUnavailable) as err:

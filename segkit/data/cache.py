@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ from segkit.data.discover import DataRoots, Sample
 from segkit.data.layouts import layouts_of
 from segkit.data.transforms import ResizeToCover, cover_size
 from segkit.errors import DataError
-from segkit.files import write_json
-from segkit.kaggle.env import on_kaggle, working_dir
+from segkit.files import AtomicFile, write_json
+from segkit.kaggle_env import on_kaggle, working_dir
 from segkit.labels import LABEL_TO_TRAIN
 from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log
@@ -162,26 +163,27 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
     sizes = [cover_size(_png_shape(s), size) for s in samples]
     h, w = (max((hw[k] for hw in sizes), default=size[k]) for k in (0, 1))
     names = {"images": f"{split}_images.npy", "masks": f"{split}_masks.npy"}
-    tmp = {k: out / f".{v}.tmp.npy" for k, v in names.items()}
-    images = np.lib.format.open_memmap(tmp["images"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w, 3))
-    masks = np.lib.format.open_memmap(tmp["masks"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w))
-    start = time.perf_counter()
+    with ExitStack() as stack:  # both renamed into place when filled; both deleted on any error
+        tmp = {k: stack.enter_context(AtomicFile(out / v)) for k, v in names.items()}
+        images = np.lib.format.open_memmap(tmp["images"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w, 3))
+        masks = np.lib.format.open_memmap(tmp["masks"], mode="w+", dtype=np.uint8, shape=(len(samples), h, w))
+        start = time.perf_counter()
 
-    def fill(i: int) -> dict:
-        image, mask, shape = _load_resized(samples[i], size)
-        rh, rw = mask.shape  # the rest of the row stays 0 and is never served
-        images[i, :rh, :rw], masks[i, :rh, :rw] = image, mask
-        return _source_record(samples[i], shape, (rh, rw))
+        def fill(i: int) -> dict:
+            image, mask, shape = _load_resized(samples[i], size)
+            rh, rw = mask.shape  # the rest of the row stays 0 and is never served
+            images[i, :rh, :rw], masks[i, :rh, :rw] = image, mask
+            return _source_record(samples[i], shape, (rh, rw))
 
-    n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        sources = list(
-            progress.bar(pool.map(fill, range(len(samples))), total=len(samples), desc=f"cache {split}", unit="img")
-        )
-    log.info("cache %s: %s %d images (%.1f s)", out, split, len(samples), time.perf_counter() - start)
-    for key, array in (("images", images), ("masks", masks)):
-        array.flush()
-        os.replace(tmp[key], out / names[key])
+        n_threads = workers if workers > 0 else min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            bar = progress.bar(
+                pool.map(fill, range(len(samples))), total=len(samples), desc=f"cache {split}", unit="img"
+            )
+            sources = list(bar)
+        log.info("cache %s: %s %d images (%.1f s)", out, split, len(samples), time.perf_counter() - start)
+        images.flush()
+        masks.flush()
     return {"count": len(samples), **names, "shape": [h, w], "sources": sources}
 
 

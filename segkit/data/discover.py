@@ -48,7 +48,7 @@ from segkit.data.layouts import (
     with_format,
 )
 from segkit.errors import DataError
-from segkit.kaggle.env import kaggle_input_root
+from segkit.kaggle_env import kaggle_input_root
 
 logger = logging.getLogger("segkit")
 

@@ -34,14 +34,14 @@ from segkit.tb import TensorBoardLog
 
 
 def fit(
-    cfg: TrainConfig, *, on_epoch_end: Callable[[dict], None] | None = None, stop_at_step: int | None = None
+    cfg: TrainConfig, *, on_epoch_end: Callable[[HistoryRow], None] | None = None, stop_at_step: int | None = None
 ) -> RunSummary:
     """Train `cfg` into `cfg.run_dir`: model -> optimizer -> schedule -> resume -> epochs -> final evaluation.
 
     Args:
         cfg: the config to train, exactly (resolve presets, resume and the Kaggle budget first:
             `segkit.launch.resolve_train_config`).
-        on_epoch_end: called with each history row (`HistoryRow.as_dict()`; e.g. a notebook's live plot).
+        on_epoch_end: called with each epoch's `HistoryRow` (e.g. a notebook's live plot).
         stop_at_step: stop cleanly after this many optimizer steps in total (as a time budget
             would), checkpointing the exact state — used to test resume equivalence.
 
@@ -98,12 +98,12 @@ def fit(
                         _record_validation(
                             cfg, run, board, model, optim, ev, row, state, roots, val_loader.dataset.samples
                         )
-                state.history.append(row.as_dict())  # a partial epoch's row is replaced when a resumed run completes it
+                state.history.append(row)  # a partial epoch's row is replaced when a resumed run completes it
                 state.status = reason or (Status.COMPLETED if state.epoch >= cfg.epochs else Status.RUNNING)
                 with budget.timed():
                     run.save_last(model, optimizer, scheduler, scaler, state)
                 if on_epoch_end is not None and runtime.is_main():
-                    on_epoch_end(row.as_dict())
+                    on_epoch_end(row)
                 if reason is not None:
                     break
             metrics = final_evaluation(cfg, run, roots, device, precision, budget.left())

@@ -40,7 +40,7 @@ def train_one_epoch(
     on_step: Callable[[int, float, float], None] | None = None,
     channels_last: bool = False,
     log_every: int = 20,
-) -> dict:
+) -> EpochResult:
     """Train for one epoch, or until `stop(steps_done)` names a reason after a step.
 
     Args:

@@ -54,10 +54,10 @@ _EXPORTS = {
     "session_elapsed_minutes": "segkit.kaggle.session",
     "session_minutes": "segkit.kaggle.session",
     "time_budget_for": "segkit.kaggle.session",
-    "RUN_TYPE_ENV": "segkit.kaggle.env",
-    "WORKING_ENV": "segkit.kaggle.env",
-    "on_kaggle": "segkit.kaggle.env",
-    "working_dir": "segkit.kaggle.env",
+    "RUN_TYPE_ENV": "segkit.kaggle_env",
+    "WORKING_ENV": "segkit.kaggle_env",
+    "on_kaggle": "segkit.kaggle_env",
+    "working_dir": "segkit.kaggle_env",
 }
 __all__ = list(_EXPORTS)
 

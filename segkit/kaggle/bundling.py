@@ -22,6 +22,7 @@ from segkit import progress
 from segkit.config import BundleConfig
 from segkit.credentials import SECRET_ENV
 from segkit.errors import SegkitError, did_you_mean
+from segkit.files import write_json
 from segkit.kaggle import auth
 
 log = logging.getLogger("segkit")
@@ -433,10 +434,10 @@ def bundle(
     problems = validate_kernel_metadata(meta, kernel_dir)
     if problems:
         raise BundleError("kernel-metadata.json would be rejected: " + "; ".join(problems))
-    _write_json(kernel_dir / "kernel-metadata.json", meta)
+    write_json(kernel_dir / "kernel-metadata.json", meta)
     _write_wheels(wheel_dir, wheels_dir, root)
     dataset_meta = {**_template(root, "dataset-metadata.template.json"), "id": f"{user}/{WHEEL_DATASET}"}
-    _write_json(wheel_dir / "dataset-metadata.json", dataset_meta)
+    write_json(wheel_dir / "dataset-metadata.json", dataset_meta)
     _check_no_secrets(out)
     return out
 
@@ -462,7 +463,3 @@ def _bundle_params(notebook: Path, params: dict[str, Any], chained: bool) -> dic
     elif chained:
         log.warning("%s has no 'resume' parameter: the chained kernel cannot resume", notebook.name)
     return params
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n")

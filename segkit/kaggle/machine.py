@@ -12,8 +12,8 @@ from typing import Any
 from segkit.config import TrainConfig
 from segkit.dependencies import albumentations_problem
 from segkit.errors import ConfigError, SegkitError
-from segkit.kaggle.env import RUN_TYPE_ENV, on_kaggle, working_dir
 from segkit.kaggle.session import SAFETY_MARGIN_MINUTES, session_elapsed_minutes, session_minutes
+from segkit.kaggle_env import RUN_TYPE_ENV, on_kaggle, working_dir
 from segkit.model_choice import ModelChoice
 from segkit.recipes import preset_values
 

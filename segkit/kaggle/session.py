@@ -10,7 +10,8 @@ from collections import deque
 from pathlib import Path
 
 from segkit.errors import ConfigError
-from segkit.kaggle.env import kaggle_input_root, on_kaggle
+from segkit.files import AtomicFile
+from segkit.kaggle_env import kaggle_input_root, on_kaggle
 
 log = logging.getLogger("segkit")
 
@@ -105,7 +106,7 @@ def find_resume_checkpoint(kaggle_input: Path | None = None, run_name: str | Non
     """The last.pth of a previous kernel's output attached as input, if any.
 
     Args:
-        kaggle_input: The input mount; default `segkit.kaggle.env.kaggle_input_root()`.
+        kaggle_input: The input mount; default `segkit.kaggle_env.kaggle_input_root()`.
         run_name: Prefer a last.pth whose run directory has this name.
 
     Returns:
@@ -159,14 +160,16 @@ def prepare_chained_resume(run_dir: Path) -> bool:
         return False
     source = checkpoint.parent
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Each file whole or not at all: a kernel stopped mid-copy copies again (last.pth, the mark of a
+    # finished copy, comes last), and a half file kept because it "exists" would never be repaired.
     for name in CHAINED_FILES:
         if (source / name).is_file() and not (run_dir / name).exists():
-            shutil.copy2(source / name, run_dir / name)
+            with AtomicFile(run_dir / name) as tmp:
+                shutil.copy2(source / name, tmp)
     for name in CHAINED_DIRS:
         if (source / name).is_dir():
             shutil.copytree(source / name, run_dir / name, dirs_exist_ok=True)
-    partial = run_dir / ".last.pth.copying"
-    shutil.copy2(checkpoint, partial)
-    os.replace(partial, run_dir / "last.pth")
+    with AtomicFile(run_dir / "last.pth") as tmp:
+        shutil.copy2(checkpoint, tmp)
     log.info("chained run: copied the previous kernel's run %s into %s; resuming", source, run_dir)
     return True

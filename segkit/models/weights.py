@@ -45,7 +45,7 @@ from huggingface_hub import (
 from huggingface_hub.file_download import repo_folder_name
 
 from segkit.errors import ConfigError, SegkitError, did_you_mean
-from segkit.kaggle.env import KAGGLE_INPUT_ENV, kaggle_input_root
+from segkit.kaggle_env import KAGGLE_INPUT_ENV, kaggle_input_root
 from segkit.model_choice import is_pretrained
 from segkit.models.zoo import check_encoder, timm_name
 

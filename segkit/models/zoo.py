@@ -37,7 +37,11 @@ def encoder_names() -> list[str]:
 
 
 def timm_name(encoder: str) -> str | None:
-    """The timm model behind a `tu-` encoder (or an smp alias of one, e.g. timm-regnetx_002), else None."""
+    """The timm model behind a `tu-` encoder (or an smp alias of one, e.g. timm-regnetx_002), else None.
+
+    The one answer to "is this a timm encoder": its weights, their loading and its normalisation
+    follow from it (smp's own `timm-efficientnet-*` encoders are not timm models: None).
+    """
     if is_equivalent_to_timm_universal(encoder):  # smp maps these deprecated names to timm
         encoder = encoder.replace("timm-", "tu-" + ("tf_" if "mobilenetv3" in encoder else ""))
     return encoder[3:] if encoder.startswith("tu-") else None
@@ -81,7 +85,7 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
     check_architecture(model, encoder)
     check_encoder(encoder)
     options = {**DEFAULT_OPTIONS.get(model, {}), **options}
-    timm_file = weights_file is not None and encoder.startswith("tu-")
+    timm_file = weights_file is not None and timm_name(encoder) is not None
     if timm_file:  # timm loads its own weights (and adapts them to the features-only model)
         options["pretrained_cfg_overlay"] = {"file": str(weights_file)}
     try:
@@ -141,9 +145,10 @@ def load_encoder_file(encoder_module: nn.Module, encoder: str, path: Path) -> No
 def normalization(encoder: str, weights_file: Path | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the encoder was pretrained with: timm's pretrained config for `tu-` encoders,
     the config.json beside smp-hub weights, else ImageNet's."""
-    if encoder.startswith("tu-"):
+    name = timm_name(encoder)
+    if name is not None:
         try:
-            cfg = timm.models.get_pretrained_cfg(encoder[3:])
+            cfg = timm.models.get_pretrained_cfg(name)
         except (RuntimeError, KeyError, ValueError):
             cfg = None
         if cfg is not None and cfg.mean and cfg.std:

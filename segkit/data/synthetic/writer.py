@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections import deque
@@ -19,6 +18,7 @@ from segkit.checks import check_image_size
 from segkit.config import SynthConfig
 from segkit.data.synthetic.scene import render_scene
 from segkit.errors import ConfigError, DataError
+from segkit.files import write_json
 from segkit.labels import label_to_color
 
 TRAIN_CITIES: tuple[str, ...] = ("synthtown", "procville", "rendercity")
@@ -145,9 +145,7 @@ def _count_images(out: Path) -> int:
 def _write_manifest(out: Path, params: dict, complete: bool) -> None:
     """Write `synthetic.json` atomically; `complete` turns true only after the last image."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps({"parameters": params, "complete": complete}, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_json(out / MANIFEST, {"parameters": params, "complete": complete})
 
 
 def _write_all(out: Path, params: dict) -> None:

@@ -1,7 +1,10 @@
 """Is this a Kaggle kernel, and where are its input and working folders? (standard library only)
 
-The data discovery, the preprocessing cache, the pretrained-weights search and the Kaggle
-session logic all ask these questions; they live here so that none of them imports the others.
+The data discovery, the preprocessing cache, the pretrained-weights search, the launcher and the
+Kaggle session logic all ask these questions; they live here so that none of them imports the
+others. A leaf of its own beside `errors` and `credentials`, not inside `segkit/kaggle/`: there
+the data and models layers would import a module of the package whose `__init__` fronts the
+bundler and the CLI at the top of the house (`segkit.kaggle` still exports these names).
 Tests point the folders at `tmp_path` through the environment variables.
 """
 
