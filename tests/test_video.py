@@ -285,9 +285,10 @@ def drawn_legend(h: int, w: int) -> tuple[int, list[np.ndarray]]:
     drawn = (out != (image[0, 0] * 0.35).astype(np.uint8)).any(-1)  # anything but the darkened band
     drawn[:top] = False
     swatches = []
-    for colour in PALETTE:
+    for colour, label in zip(PALETTE, CLASS_NAMES):
         fill = (out == colour).all(-1)
         ys, xs = np.nonzero(fill)
+        assert ys.size, f"{label}: no swatch in the frame"
         box = (ys.min(), xs.min(), ys.max(), xs.max())
         assert fill[box[0] : box[2] + 1, box[1] : box[3] + 1].all() and fill.sum() >= 9, "a filled square swatch"
         swatches.append(tuple(int(v) for v in box))
@@ -301,10 +302,13 @@ def drawn_legend(h: int, w: int) -> tuple[int, list[np.ndarray]]:
         ink = drawn[rows[0] : rows[-1] + 1, left : right + 1]
         ys, xs = np.nonzero(ink)
         assert xs.size, f"{CLASS_NAMES[c]}: no name drawn next to its swatch"
-        assert 0 < xs.min() and xs.max() < ink.shape[1] - 1, f"{CLASS_NAMES[c]} touches the next entry or the edge"
+        assert 0 < xs.min() and xs.max() < ink.shape[1] - 1, (
+            f"{CLASS_NAMES[c]}: cut at the frame's edge or run into the next entry"
+        )
         names.append(out[rows[0] + ys.min() : rows[0] + ys.max() + 1, left + xs.min() : left + xs.max() + 1])
     assert len({y0 for y0, *_ in swatches}) == len(lines)  # one line of ink per row of swatches: rows do not touch
-    assert lines[-1][-1] < h - 1 and all(x0 > 1 for _, x0, _, _ in swatches)  # a margin to the frame's edges
+    assert lines[-1][-1] < h - 1, f"the legend's ink reaches the frame's last row ({h - 1}): cut at the bottom"
+    assert all(x0 > 1 for _, x0, _, _ in swatches), "a swatch on the frame's left edge"
     return top, names
 
 
