@@ -149,11 +149,13 @@ def test_clip_gives_an_overlay_video_and_label_maps_equal_to_per_image_predict(
     for name in written:
         assert np.array_equal(read_png(tmp_path / "out" / name), read_png(reference / name)), name
 
-    # What the video shows is that prediction blended over the frame, with the legend (H.264: close, not equal).
+    # What the video shows is that prediction blended over the frame, with the legend (H.264: close, not equal):
+    # ~3 levels from it (CRF 20), 20 or more from the blend without its legend and 40 from the bare frame.
     preds = [read_png(tmp_path / "out" / n) for n in written]
-    expected = viz.draw_legend(overlay(decoded[3], preds[3]), preds[3]).astype(int)
-    error = np.abs(shown[3].astype(int) - expected).mean()
-    assert error < 4 and error < np.abs(shown[3].astype(int) - decoded[3]).mean() / 3  # the blend, not the bare frame
+    blend = overlay(decoded[3], preds[3])
+    error = np.abs(shown[3].astype(int) - viz.draw_legend(blend, preds[3])).mean()
+    others = [float(np.abs(shown[3].astype(int) - other).mean()) for other in (decoded[3], blend)]
+    assert error < 8 and all(3 * error < other for other in others), (error, others)
 
 
 # 12 flat colours, any two 100 or more grey levels apart in some channel: frames told apart by construction
