@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -341,30 +342,83 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 class LegendLayout:
     """Where each class's swatch and name go in the band at the bottom of a frame of one size."""
 
-    px: int  # swatch side = text cap height, pixels
-    scale: float  # cv2 font scale giving that height
+    px: int  # swatch side = height of the names' tallest letters above the baseline, pixels
+    scale: float  # cv2 font scale that draws letters that tall (measured, see _ink_box)
     thick: int  # stroke width
-    pad: int
+    pad: int  # margin around the band's rows and gap between swatch and name
     top: int  # first row of the band
-    places: tuple[tuple[int, int], ...]  # (x, y of the swatch's top) per trainId
+    places: tuple[tuple[int, int], ...]  # (x, y) of each trainId's swatch's top-left corner
+    origins: tuple[tuple[int, int], ...]  # (x, y) of each trainId's name: cv2.putText's origin (on the baseline)
 
 
+def _ink_box(text: str, scale: float, thick: int) -> tuple[int, int, int, int]:
+    """The pixels cv2.putText draws for `text` with its origin at (0, 0): (left, top, right, bottom),
+    right and bottom exclusive, top < 0 above the baseline. Measured on a scratch canvas because
+    `getTextSize` does not say where the ink goes the same way in every OpenCV (4.x: Hershey strokes,
+    a fixed height and descent; 5.x: another renderer, other glyphs and other metrics)."""
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
+    margin = 2 * (th + base + thick) + 8  # room for whatever the sizes leave out
+    canvas = np.zeros((2 * margin + th + base, 2 * margin + tw), np.uint8)
+    cv2.putText(canvas, text, (margin, margin + th), _FONT, scale, 255, thick, cv2.LINE_AA)
+    rows, cols = np.flatnonzero(canvas.any(1)), np.flatnonzero(canvas.any(0))
+    assert rows.size and 0 < rows[0] and rows[-1] < canvas.shape[0] - 1 and 0 < cols[0] < cols[-1] < canvas.shape[1] - 1
+    return (
+        int(cols[0] - margin),
+        int(rows[0] - margin - th),
+        int(cols[-1] + 1 - margin),
+        int(rows[-1] + 1 - margin - th),
+    )
+
+
+def _scale_for(px: int, thick: int) -> float:
+    """The font scale whose tallest letters (over all class names) are at least px pixels high."""
+    ascent = max(-_ink_box(n, 1.0, thick)[1] for n in CLASS_NAMES)
+    scale = px / ascent
+    for _ in range(8):  # stroke width and anti-aliasing do not scale: correct on what is drawn at this size
+        drawn = max(-_ink_box(n, scale, thick)[1] for n in CLASS_NAMES)
+        if drawn >= px:
+            break
+        scale *= (px + 0.5) / drawn
+    return scale
+
+
+@lru_cache(maxsize=16)  # one size per clip; every frame asks again
 def legend_layout(h: int, w: int) -> LegendLayout:
     """All 19 classes in fixed places (nothing jumps between frames), rows wrapped to the width.
-    Text height follows the frame's height: 9 px at 256 rows (the smallest Hershey text that stays
-    readable), 30 px at 1080."""
-    px = max(9, round(h / 36))
-    scale, thick, pad = px / 22, max(1, round(px / 12)), max(2, px // 3)
-    places, x, row = [], pad, 0
-    for name in CLASS_NAMES:
-        width = px + pad + cv2.getTextSize(name, _FONT, scale, thick)[0][0] + 2 * pad
-        if x + width > w - pad and x > pad:
+    Letter height follows the frame's height: 9 px at 256 rows (the smallest text that stays readable),
+    30 px at 1080. Every size comes from the ink cv2 draws, so the legend stays inside the frame with
+    any OpenCV's font. A frame too small for 9-px letters gets smaller ones rather than a legend cut off,
+    down to 5 px (smaller are no longer letters); one too small even for that gets no legend (no places)."""
+    for px in range(max(9, round(h / 36)), 4, -1):
+        layout = _layout(h, w, px)
+        if layout is not None:
+            return layout
+    return LegendLayout(0, 0.0, 1, 0, h, (), ())
+
+
+def _layout(h: int, w: int, px: int) -> LegendLayout | None:
+    """The layout with px-high letters, or None when it does not fit in the frame."""
+    thick, pad = max(1, round(px / 12)), max(2, px // 3)
+    scale = _scale_for(px, thick)
+    boxes = [_ink_box(n, scale, thick) for n in CLASS_NAMES]
+    ascent, descent = max(-b[1] for b in boxes), max(0, *(b[3] for b in boxes))
+    line = max(px, ascent + descent) + pad  # a row and the gap under it
+    spots, x, row = [], pad, 0
+    for left, _, right, _ in boxes:
+        end = x + px + pad + right - left  # the name's ink ends here
+        if end > w - pad and x > pad:
             x, row = pad, row + 1
-        places.append((x, row))
-        x += width
-    line = px + 2 * pad
-    top = max(0, h - (row + 1) * line - pad)
-    return LegendLayout(px, scale, thick, pad, top, tuple((x, top + pad + r * line) for x, r in places))
+            end = px + 2 * pad + right - left
+        if end > w - pad:
+            return None  # one name is wider than the frame
+        spots.append((x, row, left))
+        x = end + 2 * pad
+    top = h - (row + 1) * line - pad
+    if top < 0:
+        return None
+    places = tuple((x, top + pad + r * line) for x, r, _ in spots)
+    origins = tuple((x + px + pad - left, y + ascent) for (x, y), (_, _, left) in zip(places, spots))
+    return LegendLayout(px, scale, thick, pad, top, places, origins)
 
 
 def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -378,12 +432,11 @@ def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
     present = np.bincount(pred.ravel(), minlength=256)[:NUM_CLASSES] > 0
     out = image.copy()
     out[lg.top :] = (out[lg.top :] * 0.35).astype(np.uint8)  # darkened, the picture still shows through
-    for c, (x, y) in enumerate(lg.places):
+    for c, ((x, y), origin) in enumerate(zip(lg.places, lg.origins)):
         colour = PALETTE[c].astype(int) if present[c] else PALETTE[c] * 0.3 + 60
         text = (255, 255, 255) if present[c] else (120, 120, 120)
-        cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), tuple(int(v) for v in colour), -1)
-        cv2.rectangle(out, (x, y + lg.pad), (x + lg.px, y + lg.pad + lg.px), text, 1)
-        cv2.putText(
-            out, CLASS_NAMES[c], (x + lg.px + lg.pad, y + lg.pad + lg.px), _FONT, lg.scale, text, lg.thick, cv2.LINE_AA
-        )
+        corner = (x + lg.px - 1, y + lg.px - 1)
+        cv2.rectangle(out, (x, y), corner, tuple(int(v) for v in colour), -1)
+        cv2.rectangle(out, (x, y), corner, text, 1)  # an outline: dark colours (truck, car) on the dark band
+        cv2.putText(out, CLASS_NAMES[c], origin, _FONT, lg.scale, text, lg.thick, cv2.LINE_AA)
     return out

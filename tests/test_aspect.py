@@ -174,12 +174,14 @@ def test_focus_crop_centres_crops_on_thin_classes():
             (256, 512), (1.0, 1.0), hflip=False, color_jitter=False, crop_size=(64, 128), focus_p=focus_p
         )
         hits = 0
-        for seed in range(60):
+        for seed in range(400):  # a binomial share: 400 draws give a standard deviation of 0.025 at most
             t.set_random_seed(seed)
             hits += bool((t(image=image, mask=mask)["mask"] == 5).any())
-        return hits / 60
+        return hits / 400
 
-    assert share_with_pole(0.0) < 0.25  # random windows rarely catch it
+    # A random window holds part of the pole for 32 of 385 left edges and 156 of 193 top edges: p = 0.067;
+    # focused half of the time: 0.53 (0.09 and 0.51 drawn here). The bounds are 4.5+ deviations away, any RNG.
+    assert share_with_pole(0.0) < 0.2  # random windows rarely catch it
     assert share_with_pole(1.0) == 1.0  # every crop holds part of the pole
     half = share_with_pole(0.5)
-    assert 0.4 < half < 0.85
+    assert 0.4 < half < 0.66

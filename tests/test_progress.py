@@ -26,10 +26,10 @@ JOB = """
 import sys, time
 from segkit import progress
 progress.setup_logging()
-every = float(sys.argv[1])
+every, start = float(sys.argv[1]), time.monotonic()
 for _ in progress.bar(range(6), desc="predict", unit="img", every=every):
     time.sleep(0.06)
-print("finished", flush=True)
+print(f"finished in {time.monotonic() - start:.3f} s", flush=True)
 """
 
 
@@ -73,16 +73,17 @@ def _headless(every: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_headless_logs_count_rate_and_time_left_every_few_seconds():
     done = _headless("0.1")
+    seconds = float(re.fullmatch(r"finished in ([\d.]+) s\n", done.stdout)[1])  # ~0.36; more on a loaded machine
     lines = [line for line in done.stderr.splitlines() if "segkit predict:" in line]
-    assert 2 <= len(lines) <= 4, done.stderr  # ~0.36 s of work, a line every 0.1 s, the last one once
+    assert 2 <= len(lines) <= seconds / 0.1 + 1, done.stderr  # a line at most every 0.1 s, and the last one once
     assert re.search(r"predict: [1-5]/6 img \(\d+%\), [\d.]+ img/s, \d\d:\d\d left$", lines[0]), lines[0]
     assert re.search(r"predict: 6/6 img \(100%\), [\d.]+ img/s, done in \d\d:\d\d$", lines[-1]), lines[-1]
-    assert "\r" not in done.stderr and done.stdout == "finished\n"
+    assert "\r" not in done.stderr
 
 
 def test_a_short_headless_job_and_other_ranks_say_nothing():
     short = _headless("30")
-    assert short.stderr == "" and short.stdout == "finished\n"
+    assert short.stderr == "" and short.stdout.startswith("finished in")
     assert _headless("0.1", RANK="1").stderr == ""
 
 

@@ -26,6 +26,12 @@ def _pair(h: int = 64, w: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return COLOURS[mask], mask
 
 
+# Aligned pairs after a random resize and crop agree on 0.952 to 0.99 of their pixels (25 seeds); one shifted
+# by (2, 2) pixels on 0.89 at most (10 seeds): the line between them is drawn halfway, not at the edge of
+# either, so a resampling library that blurs borders a little more or less does not cross it.
+ALIGNED = 0.92
+
+
 def _agreement(image: torch.Tensor, labels: np.ndarray) -> float:
     """Fraction of non-padding pixels whose colour names the same class as the mask.
 
@@ -47,7 +53,7 @@ def test_geometry_keeps_image_and_mask_aligned(seed: int) -> None:
     labels = out["mask"].numpy()
     assert labels.shape == (48, 80) and out["image"].shape == (3, 48, 80)
     assert set(np.unique(labels)) <= set(np.unique(mask)) | {255}  # nearest: no invented labels
-    assert _agreement(out["image"], labels) > 0.95
+    assert _agreement(out["image"], labels) > ALIGNED
     assert (denormalize(out["image"])[labels == 255] == 0).all()  # mask padding is image padding
 
 
@@ -58,8 +64,8 @@ def test_agreement_detects_misalignment() -> None:
         image, mask = _pair(seed=seed)
         out = eval_transform(None)(image=image, mask=mask)
         assert _agreement(out["image"], mask) == 1.0
-        flipped += _agreement(out["image"].flip(-1), mask) < 0.95
-        shifted += _agreement(out["image"].roll((2, 2), dims=(-2, -1)), mask) < 0.95
+        flipped += _agreement(out["image"].flip(-1), mask) < ALIGNED
+        shifted += _agreement(out["image"].roll((2, 2), dims=(-2, -1)), mask) < ALIGNED
     assert flipped >= 9 and shifted >= 9
 
 
