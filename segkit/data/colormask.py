@@ -13,9 +13,11 @@ blend from a thin thing of a third colour, its neighbours can. So, for any (N, 3
    resolution), and the pixel takes the colour of the larger weight, the one its nearest-neighbour
    resize would most likely have sampled. A pixel within EXACT_DISTANCE of a palette colour that is
    MARGIN closer to it than to any explanation by its neighbours keeps that colour (a pole one
-   pixel wide, not a blend of the building on both sides of it);
+   pixel wide, not a blend of the building on both sides of it), and so does one within SAME of
+   it (nothing blended it: lossless masks);
 3. what no explanation brings within `tolerance` stays undecided (-1); passes repeat with the
-   newly decided pixels as neighbours.
+   newly decided pixels as neighbours. A pixel with nothing decided within LONELY // 2 pixels
+   has no context: its colour alone decides it, within `tolerance`.
 
 Distances are in JPEG's YCbCr with chroma counted half, sqrt(dY^2 + (dCb^2 + dCr^2) / 4), in levels.
 Measured against true labels on real frames: benchmarks/pair_decoder.py, benchmarks/README.md.
@@ -29,10 +31,12 @@ import numpy as np
 CHROMA_WEIGHT = 0.25  # weight of a squared chroma difference against a squared luma difference
 SEED_DISTANCE = 10.0  # levels: a seed is this close to its colour (flat JPEG'd regions decode within ~8)
 EXACT_DISTANCE = 6.0  # levels: a pixel this close to a colour not explained by its neighbours keeps it
+SAME = 0.0  # levels: a pixel this close (exactly the colour) is it, whatever its neighbours (lossless masks)
 MARGIN = 8.0  # levels: ... when the best explanation by its neighbours is this much farther
 WINDOW = 9  # pixels: first pass, seeds looked at around a pixel (a rim is 1-3 pixels from a seed)
 FILL_WINDOW = 5  # pixels: later passes, any decided pixel looked at
 CANDIDATES = 3  # colours most frequent in the window that may explain a pixel, alone or two blended
+LONELY = 27  # pixels: a pixel with nothing decided in a window this wide is decided by its colour alone
 PASSES = 3  # explanation passes; each adds the pixels decided in the one before as neighbours
 LUMA_SPLIT = 10.0  # levels: a blend whose colours differ this much in luma is weighed by luma, else by chroma
 _YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # JFIF
@@ -102,11 +106,17 @@ def decode_colors(rgb: np.ndarray, palette: np.ndarray, tolerance: float) -> np.
             break
         cand = _candidates(out.reshape(h, w), todo, WINDOW if n == 0 else FILL_WINDOW)
         residual, label = _explain(ycc[inverse[todo]], pal, cand)
+        # its own colour: a thin thing, not a blend of its neighbours; or exactly a palette colour (lossless)
         alone = (distance[todo] <= EXACT_DISTANCE) & (distance[todo] + MARGIN < residual)
+        alone |= distance[todo] <= SAME
         label[alone], residual[alone] = index[todo][alone], distance[todo][alone]
         ok = residual <= tolerance
         out[todo[ok]] = label[ok]
-    return out.reshape(h, w)
+    out = out.reshape(h, w)
+    decided = cv2.dilate((out >= 0).astype(np.uint8), np.ones((LONELY, LONELY), np.uint8))
+    lonely = (decided == 0) & (distance.reshape(h, w) <= tolerance)  # no context at all: the colour alone
+    out[lonely] = index.reshape(h, w)[lonely]
+    return out
 
 
 def _candidates(decided: np.ndarray, todo: np.ndarray, window: int) -> np.ndarray:
