@@ -17,7 +17,11 @@ blend from a thin thing of a third colour, its neighbours can. So, for any (N, 3
    it (nothing blended it: lossless masks);
 3. what no explanation brings within `tolerance` stays undecided (-1); passes repeat with the
    newly decided pixels as neighbours. A pixel with nothing decided within LONELY // 2 pixels
-   has no context: its colour alone decides it, within `tolerance`.
+   has no context: its colour alone decides it, within `tolerance`;
+4. thin things: an undecided pixel within `tolerance` of its nearest colour takes it when that
+   colour shows nearby (EVIDENCE_COUNT pixels within EVIDENCE_DISTANCE of it in an EVIDENCE_WINDOW
+   window). A pole one or two pixels wide has no seeds and no decided pole to be explained by, but
+   its core is close to grey; a car's rim left undecided rarely has bus or train colour around it.
 
 Distances are in JPEG's YCbCr with chroma counted half, sqrt(dY^2 + (dCb^2 + dCr^2) / 4), in levels.
 Measured against true labels on real frames: benchmarks/pair_decoder.py, benchmarks/README.md.
@@ -39,6 +43,9 @@ CANDIDATES = 3  # colours most frequent in the window that may explain a pixel, 
 LONELY = 27  # pixels: a pixel with nothing decided in a window this wide is decided by its colour alone
 PASSES = 3  # explanation passes; each adds the pixels decided in the one before as neighbours
 LUMA_SPLIT = 10.0  # levels: a blend whose colours differ this much in luma is weighed by luma, else by chroma
+EVIDENCE_DISTANCE = 14.0  # levels: a pixel this close to a colour shows it (evidence for a thin thing)
+EVIDENCE_WINDOW = 7  # pixels: evidence looked for in a window this wide around an undecided pixel
+EVIDENCE_COUNT = 3  # pixels of evidence an undecided pixel needs to take its nearest colour
 _YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # JFIF
 _TO_SPACE = (_YCC.T * np.array([1.0, np.sqrt(CHROMA_WEIGHT), np.sqrt(CHROMA_WEIGHT)])).astype(np.float32)
 
@@ -116,7 +123,31 @@ def decode_colors(rgb: np.ndarray, palette: np.ndarray, tolerance: float) -> np.
     decided = cv2.dilate((out >= 0).astype(np.uint8), np.ones((LONELY, LONELY), np.uint8))
     lonely = (decided == 0) & (distance.reshape(h, w) <= tolerance)  # no context at all: the colour alone
     out[lonely] = index.reshape(h, w)[lonely]
+    _thin_by_evidence(out, index.reshape(h, w), distance.reshape(h, w), tolerance)
     return out
+
+
+def _thin_by_evidence(out: np.ndarray, index: np.ndarray, distance: np.ndarray, tolerance: float) -> None:
+    """In place: an undecided pixel within `tolerance` of its nearest colour takes it when at least
+    EVIDENCE_COUNT pixels in the EVIDENCE_WINDOW x EVIDENCE_WINDOW window around it are within
+    EVIDENCE_DISTANCE of that colour: a pole or a person too thin for seeds, whose colour shows, not
+    a lone blend nearest to a third colour (a car's rim nearest to bus or train).
+
+    Shape:
+        (H, W) int16 decoded (-1 undecided), (H, W) nearest index, (H, W) its distance.
+    """
+    ys, xs = np.nonzero((out < 0) & (distance <= tolerance))
+    if not len(ys):
+        return
+    r = EVIDENCE_WINDOW // 2
+    shown = np.pad(np.where(distance <= EVIDENCE_DISTANCE, index, -1), r, constant_values=-1)
+    want = index[ys, xs]
+    count = np.zeros(len(ys), np.int32)
+    for dy in range(EVIDENCE_WINDOW):  # a loop over the window's offsets, each over all the pixels at once
+        for dx in range(EVIDENCE_WINDOW):
+            count += shown[ys + dy, xs + dx] == want
+    keep = count >= EVIDENCE_COUNT
+    out[ys[keep], xs[keep]] = want[keep]
 
 
 def _candidates(decided: np.ndarray, todo: np.ndarray, window: int) -> np.ndarray:
