@@ -157,7 +157,8 @@ def test_a_lossless_pair_of_real_frames_decodes_exactly(tmp_path):
 
 def test_jpeg_pairs_of_real_frames_agree_with_the_truth(tmp_path):
     """pix2pix's recipe on real KITTI frames (squashed to 256x256, JPEG 75): most class pixels come back,
-    few are decided wrong (whole set: benchmarks/pair_decoder.py, 92.7% agreement)."""
+    few are decided wrong. Bounds with margin, not a measurement: per class on all 48 frames, see
+    benchmarks/pair_decoder.py and benchmarks/README.md."""
     agree = total = wrong = pixels = 0
     for photo, label in kitti_frames(3):
         result = decoded(make_pair(photo, label), tmp_path)[1]
@@ -205,6 +206,23 @@ def test_a_50_50_blend_of_two_regions_is_one_of_the_two(a, b):
         assert (index[:, :12] == palette_index[a]).all() and (index[:, 20:] == palette_index[b]).all()
 
 
+@pytest.mark.parametrize("x0", [1020, 1023])
+def test_a_pole_two_pixels_wide_between_sky_and_road_survives_jpeg_as_pole(x0):
+    """Known answer by construction: a 16-px grey pole (153, 153, 153) over sky above and road below,
+    2048x1024 squashed 8x across to 256x256 (two pixels wide) and JPEG'd. No pixel of it is a seed
+    and its blends are nearest to other colours; every column the pole covers by >= 3/4 is pole on
+    >= 90% of its rows (v2 before thin evidence: none at x0=1020, 9 of 256 rows at 1023)."""
+    big = np.zeros((1024, 2048, 3), np.uint8)
+    big[:512], big[512:] = (70, 130, 180), (128, 64, 128)
+    big[:, x0 : x0 + 16] = (153, 153, 153)
+    result = decode_mask(_jpeg(np.asarray(Image.fromarray(big).resize((256, 256), Image.Resampling.BICUBIC))))
+    covered = [c for c in range(256) if min(c + 1, (x0 + 16) / 8) - max(c, x0 / 8) >= 0.75]
+    assert covered and all((result.train_ids[:, c] == 5).mean() >= 0.9 for c in covered), covered
+    others = ~np.isin(result.train_ids, [0, 5, 10, 255])  # not road, pole, sky or undecided
+    assert others.sum() <= 8, np.unique(result.train_ids[others], return_counts=True)  # measured: 0 and 2 (fence)
+    assert (result.train_ids == 5).sum() <= 3 * 256  # the pole, not a smear
+
+
 def test_any_palette_decodes_and_ignored_colours_take_part():
     """A label space of its own (three colours, black not evaluated): same rules, classes by argument."""
     palette = np.array([[0, 0, 0], [0, 0, 200], [0, 0, 100]], np.uint8)  # black, blue, a dark blue between
@@ -219,8 +237,10 @@ def test_any_palette_decodes_and_ignored_colours_take_part():
 
 def test_real_frames_as_pairs_decode_at_least_as_measured():
     """kitti-mini's val frames as 256x256 JPEG q75 pairs: mIoU against the true labels (trainIds, nearest
-    neighbour resize; segkit's ConfusionMatrix). Measured: these 4 frames 0.617 (v1's colour-alone rule:
-    0.453); all 48 0.773 (0.672, benchmarks/README.md). Floor 0.58: below it, most of the gain is gone."""
+    neighbour resize; segkit's ConfusionMatrix). Measured: these 4 frames 0.580 (v2 without thin
+    evidence 0.617, v1's colour-alone rule 0.453); all 48 0.771 (v1 0.672, benchmarks/README.md).
+    Floor 0.55: 0.03 below the measurement (one stray class decoded on these 4 frames moves the
+    19-class mean by 0.05), 0.10 above v1."""
     import torch
 
     from segkit.metrics import ConfusionMatrix
@@ -230,7 +250,7 @@ def test_real_frames_as_pairs_decode_at_least_as_measured():
         mask = np.asarray(Image.open(io.BytesIO(make_pair(photo, label))).convert("RGB"))[:, 256:]
         truth = LABEL_TO_TRAIN[np.asarray(Image.fromarray(label).resize((256, 256), Image.Resampling.NEAREST))]
         cm.update(torch.from_numpy(decode_mask(np.ascontiguousarray(mask)).train_ids), torch.from_numpy(truth))
-    assert cm.miou() >= 0.58, cm.miou()
+    assert cm.miou() >= 0.55, cm.miou()
 
 
 def test_decoding_counts_add_up_and_a_smaller_tolerance_decides_less(tmp_path):
