@@ -19,14 +19,17 @@ from PIL import Image
 
 from segkit.config import EvalConfig, TrainConfig
 from segkit.data.cityscapes import read_label, read_sample, sample_label
+from segkit.data.colormask import decode_colors
 from segkit.data.discover import find_data_roots, list_samples, list_splits
 from segkit.data.layouts import PAIR_FORMAT, layouts_for
 from segkit.data.pairs import (
     PAIR_COLORS,
+    PAIR_TRAIN_IDS,
     decode_mask,
     decoding_counts,
     looks_like_pair,
     make_pair,
+    nearest_colors,
     pair_problem,
     read_pair,
 )
@@ -154,7 +157,8 @@ def test_a_lossless_pair_of_real_frames_decodes_exactly(tmp_path):
 
 def test_jpeg_pairs_of_real_frames_agree_with_the_truth(tmp_path):
     """pix2pix's recipe on real KITTI frames (squashed to 256x256, JPEG 75): most class pixels come back,
-    few are decided wrong (whole set: benchmarks/pair_decoder.py, 92.7% agreement)."""
+    few are decided wrong. Bounds with margin, not a measurement: per class on all 48 frames, see
+    benchmarks/pair_decoder.py and benchmarks/README.md."""
     agree = total = wrong = pixels = 0
     for photo, label in kitti_frames(3):
         result = decoded(make_pair(photo, label), tmp_path)[1]
@@ -166,6 +170,87 @@ def test_jpeg_pairs_of_real_frames_agree_with_the_truth(tmp_path):
         pixels += truth.size
         assert result.far + result.void <= truth.size
     assert agree / total > 0.9 and wrong / pixels < 0.06, (agree / total, wrong / pixels)
+
+
+def _jpeg(rgb: np.ndarray, quality: int = 75) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def test_a_car_against_black_decodes_car_or_ignore_at_its_edge_never_truck():
+    """Known answer by construction: a car-blue block on black, squashed and JPEG'd as Kaggle's pairs were.
+    The rim's dark blue is nearest to truck (0, 0, 70); the colour alone (v1) decodes it truck."""
+    car, black, truck = (0, 0, 142), (0, 0, 0), 14
+    big = np.zeros((256, 1024, 3), np.uint8)  # squashed 16x across, 4x down: a car 38 x 32 pixels after
+    big[64:192, 205:819] = car
+    mask = _jpeg(np.asarray(Image.fromarray(big).resize((64, 64), Image.Resampling.BICUBIC)))
+    index, distance = nearest_colors(mask)
+    assert (PAIR_TRAIN_IDS[index][distance <= 20] == truck).sum() > 50  # the trap is there: 68 pixels
+    result = decode_mask(mask)
+    assert set(np.unique(result.train_ids)) <= {13, 255} and (result.train_ids == 13).sum() > 0.9 * 38 * 32
+    assert result.far == 0 and PAIR_COLORS[PAIR_TRAIN_IDS == 255].tolist().count(list(black)) == 1
+
+
+@pytest.mark.parametrize(
+    "a, b", [((0, 0, 142), (0, 0, 0)), ((70, 70, 70), (70, 130, 180)), ((128, 64, 128), (244, 35, 232))]
+)
+def test_a_50_50_blend_of_two_regions_is_one_of_the_two(a, b):
+    """Known answer by construction: two regions, a column between them drawn as their mean, JPEG'd."""
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[:, :15], rgb[:, 15:17], rgb[:, 17:] = a, (np.add(a, b) / 2).round(), b
+    palette_index = {tuple(c): i for i, c in enumerate(PAIR_COLORS.tolist())}
+    for mask in (rgb, _jpeg(rgb)):
+        index = decode_colors(mask, PAIR_COLORS, 20.0)
+        assert set(np.unique(index[:, 14:18])) <= {palette_index[a], palette_index[b]}, np.unique(index)
+        assert (index[:, :12] == palette_index[a]).all() and (index[:, 20:] == palette_index[b]).all()
+
+
+@pytest.mark.parametrize("x0", [1020, 1023])
+def test_a_pole_two_pixels_wide_between_sky_and_road_survives_jpeg_as_pole(x0):
+    """Known answer by construction: a 16-px grey pole (153, 153, 153) over sky above and road below,
+    2048x1024 squashed 8x across to 256x256 (two pixels wide) and JPEG'd. No pixel of it is a seed
+    and its blends are nearest to other colours; every column the pole covers by >= 3/4 is pole on
+    >= 90% of its rows (v2 before thin evidence: none at x0=1020, 9 of 256 rows at 1023)."""
+    big = np.zeros((1024, 2048, 3), np.uint8)
+    big[:512], big[512:] = (70, 130, 180), (128, 64, 128)
+    big[:, x0 : x0 + 16] = (153, 153, 153)
+    result = decode_mask(_jpeg(np.asarray(Image.fromarray(big).resize((256, 256), Image.Resampling.BICUBIC))))
+    covered = [c for c in range(256) if min(c + 1, (x0 + 16) / 8) - max(c, x0 / 8) >= 0.75]
+    assert covered and all((result.train_ids[:, c] == 5).mean() >= 0.9 for c in covered), covered
+    others = ~np.isin(result.train_ids, [0, 5, 10, 255])  # not road, pole, sky or undecided
+    assert others.sum() <= 8, np.unique(result.train_ids[others], return_counts=True)  # measured: 0 and 2 (fence)
+    assert (result.train_ids == 5).sum() <= 3 * 256  # the pole, not a smear
+
+
+def test_any_palette_decodes_and_ignored_colours_take_part():
+    """A label space of its own (three colours, black not evaluated): same rules, classes by argument."""
+    palette = np.array([[0, 0, 0], [0, 0, 200], [0, 0, 100]], np.uint8)  # black, blue, a dark blue between
+    classes = np.array([255, 0, 1], np.uint8)
+    big = np.zeros((256, 256, 3), np.uint8)
+    big[64:192, 64:192] = palette[1]
+    mask = _jpeg(np.asarray(Image.fromarray(big).resize((64, 64), Image.Resampling.BICUBIC)))
+    result = decode_mask(mask, 20.0, palette, classes)
+    assert set(np.unique(result.train_ids)) <= {0, 255} and (result.train_ids == 0).sum() > 0.9 * 32 * 32
+    assert result.void > 0.9 * (64 * 64 - 32 * 32)  # black is decoded, as ignore
+
+
+def test_real_frames_as_pairs_decode_at_least_as_measured():
+    """kitti-mini's val frames as 256x256 JPEG q75 pairs: mIoU against the true labels (trainIds, nearest
+    neighbour resize; segkit's ConfusionMatrix). Measured: these 4 frames 0.580 (v2 without thin
+    evidence 0.617, v1's colour-alone rule 0.453); all 48 0.771 (v1 0.672, benchmarks/README.md).
+    Floor 0.55: 0.03 below the measurement (one stray class decoded on these 4 frames moves the
+    19-class mean by 0.05), 0.10 above v1."""
+    import torch
+
+    from segkit.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix()
+    for photo, label in kitti_frames(4):
+        mask = np.asarray(Image.open(io.BytesIO(make_pair(photo, label))).convert("RGB"))[:, 256:]
+        truth = LABEL_TO_TRAIN[np.asarray(Image.fromarray(label).resize((256, 256), Image.Resampling.NEAREST))]
+        cm.update(torch.from_numpy(decode_mask(np.ascontiguousarray(mask)).train_ids), torch.from_numpy(truth))
+    assert cm.miou() >= 0.55, cm.miou()
 
 
 def test_decoding_counts_add_up_and_a_smaller_tolerance_decides_less(tmp_path):

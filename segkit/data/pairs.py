@@ -4,20 +4,21 @@ Kaggle's most attached Cityscapes copy, "Cityscapes Image Pairs" (pix2pix's city
 `cityscapes_data/{train,val}/<n>.jpg`: 256x512 JPEGs, each the photo on the left and the official
 colour mask (what `*_gtFine_color.png` shows) on the right, both squashed from 2048x1024 to
 256x256. There are no label ids, so the colour half is decoded by the official palette
-(`segkit.labels`), pixel by pixel:
+(`segkit.labels`, the 29 distinct colours of its 34 labels) and by context
+(`segkit.data.colormask.decode_colors`): the inside of regions by their colour, every other pixel
+as one of the colours around it or a blend of two of them, in JPEG's YCbCr with chroma counted
+half. The dark rim of a car against black is car or black, never truck (0, 0, 70), which its
+colour is nearest to; a pole one pixel wide keeps its grey. Then:
 
-- the nearest of the 29 distinct colours of the 34 labels, by the distance
-  sqrt(dY^2 + (dCb^2 + dCr^2) / 4) in JPEG's own YCbCr space: JPEG keeps chroma at a quarter of
-  the resolution and quantises it harder, so a chroma difference counts half. On kitti-mini pairs,
-  for the same share of pixels left undecided, it decides fewer wrong than plain RGB distance
-  (benchmarks/README.md);
-- farther than `color_tolerance` (default 20 levels) from every colour: 255, counted "far" (JPEG
-  ringing at edges, and the blends of two classes the squash made there);
+- explained by nothing within `color_tolerance` (default 20 levels): 255, counted "far" (JPEG
+  ringing, blends of three classes at the corners the squash made);
 - the colour of a label that is not one of the 19 train classes: 255, counted "void" (black is
   unlabeled, ego vehicle, rectification border, out of roi and static; parking, rail track, guard
   rail, bridge, tunnel, caravan, trailer, dynamic, ground have their own colours);
 - shared colours: (153, 153, 153) is pole and polegroup, decoded pole; (0, 0, 142) is car and
   license plate, decoded car (label id files draw plates as the car too).
+
+Measured against true labels on real Cityscapes and KITTI frames: benchmarks/README.md.
 
 A file is split at half its width (any size; JPEG or PNG); the photo must be on the left. Whether a
 file is a pair at all is checked from its content (`pair_problem`): its right half must be a
@@ -34,18 +35,18 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from segkit.data.colormask import decode_colors
+from segkit.data.colormask import nearest_colors as _nearest
 from segkit.data.images import read_photo
 from segkit.data.layouts import DEFAULT_COLOR_TOLERANCE, PAIR_FORMAT
 from segkit.errors import DataError
 from segkit.labels import IGNORE_INDEX, LABEL_COLORS, LABELS
 
-DECODER = "nearest palette colour, sqrt(dY^2 + (dCb^2 + dCr^2) / 4) in JPEG YCbCr, v1"  # cache keys name it
-CHROMA_WEIGHT = 0.25  # weight of a squared chroma difference against a squared luma difference
+DECODER = "palette colours by context (seeds, blends of two neighbouring colours), YCbCr, v2"  # cache keys name it
 MASK_SHARE = 0.85  # a colour mask has at least this share of pixels within tolerance of a palette colour
 EXACT_SHARE = 0.4  # ... and at least this share within EXACT levels of a colour other than black
 EXACT = 8.0  # levels: a flat region of a JPEG'd mask decodes this close; photos and renders rarely do
 _CHECK_PIXELS = 65_536  # pixels of a half looked at by the pair check (a strided sample of large images)
-_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # JFIF
 
 
 def _palette() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -63,52 +64,52 @@ def _palette() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 PAIR_COLORS, PAIR_TRAIN_IDS, PAIR_COLOR_NAMES = _palette()  # (29, 3), (29,), 29 names
-_SCALE = np.array([1.0, np.sqrt(CHROMA_WEIGHT), np.sqrt(CHROMA_WEIGHT)])  # chroma counted half: plain distance after
-_PALETTE_SCALED = ((PAIR_COLORS.astype(np.float64) @ _YCC.T) * _SCALE).astype(np.float32)  # (29, 3)
 _BLACK = np.all(PAIR_COLORS == 0, axis=1)  # (29,): the void labels' shared black
 
 
 class Decoded(NamedTuple):
-    """A colour mask decoded by the palette."""
+    """A colour mask decoded by the palette and by context."""
 
     train_ids: np.ndarray  # (H, W) uint8 trainIds, 255 = ignore
-    void: int  # pixels close to the colour of a label outside the 19 classes (-> 255)
-    far: int  # pixels farther than the tolerance from every palette colour (-> 255, undecided)
+    void: int  # pixels decoded as the colour of a label outside the 19 classes (-> 255)
+    far: int  # pixels nothing explains within the tolerance (-> 255, undecided)
 
 
 def nearest_colors(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest palette colour of each pixel and its distance (YCbCr, chroma counted half).
+    """The nearest palette colour of each pixel and its distance (YCbCr, chroma counted half), context aside.
 
     Shape:
         (H, W, 3) uint8 RGB -> (H, W) uint8 index into PAIR_COLORS, (H, W) float32 distance.
     """
-    flat = rgb.reshape(-1, 3).astype(np.int32)
-    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-    colors, inverse = np.unique(packed, return_inverse=True)  # a JPEG'd 256x256 mask: ~16k colours
-    rgb_u = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], axis=1).astype(np.float64)
-    ycc = ((rgb_u @ _YCC.T) * _SCALE).astype(np.float32)  # (U, 3), chroma scaled: plain distance from here
-    d2 = (ycc[:, :1] - _PALETTE_SCALED[None, :, 0]) ** 2  # (U, 29), channel by channel: no BLAS, no (U, 29, 3)
-    d2 += (ycc[:, 1:2] - _PALETTE_SCALED[None, :, 1]) ** 2
-    d2 += (ycc[:, 2:3] - _PALETTE_SCALED[None, :, 2]) ** 2
-    index = d2.argmin(axis=1)
-    distance = np.sqrt(d2[np.arange(len(colors)), index])
-    shape = rgb.shape[:2]
-    return index.astype(np.uint8)[inverse].reshape(shape), distance[inverse].reshape(shape)
+    index, distance = _nearest(rgb, PAIR_COLORS)
+    return index.astype(np.uint8), distance
 
 
-def decode_mask(rgb: np.ndarray, tolerance: float = DEFAULT_COLOR_TOLERANCE) -> Decoded:
-    """trainIds of a Cityscapes colour mask (the rules: module docstring).
+def decode_mask(
+    rgb: np.ndarray,
+    tolerance: float = DEFAULT_COLOR_TOLERANCE,
+    colors: np.ndarray = PAIR_COLORS,
+    classes: np.ndarray = PAIR_TRAIN_IDS,
+) -> Decoded:
+    """Class ids of a colour mask (the rules: module docstring and `colormask.decode_colors`).
 
     Args:
         rgb: (H, W, 3) uint8 colour mask, e.g. a pair's right half.
-        tolerance: the largest distance (levels) at which a pixel takes its nearest colour's class.
+        tolerance: the largest distance (levels) between a pixel and the colour, or blend of two
+            neighbouring colours, that explains it.
+        colors: (N, 3) uint8 distinct colours of the label space (default: Cityscapes' 29).
+        classes: (N,) uint8 the class id each colour decodes to, IGNORE_INDEX (255) for colours that
+            are not evaluated (they still take part in decoding: a blend with black is not a class).
+
+    Returns:
+        Decoded: (H, W) uint8 class ids (255 = ignore), and the void / undecided pixel counts.
     """
-    index, distance = nearest_colors(rgb)
-    train_ids = PAIR_TRAIN_IDS[index]
-    far = distance > tolerance
-    train_ids[far] = IGNORE_INDEX
-    void = int(((PAIR_TRAIN_IDS[index] == IGNORE_INDEX) & ~far).sum())
-    return Decoded(train_ids, void, int(far.sum()))
+    index = decode_colors(rgb, colors, tolerance)
+    far = index < 0
+    class_ids = np.asarray(classes, np.uint8)[np.maximum(index, 0)]
+    class_ids[far] = IGNORE_INDEX
+    void = int(((class_ids == IGNORE_INDEX) & ~far).sum())
+    return Decoded(class_ids, void, int(far.sum()))
 
 
 def split_pair(image: np.ndarray, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
