@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Tests run on CPU with few threads so that parallel helpers and CI stay predictable.
+# Tests run on CPU with few threads so that parallel helpers and CI stay predictable. Under
+# pytest-xdist (`make test`: one worker per core) each worker gets its share of the cores: two
+# workers of two OpenMP threads each on two cores spin against each other, and a test that takes
+# 6 s alone was seen taking 150 s. Subprocesses (torchrun, papermill kernels) inherit the setting.
 os.environ.setdefault("SEGKIT_SMOKE", "0")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 1) // _WORKERS))))
 
 # A few labelIds of evaluated classes (road 7, sidewalk 8, building 11, vegetation 21, sky 23,
 # car 26, person 24) plus two that are not evaluated (unlabeled 0, ego vehicle 1).
