@@ -89,7 +89,7 @@ demo: setup
 	$(BIN)/python -m segkit demo --out $(DEMO_DIR)
 
 test: setup browser
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope tests
 
 # requirements/dev.lock from pyproject.toml (pip-tools' pip-compile, run by pip's resolver so that
 # it sees the torch builds pip installs); UPGRADE=1 moves every pin to the newest admitted release.
@@ -104,14 +104,14 @@ test-latest:
 	$(MAKE) --no-print-directory setup VENV=$(LATEST_VENV) LOCK=
 	$(LATEST_VENV)/bin/python -m pip freeze --exclude-editable > $(LATEST_VENV)/freeze.txt
 	$(LATEST_VENV)/bin/python requirements/lock.py --compare $(LATEST_VENV)/freeze.txt
-	$(LATEST_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) tests
+	$(LATEST_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope tests
 
 # segkit at the lowest versions pyproject admits (tests/test_min_versions.py): downloads every runtime dependency but torch.
 test-min-versions: setup
 	SEGKIT_MIN_VERSIONS=1 $(BIN)/python -m pytest -q -s tests/test_min_versions.py
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "not slow" tests
 
 lint: setup
 	$(BIN)/ruff check segkit tests benchmarks
