@@ -64,6 +64,11 @@ class DataConfig:
     # labelIds, labelTrainIds, or pairColor (image pairs: the colour mask on each image's right half)
     color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a
     # colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
+    classes: str = ""  # label space: a built-in (cityscapes, camvid, camvid-32, mapillary-v1.2, mapillary-v2.0, ade20k,
+    # pascal-voc, bdd100k) or a .yaml/.json/.csv file; "" = the data set's own description, else its layout's, else
+    # cityscapes
+    class_map: str = ""  # map between label spaces, by class name: a built-in (cityscapes->camvid,
+    # mapillary->cityscapes) or a .yaml/.json file; evaluate a model on data of another space, or fine-tune across them
 
     def __post_init__(self) -> None:
         coerce_fields(self)

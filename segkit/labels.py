@@ -134,6 +134,11 @@ class LabelSpace:
         """The colour ignored pixels are drawn in."""
         return self.ignore_colors[0] if self.ignore_colors else (0, 0, 0)
 
+    @property
+    def tag(self) -> str:
+        """How a metrics protocol names it: 'cityscapes-19', 'camvid-11'."""
+        return f"{self.name}-{self.num_classes}"
+
     def describe(self) -> str:
         """'camvid (11 classes)'."""
         return f"{self.name} ({self.num_classes} classes)"
@@ -591,6 +596,12 @@ def resolve_space(
     return builtin_space("cityscapes"), f"label space {builtin_space('cityscapes').describe()}: the default"
 
 
+def space_of_record(record: Mapping[str, Any] | None) -> LabelSpace:
+    """The space a checkpoint or export carries (`LabelSpace.to_dict` under "space"); older ones are Cityscapes."""
+    data = (record or {}).get("space")
+    return LabelSpace.from_dict(data) if data else builtin_space("cityscapes")
+
+
 # -- maps between spaces ----------------------------------------------------------------------------
 
 
@@ -676,6 +687,56 @@ def find_class_map(a: LabelSpace, b: LabelSpace) -> ClassMap | None:
         ):
             return m
     return None
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """How a model's predictions and a data set's labels meet: the space both are scored in."""
+
+    space: LabelSpace  # the shared space
+    pred_map: ClassMap | None = None  # maps the model's classes onto it (None: already in it)
+    target_map: ClassMap | None = None  # maps the labels' classes onto it
+
+    @property
+    def class_map(self) -> ClassMap | None:
+        return self.pred_map or self.target_map
+
+
+def bridge(model_space: LabelSpace, data_space: LabelSpace, class_map: str = "") -> Bridge:
+    """The shared space of a model's and a data set's classes: the same space, or a class map between them.
+
+    Args:
+        model_space: the classes the model predicts.
+        data_space: the classes the labels hold.
+        class_map: `--class-map` (NAME|FILE); "" = the built-in map between the two, if any.
+
+    Returns:
+        A `Bridge`; two spaces with no map between them raise a ConfigError naming `--class-map`.
+    """
+    if model_space == data_space and not class_map:
+        return Bridge(data_space)
+    m = load_class_map(class_map) if class_map else find_class_map(model_space, data_space)
+    if m is None:
+        raise ConfigError(
+            f"the model predicts the {model_space.describe()} space but the labels are in {data_space.describe()}, "
+            f"and segkit has no built-in map between them (built-in: {', '.join(BUILTIN_MAPS)}). Fix: pass "
+            "--class-map FILE (`from: SPACE`, `to: SPACE`, `map: {source class: target class}`), or evaluate "
+            "on data labelled in the model's space."
+        )
+    sides = {model_space.name, data_space.name}
+    if m.source.name not in sides or not {m.target.name} <= sides | {m.target.name}:
+        raise ConfigError(
+            f"class map {m.describe()} maps {m.source.name} onto {m.target.name}; this evaluation needs one "
+            f"between {model_space.name} and {data_space.name}"
+        )
+    pred_map = m if m.source == model_space else None
+    target_map = m if m.source == data_space else None
+    for side, mapped in ((model_space, pred_map), (data_space, target_map)):
+        if mapped is None and side != m.target:
+            raise ConfigError(
+                f"class map {m.describe()} leaves {side.describe()} outside its spaces: map it onto {m.target.name}"
+            )
+    return Bridge(m.target, pred_map, target_map)
 
 
 # -- built-in spaces and maps: one entry each -------------------------------------------------------

@@ -353,3 +353,15 @@ def test_class_map_file(tmp_path):
         L.load_class_map(str(path))
     with pytest.raises(ConfigError, match="cityscapes->camvid"):
         L.load_class_map("nope")
+
+
+def test_bridge_between_model_and_data_spaces():
+    cs, camvid = L.builtin_space("cityscapes"), L.builtin_space("camvid")
+    same = L.bridge(camvid, camvid)
+    assert same.space == camvid and same.class_map is None
+    b = L.bridge(cs, camvid)  # a Cityscapes model on CamVid labels: its predictions are mapped
+    assert b.space == camvid and b.pred_map.name == "cityscapes->camvid" and b.target_map is None
+    b = L.bridge(camvid, cs)  # a CamVid model on Cityscapes labels: the labels are mapped
+    assert b.space == camvid and b.target_map.name == "cityscapes->camvid" and b.pred_map is None
+    with pytest.raises(ConfigError, match="--class-map"):
+        L.bridge(L.builtin_space("ade20k"), camvid)
