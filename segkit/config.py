@@ -38,7 +38,7 @@ CLASS_WEIGHTS = ("none", "inverse", "median", "enet")
 INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
-SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
+SCORE_FORMATS = ("labelIds", "trainIds", "color")  # prediction PNGs `segkit evaluate --predictions` scores
 BACKENDS = ("torch", "onnx")
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
 LAYOUTS = ("auto", "cityscapes", "gtcoarse", "kitti", "acdc", "dark-zurich", "image-pairs", "glob")
@@ -209,7 +209,10 @@ class EvalConfig(DataConfig):
     # smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
-    format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
+    format: str = "labelIds"  # format of the prediction PNGs: labelIds (the data set's own label values), trainIds
+    # (class indices 0..N-1, 255 = void) or color (the label space's colours)
+    prediction_classes: str = ""  # label space of --predictions (NAME|FILE), "" = the labels' own; another space is
+    # mapped with --class-map or the built-in map between the two
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     eval_resolution: str = "label"  # label (official protocol) or train (resized labels, faster)
     batch_size: int = 1  # images per forward pass
