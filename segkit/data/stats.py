@@ -23,19 +23,23 @@ logger = logging.getLogger("segkit")
 
 
 def class_pixel_counts(
-    samples: Sequence[Sample], num_classes: int = NUM_CLASSES, cache_path: Path | None = None
+    samples: Sequence[Sample],
+    num_classes: int = NUM_CLASSES,
+    cache_path: Path | None = None,
+    space: LabelSpace | None = None,
 ) -> np.ndarray:
-    """Count the pixels of each trainId over the label files (255 is not counted).
+    """Count the pixels of each class over the label files (255 is not counted).
 
     Args:
         samples: From `list_samples` (images are not read).
-        num_classes: Number of trainIds counted (0..num_classes-1).
+        num_classes: Number of classes counted (0..num_classes-1); `space`'s when it is given.
         cache_path: A JSON file reused while the file list, sizes and mtimes are unchanged.
+        space: the label space to read the files in (None = cityscapes).
 
     Returns:
         (C,) int64 pixel counts.
     """
-    return class_statistics(samples, num_classes, cache_path)["pixels"]
+    return class_statistics(samples, num_classes, cache_path, space)["pixels"]
 
 
 def class_statistics(

@@ -25,7 +25,7 @@ from torch import nn
 from segkit.checks import check_image_size
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import CheckpointError, ConfigError
-from segkit.labels import ClassMap, LabelSpace, builtin_space, space_of_record
+from segkit.labels import NUM_CLASSES, ClassMap, LabelSpace, builtin_space, space_of_record
 from segkit.model_choice import RETIRED_MODELS, ModelChoice
 from segkit.models import weights, zoo
 from segkit.models.released import checkpoint_origin, is_released, open_checkpoint
@@ -102,13 +102,13 @@ def set_facts(model: nn.Module, model_facts: ModelFacts | None = None, **changes
 
 
 def create_model(
-    model: str = "unet", num_classes: int = 19, *, encoder: str = "", encoder_weights: str = "", **options: Any
+    model: str = "unet", num_classes: int = NUM_CLASSES, *, encoder: str = "", encoder_weights: str = "", **options: Any
 ) -> nn.Module:
     """Build a segmentation model.
 
     Args:
         model: "unet" or another smp architecture (`segkit.model_choice.ARCHITECTURES`).
-        num_classes: output channels (19 Cityscapes trainIds).
+        num_classes: output channels (default: Cityscapes' classes).
         encoder: smp encoder name or `tu-<timm model>`; "" = segkit's own U-Net (model "unet").
         encoder_weights: "imagenet" (or another variant smp lists for the encoder), a weights
             file, or "" / "none" for random initialisation. Asked-for weights that cannot be
@@ -122,7 +122,10 @@ def create_model(
 
 
 def build_model(
-    choice: ModelChoice, num_classes: int = 19, space: LabelSpace | None = None, class_map: ClassMap | None = None
+    choice: ModelChoice,
+    num_classes: int = NUM_CLASSES,
+    space: LabelSpace | None = None,
+    class_map: ClassMap | None = None,
 ) -> nn.Module:
     """Build what `choice` names (see `create_model`); pretrained weights are found or fetched now.
 
@@ -296,7 +299,7 @@ def check_model(choice: ModelChoice, image_size: tuple[int, int], batch_size: in
     """
     if choice.pretrained:
         weights.weights_source(choice.encoder, choice.encoder_weights)  # a variant it has, or an existing file
-    net = build_model(dataclasses.replace(choice, encoder_weights=""), 19).to("meta")
+    net = build_model(dataclasses.replace(choice, encoder_weights="")).to("meta")
     check_input_size(net, *image_size)
     if not _forward_works(net.eval(), image_size):
         nearest = _nearest_working_size(net, image_size)
