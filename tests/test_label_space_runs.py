@@ -233,3 +233,35 @@ def test_sixteen_bit_and_palette_label_files(tmp_path):
     im.putpalette(L.voc_palette().ravel().tolist())
     im.save(tmp_path / "voc.png")  # a palette PNG: the value is the palette index, not its colour
     assert read_label(tmp_path / "voc.png", "labelIds", space=voc).tolist() == [[0, 15, 255]]
+
+
+def test_segkit_evaluate_of_a_cityscapes_checkpoint_on_camvid_names_the_map(camvid, tiny_run, tmp_path):
+    common = {
+        "data_root": str(camvid),
+        "layout": "glob",
+        "image_glob": "{split}/*.png",
+        "label_glob": "{split}annot/*.png",
+        "label_format": "labelIds",
+        "checkpoint": str(tiny_run / "best_model.pth"),
+        "device": "cpu",
+    }
+    summary, _ = run_evaluation(EvalConfig(classes="camvid", output=str(tmp_path / "m.json"), **common))
+    assert summary["protocol"]["label_space"] == "camvid-11"
+    assert summary["protocol"]["class_map"].startswith("cityscapes->camvid")
+    own = tmp_path / "mine.yaml"
+    own.write_text(
+        "name: mine\nclasses: [{name: a, id: [0, 1, 2, 3, 4, 5]}, {name: b, id: [6, 7, 8, 9, 10]}]\nignore: [11]\n"
+    )
+    with pytest.raises(ConfigError, match="no built-in map between them.*--class-map"):
+        run_evaluation(EvalConfig(classes=str(own), output=str(tmp_path / "n.json"), **common))
+    mapping = tmp_path / "map.yaml"
+    cs = L.builtin_space("cityscapes").names
+    mapping.write_text(
+        "from: cityscapes\nto: mine.yaml\nmap: {"
+        + ", ".join(f"'{n}': {'a' if i < 10 else 'b'}" for i, n in enumerate(cs))
+        + "}\n"
+    )
+    summary, _ = run_evaluation(
+        EvalConfig(classes=str(own), class_map=str(mapping), output=str(tmp_path / "o.json"), **common)
+    )
+    assert list(summary["per_class"]) == ["a", "b"] and summary["protocol"]["class_map"].startswith("map ")
