@@ -331,13 +331,13 @@ def _unpack(key: int) -> Color:
 
 def _ranges(values: Sequence[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> '0..2, 5, 7..8'."""
-    out: list[str] = []
+    spans: list[list[int]] = []
     for v in values:
-        if out and isinstance(out[-1], list) and out[-1][1] == v - 1:
-            out[-1][1] = v
+        if spans and spans[-1][1] == v - 1:
+            spans[-1][1] = v
         else:
-            out.append([v, v])  # type: ignore[arg-type]
-    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in out)  # type: ignore[misc]
+            spans.append([v, v])
+    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in spans)
 
 
 def _color(value: Any, what: str) -> Color:
@@ -679,13 +679,16 @@ def load_class_map(name_or_path: str) -> ClassMap:
 
 
 def find_class_map(a: LabelSpace, b: LabelSpace) -> ClassMap | None:
-    """The built-in map between spaces `a` and `b` (either direction, matched by space name), if any."""
+    """The built-in map between spaces `a` and `b` (either direction, matched by space name), if any.
+
+    The map is rebuilt on the spaces given (a Mapillary space read from the data set's own config,
+    say), so its class indices are theirs; a class it names that they lack raises a ConfigError.
+    """
     for name in BUILTIN_MAPS:
         m = builtin_map(name)
-        if {m.source.name, m.target.name} == {a.name, b.name} and set(m.source.names) <= set(
-            (a if a.name == m.source.name else b).names
-        ):
-            return m
+        for source, target in ((a, b), (b, a)):
+            if (m.source.name, m.target.name) == (source.name, target.name):
+                return m if (m.source, m.target) == (source, target) else ClassMap(name, source, target, m.pairs)
     return None
 
 
@@ -723,11 +726,10 @@ def bridge(model_space: LabelSpace, data_space: LabelSpace, class_map: str = "")
             "--class-map FILE (`from: SPACE`, `to: SPACE`, `map: {source class: target class}`), or evaluate "
             "on data labelled in the model's space."
         )
-    sides = {model_space.name, data_space.name}
-    if m.source.name not in sides or not {m.target.name} <= sides | {m.target.name}:
+    if m.source not in (model_space, data_space):
         raise ConfigError(
             f"class map {m.describe()} maps {m.source.name} onto {m.target.name}; this evaluation needs one "
-            f"between {model_space.name} and {data_space.name}"
+            f"from {model_space.name} or {data_space.name}"
         )
     pred_map = m if m.source == model_space else None
     target_map = m if m.source == data_space else None

@@ -365,3 +365,16 @@ def test_bridge_between_model_and_data_spaces():
     assert b.space == camvid and b.target_map.name == "cityscapes->camvid" and b.pred_map is None
     with pytest.raises(ConfigError, match="--class-map"):
         L.bridge(L.builtin_space("ade20k"), camvid)
+
+
+def test_builtin_map_follows_a_mapillary_space_read_from_its_own_config(tmp_path):
+    builtin = L.builtin_space("mapillary-v1.2")
+    rows = [(c.name, c.color, c.name != "animal--bird") for c in builtin.classes]  # bird not evaluated here
+    path = tmp_path / "config_v1.2.json"
+    path.write_text(json.dumps(_mapillary_config(rows + [("void--unlabeled", (0, 0, 0), False)])))
+    own = L.read_space_file(path)
+    assert own != builtin and own.num_classes == builtin.num_classes - 1
+    m = L.find_class_map(own, L.builtin_space("cityscapes"))
+    assert m.source == own and _map_names(m, ["human--rider--bicyclist", "nature--sky"]) == ["rider", "sky"]
+    road_value = np.array([[13]], np.uint8)  # construction--flat--road's position in the config
+    assert m.target.names[m.apply(own.to_index(road_value))[0, 0]] == "road"
