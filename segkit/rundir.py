@@ -292,18 +292,23 @@ class Run:
         data: what config.json records about the data (roots, synthetic or not).
     """
 
-    def __init__(self, cfg: TrainConfig, data: dict[str, Any], space: LabelSpace = CITYSCAPES) -> None:
+    def __init__(
+        self, cfg: TrainConfig, data: dict[str, Any], space: LabelSpace = CITYSCAPES, space_from: str = ""
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.data = data
         self.space = space  # the label space the run trains in: every checkpoint carries it
+        self.space_from = space_from  # where it came from, in one line (`labels.resolve_space`)
         self.resume_ckpt: dict | None = None  # last.pth of a resumed run, read once
         self._lock: Any = None  # train.lock, held by rank 0 until `release`
 
     @classmethod
-    def create(cls, cfg: TrainConfig, data: dict[str, Any], space: LabelSpace = CITYSCAPES) -> Run:
+    def create(
+        cls, cfg: TrainConfig, data: dict[str, Any], space: LabelSpace = CITYSCAPES, space_from: str = ""
+    ) -> Run:
         """Check the folder (refuse to clobber; resume must match the saved run and its space), write config.json."""
-        run = cls(cfg, data, space)
+        run = cls(cfg, data, space, space_from)
         prepare_run_dir(run.run_dir, cfg.resume, cfg.overwrite)
         if runtime.is_main() and run.run_dir.is_dir():
             for stale in remove_stale_temp_files(run.run_dir):
@@ -318,7 +323,13 @@ class Run:
             run._lock = hold_lock(run.run_dir / LOCK_FILE)
             if run._lock is None:  # another process started in the same folder a moment ago
                 raise _busy(run.run_dir, training_now(run.run_dir) or "another process")
-            record = {"config": to_dict(cfg), "data": data, "space": space.to_dict(), "environment": environment_info()}
+            record = {
+                "config": to_dict(cfg),
+                "data": data,
+                "space": space.to_dict(),
+                "space_from": space_from,
+                "environment": environment_info(),
+            }
             write_json(run.run_dir / "config.json", record)
         return run
 

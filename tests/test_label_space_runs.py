@@ -93,7 +93,8 @@ def test_trains_in_the_camvid_space(camvid_run):
     metrics = json.loads((camvid_run / "metrics.json").read_text())
     assert list(metrics["per_class"]) == list(CAMVID.names)
     assert metrics["protocol"]["label_space"] == "camvid-11"
-    assert json.loads((camvid_run / "config.json").read_text())["space"]["name"] == "camvid"
+    record = json.loads((camvid_run / "config.json").read_text())
+    assert record["space"]["name"] == "camvid" and "from --classes camvid" in record["space_from"]
 
 
 def _predict(camvid, camvid_run, out: Path, fmt: str) -> list[Path]:

@@ -56,7 +56,7 @@ def fit(
     space, where = space_of(cfg.classes, roots)  # the classes the label files hold: the head's outputs
     if runtime.is_main():
         log.info("%s", where)
-    run = Run.create(cfg, roots.record(), space)  # the data found, layout included: evaluation finds it again
+    run = Run.create(cfg, roots.record(), space, where)  # the data found, layout included: evaluation finds it again
     board = model = train_model = None
     try:
         with StopFlag() as flag:
