@@ -29,6 +29,7 @@ from segkit.evaluation import (
     load_model,
 )
 from segkit.inference import predict_image
+from segkit.labels import LabelSpace, space_of_record
 from segkit.models import checkpoint_origin, is_released
 from segkit.models.released import EXAMPLE, derived_dir
 
@@ -45,6 +46,11 @@ class LoadedRun:
     ckpt: dict  # the checkpoint dict (image_size, normalization, epoch, ...)
     roots: Any  # DataRoots the evaluation reads
     device: Any  # torch.device
+
+    @property
+    def space(self) -> LabelSpace:
+        """The label space the model predicts in (its checkpoint's; older ones: cityscapes)."""
+        return space_of_record(self.ckpt)
 
     @property
     def released(self) -> bool:
@@ -174,7 +180,7 @@ def triptychs(
     """
     out = []
     for sample in samples:
-        image, target = read_sample(sample)
+        image, target = read_sample(sample, run.space)
         item = {
             "image": image,
             "target": target,

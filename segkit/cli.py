@@ -77,7 +77,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
     for name, preset in PRESETS.items():
         cfg = apply_preset(TrainConfig(preset=name), explicit={"preset"})
-        net = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""), 19)  # cost only: no weights
+        net = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""))  # cost only: no weights
         cost = model_cost(net, cfg.crop)
         cpu = (
             f"{preset.cpu_img_s:g} img/s measured (benchmarks/train_throughput.py)"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from segkit.checkpoint import load_checkpoint
 from segkit.config import CompareConfig
 from segkit.errors import CheckpointError, SegkitError
+from segkit.labels import CITYSCAPES
 from segkit.metrics import protocol_text
 from segkit.reflect import add_config_flags, config_from_args
 from segkit.rundir import RUN_FILES, Status, saved_state, training_now
@@ -33,7 +34,19 @@ if TYPE_CHECKING:  # pandas is imported where it is used (a slow import)
 
 # A folder holding any of these is a run directory (its subfolders are not searched).
 RUN_SIGNS = tuple(n for n in RUN_FILES if n not in ("class_counts.json", "dashboard.json"))
-COLUMNS = ("run", "model", "encoder", "image size", "epochs", "time", "status", "val mIoU %", "protocol", "note")
+COLUMNS = (
+    "run",
+    "model",
+    "encoder",
+    "image size",
+    "classes",
+    "epochs",
+    "time",
+    "status",
+    "val mIoU %",
+    "protocol",
+    "note",
+)
 
 
 @dataclass
@@ -44,6 +57,7 @@ class RunRow:
     model: str | None = None  # architecture (config.json)
     encoder: str | None = None  # smp/timm encoder, "" = segkit's own U-Net
     image_size: str | None = None  # training size, "HxW"
+    classes: str | None = None  # the label space trained in, e.g. "camvid-11" (config.json; older runs: cityscapes)
     eval_resolution: str | None = None  # validation during training: label or train (config.json)
     epochs_done: int | None = None  # epochs completed (last.pth)
     epochs: int | None = None  # epochs asked for (config.json)
@@ -64,6 +78,7 @@ class RunRow:
             "model": self.model or "?",
             "encoder": _encoder(self.encoder),
             "image size": size,
+            "classes": self.classes or "?",
             "epochs": epochs,
             "time": _duration(self.minutes),
             "status": self.status.text,
@@ -115,6 +130,9 @@ def read_run(run_dir: str | Path) -> RunRow:
     cfg = config.get("config") if isinstance(config.get("config"), dict) else {}
     row.model, row.encoder, row.epochs = cfg.get("model"), cfg.get("encoder"), cfg.get("epochs")
     row.eval_resolution = cfg.get("eval_resolution")
+    if config:
+        space = config.get("space")
+        row.classes = f"{space['name']}-{len(space['classes'])}" if isinstance(space, dict) else CITYSCAPES.tag
     if isinstance(cfg.get("image_size"), list):
         row.image_size = "x".join(map(str, cfg["image_size"]))
     state = _read_state(run_dir, row)

@@ -38,7 +38,7 @@ CLASS_WEIGHTS = ("none", "inverse", "median", "enet")
 INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
-SCORE_FORMATS = ("labelIds", "trainIds")  # prediction PNGs `segkit evaluate --predictions` scores
+SCORE_FORMATS = ("labelIds", "trainIds", "color")  # prediction PNGs `segkit evaluate --predictions` scores
 BACKENDS = ("torch", "onnx")
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
 LAYOUTS = (
@@ -81,6 +81,11 @@ class DataConfig:
     # (class values; a palette PNG's index) or color (RGB colour masks)
     color_tolerance: float = 20.0  # image pairs: largest distance (YCbCr levels, chroma counted half) at which a
     # colour-mask pixel takes its nearest palette colour's class; farther ones are ignored (255)
+    classes: str = ""  # label space: a built-in (cityscapes, camvid, camvid-32, mapillary-v1.2, mapillary-v2.0, ade20k,
+    # pascal-voc, bdd100k) or a .yaml/.json/.csv file; "" = the data set's own description, else its layout's, else
+    # cityscapes
+    class_map: str = ""  # map between label spaces, by class name: a built-in (cityscapes->camvid,
+    # mapillary->cityscapes) or a .yaml/.json file; evaluate a model on data of another space, or fine-tune across them
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -221,7 +226,10 @@ class EvalConfig(DataConfig):
     # smp-hub/segformer-b0-640x1280-city-160k, or a save_pretrained folder), "" = <run_dir>/best_model.pth
     split: str = "val"  # split to evaluate
     predictions: str = ""  # folder of prediction PNGs to score instead of running a model
-    format: str = "labelIds"  # format of the prediction PNGs: labelIds or trainIds
+    format: str = "labelIds"  # format of the prediction PNGs: labelIds (the data set's own label values), trainIds
+    # (class indices 0..N-1, 255 = void) or color (the label space's colours)
+    prediction_classes: str = ""  # label space of --predictions (NAME|FILE), "" = the labels' own; another space is
+    # mapped with --class-map or the built-in map between the two
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     eval_resolution: str = "label"  # label (official protocol) or train (resized labels, faster)
     batch_size: int = 1  # images per forward pass

@@ -21,6 +21,7 @@ import segkit
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD, ExportConfig
 from segkit.errors import SegkitError
 from segkit.files import AtomicFile
+from segkit.labels import space_of_record
 from segkit.models import (
     ModelFacts,
     facts,
@@ -107,6 +108,7 @@ def _metadata(ckpt: dict, model: nn.Module, checkpoint: str | Path) -> dict[str,
         "size_divisor": str(facts(model).size_divisor),
         "normalization": json.dumps(ckpt.get("normalization", {})),
         "class_names": json.dumps(ckpt.get("class_names", [])),
+        "space": json.dumps(space_of_record(ckpt).to_dict()),  # the whole label space (LabelSpace.from_dict)
     }
 
 

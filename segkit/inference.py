@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ from segkit.data.layouts import IMAGE_ENDINGS
 from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
 from segkit.export import OnnxModel, ensure_onnx
-from segkit.labels import train_to_color, train_to_label
+from segkit.labels import CITYSCAPES, LabelSpace, space_of_record
 from segkit.models import facts, model_from_checkpoint, open_checkpoint, unwrap
 from segkit.viz import overlay
 
@@ -201,7 +203,20 @@ def load_predictor(
         model = model_from_checkpoint(ckpt, runtime.resolve_device(device))
     else:
         raise SegkitError(f"backend must be torch or onnx; got {backend!r}")
-    return lambda image: predict_image(model, ckpt, image, inference)
+    return Predictor(model, ckpt, inference, space_of_record(ckpt))
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """image (H, W, 3) uint8 RGB -> class indices (H, W) uint8 of `space` (what `load_predictor` returns)."""
+
+    model: Any
+    ckpt: dict
+    inference: str
+    space: LabelSpace  # the label space the model predicts in (from its checkpoint)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return predict_image(self.model, self.ckpt, image, self.inference)
 
 
 # ----------------------------------------------------------------------------- files
@@ -229,23 +244,26 @@ def prediction_name(image_path: Path, fmt: str) -> str:
     return f"{stem}_{fmt}.png"
 
 
-def encode_prediction(pred: np.ndarray, image: np.ndarray, fmt: str) -> np.ndarray:
-    """Turn a trainId prediction (H, W) into the requested output array.
+def encode_prediction(pred: np.ndarray, image: np.ndarray, fmt: str, space: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """Turn a class-index prediction (H, W) into the requested output array.
 
     Args:
-        pred: (H, W) uint8 trainIds.
+        pred: (H, W) uint8 class indices of `space`.
         image: (H, W, 3) uint8 RGB input (for overlays).
-        fmt: color, overlay, trainIds or labelIds.
+        fmt: color (the space's colours), overlay, trainIds (class indices 0..N-1) or labelIds (what
+            the data set's own label files hold: Cityscapes labelIds, CamVid 0..10, ADE20K 1..150,
+            a colour-coded space's colours).
+        space: the label space the model predicts in.
 
     Returns:
-        (H, W) uint8 for id formats, (H, W, 3) uint8 RGB for colour formats.
+        (H, W) uint8 (uint16 for 16-bit label values) for id formats, (H, W, 3) uint8 RGB for colour formats.
     """
     if fmt == "trainIds":
         return pred.astype(np.uint8)
     if fmt == "labelIds":
-        return train_to_label(pred)
+        return space.to_color(pred) if space.color_coded else space.to_values(pred)
     if fmt == "color":
-        return train_to_color(pred)
+        return space.to_color(pred)
     if fmt == "overlay":
-        return overlay(image, pred)
+        return overlay(image, pred, space=space)
     raise SegkitError(f"format must be color, overlay, trainIds or labelIds; got {fmt!r}")

@@ -15,6 +15,7 @@ from torch import nn
 
 from segkit.config import LOSSES
 from segkit.errors import ConfigError
+from segkit.labels import NUM_CLASSES
 
 
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
@@ -43,7 +44,7 @@ class CrossEntropyLoss(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int = 19, ignore_index: int = 255, class_weights: torch.Tensor | None = None
+        self, num_classes: int = NUM_CLASSES, ignore_index: int = 255, class_weights: torch.Tensor | None = None
     ) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
@@ -85,7 +86,7 @@ class OhemCrossEntropyLoss(CrossEntropyLoss):
 
     def __init__(
         self,
-        num_classes: int = 19,
+        num_classes: int = NUM_CLASSES,
         ignore_index: int = 255,
         class_weights: torch.Tensor | None = None,
         thresh: float = 0.7,
@@ -129,7 +130,7 @@ class DiceLoss(nn.Module):
     valid pixel gives 0.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = 255) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
 
@@ -171,7 +172,7 @@ def _class_weights(class_weights: torch.Tensor | np.ndarray | None, num_classes:
 
 def build_loss(
     name: str = "ce",
-    num_classes: int = 19,
+    num_classes: int = NUM_CLASSES,
     ignore_index: int = 255,
     class_weights: torch.Tensor | np.ndarray | None = None,
     ohem_thresh: float = 0.7,

@@ -257,6 +257,8 @@ def protocol_text(summary: dict) -> str:
         parts.append(f"input {p['input']}")
     if p.get("labels"):  # e.g. labels decoded from image pairs' colour masks: not the official benchmark
         parts.append(p["labels"])
+    if p.get("class_map"):  # a model of another label space, its classes mapped onto these
+        parts.append(f"classes mapped by {p['class_map']}")
     return ", ".join(parts)
 
 

@@ -55,7 +55,7 @@ def predict_images(cfg: PredictConfig) -> list[Path]:
         image = inputs.read(path)  # None: it could not be read (logged and counted; the rest goes on)
         if image is None:
             continue
-        array = encode_prediction(predict(image), image, cfg.format)
+        array = encode_prediction(predict(image), image, cfg.format, predict.space)
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
         if not cv2.imwrite(str(target), array):
             raise SegkitError(f"could not write {target}; is {out_dir} writable?")

@@ -30,7 +30,7 @@ from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
 from segkit.config import TrainConfig
 from segkit.errors import ConfigError
 from segkit.files import atomic_write, hold_lock, lock_holder, remove_stale_temp_files, write_json
-from segkit.labels import CLASS_NAMES, NUM_CLASSES
+from segkit.labels import CITYSCAPES, LabelSpace, space_of_record
 from segkit.models import facts, model_spec, unwrap
 from segkit.reflect import from_dict, to_dict
 from segkit.runtime import log
@@ -306,17 +306,23 @@ class Run:
         data: what config.json records about the data (roots, synthetic or not).
     """
 
-    def __init__(self, cfg: TrainConfig, data: dict[str, Any]) -> None:
+    def __init__(
+        self, cfg: TrainConfig, data: dict[str, Any], space: LabelSpace = CITYSCAPES, space_from: str = ""
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.data = data
+        self.space = space  # the label space the run trains in: every checkpoint carries it
+        self.space_from = space_from  # where it came from, in one line (`labels.resolve_space`)
         self.resume_ckpt: dict | None = None  # last.pth of a resumed run, read once
         self._lock: Any = None  # train.lock, held by rank 0 until `release`
 
     @classmethod
-    def create(cls, cfg: TrainConfig, data: dict[str, Any]) -> Run:
-        """Check the folder (refuse to clobber; resume must match the saved run), write config.json."""
-        run = cls(cfg, data)
+    def create(
+        cls, cfg: TrainConfig, data: dict[str, Any], space: LabelSpace = CITYSCAPES, space_from: str = ""
+    ) -> Run:
+        """Check the folder (refuse to clobber; resume must match the saved run and its space), write config.json."""
+        run = cls(cfg, data, space, space_from)
         prepare_run_dir(run.run_dir, cfg.resume, cfg.overwrite)
         if runtime.is_main() and run.run_dir.is_dir():
             for stale in remove_stale_temp_files(run.run_dir):
@@ -325,14 +331,20 @@ class Run:
         if cfg.resume:
             run.resume_ckpt = load_checkpoint(run.run_dir / "last.pth")
             check_resumable(cfg, run.resume_ckpt["config"])
+            check_same_space(space_of_record(run.resume_ckpt), space, run.run_dir)
         if runtime.is_main():
             (run.run_dir / "figures").mkdir(parents=True, exist_ok=True)
             run._lock = hold_lock(run.run_dir / LOCK_FILE)
             if run._lock is None:  # another process started in the same folder a moment ago
                 raise _busy(run.run_dir, training_now(run.run_dir) or "another process")
-            write_json(
-                run.run_dir / "config.json", {"config": to_dict(cfg), "data": data, "environment": environment_info()}
-            )
+            record = {
+                "config": to_dict(cfg),
+                "data": data,
+                "space": space.to_dict(),
+                "space_from": space_from,
+                "environment": environment_info(),
+            }
+            write_json(run.run_dir / "config.json", record)
         return run
 
     def release(self) -> None:
@@ -399,9 +411,10 @@ class Run:
             "segkit_version": segkit.__version__,
             "model": weights,
             "model_spec": model_spec(plain),
-            "num_classes": NUM_CLASSES,
-            "label_space": "cityscapes-19",
-            "class_names": list(CLASS_NAMES),
+            "num_classes": self.space.num_classes,
+            "label_space": self.space.tag,
+            "class_names": list(self.space.names),
+            "space": self.space.to_dict(),  # the whole label space travels with the weights
             "image_size": list(self.cfg.image_size),
             "normalization": {"mean": list(mean), "std": list(std)},
             # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
@@ -437,6 +450,17 @@ def _refuse(clashes: list[str]) -> None:
             "--resume continues a run with its own settings, but these differ: "
             + "; ".join(clashes)
             + ". Drop them from the command, or start a new run with another --run-dir."
+        )
+
+
+def check_same_space(saved: LabelSpace, now: LabelSpace, run_dir: Path) -> None:
+    """Refuse to resume a run in another label space than the one it trained in."""
+    if saved != now:
+        raise ConfigError(
+            f"{run_dir} trained in the {saved.describe()} label space (from {saved.source}); this command's "
+            f"data is in {now.describe()} (from {now.source}). A resumed run keeps its classes: pass --classes "
+            f"{saved.source if saved.source != 'built-in' else saved.name}, or start a new run (another "
+            "--run-dir; --init-from its best_model.pth keeps all but the classifier)."
         )
 
 

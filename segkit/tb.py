@@ -21,9 +21,8 @@ from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import DataRoots, list_samples
 from segkit.data.transforms import denormalize, eval_transform
 from segkit.inference import infer, predicted_classes
-from segkit.labels import CLASS_NAMES
 from segkit.metrics import ConfusionMatrix, protocol_text
-from segkit.models import facts, unwrap
+from segkit.models import facts, model_space, unwrap
 from segkit.reflect import to_dict
 from segkit.rundir import HistoryRow, Status, TrainState
 from segkit.viz import figure_to_array, plot_confusion, triptych_array
@@ -112,10 +111,11 @@ class TensorBoardLog:
                 w.add_scalar(f"val/{key}", getattr(row, key), step)
         w.add_scalar("train/images_per_sec", row.images_per_sec, step)
         w.add_scalar("train/epoch_loss", row.train_loss, step)
-        for name, iou in zip(CLASS_NAMES, cm.iou().tolist()):
+        names = model_space(model).names
+        for name, iou in zip(names, cm.iou().tolist()):
             if not math.isnan(iou):  # NaN: class absent from ground truth and prediction
                 w.add_scalar(f"val_iou/{name}", iou, step)
-        confusion = plot_confusion(cm.mat.cpu().numpy(), seaborn=False)
+        confusion = plot_confusion(cm.mat.cpu().numpy(), names, seaborn=False)
         w.add_image("val/confusion_matrix", figure_to_array(confusion), step, dataformats="HWC")
         for i, grid in enumerate(self._overlays(model)):
             w.add_image(f"val_samples/{i}", grid, step, dataformats="HWC")
@@ -142,7 +142,8 @@ class TensorBoardLog:
         mean, std = facts(model).normalization
         if self._vis is None:
             transform = eval_transform(self.image_size, mean, std)
-            ds = CityscapesDataset(list_samples(self.roots, self.val_split)[: self.num_vis], transform)
+            samples = list_samples(self.roots, self.val_split)[: self.num_vis]
+            ds = CityscapesDataset(samples, transform, space=model_space(model))
             self._vis = [ds[i] for i in range(len(ds))]
         device = next(model.parameters()).device
         grids = []
@@ -157,7 +158,7 @@ class TensorBoardLog:
             )
             pred = predicted_classes(scores)[0].cpu().numpy().astype("uint8")
             image = denormalize(sample["image"], mean, std)
-            grids.append(triptych_array(image, sample["mask"].numpy().astype("uint8"), pred))
+            grids.append(triptych_array(image, sample["mask"].numpy().astype("uint8"), pred, model_space(model)))
         return grids
 
     def close(self) -> None:

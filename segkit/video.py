@@ -27,6 +27,7 @@ from segkit.data.images import STILL_IMAGE_BRANDS
 from segkit.errors import SegkitError
 from segkit.files import AtomicFile
 from segkit.inference import IMAGE_EXTENSIONS, encode_prediction, load_predictor, prediction_name
+from segkit.labels import CITYSCAPES
 from segkit.viz import draw_legend, overlay
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
@@ -369,6 +370,7 @@ def predict_clip(
     """
     import time
 
+    space = getattr(predict, "space", CITYSCAPES)  # a `load_predictor` predictor knows its model's classes
     writer: OverlayWriter | None = None
     frames = maps = 0
     start = time.perf_counter()
@@ -376,8 +378,10 @@ def predict_clip(
     try:
         for frame in clip:
             pred = predict(frame.image)
-            shown = overlay(frame.image, pred)
-            shown = draw_legend(_shrink(shown, max_width) if max_width else shown, pred)  # text sized for what is shown
+            shown = overlay(frame.image, pred, space=space)
+            shown = draw_legend(
+                _shrink(shown, max_width) if max_width else shown, pred, space
+            )  # sized for what is shown
             if writer is None:
                 writer = OverlayWriter(
                     out_dir / f"{clip.name}{OVERLAY_SUFFIX}", shown.shape[:2], clip.rate, clip.time_base
@@ -386,7 +390,7 @@ def predict_clip(
             if frame_format:
                 _write_png(
                     out_dir / prediction_name(Path(frame.name), frame_format),
-                    encode_prediction(pred, frame.image, frame_format),
+                    encode_prediction(pred, frame.image, frame_format, space),
                 )
                 maps += 1
             frames += 1

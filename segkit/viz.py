@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from segkit.files import atomic_write
-from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, train_to_color
+from segkit.labels import CITYSCAPES, IGNORE_INDEX, LabelSpace
 
 if TYPE_CHECKING:  # matplotlib, pandas and seaborn are imported where they are used (slow imports)
     import pandas as pd
@@ -22,8 +22,8 @@ if TYPE_CHECKING:  # matplotlib, pandas and seaborn are imported where they are 
     from segkit.data.discover import Sample
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend the palette colours of a trainId mask over an RGB image; ignored pixels stay as is.
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, space: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """Blend `space`'s colours of a class-index mask over an RGB image; ignored pixels stay as is.
 
     Shape: image (H, W, 3) uint8, mask (H, W) -> (H, W, 3) uint8.
     """
@@ -31,18 +31,21 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarr
         import cv2
 
         image = cv2.resize(image, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_AREA)
-    colour = train_to_color(mask).astype(np.float32)
+    colour = space.to_color(mask).astype(np.float32)
     blend = (1 - alpha) * image.astype(np.float32) + alpha * colour
     out = np.where((mask == IGNORE_INDEX)[..., None], image.astype(np.float32), blend)
     return out.round().astype(np.uint8)
 
 
-def triptych_array(image: np.ndarray, target: np.ndarray, pred: np.ndarray) -> np.ndarray:
+def triptych_array(
+    image: np.ndarray, target: np.ndarray, pred: np.ndarray, space: LabelSpace = CITYSCAPES
+) -> np.ndarray:
     """Input | ground-truth overlay | prediction overlay side by side, for TensorBoard.
 
     Shape: image (H, W, 3), target and pred (H, W) -> (H, 3W, 3) uint8.
     """
-    return np.concatenate([_fit(image, target.shape), overlay(image, target), overlay(image, pred)], axis=1)
+    shown = [_fit(image, target.shape), overlay(image, target, space=space), overlay(image, pred, space=space)]
+    return np.concatenate(shown, axis=1)
 
 
 def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -53,22 +56,23 @@ def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
-def legend_handles(classes: Sequence[int] | None = None) -> list:
-    """Matplotlib patches naming the palette colours (all 19 classes or the given trainIds)."""
+def legend_handles(classes: Sequence[int] | None = None, space: LabelSpace = CITYSCAPES) -> list:
+    """Matplotlib patches naming the space's colours (all its classes or the given class indices)."""
     from matplotlib.patches import Patch
 
-    classes = range(len(CLASS_NAMES)) if classes is None else classes
-    return [Patch(color=PALETTE[c] / 255.0, label=CLASS_NAMES[c]) for c in classes]
+    classes = range(space.num_classes) if classes is None else classes
+    return [Patch(color=space.palette[c] / 255.0, label=space.names[c]) for c in classes]
 
 
-def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True):
+def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True, space: LabelSpace = CITYSCAPES):
     """Grid of input / ground truth / prediction rows with a legend of class colours.
 
     Args:
-        samples: dicts with "image" (H, W, 3) uint8, "target" and "pred" (H, W) trainIds,
+        samples: dicts with "image" (H, W, 3) uint8, "target" and "pred" (H, W) class indices,
             optional "name" and "miou".
         title: figure title (say what the numbers are, e.g. the protocol).
         legend: add the class-colour legend.
+        space: the label space of the masks (colours and names).
 
     Returns:
         The matplotlib Figure.
@@ -80,7 +84,7 @@ def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True
     for row, s in zip(axes, samples):
         for ax, img, label in zip(
             row,
-            (_fit(s["image"], s["target"].shape), train_to_color(s["target"]), train_to_color(s["pred"])),
+            (_fit(s["image"], s["target"].shape), space.to_color(s["target"]), space.to_color(s["pred"])),
             ("input", "ground truth", "prediction"),
         ):
             ax.imshow(img)
@@ -98,20 +102,25 @@ def plot_triptychs(samples: Sequence[dict], title: str = "", legend: bool = True
     )
     if legend and present:
         fig.legend(
-            handles=legend_handles(present), loc="lower center", ncol=min(8, len(present)), fontsize=7, frameon=False
+            handles=legend_handles(present, space),
+            loc="lower center",
+            ncol=min(8, len(present)),
+            fontsize=7,
+            frameon=False,
         )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.05 if legend else 0, 1, 0.97))
     return fig
 
 
-def plot_samples(samples: Sequence[Sample], n: int, title: str = "") -> Figure:
+def plot_samples(samples: Sequence[Sample], n: int, title: str = "", space: LabelSpace = CITYSCAPES) -> Figure:
     """n image | colour-label overlay pairs, with a legend of the classes present.
 
     Args:
         samples: `Sample`s (from `list_samples`).
         n: how many to show (the first n).
         title: figure title.
+        space: the label space to read them in.
 
     Returns:
         The matplotlib Figure.
@@ -124,15 +133,16 @@ def plot_samples(samples: Sequence[Sample], n: int, title: str = "") -> Figure:
     fig, axes = plt.subplots(len(chosen), 2, figsize=(10, 2.6 * len(chosen) + 0.6), squeeze=False)
     present: set[int] = set()
     for (ax_image, ax_overlay), sample in zip(axes, chosen):
-        image, label = read_sample(sample)
+        image, label = read_sample(sample, space)
         present |= {int(v) for v in np.unique(label) if v != IGNORE_INDEX}
         ax_image.imshow(image)
         ax_image.set_title(sample.stem, fontsize=8)
-        ax_overlay.imshow(overlay(image, label))
-        ax_overlay.set_title("labels (trainIds, 255 = ignore left as is)", fontsize=8)
+        ax_overlay.imshow(overlay(image, label, space=space))
+        ax_overlay.set_title("labels (class indices, 255 = ignore left as is)", fontsize=8)
     for ax in axes.ravel():
         ax.set_axis_off()
-    fig.legend(handles=legend_handles(sorted(present)), loc="lower center", ncol=8, fontsize=7, frameon=False)
+    handles = legend_handles(sorted(present), space)
+    fig.legend(handles=handles, loc="lower center", ncol=8, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     return fig
@@ -192,7 +202,9 @@ def plot_class_frequencies(table: pd.DataFrame, method: str) -> Figure:
     return fig
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES, title: str = "", seaborn: bool = True):
+def plot_confusion(
+    matrix: np.ndarray, class_names: Sequence[str] = CITYSCAPES.names, title: str = "", seaborn: bool = True
+):
     """Row-normalised confusion matrix heatmap (rows: ground truth, columns: prediction).
 
     Classes with no ground-truth pixels are dropped from the rows and columns. `seaborn=False`
@@ -347,8 +359,14 @@ class LegendLayout:
     thick: int  # stroke width
     pad: int  # margin around the band's rows and gap between swatch and name
     top: int  # first row of the band
-    places: tuple[tuple[int, int], ...]  # (x, y) of each trainId's swatch's top-left corner
-    origins: tuple[tuple[int, int], ...]  # (x, y) of each trainId's name: cv2.putText's origin (on the baseline)
+    places: tuple[tuple[int, int], ...]  # (x, y) of each entry's swatch's top-left corner
+    origins: tuple[tuple[int, int], ...]  # (x, y) of each entry's name: cv2.putText's origin (on the baseline)
+
+
+LEGEND_ALL_CLASSES = 24  # spaces up to this size show every class in fixed places; larger ones, those in the frame
+# Letters whose ink sets the font scale: every upper- and lower-case letter and digit, so that any
+# class name's tallest letter is at most as tall as the reference's and the scale needs no names.
+_REFERENCE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _ink_box(text: str, scale: float, thick: int) -> tuple[int, int, int, int]:
@@ -370,37 +388,37 @@ def _ink_box(text: str, scale: float, thick: int) -> tuple[int, int, int, int]:
     )
 
 
+@lru_cache(maxsize=64)
 def _scale_for(px: int, thick: int) -> float:
-    """The font scale whose tallest letters (over all class names) are at least px pixels high."""
-    ascent = max(-_ink_box(n, 1.0, thick)[1] for n in CLASS_NAMES)
-    scale = px / ascent
+    """The font scale whose tallest letters (of any name: `_REFERENCE`) are at least px pixels high."""
+    scale = px / -_ink_box(_REFERENCE, 1.0, thick)[1]
     for _ in range(8):  # stroke width and anti-aliasing do not scale: correct on what is drawn at this size
-        drawn = max(-_ink_box(n, scale, thick)[1] for n in CLASS_NAMES)
+        drawn = -_ink_box(_REFERENCE, scale, thick)[1]
         if drawn >= px:
             break
         scale *= (px + 0.5) / drawn
     return scale
 
 
-@lru_cache(maxsize=16)  # one size per clip; every frame asks again
-def legend_layout(h: int, w: int) -> LegendLayout:
-    """All 19 classes in fixed places (nothing jumps between frames), rows wrapped to the width.
+@lru_cache(maxsize=64)  # one size per clip; every frame asks again
+def legend_layout(h: int, w: int, names: tuple[str, ...] = CITYSCAPES.names) -> LegendLayout:
+    """Every name in a fixed place (nothing jumps between frames), rows wrapped to the width.
     Letter height follows the frame's height: 9 px at 256 rows (the smallest text that stays readable),
     30 px at 1080. Every size comes from the ink cv2 draws, so the legend stays inside the frame with
     any OpenCV's font. A frame too small for 9-px letters gets smaller ones rather than a legend cut off,
     down to 5 px (smaller are no longer letters); one too small even for that gets no legend (no places)."""
     for px in range(max(9, round(h / 36)), 4, -1):
-        layout = _layout(h, w, px)
+        layout = _layout(h, w, px, names)
         if layout is not None:
             return layout
     return LegendLayout(0, 0.0, 1, 0, h, (), ())
 
 
-def _layout(h: int, w: int, px: int) -> LegendLayout | None:
+def _layout(h: int, w: int, px: int, names: tuple[str, ...]) -> LegendLayout | None:
     """The layout with px-high letters, or None when it does not fit in the frame."""
     thick, pad = max(1, round(px / 12)), max(2, px // 3)
     scale = _scale_for(px, thick)
-    boxes = [_ink_box(n, scale, thick) for n in CLASS_NAMES]
+    boxes = [_ink_box(n, scale, thick) for n in names]
     ascent, descent = max(-b[1] for b in boxes), max(0, *(b[3] for b in boxes))
     line = max(px, ascent + descent) + pad  # a row and the gap under it
     spots, x, row = [], pad, 0
@@ -421,22 +439,40 @@ def _layout(h: int, w: int, px: int) -> LegendLayout | None:
     return LegendLayout(px, scale, thick, pad, top, places, origins)
 
 
-def draw_legend(image: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """A band at the bottom of the frame naming every class's colour; classes absent from `pred` are dimmed.
+def legend_entries(pred: np.ndarray, space: LabelSpace = CITYSCAPES, most: int = 10) -> tuple[list[int], int]:
+    """The classes a frame's legend names, and how many more the frame holds.
 
-    Shape: image (H, W, 3) uint8, pred (h, w) trainIds (any size: only which classes occur is read)
+    A space of up to `LEGEND_ALL_CLASSES` classes: all of them, in order (absent ones are dimmed).
+    A larger one (66 or 150 classes): those in `pred`, largest area first, at most `most`.
+    """
+    counts = np.bincount(pred.ravel(), minlength=256)[: space.num_classes]
+    if space.num_classes <= LEGEND_ALL_CLASSES:
+        return list(range(space.num_classes)), 0
+    present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    return present[:most], max(0, len(present) - most)
+
+
+def draw_legend(image: np.ndarray, pred: np.ndarray, space: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """A band at the bottom of the frame naming the classes' colours (`legend_entries`); absent ones dimmed.
+
+    Shape: image (H, W, 3) uint8, pred (h, w) class indices (any size: only which classes occur is read)
     -> (H, W, 3) uint8.
     """
     h, w = image.shape[:2]
-    lg = legend_layout(h, w)
-    present = np.bincount(pred.ravel(), minlength=256)[:NUM_CLASSES] > 0
+    classes, more = legend_entries(pred, space)
+    names = tuple([space.names[c] for c in classes] + ([f"+{more} more"] if more else []))
+    lg = legend_layout(h, w, names)
+    present = np.bincount(pred.ravel(), minlength=256)[: space.num_classes] > 0
     out = image.copy()
     out[lg.top :] = (out[lg.top :] * 0.35).astype(np.uint8)  # darkened, the picture still shows through
-    for c, ((x, y), origin) in enumerate(zip(lg.places, lg.origins)):
-        colour = PALETTE[c].astype(int) if present[c] else PALETTE[c] * 0.3 + 60
-        text = (255, 255, 255) if present[c] else (120, 120, 120)
-        corner = (x + lg.px - 1, y + lg.px - 1)
-        cv2.rectangle(out, (x, y), corner, tuple(int(v) for v in colour), -1)
-        cv2.rectangle(out, (x, y), corner, text, 1)  # an outline: dark colours (truck, car) on the dark band
-        cv2.putText(out, CLASS_NAMES[c], origin, _FONT, lg.scale, text, lg.thick, cv2.LINE_AA)
+    for i, ((x, y), origin) in enumerate(zip(lg.places, lg.origins)):
+        c = classes[i] if i < len(classes) else None  # None: the "+N more" entry, a name without a swatch
+        here = c is None or present[c]
+        text = (255, 255, 255) if here else (120, 120, 120)
+        if c is not None:
+            colour = space.palette[c].astype(int) if here else space.palette[c] * 0.3 + 60
+            corner = (x + lg.px - 1, y + lg.px - 1)
+            cv2.rectangle(out, (x, y), corner, tuple(int(v) for v in colour), -1)
+            cv2.rectangle(out, (x, y), corner, text, 1)  # an outline: dark colours (truck, car) on the dark band
+        cv2.putText(out, names[i], origin, _FONT, lg.scale, text, lg.thick, cv2.LINE_AA)
     return out

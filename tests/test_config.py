@@ -135,7 +135,16 @@ def test_flags_parse_into_the_config_with_its_defaults_and_types():
 
 def test_the_data_fields_are_one_definition_shared_by_every_data_command():
     data = [f.name for f in fields(DataConfig)]
-    assert data == ["data_root", "layout", "image_glob", "label_glob", "label_format", "color_tolerance"]
+    assert data == [
+        "data_root",
+        "layout",
+        "image_glob",
+        "label_glob",
+        "label_format",
+        "color_tolerance",
+        "classes",
+        "class_map",
+    ]
     for cls in (TrainConfig, EvalConfig, ExploreConfig, VisualizeConfig, PrepareConfig):
         assert issubclass(cls, DataConfig) and [f.name for f in fields(cls)][: len(data)] == data
         assert {n: field_help(cls)[n] for n in data} == {n: field_help(DataConfig)[n] for n in data}

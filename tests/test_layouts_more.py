@@ -19,7 +19,7 @@ from segkit.data.cityscapes import read_label, read_label_values
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, list_splits
 from segkit.data.layouts import BUILT_IN, layouts_for, layouts_of
 from segkit.errors import DataError
-from segkit.kaggle.env import KAGGLE_INPUT_ENV
+from segkit.kaggle_env import KAGGLE_INPUT_ENV
 
 SIZE = (24, 32)  # (H, W): a few frames at a small size
 

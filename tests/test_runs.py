@@ -140,6 +140,7 @@ def test_table_text_and_curves(runs_root: Path) -> None:
         "model",
         "encoder",
         "image size",
+        "classes",
         "epochs",
         "time",
         "status",

@@ -169,8 +169,10 @@ def test_wrong_format_is_detected_both_ways(val_set, tmp_path):
         score_predictions(tmp_path / "train", gt_files, pred_format="labelIds")
     with pytest.raises(DataError, match="looks like a labelIds file.*--format labelIds"):
         score_predictions(tmp_path / "label", gt_files, pred_format="trainIds")
-    with pytest.raises(ConfigError, match="pred_format"):
+    with pytest.raises(DataError, match="one channel of ids.*--format labelIds"):
         score_predictions(tmp_path / "label", gt_files, pred_format="color")
+    with pytest.raises(ConfigError, match="pred_format"):
+        score_predictions(tmp_path / "label", gt_files, pred_format="overlay")
 
 
 def test_no_ground_truth_is_refused(tmp_path):

@@ -27,6 +27,7 @@ _EXPORTS = {
     "layouts_for": "layouts",
     "layouts_of": "layouts",
     "label_format_of": "layouts",
+    "space_of": "spaces",
     "class_pixel_counts": "stats",
     "class_statistics": "stats",
     "class_weights": "stats",

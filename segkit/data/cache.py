@@ -48,7 +48,7 @@ from segkit.data.transforms import ResizeToCover, cover_size
 from segkit.errors import DataError
 from segkit.files import AtomicFile, write_json
 from segkit.kaggle_env import on_kaggle, working_dir
-from segkit.labels import LABEL_TO_TRAIN
+from segkit.labels import CITYSCAPES, LABEL_TO_TRAIN, LabelSpace
 from segkit.reflect import add_config_flags, config_from_args
 from segkit.runtime import log
 
@@ -109,6 +109,7 @@ def prepare_cache(
     splits: Sequence[str] = ("train", "val"),
     out: Path | None = None,
     workers: int = -1,
+    space: LabelSpace | None = None,
 ) -> Path:
     """Build (or bring up to date) the cache of `splits` at `image_size`.
 
@@ -120,6 +121,7 @@ def prepare_cache(
         splits: Splits to cache.
         out: Cache folder; None = `default_cache_dir(...)`.
         workers: Decoding threads (OpenCV releases the GIL); -1 = one per CPU, at most 8.
+        space: The label space the masks are stored in, as class indices (None = cityscapes).
 
     Returns:
         The cache folder.
@@ -129,36 +131,40 @@ def prepare_cache(
     size = check_image_size(image_size)
     out = Path(out) if out is not None else default_cache_dir(roots.image_root, size)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _usable_manifest(out, size) or _new_manifest(size)
+    manifest = _usable_manifest(out, size, space) or _new_manifest(size, space)
     for split in splits:
         samples = list_samples(roots, split)
         entry = manifest["splits"].get(split)
         if entry is not None and _stale_reason(out, entry, samples) is None:
             log.info("cache %s: %s is up to date (%d images)", out, split, len(samples))
             continue
-        manifest["splits"][split] = _write_split(out, split, samples, size, workers)
+        manifest["splits"][split] = _write_split(out, split, samples, size, workers, space)
         _write_manifest(out, manifest)  # after each split: an interrupted build keeps what it finished
     return out
 
 
-def _new_manifest(size: tuple[int, int]) -> dict[str, Any]:
+def _new_manifest(size: tuple[int, int], space: LabelSpace | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
         "segkit_version": segkit.__version__,
         "image_size": list(size),
         "resize": RESIZE,
-        "label_mapping": _label_mapping(),
+        "label_mapping": _label_mapping(space),
         "splits": {},
     }
 
 
-def _label_mapping() -> dict[str, Any]:
-    """How label files became trainIds; a cache built with another table is stale."""
-    return {"labelIds": "segkit.labels.LABEL_TO_TRAIN", "lut": LABEL_TO_TRAIN.tolist(), "labelTrainIds": "as is"}
+def _label_mapping(space: LabelSpace | None = None) -> dict[str, Any]:
+    """How label files became class indices; a cache built with another table or space is stale."""
+    if space is None or space == CITYSCAPES:
+        return {"labelIds": "segkit.labels.LABEL_TO_TRAIN", "lut": LABEL_TO_TRAIN.tolist(), "labelTrainIds": "as is"}
+    return {"space": {k: v for k, v in space.to_dict().items() if k != "source"}}
 
 
-def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[int, int], workers: int) -> dict:
+def _write_split(
+    out: Path, split: str, samples: Sequence[Sample], size: tuple[int, int], workers: int, space: LabelSpace | None
+) -> dict:
     """Decode, map and resize every pair of a split into two .npy files (written, then renamed)."""
     sizes = [cover_size(_png_shape(s), size) for s in samples]
     h, w = (max((hw[k] for hw in sizes), default=size[k]) for k in (0, 1))
@@ -170,7 +176,7 @@ def _write_split(out: Path, split: str, samples: Sequence[Sample], size: tuple[i
         start = time.perf_counter()
 
         def fill(i: int) -> dict:
-            image, mask, shape = _load_resized(samples[i], size)
+            image, mask, shape = _load_resized(samples[i], size, space)
             rh, rw = mask.shape  # the rest of the row stays 0 and is never served
             images[i, :rh, :rw], masks[i, :rh, :rw] = image, mask
             return _source_record(samples[i], shape, (rh, rw))
@@ -194,11 +200,13 @@ def _png_shape(sample: Sample) -> tuple[int, int]:
     return sample_size(sample)
 
 
-def _load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """(image (h, w, 3), trainIds (h, w), original (H, W)) resized as the training transform's first step."""
+def _load_resized(
+    sample: Sample, size: tuple[int, int], space: LabelSpace | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(image (h, w, 3), class indices (h, w), original (H, W)) resized as the training transform's first step."""
     from segkit.data.cityscapes import read_sample
 
-    image, label = read_sample(sample)  # the reader training uses: same sizes checked, pairs decoded once
+    image, label = read_sample(sample, space)  # the reader training uses: same sizes checked, pairs decoded once
     out = ResizeToCover(*size)(image=image, mask=label)  # the training pipeline's own first step: identical pixels
     return out["image"], out["mask"], image.shape[:2]
 
@@ -254,7 +262,7 @@ def read_manifest(cache_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _usable_manifest(out: Path, size: tuple[int, int]) -> dict | None:
+def _usable_manifest(out: Path, size: tuple[int, int], space: LabelSpace | None = None) -> dict | None:
     """An existing manifest that a rebuild may extend (same size, layout and label table)."""
     if not (out / MANIFEST).is_file():
         return None
@@ -262,7 +270,7 @@ def _usable_manifest(out: Path, size: tuple[int, int]) -> dict | None:
     same = (
         manifest.get("version") == VERSION
         and manifest.get("image_size") == list(size)
-        and manifest.get("label_mapping") == _label_mapping()
+        and manifest.get("label_mapping") == _label_mapping(space)
     )
     return manifest if same else None
 
@@ -272,6 +280,7 @@ def find_cache(
     image_size: Sequence[int],
     split: str | None = None,
     cache_dir: str | Path | None = None,
+    space: LabelSpace | None = None,
 ) -> Path | None:
     """The cache folder that holds these exact samples, unchanged, at `image_size`.
 
@@ -280,6 +289,7 @@ def find_cache(
         image_size: (H, W) the arrays must have.
         split: Split name; None = the split the samples were listed from.
         cache_dir: Check only this folder and raise DataError if it does not match.
+        space: The label space the masks must be in (None = cityscapes).
 
     Returns:
         The folder, or None (auto mode) when there is no cache or it is stale (logged with the
@@ -299,7 +309,7 @@ def find_cache(
     for folder in folders:
         if not explicit and not (folder / MANIFEST).is_file():
             continue
-        reason = _why_not(folder, split, samples, image_size)
+        reason = _why_not(folder, split, samples, image_size, space)
         if reason is None:
             if runtime.is_main():  # every torchrun process looks; one says so
                 log.info("%s data: cache %s (%d images at %dx%d)", split, folder, len(samples), *image_size)
@@ -315,20 +325,24 @@ def find_cache(
     return None
 
 
-def _why_not(folder: Path, split: str, samples: Sequence[Sample], image_size: Sequence[int]) -> str | None:
+def _why_not(
+    folder: Path, split: str, samples: Sequence[Sample], image_size: Sequence[int], space: LabelSpace | None = None
+) -> str | None:
     """Why the cache in `folder` cannot serve these samples, or None when it can."""
     manifest = read_manifest(folder)
-    mismatch = _manifest_mismatch(manifest, split, image_size)
+    mismatch = _manifest_mismatch(manifest, split, image_size, space)
     return mismatch or _stale_reason(folder, manifest["splits"][split], samples)
 
 
-def _manifest_mismatch(manifest: dict, split: str, image_size: Sequence[int]) -> str | None:
+def _manifest_mismatch(
+    manifest: dict, split: str, image_size: Sequence[int], space: LabelSpace | None = None
+) -> str | None:
     if manifest.get("version") != VERSION:
         return f"it was built by an older segkit (cache version {manifest.get('version')}, expected {VERSION})"
     if manifest.get("image_size") != [int(v) for v in image_size]:
         return f"it holds {manifest.get('image_size')} arrays, training needs {list(image_size)}"
-    if manifest.get("label_mapping") != _label_mapping():
-        return "the labelId -> trainId table changed since it was built"
+    if manifest.get("label_mapping") != _label_mapping(space):
+        return "it was built in another label space, or the labelId -> trainId table changed since"
     if split not in manifest.get("splits", {}):
         return f"it has no {split!r} split (it has {', '.join(manifest.get('splits', {})) or 'none'})"
     return None
@@ -459,8 +473,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from segkit.data.discover import resolve_data_roots
 
     cfg, _ = config_from_args(PrepareConfig, args)
+    from segkit.data.spaces import space_of
+
     roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
-    out = prepare_cache(roots, cfg.image_size, cfg.splits, Path(cfg.out) if cfg.out else None, cfg.workers)
+    space, where = space_of(cfg.classes, roots)
+    print(where)
+    out = prepare_cache(roots, cfg.image_size, cfg.splits, Path(cfg.out) if cfg.out else None, cfg.workers, space)
     manifest = read_manifest(out)
     counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in cfg.splits)
     megabytes = sum(f.stat().st_size for f in out.glob("*.npy")) / 2**20

@@ -18,7 +18,7 @@ from segkit.data.images import orientation, photo_size, read_photo
 from segkit.data.layouts import COLOR_FORMAT, DEFAULT_COLOR_TOLERANCE, LABEL_FORMATS, PAIR_FORMAT, VALUES_FORMAT
 from segkit.data.pairs import is_pair_sample, read_pair, tolerance_of
 from segkit.errors import ConfigError, DataError
-from segkit.labels import IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES
+from segkit.labels import CITYSCAPES, IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID, NUM_CLASSES, LabelSpace
 
 # OpenCV's own thread pool multiplies with DataLoader workers (N workers x all cores) and can
 # deadlock after fork; parallelism comes from the workers instead.
@@ -39,8 +39,10 @@ def read_image(path: Path) -> np.ndarray:
     return read_photo(path)
 
 
-def read_label(path: Path, label_format: str, color_tolerance: float = DEFAULT_COLOR_TOLERANCE) -> np.ndarray:
-    """Read a label file, validate it and map it to trainIds.
+def read_label(
+    path: Path, label_format: str, color_tolerance: float = DEFAULT_COLOR_TOLERANCE, space: LabelSpace | None = None
+) -> np.ndarray:
+    """Read a label file, validate it and map it to class indices (Cityscapes: trainIds).
 
     The one reader of ground truth: training, statistics, the cache and scoring all call it,
     so a bad label file gets the same message everywhere.
@@ -51,23 +53,22 @@ def read_label(path: Path, label_format: str, color_tolerance: float = DEFAULT_C
         label_format: "labelIds", "labelTrainIds" or "pairColor" (`Sample.label_format`, or
             `layouts.label_format_of(path)` for a bare path).
         color_tolerance: image pairs only: the palette decoder's tolerance (`pairs.decode_mask`).
+        space: the run's label space (None = cityscapes). Outside Cityscapes, "labelIds" means the
+            space's own file values (8- or 16-bit; a palette PNG's values are its palette indices),
+            "labelTrainIds" class indices, and an RGB file a colour mask in the space's colours.
 
     Returns:
-        (H, W) uint8 trainIds in 0..18, 255 = ignore.
+        (H, W) uint8 class indices 0..N-1, 255 = ignore.
     """
     if label_format == PAIR_FORMAT:
         return read_pair(path, color_tolerance)[1].train_ids
-    if label_format in (VALUES_FORMAT, COLOR_FORMAT):
-        raise ConfigError(
-            f"label format {label_format!r} holds the classes of a label space other than Cityscapes' ids "
-            f"({path}); this reader maps only {LABEL_FORMATS} and {PAIR_FORMAT} to trainIds. Fix: if the files "
-            "hold Cityscapes ids, pass --label-format labelIds."
-        )
-    if label_format not in LABEL_FORMATS:
+    if label_format not in (*LABEL_FORMATS, VALUES_FORMAT, COLOR_FORMAT):
         raise ConfigError(
             f"label_format must be one of {(*LABEL_FORMATS, PAIR_FORMAT, VALUES_FORMAT, COLOR_FORMAT)}, "
             f"got {label_format!r}"
         )
+    if label_format in (VALUES_FORMAT, COLOR_FORMAT) or (space is not None and space != CITYSCAPES):
+        return _read_in_space(Path(path), label_format, space or CITYSCAPES)
     label = _as_single_channel_uint8(read_label_values(path), path)
     if label_format == "labelIds":
         _check_label_ids(label, path)
@@ -109,6 +110,16 @@ def _is_palette_png(path: Path) -> bool:
     except OSError:
         return False  # missing or unreadable: cv2 fails next and names it
     return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[25] == 3
+
+
+def _read_in_space(path: Path, label_format: str, space: LabelSpace) -> np.ndarray:
+    """A label file of any space: values (a palette PNG's indices), class indices or exact mask colours."""
+    label = read_label_values(path)
+    if label.ndim == 3:  # colour mask (OpenCV: BGR or BGRA)
+        return space.colors_to_index(label[..., 2::-1], where=str(path))
+    if label_format == "labelTrainIds":
+        return space.check_index(label, where=str(path)).astype(np.uint8)
+    return space.to_index(label, where=str(path))
 
 
 def _unreadable(path: Path, kind: str) -> str:
@@ -196,17 +207,17 @@ def sample_image(sample: Sample) -> np.ndarray:
     return read_image(sample.image)
 
 
-def sample_label(sample: Sample) -> np.ndarray:
-    """A sample's trainIds (H, W) uint8: `read_label` of its label file, with its data set's tolerance."""
-    return read_label(sample.label, sample.label_format, tolerance_of(sample))
+def sample_label(sample: Sample, space: LabelSpace | None = None) -> np.ndarray:
+    """A sample's class indices (H, W) uint8: `read_label` of its label file, with its data set's tolerance."""
+    return read_label(sample.label, sample.label_format, tolerance_of(sample), space)
 
 
-def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """(photo (H, W, 3), trainIds (H, W)) of a sample, checked to be the same size; a pair is decoded once."""
+def read_sample(sample: Sample, space: LabelSpace | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(photo (H, W, 3), class indices (H, W)) of a sample, checked to be the same size; a pair is decoded once."""
     if is_pair_sample(sample) and sample.image == sample.label:
         photo, decoded = read_pair(sample.image, tolerance_of(sample))
         return photo, decoded.train_ids
-    image, label = sample_image(sample), sample_label(sample)
+    image, label = sample_image(sample), sample_label(sample, space)
     _check_same_size(image, label, sample)
     return image, label
 
@@ -245,6 +256,7 @@ class CityscapesDataset(Dataset):
         transform: An Albumentations pipeline ending in ToTensorV2; default `eval_transform(None)`.
         label_resolution: Apply `transform` to the image only and return the mask at the
             label file's own size (official evaluation: logits are upsampled to the mask).
+        space: the label space the label files are read in (None = cityscapes).
     """
 
     def __init__(
@@ -252,6 +264,7 @@ class CityscapesDataset(Dataset):
         samples: Sequence[Sample],
         transform: Callable[..., dict[str, Any]] | None = None,
         label_resolution: bool = False,
+        space: LabelSpace | None = None,
     ) -> None:
         missing = [s.label for s in samples if s.image is None]
         if missing:
@@ -266,6 +279,7 @@ class CityscapesDataset(Dataset):
         self.samples = list(samples)
         self.transform = transform
         self.label_resolution = label_resolution
+        self.space = space
         self._seeded_for: int | None = None
 
     def __len__(self) -> int:
@@ -276,7 +290,7 @@ class CityscapesDataset(Dataset):
         depends only on that seed, so resumed runs and any worker count see the same crops."""
         i, seed = item if isinstance(item, tuple) else (item, None)
         sample = self.samples[i]
-        image, label = read_sample(sample)  # (H, W, 3), (H, W)
+        image, label = read_sample(sample, self.space)  # (H, W, 3), (H, W)
         self._seeded_for = seed_transform(self.transform, seed, self._seeded_for)
         if self.label_resolution:
             out = self.transform(image=image)
@@ -310,12 +324,15 @@ def seed_transform(transform: Any, seed: int | None, seeded_for: int | None) -> 
     return info.seed
 
 
-def check_samples(samples: Sequence[Sample], limit: int | None = None) -> dict[str, Any]:
+def check_samples(
+    samples: Sequence[Sample], limit: int | None = None, space: LabelSpace | None = None
+) -> dict[str, Any]:
     """Read every pair (or the first `limit`) and report; the notebooks' "data check".
 
     Args:
         samples: From `list_samples`.
         limit: Read only this many pairs (None = all).
+        space: the label space to read them in (None = cityscapes).
 
     Returns:
         {"pairs": n, "sizes": Counter of (H, W), "label_values": sorted trainIds present,
@@ -328,7 +345,7 @@ def check_samples(samples: Sequence[Sample], limit: int | None = None) -> dict[s
     sizes: Counter[tuple[int, int]] = Counter()
     counts = np.zeros(256, dtype=np.int64)
     for sample in chosen:
-        label = read_sample(sample)[1] if sample.image is not None else sample_label(sample)
+        label = read_sample(sample, space)[1] if sample.image is not None else sample_label(sample, space)
         sizes[label.shape[:2]] += 1
         counts += np.bincount(label.ravel(), minlength=256)
     return {

@@ -22,6 +22,7 @@ from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import list_samples
 from segkit.data.pairs import size_note
 from segkit.data.transforms import MEAN, STD, eval_transform, train_transform
+from segkit.labels import LabelSpace, thin_classes
 from segkit.runtime import log
 
 
@@ -84,11 +85,16 @@ def _worker_init(_: int) -> None:
 
 
 def build_loaders(
-    cfg: TrainConfig, roots, device: torch.device, normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD)
+    cfg: TrainConfig,
+    roots,
+    device: torch.device,
+    normalization: tuple[Sequence[float], Sequence[float]] = (MEAN, STD),
+    space: LabelSpace | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Train loader (augmented, EpochSampler) and validation loader (`eval_loader`).
 
-    `normalization` is the model's (mean, std): what its encoder was pretrained with.
+    `normalization` is the model's (mean, std): what its encoder was pretrained with; `space` the
+    label space the label files are read in (None = cityscapes).
     """
     mean, std = normalization
     train_samples = _limit(list_samples(roots, cfg.train_split), cfg.max_train_images)
@@ -102,14 +108,15 @@ def build_loaders(
             cfg.batch_size,
             runtime.world_size(),
         )
+    focus = thin_classes(space) if space is not None else None
     transform = train_transform(
-        cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop, focus_p=cfg.focus_crop
+        cfg.image_size, cfg.scale_range, mean=mean, std=std, crop_size=cfg.crop, focus_p=cfg.focus_crop, focus=focus
     )
-    cache = _find_cache(cfg, train_samples)  # `segkit prepare` arrays: same pixels, no PNG decoding
+    cache = _find_cache(cfg, train_samples, space)  # `segkit prepare` arrays: same pixels, no PNG decoding
     train_ds = (
         CachedDataset(cache, cfg.train_split, transform, train_samples)
         if cache
-        else CityscapesDataset(train_samples, transform)
+        else CityscapesDataset(train_samples, transform, space=space)
     )
     workers = runtime.default_num_workers(cfg.num_workers)
     sampler = EpochSampler(len(train_ds), cfg.seed, True, runtime.rank(), runtime.world_size())
@@ -130,8 +137,9 @@ def build_loaders(
         batch_size=cfg.batch_size,
         num_workers=workers,
         device=device,
-        cache=None if label_res else _find_cache(cfg, val_samples),
+        cache=None if label_res else _find_cache(cfg, val_samples, space),
         split=cfg.val_split,
+        space=space,
     )
     return train, val
 
@@ -146,6 +154,7 @@ def eval_loader(
     device: torch.device | None = None,
     cache: Path | None = None,
     split: str = "",
+    space: LabelSpace | None = None,
 ) -> DataLoader:
     """Evaluation batches: a fixed order, each torchrun rank its share (no image counted twice).
 
@@ -159,13 +168,14 @@ def eval_loader(
         device: where the batches go (pinned memory for CUDA).
         cache: a `segkit prepare` cache of these samples at `resize` (resized masks only), or None.
         split: the samples' split (the cache's arrays are per split).
+        space: the label space the label files are read in (None = cityscapes).
     """
     mean, std = normalization
     transform = eval_transform(None if resize is None or cache else tuple(resize), mean, std)
     ds = (
         CachedDataset(cache, split, transform, list(samples))
         if cache and resize is not None
-        else CityscapesDataset(samples, transform, label_resolution=resize is None)
+        else CityscapesDataset(samples, transform, label_resolution=resize is None, space=space)
     )
     sampler = EpochSampler(len(ds), 0, False, runtime.rank(), runtime.world_size(), pad=False)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, **_loader_options(num_workers, device))
@@ -181,16 +191,16 @@ def _loader_options(workers: int, device: torch.device | None) -> dict[str, Any]
     }
 
 
-def _find_cache(cfg: TrainConfig, samples: list):
+def _find_cache(cfg: TrainConfig, samples: list, space: LabelSpace | None = None):
     """The matching `segkit prepare` cache folder, or None (cache "off", none built, or stale: logged)."""
     if cfg.cache == "off":
         return None
     if cfg.cache == "build":
-        return find_cache(samples, cfg.image_size, cache_dir=Path(cfg.run_dir) / "cache")
-    return find_cache(samples, cfg.image_size, cache_dir=None if cfg.cache == "auto" else cfg.cache)
+        return find_cache(samples, cfg.image_size, cache_dir=Path(cfg.run_dir) / "cache", space=space)
+    return find_cache(samples, cfg.image_size, cache_dir=None if cfg.cache == "auto" else cfg.cache, space=space)
 
 
-def build_cache(cfg: TrainConfig, roots) -> None:
+def build_cache(cfg: TrainConfig, roots, space: LabelSpace | None = None) -> None:
     """cache="build": decode, map and resize every training image once into run_dir/cache.
 
     The train transform starts by resizing to image_size, so training on the cache sees exactly
@@ -202,7 +212,7 @@ def build_cache(cfg: TrainConfig, roots) -> None:
         splits = (cfg.train_split, cfg.val_split) if cfg.eval_resolution == "train" else (cfg.train_split,)
         splits = tuple(dict.fromkeys(splits))  # KITTI may train and validate on one split
         t0 = time.monotonic()
-        prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache")
+        prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache", space=space)
         log.info("cache of %s at %dx%d ready in %.0f s", "+".join(splits), *cfg.image_size, time.monotonic() - t0)
     runtime.barrier()
 

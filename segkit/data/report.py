@@ -12,7 +12,7 @@ import pandas as pd
 
 from segkit.data.discover import DataRoots, Sample
 from segkit.data.pairs import decoding_counts
-from segkit.labels import CLASS_NAMES, IGNORE_INDEX
+from segkit.labels import CITYSCAPES, IGNORE_INDEX
 
 
 def describe_data(roots: DataRoots) -> str:
@@ -42,7 +42,7 @@ def check_table(checks: dict[str, dict[str, Any]]) -> pd.DataFrame:
             "pairs": c["pairs"],
             "sizes (HxW)": ", ".join(f"{h}x{w} ({n})" for (h, w), n in c["sizes"].items()),
             "label formats": ", ".join(c["label_formats"]),
-            "trainIds present": len([v for v in c["label_values"] if v != IGNORE_INDEX]),
+            "classes present": len([v for v in c["label_values"] if v != IGNORE_INDEX]),
             "ignored %": round(100 * c["ignored_fraction"], 2),
         }
         for split, c in checks.items()
@@ -50,17 +50,20 @@ def check_table(checks: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def class_frequency_table(counts: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
+def class_frequency_table(
+    counts: np.ndarray, weights: np.ndarray, class_names: Sequence[str] = CITYSCAPES.names
+) -> pd.DataFrame:
     """Per-class pixels, fraction of labelled pixels and loss weight (a DataFrame).
 
     Args:
         counts: (C,) pixel counts, from `class_pixel_counts`.
         weights: (C,) loss weights, from `class_weights`.
+        class_names: the label space's class names, in class-index order.
     """
     counts = np.asarray(counts, dtype=np.int64)
     return pd.DataFrame(
         {
-            "class": CLASS_NAMES,
+            "class": list(class_names),
             "pixels": counts,
             "fraction": counts / max(1, counts.sum()),
             "weight": np.asarray(weights, dtype=np.float64),

@@ -17,47 +17,56 @@ from segkit.data.discover import Sample
 from segkit.data.pairs import DECODER, is_pair_sample, tolerance_of
 from segkit.errors import ConfigError
 from segkit.files import write_json
-from segkit.labels import IGNORE_INDEX, NUM_CLASSES
+from segkit.labels import CITYSCAPES, IGNORE_INDEX, NUM_CLASSES, LabelSpace
 
 logger = logging.getLogger("segkit")
 
 
 def class_pixel_counts(
-    samples: Sequence[Sample], num_classes: int = NUM_CLASSES, cache_path: Path | None = None
+    samples: Sequence[Sample],
+    num_classes: int = NUM_CLASSES,
+    cache_path: Path | None = None,
+    space: LabelSpace | None = None,
 ) -> np.ndarray:
-    """Count the pixels of each trainId over the label files (255 is not counted).
+    """Count the pixels of each class over the label files (255 is not counted).
 
     Args:
         samples: From `list_samples` (images are not read).
-        num_classes: Number of trainIds counted (0..num_classes-1).
+        num_classes: Number of classes counted (0..num_classes-1); `space`'s when it is given.
         cache_path: A JSON file reused while the file list, sizes and mtimes are unchanged.
+        space: the label space to read the files in (None = cityscapes).
 
     Returns:
         (C,) int64 pixel counts.
     """
-    return class_statistics(samples, num_classes, cache_path)["pixels"]
+    return class_statistics(samples, num_classes, cache_path, space)["pixels"]
 
 
 def class_statistics(
-    samples: Sequence[Sample], num_classes: int = NUM_CLASSES, cache_path: Path | None = None
+    samples: Sequence[Sample],
+    num_classes: int = NUM_CLASSES,
+    cache_path: Path | None = None,
+    space: LabelSpace | None = None,
 ) -> dict[str, np.ndarray]:
-    """Pixel counts per trainId and, per class, the pixels of the images that contain it.
+    """Pixel counts per class and, per class, the pixels of the images that contain it.
 
-    The second is what median frequency balancing divides by (Eigen & Fergus 2015).
+    The second is what median frequency balancing divides by (Eigen & Fergus 2015). `space` is the
+    label space the files are read in (None = cityscapes); its class count then wins over `num_classes`.
 
     Returns:
         {"pixels": (C,) int64, "image_pixels": (C,) int64}
     """
+    num_classes = space.num_classes if space is not None else num_classes
     if not 1 <= num_classes < IGNORE_INDEX:
         raise ConfigError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
-    key = _cache_key(samples, num_classes) if cache_path is not None else ""
+    key = _cache_key(samples, num_classes, space) if cache_path is not None else ""
     cached = _read_cache(Path(cache_path), key) if cache_path is not None else None
     if cached is not None:
         return cached
     pixels = np.zeros(256, dtype=np.int64)
     image_pixels = np.zeros(256, dtype=np.int64)
     for sample in samples:
-        label = sample_label(sample)
+        label = sample_label(sample, space)
         counts = np.bincount(label.ravel(), minlength=256)
         pixels += counts
         image_pixels += np.where(counts > 0, label.size, 0)
@@ -115,9 +124,11 @@ def class_weights(
     return weights.astype(np.float32)
 
 
-def _cache_key(samples: Sequence[Sample], num_classes: int) -> str:
-    """A digest of the label files' paths, formats, sizes and mtimes."""
+def _cache_key(samples: Sequence[Sample], num_classes: int, space: LabelSpace | None = None) -> str:
+    """A digest of the label files' paths, formats, sizes and mtimes (and the space, outside Cityscapes)."""
     digest = hashlib.sha256(f"v2 {num_classes}".encode())
+    if space is not None and space != CITYSCAPES:
+        digest.update(json.dumps(space.to_dict()["classes"]).encode())
     for sample in samples:
         stat = os.stat(sample.label)
         digest.update(f"\n{sample.label}|{sample.label_format}|{stat.st_size}|{stat.st_mtime_ns}".encode())

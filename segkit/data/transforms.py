@@ -39,6 +39,7 @@ def train_transform(
     std: Sequence[float] = STD,
     crop_size: tuple[int, int] | None = None,
     focus_p: float = 0.0,
+    focus: Sequence[int] | None = None,
 ) -> A.Compose:
     """Training augmentation: resize keeping the aspect ratio, random scale and crop (padded),
     flip, colour jitter.
@@ -55,7 +56,8 @@ def train_transform(
         mean: per-channel mean (0..1 units) the model's encoder was pretrained with.
         std: per-channel standard deviation, likewise.
         crop_size: (h, w) of the output crops; None = image_size.
-        focus_p: share of crops centred on a pixel of a thin or small class (`THIN_CLASSES`).
+        focus_p: share of crops centred on a pixel of a thin or small class.
+        focus: the class indices of those classes; None = Cityscapes' (`THIN_CLASSES`).
 
     Returns:
         A pipeline called as `t(image=(H, W, 3) uint8, mask=(H, W) uint8)` returning
@@ -68,7 +70,10 @@ def train_transform(
         raise ConfigError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
     # The scale and the crop are one op that resizes only the window the crop keeps: resizing the
     # whole image up to 2x and then throwing most of it away cost ~3 ms of a ~5 ms sample.
-    ops: list = [ResizeToCover(h, w), RandomScaleCrop(ch, cw, (lo, hi), focus_p, THIN_CLASSES)]
+    ops: list = [
+        ResizeToCover(h, w),
+        RandomScaleCrop(ch, cw, (lo, hi), focus_p, THIN_CLASSES if focus is None else tuple(focus)),
+    ]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:

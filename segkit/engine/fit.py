@@ -14,6 +14,7 @@ from segkit.config import TrainConfig
 from segkit.data.discover import DataRoots, list_samples, resolve_data_roots
 from segkit.data.layouts import layouts_of
 from segkit.data.loaders import build_cache, build_loaders
+from segkit.data.spaces import space_of
 from segkit.engine.loop import EpochResult, check_finite_weights, train_one_epoch
 from segkit.engine.setup import (
     Optim,
@@ -25,9 +26,9 @@ from segkit.engine.setup import (
 )
 from segkit.engine.stopping import Budget, StopFlag, Stopper
 from segkit.evaluation import Evaluation, evaluate, evaluate_split, protocol_for
-from segkit.labels import CLASS_NAMES
+from segkit.labels import LabelSpace
 from segkit.metrics import format_table
-from segkit.models import facts, model_from_checkpoint
+from segkit.models import facts, model_from_checkpoint, model_space
 from segkit.rundir import SIGNALS, HistoryRow, Run, RunSummary, Status, TrainState
 from segkit.runtime import Precision, log
 from segkit.tb import TensorBoardLog
@@ -52,19 +53,22 @@ def fit(
     budget = Budget(cfg.time_budget)  # everything counts, data preparation included
     precision = runtime.resolve_precision(cfg.amp, device)
     roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
-    run = Run.create(cfg, roots.record())  # the data found, layout included: evaluation finds it again
+    space, where = space_of(cfg.classes, roots)  # the classes the label files hold: the head's outputs
+    if runtime.is_main():
+        log.info("%s", where)
+    run = Run.create(cfg, roots.record(), space, where)  # the data found, layout included: evaluation finds it again
     board = model = train_model = None
     try:
         with StopFlag() as flag:
-            build_cache(cfg, roots)
-            model, train_model = build_training_model(cfg, device, run.resume_ckpt)
-            train_loader, val_loader = build_loaders(cfg, roots, device, facts(model).normalization)
+            build_cache(cfg, roots, space)
+            model, train_model = build_training_model(cfg, device, run.resume_ckpt, space)
+            train_loader, val_loader = build_loaders(cfg, roots, device, facts(model).normalization, space)
             optimizer = build_optimizer(cfg, model)
             scheduler = build_scheduler(cfg, optimizer, len(train_loader), budget.fraction if budget.seconds else None)
             scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
             optim = Optim(optimizer, scheduler, scaler, precision, cfg.grad_clip)
             state = run.restore(model, optimizer, scheduler, scaler) if cfg.resume else TrainState()
-            loss_fn = build_loss_fn(cfg, train_loader.dataset.samples, run.run_dir, device)
+            loss_fn = build_loss_fn(cfg, train_loader.dataset.samples, run.run_dir, device, space)
             board = TensorBoardLog.for_run(cfg, roots, state) if runtime.is_main() else None
             _announce(cfg, model, precision, device, roots, len(train_loader.dataset), len(val_loader.dataset))
             stopper = Stopper(flag, budget, stop_at_step, elapsed_before=state.elapsed_seconds)
@@ -106,7 +110,7 @@ def fit(
                     on_epoch_end(row)
                 if reason is not None:
                     break
-            metrics = final_evaluation(cfg, run, roots, device, precision, budget.left())
+            metrics = final_evaluation(cfg, run, roots, device, precision, budget.left(), space)
             if board is not None:
                 board.hparams(cfg, state, metrics)
             _say_how_it_ended(state, run)
@@ -190,8 +194,9 @@ def _record_validation(
             images=ev.images,
             image_size=cfg.image_size,
             eval_resolution=cfg.eval_resolution,
+            label_space=model_space(model).tag,
         )
-        run.save_best(model, cm.summary(CLASS_NAMES, protocol), row.epoch)
+        run.save_best(model, cm.summary(model_space(model).names, protocol), row.epoch)
 
 
 def _say_how_it_ended(state: TrainState, run: Run) -> None:
@@ -206,7 +211,13 @@ def _say_how_it_ended(state: TrainState, run: Run) -> None:
 
 
 def final_evaluation(
-    cfg: TrainConfig, run: Run, roots: DataRoots, device: torch.device, precision: Precision, seconds_left: float | None
+    cfg: TrainConfig,
+    run: Run,
+    roots: DataRoots,
+    device: torch.device,
+    precision: Precision,
+    seconds_left: float | None,
+    space: LabelSpace | None = None,
 ) -> dict | None:
     """best_model.pth scored as `segkit evaluate` scores it (label resolution) -> metrics.json.
 
@@ -223,7 +234,13 @@ def final_evaluation(
     n_images = len(list_samples(roots, cfg.val_split)[: cfg.max_val_images or None])
     if seconds_left is not None:
         probe = evaluate_split(
-            model, roots=roots, image_size=cfg.image_size, split=cfg.val_split, max_images=1, precision=precision
+            model,
+            roots=roots,
+            image_size=cfg.image_size,
+            split=cfg.val_split,
+            max_images=1,
+            precision=precision,
+            space=space,
         )
         estimate = probe["seconds"] * n_images / runtime.world_size()
         if runtime.any_rank(estimate > seconds_left + 60, device):
@@ -247,6 +264,7 @@ def final_evaluation(
         split=cfg.val_split,
         max_images=cfg.max_val_images,
         precision=precision,
+        space=space,
     )
     metrics.update(epoch=ckpt.get("epoch"), checkpoint=str(best))
     run.write_metrics(metrics)

@@ -15,9 +15,9 @@ from segkit.config import TrainConfig
 from segkit.data.stats import class_statistics, class_weights
 from segkit.engine import finetune
 from segkit.errors import SegkitError
-from segkit.labels import IGNORE_INDEX, NUM_CLASSES
+from segkit.labels import CITYSCAPES, IGNORE_INDEX, LabelSpace, load_class_map
 from segkit.losses import build_loss
-from segkit.models import build_model, check_input_size, model_from_spec, set_facts
+from segkit.models import build_model, check_input_size, facts, model_from_spec, set_facts
 from segkit.runtime import Precision, log
 
 
@@ -26,7 +26,7 @@ class TrainingDiverged(SegkitError):
 
 
 def build_training_model(
-    cfg: TrainConfig, device: torch.device, resume_ckpt: dict | None = None
+    cfg: TrainConfig, device: torch.device, resume_ckpt: dict | None = None, space: LabelSpace = CITYSCAPES
 ) -> tuple[nn.Module, nn.Module]:
     """The model (seeded init) and the module to train: DDP and/or torch.compile around it, or itself.
 
@@ -40,8 +40,12 @@ def build_training_model(
         model = model_from_spec(resume_ckpt["model_spec"])
         norm = resume_ckpt["normalization"]
         set_facts(model, mean=tuple(norm["mean"]), std=tuple(norm["std"]), pretrained=resume_ckpt.get("pretrained"))
+        set_facts(model, space=space)
     else:
-        model = build_model(cfg.model_choice, NUM_CLASSES)
+        class_map = load_class_map(cfg.class_map) if cfg.class_map and cfg.init_from else None
+        model = build_model(cfg.model_choice, space=space, class_map=class_map)
+        if runtime.is_main() and (head := (facts(model).pretrained or {}).get("head")):
+            log.info("init-from %s: %s", cfg.init_from, head)
     check_input_size(model, *cfg.crop)
     finetune.prepare(model, cfg.encoder_lr_scale, cfg.freeze_encoder_bn)
     if cfg.sync_bn and torch.distributed.is_initialized():
@@ -121,14 +125,16 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def build_loss_fn(cfg: TrainConfig, train_samples: list, run_dir: Path, device: torch.device) -> nn.Module:
-    """The configured loss, with class weights computed from the training labels (cached in run_dir)."""
+def build_loss_fn(
+    cfg: TrainConfig, train_samples: list, run_dir: Path, device: torch.device, space: LabelSpace = CITYSCAPES
+) -> nn.Module:
+    """The configured loss over `space`'s classes, with class weights from the training labels (cached in run_dir)."""
     weights = None
     if cfg.class_weights != "none":
-        stats = class_statistics(train_samples, NUM_CLASSES, cache_path=run_dir / "class_counts.json")
+        stats = class_statistics(train_samples, cache_path=run_dir / "class_counts.json", space=space)
         w = class_weights(stats["pixels"], cfg.class_weights, image_pixels=stats["image_pixels"])
         weights = torch.as_tensor(w, dtype=torch.float32, device=device)
-    return build_loss(cfg.loss, NUM_CLASSES, IGNORE_INDEX, class_weights=weights)
+    return build_loss(cfg.loss, space.num_classes, IGNORE_INDEX, class_weights=weights)
 
 
 @dataclass

@@ -6,6 +6,7 @@ by `protocol_for`; the confusion matrix and the protocol record themselves are `
 from segkit.evaluation.command import (
     checkpoint_path,
     data_roots_for,
+    data_space,
     evaluate_checkpoint,
     load_model,
     run_evaluation,
@@ -19,6 +20,7 @@ __all__ = [
     "checkpoint_path",
     "data_name",
     "data_roots_for",
+    "data_space",
     "evaluate",
     "evaluate_checkpoint",
     "evaluate_split",

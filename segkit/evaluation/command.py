@@ -16,9 +16,11 @@ from segkit import runtime
 from segkit.config import DataConfig, EvalConfig
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, resolve_data_roots
 from segkit.data.layouts import AUTO, Layout, layouts_for, layouts_of
+from segkit.data.spaces import space_of
 from segkit.evaluation.network import evaluate_split
 from segkit.evaluation.predictions import score_predictions
 from segkit.files import write_json
+from segkit.labels import LabelSpace, load_space, space_of_record
 from segkit.models import model_from_checkpoint, open_checkpoint
 from segkit.models.released import derived_dir
 
@@ -85,8 +87,14 @@ def evaluate_checkpoint(
     max_images: int = 0,
     *,
     per_image: bool = False,
+    space: LabelSpace | None = None,
+    class_map: str = "",
 ) -> dict:
-    """`evaluate_split` at the checkpoint's training size (the summary schema of metrics.json)."""
+    """`evaluate_split` at the checkpoint's training size (the summary schema of metrics.json).
+
+    `space` is the label space of the data's label files (None = the checkpoint's own); a model of
+    another space is scored through `class_map` or the built-in map between the two.
+    """
     return evaluate_split(
         model,
         roots=roots,
@@ -97,7 +105,21 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         max_images=max_images,
         per_image=per_image,
+        space=space,
+        class_map=class_map,
     )
+
+
+def data_space(cfg: EvalConfig, roots: DataRoots, ckpt: dict | None) -> LabelSpace:
+    """The label space of the data evaluated: --classes; the checkpoint's own on the data it was trained
+    on; else the data's own (`space_of`). The run prints where it came from."""
+    if not cfg.classes and ckpt is not None and not cfg.data_root and layouts_of(cfg) == AUTO:
+        space = space_of_record(ckpt)
+        runtime.log.info("label space %s: the checkpoint's, on the data it was trained on", space.describe())
+        return space
+    space, where = space_of(cfg.classes, roots)
+    runtime.log.info("%s", where)
+    return space
 
 
 def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
@@ -111,7 +133,16 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
         model, ckpt = load_model(ref, device)
         roots = data_roots_for(cfg.data_root, ckpt, layouts=layouts_of(cfg))
         summary = evaluate_checkpoint(
-            model, ckpt, roots, cfg.split, cfg.inference, cfg.eval_resolution, cfg.batch_size, cfg.max_images
+            model,
+            ckpt,
+            roots,
+            cfg.split,
+            cfg.inference,
+            cfg.eval_resolution,
+            cfg.batch_size,
+            cfg.max_images,
+            space=data_space(cfg, roots, ckpt),
+            class_map=cfg.class_map,
         )
         summary["checkpoint"] = ref
         # Never replace training's metrics.json silently: evaluations get their own name.
@@ -134,4 +165,7 @@ def score_folder(cfg: EvalConfig) -> dict:
         cfg.format,
         cfg.split,
         inference=cfg.inference if cfg.inference != "whole" else "unknown",
+        space=data_space(cfg, roots, None),
+        pred_space=load_space(cfg.prediction_classes) if cfg.prediction_classes else None,
+        class_map=cfg.class_map,
     )

@@ -17,9 +17,9 @@ from segkit.data.discover import DataRoots, Sample, list_samples
 from segkit.data.loaders import eval_loader
 from segkit.data.pairs import protocol_fields
 from segkit.inference import infer, predicted_classes
-from segkit.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from segkit.labels import CLASS_NAMES, IGNORE_INDEX, Bridge, LabelSpace, bridge
 from segkit.metrics import ConfusionMatrix, input_scaling, make_protocol
-from segkit.models import facts
+from segkit.models import facts, model_space
 from segkit.runtime import Precision
 
 
@@ -32,10 +32,11 @@ class Evaluation:
     seconds: float  # wall time of the pass
     val_loss: float | None = None  # mean loss per image ("whole" inference with a loss_fn only)
     per_image: list[tuple[str, float]] = field(default_factory=list)  # (stem, its own mIoU), when asked
+    class_names: tuple[str, ...] = CLASS_NAMES  # the classes of the space scored in, in class-index order
 
     def summary(self, protocol: dict) -> dict:
         """The metrics record (metrics.json's schema) with its protocol, the time and the matrix."""
-        out = self.confusion.summary(CLASS_NAMES, protocol)
+        out = self.confusion.summary(self.class_names, protocol)
         out["seconds"] = self.seconds
         out["confusion_matrix"] = self.confusion.mat.cpu().tolist()
         return out
@@ -91,6 +92,7 @@ def evaluate(
     loss_fn: nn.Module | None = None,
     inference: str = "whole",
     per_image: bool = False,
+    spaces: Bridge | None = None,
 ) -> Evaluation:
     """Confusion matrix over the whole loader (all-reduced under torchrun) and the mean loss.
 
@@ -105,12 +107,20 @@ def evaluate(
         loss_fn: also report the mean validation loss ("whole" inference only).
         inference: whole, slide, flip or ms.
         per_image: also list (name, mIoU) per image.
+        spaces: how the model's classes and the masks' meet (`segkit.labels.bridge`); None = the
+            masks are in the model's space.
     """
     precision = precision or Precision(None, False)
     model.eval()
     device = next(model.parameters()).device
     divisor = facts(model).size_divisor
-    cm = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=device)
+    spaces = spaces or Bridge(model_space(model))
+    pred_lut, mask_lut = (
+        torch.as_tensor(m.lut, dtype=torch.long, device=device) if m is not None else None
+        for m in (spaces.pred_map, spaces.target_map)
+    )
+    n_classes = spaces.space.num_classes
+    cm = ConfusionMatrix(n_classes, IGNORE_INDEX, device=device)
     loss_sum = torch.zeros((), device=device)
     n, per, start = 0, [], time.perf_counter()
     with_loss = loss_fn is not None and inference == "whole"
@@ -119,21 +129,24 @@ def evaluate(
             image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
             with runtime.autocast(device, precision):
                 scores = infer(model, image, image_size, inference, out_size=mask.shape[-2:], size_divisor=divisor)
-            if with_loss:
+            if with_loss and pred_lut is None and mask_lut is None:
                 loss_sum += loss_fn(scores.float(), mask).detach() * mask.shape[0]
             pred = predicted_classes(scores)
+            if pred_lut is not None:  # the model's classes onto the shared space
+                pred = pred_lut[pred.long().clamp(0, 255)]
+            if mask_lut is not None:
+                mask = mask_lut[mask.long()]
             cm.update(pred, mask)
             n += mask.shape[0]
             if per_image:
-                per += [(name, _image_miou(p, m)) for p, m, name in zip(pred, mask, names)]
+                per += [(name, _image_miou(p, m, n_classes)) for p, m, name in zip(pred, mask, names)]
     stats = torch.tensor([float(loss_sum), float(n)], device=device)
     cm.all_reduce()
     if torch.distributed.is_initialized():
         torch.distributed.all_reduce(stats)
     images = int(stats[1].item())
-    return Evaluation(
-        cm, images, time.perf_counter() - start, float(stats[0] / max(1, images)) if with_loss else None, per
-    )
+    loss = float(stats[0] / max(1, images)) if with_loss and pred_lut is None and mask_lut is None else None
+    return Evaluation(cm, images, time.perf_counter() - start, loss, per, spaces.space.names)
 
 
 def _equal_size_groups(batch: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
@@ -145,8 +158,8 @@ def _equal_size_groups(batch: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor
         yield batch["image"][i][None], batch["mask"][i][None], [name]
 
 
-def _image_miou(pred: torch.Tensor, mask: torch.Tensor) -> float:
-    one = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=pred.device)
+def _image_miou(pred: torch.Tensor, mask: torch.Tensor, num_classes: int) -> float:
+    one = ConfusionMatrix(num_classes, IGNORE_INDEX, device=pred.device)
     one.update(pred, mask)
     return one.miou()
 
@@ -163,6 +176,8 @@ def evaluate_split(
     max_images: int = 0,
     precision: Precision | None = None,
     per_image: bool = False,
+    space: LabelSpace | None = None,
+    class_map: str = "",
 ) -> dict:
     """Score a model on a split; the summary carries its protocol. What `segkit evaluate` runs.
 
@@ -179,11 +194,16 @@ def evaluate_split(
         max_images: first N images only (0 = all).
         precision: autocast plan (default: off).
         per_image: also list each image's mIoU (for "worst images").
+        space: the label space of the split's label files (None = the model's). A model of another
+            space is scored in the space both map to (`class_map`, else the built-in map), named
+            in the protocol; with no map it is refused.
+        class_map: `--class-map` NAME|FILE between the model's space and the labels'.
 
     Returns:
         The metrics summary (schema of metrics.json) plus "seconds", "confusion_matrix" and, with
         `per_image`, "per_image": [{"name", "miou"}].
     """
+    spaces = bridge(model_space(model), space or model_space(model), class_map)
     samples = list_samples(roots, split)
     samples = samples[:max_images] if max_images else samples
     loader = eval_loader(
@@ -192,10 +212,18 @@ def evaluate_split(
         facts(model).normalization,
         batch_size=batch_size,
         num_workers=min(2, runtime.default_num_workers()),
+        space=space or model_space(model),
     )
     ev = evaluate(
-        model=model, loader=loader, image_size=image_size, precision=precision, inference=inference, per_image=per_image
+        model=model,
+        loader=loader,
+        image_size=image_size,
+        precision=precision,
+        inference=inference,
+        per_image=per_image,
+        spaces=spaces,
     )
+    mapped = {"class_map": spaces.class_map.describe()} if spaces.class_map else {}
     summary = ev.summary(
         protocol_for(
             roots=roots,
@@ -205,6 +233,8 @@ def evaluate_split(
             image_size=image_size,
             inference=inference,
             eval_resolution=eval_resolution,
+            label_space=spaces.space.tag,
+            **mapped,
         )
     )
     if per_image:

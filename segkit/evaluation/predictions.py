@@ -26,7 +26,7 @@ from segkit.data.layouts import LABEL_ENDINGS, PAIR_FORMAT, label_format_of
 from segkit.data.pairs import tolerance_of
 from segkit.errors import ConfigError, DataError
 from segkit.evaluation.network import protocol_for
-from segkit.labels import IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, label_to_train
+from segkit.labels import CITYSCAPES, IGNORE_INDEX, MAX_LABEL_ID, NUM_CLASSES, LabelSpace, bridge, label_to_train
 from segkit.metrics import ConfusionMatrix
 
 _CUT = re.compile(r"[_.]")  # where a prediction's name may continue after the stem
@@ -130,6 +130,9 @@ def score_predictions(
     pred_format: str = "labelIds",
     split: str = "val",
     inference: str = "unknown",
+    space: LabelSpace | None = None,
+    pred_space: LabelSpace | None = None,
+    class_map: str = "",
 ) -> dict:
     """Official-protocol metrics of a prediction folder: one confusion matrix over the whole split.
 
@@ -137,9 +140,14 @@ def score_predictions(
         pred_dir: folder of single-channel prediction PNGs, at the label files' resolution.
         gt_labels: the split's samples (`list_samples(..., need_images=False)`, any layout) or bare
             label files named as a built-in layout names them; read and checked by `read_label`.
-        pred_format: "labelIds" (the submission format) or "trainIds" (0..18, 255 = void).
+        pred_format: "labelIds" (the data set's own values: Cityscapes' submission format), "trainIds"
+            (class indices, 255 = void) or "color" (the space's colours, exact).
         split: recorded in the protocol.
         inference: how the predictions were made ("whole", "slide", ...), recorded in the protocol.
+        space: the label space of the label files (None = cityscapes).
+        pred_space: the label space of the predictions (None = `space`); another one is mapped onto
+            the shared space (`class_map`, else the built-in map), named in the protocol.
+        class_map: `--class-map` NAME|FILE.
 
     Returns:
         `ConfusionMatrix.summary` dict; protocol resolution "label".
@@ -147,10 +155,15 @@ def score_predictions(
     if pred_format not in SCORE_FORMATS:
         raise ConfigError(f"pred_format must be one of {SCORE_FORMATS}, got {pred_format!r}")
     pairs = _match(Path(pred_dir), _frames_of_gt(gt_labels))
-    cm = ConfusionMatrix()
+    space = space or CITYSCAPES
+    pred_space = pred_space or space
+    spaces = bridge(pred_space, space, class_map)
+    cm = ConfusionMatrix(spaces.space.num_classes)
     for pred_path, (gt_path, gt_format, tolerance) in pairs:
-        gt = read_label(gt_path, gt_format, tolerance)  # (H, W) trainIds
-        pred = read_prediction(pred_path, pred_format)
+        gt = read_label(gt_path, gt_format, tolerance, space)  # (H, W) class indices
+        pred = read_prediction(pred_path, pred_format, pred_space)
+        gt = spaces.target_map.apply(gt) if spaces.target_map else gt
+        pred = spaces.pred_map.apply(pred) if spaces.pred_map else pred
         if pred.shape != gt.shape:
             half = " (an image pair's label is its right half: predict its photo half, segkit predict --pairs on)"
             raise DataError(
@@ -161,10 +174,18 @@ def score_predictions(
         cm.update(torch.from_numpy(pred), torch.from_numpy(gt))
     samples = [gt for gt in gt_labels if isinstance(gt, Sample)]
     roots = next((s.roots for s in samples if s.roots is not None), None)
+    mapped = {"class_map": spaces.class_map.describe()} if spaces.class_map else {}
     protocol = protocol_for(
-        split=split, images=len(pairs), roots=roots, samples=samples, inference=inference, pred_format=pred_format
+        split=split,
+        images=len(pairs),
+        roots=roots,
+        samples=samples,
+        inference=inference,
+        pred_format=pred_format,
+        label_space=spaces.space.tag,
+        **mapped,
     )
-    return cm.summary(protocol=protocol)
+    return cm.summary(spaces.space.names, protocol=protocol)
 
 
 def _hw(a: np.ndarray) -> str:
@@ -181,12 +202,36 @@ def _read_png(path: Path) -> np.ndarray:
     return array
 
 
-def read_prediction(path: Path, pred_format: str = "labelIds") -> np.ndarray:
-    """Read a prediction PNG as trainIds; unevaluated labelIds become 255 (void, a false negative).
+def read_prediction(path: Path, pred_format: str = "labelIds", space: LabelSpace | None = None) -> np.ndarray:
+    """Read a prediction PNG as class indices; unevaluated values become 255 (void, a false negative).
+
+    Args:
+        path: the PNG.
+        pred_format: labelIds (the space's own file values), trainIds (class indices) or color.
+        space: the label space the predictions are in (None = cityscapes).
 
     Shape:
         (H, W) uint8.
     """
+    space = space or CITYSCAPES
+    if pred_format == "color":
+        with Image.open(path) as im:
+            if im.mode in ("L", "I", "I;16", "P"):
+                raise DataError(
+                    f"prediction {path} holds one channel of ids ({im.mode}), not colours: use --format labelIds "
+                    "or --format trainIds"
+                )
+            array = np.array(im.convert("RGB"))
+        return space.colors_to_index(array, where=f"prediction {path}")
+    if space != CITYSCAPES:
+        array = np.array(Image.open(path))
+        if array.ndim == 3 and space.color_coded:
+            return space.colors_to_index(array[..., :3], where=f"prediction {path}")
+        if array.ndim == 3:
+            raise DataError(f"prediction {path} is a colour image; read it with --format color")
+        if pred_format == "trainIds":
+            return space.check_index(array, where=f"prediction {path}").astype(np.uint8)
+        return space.to_index(array, where=f"prediction {path}")
     pred = _read_png(Path(path))
     if pred_format == "trainIds":
         _check_train_ids(pred, path)

@@ -25,6 +25,7 @@ from torch import nn
 from segkit.checks import check_image_size
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import CheckpointError, ConfigError
+from segkit.labels import NUM_CLASSES, ClassMap, LabelSpace, builtin_space, space_of_record
 from segkit.model_choice import RETIRED_MODELS, ModelChoice
 from segkit.models import weights, zoo
 from segkit.models.released import checkpoint_origin, is_released, open_checkpoint
@@ -63,6 +64,7 @@ class ModelFacts:
     mean: tuple[float, ...]  # input normalisation (0..1 units) the encoder was pretrained with
     std: tuple[float, ...]
     pretrained: dict[str, Any] | None = None  # where its first weights came from (encoder weights or init_from)
+    space: LabelSpace | None = None  # the label space its classes are in; None = cityscapes
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -73,6 +75,11 @@ class ModelFacts:
     def name(self) -> str:
         """The architecture's name, for messages."""
         return str(self.spec.get("name", "the network"))
+
+
+def model_space(model: nn.Module) -> LabelSpace:
+    """The label space a segkit network predicts in (cityscapes unless it was given another)."""
+    return facts(model).space or builtin_space("cityscapes")
 
 
 def facts(model: nn.Module) -> ModelFacts:
@@ -95,13 +102,13 @@ def set_facts(model: nn.Module, model_facts: ModelFacts | None = None, **changes
 
 
 def create_model(
-    model: str = "unet", num_classes: int = 19, *, encoder: str = "", encoder_weights: str = "", **options: Any
+    model: str = "unet", num_classes: int = NUM_CLASSES, *, encoder: str = "", encoder_weights: str = "", **options: Any
 ) -> nn.Module:
     """Build a segmentation model.
 
     Args:
         model: "unet" or another smp architecture (`segkit.model_choice.ARCHITECTURES`).
-        num_classes: output channels (19 Cityscapes trainIds).
+        num_classes: output channels (default: Cityscapes' classes).
         encoder: smp encoder name or `tu-<timm model>`; "" = segkit's own U-Net (model "unet").
         encoder_weights: "imagenet" (or another variant smp lists for the encoder), a weights
             file, or "" / "none" for random initialisation. Asked-for weights that cannot be
@@ -114,17 +121,37 @@ def create_model(
     return build_model(ModelChoice(model, encoder, encoder_weights, options), num_classes)
 
 
-def build_model(choice: ModelChoice, num_classes: int = 19) -> nn.Module:
+def build_model(
+    choice: ModelChoice,
+    num_classes: int = NUM_CLASSES,
+    space: LabelSpace | None = None,
+    class_map: ClassMap | None = None,
+) -> nn.Module:
     """Build what `choice` names (see `create_model`); pretrained weights are found or fetched now.
 
     With `choice.init_from` the whole network comes from that checkpoint or released model
     (`open_checkpoint`): its architecture must be the one `choice` names, its weights and
-    normalisation are taken, and the network records where it started.
+    normalisation are taken, and the network records where it started. A start in another label
+    space loads all but the classifier, which starts fresh or, with `class_map` (from the start's
+    space onto `space`), from the mapped classes' rows.
+
+    Args:
+        choice: what to build.
+        num_classes: output channels (`space.num_classes` when a space is given).
+        space: the label space the network predicts in (None = cityscapes).
+        class_map: fine-tuning across spaces: how the start's classes map onto `space`'s.
     """
+    num_classes = space.num_classes if space is not None else num_classes
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
     if choice.init_from:
-        return _started_from(choice, num_classes)
+        net = _started_from(choice, num_classes, space, class_map)
+        return set_facts(net, space=space) if space is not None else net
+    net = _built(choice, num_classes)
+    return set_facts(net, space=space) if space is not None else net
+
+
+def _built(choice: ModelChoice, num_classes: int) -> nn.Module:
     if choice.own_unet:
         net, options = _own_unet(num_classes, choice.options)
         spec = {"name": choice.model, "num_classes": num_classes, "encoder": "", **options}
@@ -138,19 +165,71 @@ def build_model(choice: ModelChoice, num_classes: int = 19) -> nn.Module:
     return set_facts(net, ModelFacts(spec, int(net.encoder.output_stride), mean, std, provenance))
 
 
-def _started_from(choice: ModelChoice, num_classes: int) -> nn.Module:
-    """The network `choice.init_from` holds, checked against what `choice` names."""
+def _started_from(
+    choice: ModelChoice, num_classes: int, space: LabelSpace | None = None, class_map: ClassMap | None = None
+) -> nn.Module:
+    """The network `choice.init_from` holds, checked against what `choice` names; a new head in another space."""
     ckpt = open_checkpoint(choice.init_from)
     spec = ckpt["model_spec"]
+    theirs = space_of_record(ckpt)
+    other_space = space is not None and theirs != space
     named = {"name": choice.model, "encoder": choice.encoder, "num_classes": num_classes, **choice.options}
+    if other_space:
+        named.pop("num_classes")
     clash = [f"{k} {spec.get(k)!r} there, {v!r} asked" for k, v in named.items() if k in spec and spec.get(k) != v]
     if clash:
         raise ConfigError(
             f"--init-from {choice.init_from} holds another network ({'; '.join(clash)}): drop --model, "
             "--encoder and the U-Net's sizes to take its own, or start from a checkpoint of this one"
         )
-    net = model_from_checkpoint(ckpt)
-    return set_facts(net, pretrained={"init_from": choice.init_from, "source": checkpoint_origin(ckpt)})
+    provenance = {"init_from": choice.init_from, "source": checkpoint_origin(ckpt)}
+    if not other_space:
+        return set_facts(model_from_checkpoint(ckpt), pretrained=provenance)
+    net, head = _with_new_head(ckpt, num_classes, theirs, space, class_map)
+    return set_facts(net, pretrained={**provenance, "head": head})
+
+
+def _with_new_head(
+    ckpt: dict[str, Any], num_classes: int, theirs: LabelSpace, space: LabelSpace, class_map: ClassMap | None
+) -> tuple[nn.Module, str]:
+    """The checkpoint's network with a classifier for `space`: every other weight loaded; what was done, in words."""
+    net = model_from_spec({**ckpt["model_spec"], "num_classes": num_classes})
+    how = _load_all_but_head(net, ckpt["model"], theirs, space, class_map)
+    if norm := ckpt.get("normalization"):  # the normalisation the start was trained with
+        set_facts(net, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
+    return net.eval(), how
+
+
+def _load_all_but_head(
+    net: nn.Module, weights: dict[str, torch.Tensor], theirs: LabelSpace, space: LabelSpace, class_map: ClassMap | None
+) -> str:
+    own = net.state_dict()
+    weights = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in weights.items()}
+    head = [k for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+    missing = [k for k in own if k not in weights]
+    if missing or any(own[k].shape[0] != space.num_classes or weights[k].shape[0] != theirs.num_classes for k in head):
+        raise CheckpointError(
+            f"the start's weights do not fit this network beyond its classifier (differing: {head[:4]}, missing: "
+            f"{missing[:4]}); start from a checkpoint of the same architecture"
+        )
+    merged = {k: (own[k] if k in head else weights[k]) for k in own}
+    if class_map is not None:
+        if class_map.source != theirs or class_map.target != space:
+            raise ConfigError(
+                f"class map {class_map.describe()} does not map the start's {theirs.name} classes onto {space.name}"
+            )
+        for k in head:
+            rows = merged[k].clone()
+            for t in range(space.num_classes):
+                if sources := class_map.sources_of(t):
+                    rows[t] = weights[k][sources].float().mean(0).to(rows.dtype)
+            merged[k] = rows
+    net.load_state_dict(merged, strict=True)
+    how = f"from the mapped classes' rows ({class_map.name})" if class_map else "fresh"
+    return (
+        f"all but the classifier loaded from the {theirs.describe()} model; the classifier is new for "
+        f"{space.describe()}, started {how}"
+    )
 
 
 def architecture_of(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +299,7 @@ def check_model(choice: ModelChoice, image_size: tuple[int, int], batch_size: in
     """
     if choice.pretrained:
         weights.weights_source(choice.encoder, choice.encoder_weights)  # a variant it has, or an existing file
-    net = build_model(dataclasses.replace(choice, encoder_weights=""), 19).to("meta")
+    net = build_model(dataclasses.replace(choice, encoder_weights="")).to("meta")
     check_input_size(net, *image_size)
     if not _forward_works(net.eval(), image_size):
         nearest = _nearest_working_size(net, image_size)
@@ -315,6 +394,8 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
     if norm:  # the normalisation it was trained with, whatever the encoder's default is today
         set_facts(model, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
     set_facts(model, pretrained=ckpt.get("pretrained"))
+    if ckpt.get("space"):
+        set_facts(model, space=space_of_record(ckpt))
     return model.to(device).eval()
 
 

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 import segkit
 from segkit.checkpoint import FORMAT, VERSION, load_checkpoint
 from segkit.errors import CheckpointError
-from segkit.labels import CLASS_NAMES, NUM_CLASSES
+from segkit.labels import CLASS_NAMES, NUM_CLASSES, LabelSpace, builtin_space
 from segkit.models.weights import fetch, released_source
 
 CONFIG = "config.json"  # smp's save_pretrained: the architecture's arguments and `_model_class`
@@ -105,11 +105,11 @@ def released_checkpoint(folder: Path, ref: str, repo_id: str | None = None) -> d
             f"{model_class!r} (keys: {keys}); segkit opens smp's save_pretrained folders, whose _model_class is one "
             f"of {', '.join(_ARCHITECTURES)}"
         )
-    _check_outputs(config, folder, ref)
+    space = _check_outputs(config, folder, ref)
     image_size, mean, std = preprocessing(folder)
     spec = {
         "name": _ARCHITECTURES[model_class],
-        "num_classes": NUM_CLASSES,
+        "num_classes": space.num_classes,
         "encoder": config.get("encoder_name", ""),
         **{k: v for k, v in config.items() if k not in _NOT_OPTIONS},
     }
@@ -124,9 +124,10 @@ def released_checkpoint(folder: Path, ref: str, repo_id: str | None = None) -> d
         "segkit_version": segkit.__version__,
         "model": load_file(str(folder / WEIGHTS)),
         "model_spec": spec,
-        "num_classes": NUM_CLASSES,
-        "label_space": "cityscapes-19",
-        "class_names": list(CLASS_NAMES),
+        "num_classes": space.num_classes,
+        "label_space": space.tag,
+        "class_names": list(space.names),
+        "space": space.to_dict(),
         "image_size": list(image_size),
         "normalization": {"mean": list(mean), "std": list(std)},
         "pretrained": None,
@@ -149,15 +150,29 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _check_outputs(config: dict[str, Any], folder: Path, ref: str) -> None:
-    """19 logits, Cityscapes' trainIds in order; anything else is refused naming what was found."""
+# Released models' label spaces, by their number of outputs: smp-hub's Cityscapes and ADE20K models.
+RELEASED_SPACES = {NUM_CLASSES: "cityscapes", 150: "ade20k"}
+
+
+def _check_outputs(config: dict[str, Any], folder: Path, ref: str) -> LabelSpace:
+    """Its label space: 19 logits in Cityscapes' trainId order, or ADE20K's 150; anything else is refused."""
     classes = config.get("classes")
-    if classes != NUM_CLASSES:
-        known = {150: " (ADE20K's 150 classes?)", 21: " (Pascal VOC's 21?)", 1: " (a binary mask?)"}.get(classes, "")
+    if classes not in RELEASED_SPACES:
+        known = {21: " (Pascal VOC's 21?)", 1: " (a binary mask?)"}.get(classes, "")
         raise CheckpointError(
-            f"{ref} predicts {classes} classes{known}; segkit scores Cityscapes' 19 train classes, so it takes only "
-            "models trained on Cityscapes' trainIds (e.g. smp-hub/segformer-b0-640x1280-city-160k)"
+            f"{ref} predicts {classes} classes{known}; segkit takes released models trained on Cityscapes' 19 "
+            "train classes (e.g. smp-hub/segformer-b0-640x1280-city-160k) or ADE20K's 150 (e.g. "
+            "smp-hub/segformer-b0-512x512-ade-160k)"
         )
+    if classes != NUM_CLASSES:
+        _check_common(config, ref)
+        return builtin_space(RELEASED_SPACES[classes])
+    _check_common(config, ref)
+    _check_cityscapes_names(config, folder, ref)
+    return builtin_space("cityscapes")
+
+
+def _check_common(config: dict[str, Any], ref: str) -> None:
     if config.get("activation") not in (None, "identity"):
         raise CheckpointError(
             f"{ref} ends in activation {config['activation']!r}; segkit needs its logits (activation "
@@ -165,6 +180,9 @@ def _check_outputs(config: dict[str, Any], folder: Path, ref: str) -> None:
         )
     if config.get("in_channels", 3) != 3:
         raise CheckpointError(f"{ref} takes {config['in_channels']} input channels; segkit feeds RGB images (3)")
+
+
+def _check_cityscapes_names(config: dict[str, Any], folder: Path, ref: str) -> None:
     names = config.get("class_names") or config.get("id2label")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names, key=int)]

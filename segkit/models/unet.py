@@ -12,6 +12,7 @@ from torch import nn
 
 from segkit.checks import check_image_size
 from segkit.errors import ConfigError
+from segkit.labels import NUM_CLASSES
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
 
@@ -112,7 +113,7 @@ class UNet(nn.Module):
 
     def __init__(
         self,
-        num_classes: int = 19,
+        num_classes: int = NUM_CLASSES,
         base_channels: int = 64,
         depth: int = 4,
         upsample: str = "transpose",
