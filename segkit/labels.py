@@ -156,6 +156,8 @@ class LabelSpace:
         lut = np.full(MAX_FILE_VALUE + 1, -1, dtype=np.int16)  # -1: a value outside the space
         for value in self.ignore:
             lut[value] = IGNORE_INDEX
+        if not self.ignore:  # 255 is what `to_values` writes for an ignored pixel: it must read back as one
+            lut[IGNORE_INDEX] = IGNORE_INDEX
         for index, c in enumerate(self.classes):
             lut[list(c.values)] = index
         return lut

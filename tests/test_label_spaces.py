@@ -378,3 +378,26 @@ def test_builtin_map_follows_a_mapillary_space_read_from_its_own_config(tmp_path
     assert m.source == own and _map_names(m, ["human--rider--bicyclist", "nature--sky"]) == ["rider", "sky"]
     road_value = np.array([[13]], np.uint8)  # construction--flat--road's position in the config
     assert m.target.names[m.apply(own.to_index(road_value))[0, 0]] == "road"
+
+
+def test_a_space_without_ignored_values_reads_back_what_it_writes_for_ignored_pixels(tmp_path):
+    """`to_values` writes 255 for an ignored pixel of a space that lists no ignored value; reading it
+    back must give ignore, while any other value outside the space is still refused."""
+    path = tmp_path / "classes.yaml"
+    path.write_text("name: two\nclasses:\n  - {name: road}\n  - {name: car}\n")
+    space = L.read_space_file(path)
+    index = np.array([[0, 1, 255]], np.uint8)
+    written = space.to_values(index)
+    assert written.tolist() == [[0, 1, 255]] and space.to_index(written).tolist() == [[0, 1, 255]]
+    with pytest.raises(DataError, match="254"):
+        space.to_index(np.array([[0, 254]], np.uint8))
+    listed = L.read_space_file(
+        _write(tmp_path / "listed.yaml", "name: t\nclasses: [{name: a}, {name: b}]\nignore: [9]\n")
+    )
+    with pytest.raises(DataError, match="255"):  # a space that lists its ignored values means exactly those
+        listed.to_index(np.array([[255]], np.uint8))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
