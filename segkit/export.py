@@ -22,6 +22,7 @@ from segkit.config import IMAGENET_MEAN, IMAGENET_STD, ExportConfig
 from segkit.errors import SegkitError
 from segkit.files import AtomicFile
 from segkit.labels import space_of_record
+from segkit.metrics import OWN_SIZE
 from segkit.models import (
     ModelFacts,
     facts,
@@ -77,7 +78,13 @@ def export_onnx(
     model = model_from_checkpoint(ckpt, "cpu")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, 3, *ckpt["image_size"])  # (1, 3, H, W)
+    size = tuple(ckpt["image_size"])
+    if size == OWN_SIZE and not dynamic:
+        raise SegkitError(
+            "this model runs at each image's own size (its preprocessing has no Resize), so it has no fixed input "
+            "to export: drop --static (the ONNX model then takes any height and width)"
+        )
+    example = torch.zeros(1, 3, *(size if size != OWN_SIZE else (512, 512)))  # (1, 3, H, W): any size traces it
     axes = {0: "batch", 2: "height", 3: "width"}
     with AtomicFile(output) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": chosen on purpose

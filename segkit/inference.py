@@ -25,6 +25,7 @@ from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
 from segkit.export import OnnxModel, ensure_onnx
 from segkit.labels import CITYSCAPES, LabelSpace, space_of_record
+from segkit.metrics import OWN_SIZE
 from segkit.models import facts, model_from_checkpoint, open_checkpoint, unwrap
 from segkit.viz import overlay
 
@@ -79,6 +80,8 @@ def infer(
     """
     if mode not in MODES:
         raise SegkitError(f"inference mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if tuple(image_size) == OWN_SIZE:  # a released model without a Resize: each image at its own size
+        image_size = tuple(image.shape[-2:])
     out_size = tuple(out_size or image.shape[-2:])
     spec = MODES[mode]
     if mode == "whole":

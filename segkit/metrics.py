@@ -262,8 +262,13 @@ def protocol_text(summary: dict) -> str:
     return ", ".join(parts)
 
 
+OWN_SIZE = (0, 0)  # a checkpoint's image_size for a model that runs at each image's own size (no Resize)
+
+
 def input_scaling(image_size: Sequence[int]) -> str:
     """How a model's input was scaled, for its protocol: the images' aspect ratio is kept."""
+    if tuple(image_size) == OWN_SIZE:
+        return "each image at its own size (the model's preprocessing has no Resize)"
     return f"resized keeping its aspect ratio to cover {int(image_size[0])}x{int(image_size[1])}"
 
 

@@ -277,3 +277,34 @@ def test_a_missing_checkpoint_names_what_is_accepted(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     with pytest.raises(CheckpointError, match=r"is a folder without config.json.*found nothing"):
         open_checkpoint(tmp_path / "run")
+
+
+def test_a_released_model_with_normalize_alone_runs_at_each_images_own_size(tmp_path: Path) -> None:
+    """smp-hub's ADE20K SegFormers save a Normalize and no Resize: segkit runs them on each image at
+    its own size (padded to the size divisor), as their own preprocessing would, and says so."""
+    import albumentations as A
+    import segmentation_models_pytorch as smp
+
+    from segkit.evaluation.network import evaluate_split
+    from segkit.export import export_onnx
+
+    folder = tmp_path / "segformer-test-city-normalize-only"
+    torch.manual_seed(0)
+    net = smp.create_model("segformer", encoder_name="mit_b0", encoder_weights=None, classes=19)
+    net.save_pretrained(str(folder), dataset="cityscapes")
+    A.Compose([A.Normalize(mean=MEAN, std=STD, max_pixel_value=1.0)]).save_pretrained(str(folder))
+    ckpt = open_checkpoint(folder)
+    assert tuple(ckpt["image_size"]) == (0, 0)  # metrics.OWN_SIZE
+    model = model_from_checkpoint(ckpt)
+    seen = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    image = np.random.default_rng(0).integers(0, 256, size=(70, 100, 3), dtype=np.uint8)
+    assert predict_image(model, ckpt, image).shape == (70, 100)
+    assert seen == [(96, 128)]  # 70x100 as it is, padded to multiples of 32; never resized
+    data = write_cityscapes(tmp_path / "data", splits={"val": 1}, size=(64, 96))
+    from segkit.data.discover import find_data_roots
+
+    summary = evaluate_split(model, roots=find_data_roots(data), image_size=tuple(ckpt["image_size"]), split="val")
+    assert "its own size" in summary["protocol"]["input"] and summary["protocol"]["resolution"] == "label"
+    with pytest.raises(Exception, match="drop --static"):
+        export_onnx(folder, tmp_path / "m.onnx", dynamic=False, ckpt=ckpt)

@@ -18,7 +18,7 @@ from segkit.data.loaders import eval_loader
 from segkit.data.pairs import protocol_fields
 from segkit.inference import infer, predicted_classes
 from segkit.labels import CLASS_NAMES, IGNORE_INDEX, Bridge, LabelSpace, bridge
-from segkit.metrics import ConfusionMatrix, input_scaling, make_protocol
+from segkit.metrics import OWN_SIZE, ConfusionMatrix, input_scaling, make_protocol
 from segkit.models import facts, model_space
 from segkit.runtime import Precision
 
@@ -204,6 +204,8 @@ def evaluate_split(
         `per_image`, "per_image": [{"name", "miou"}].
     """
     spaces = bridge(model_space(model), space or model_space(model), class_map)
+    if tuple(image_size) == OWN_SIZE:  # a model run at each image's own size: its "train" size is the label's
+        eval_resolution = "label"
     samples = list_samples(roots, split)
     samples = samples[:max_images] if max_images else samples
     loader = eval_loader(

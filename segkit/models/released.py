@@ -31,7 +31,9 @@ import segkit
 from segkit.checkpoint import FORMAT, VERSION, load_checkpoint
 from segkit.errors import CheckpointError
 from segkit.labels import CLASS_NAMES, NUM_CLASSES, LabelSpace, builtin_space
+from segkit.metrics import OWN_SIZE
 from segkit.models.weights import fetch, released_source
+from segkit.runtime import log
 
 CONFIG = "config.json"  # smp's save_pretrained: the architecture's arguments and `_model_class`
 WEIGHTS = "model.safetensors"
@@ -211,18 +213,20 @@ def preprocessing(folder: Path) -> tuple[tuple[int, int], tuple[float, ...], tup
 
     segkit reproduces a fixed-size `Resize` (as a resize that keeps the aspect ratio and covers
     that size: the same for the 2:1 frames these models are trained on) and a standard `Normalize`;
-    a pipeline with anything else is refused, naming it, rather than predicting on other pixels.
+    with no Resize the input size is `OWN_SIZE` (each image at its own size, padded to the model's
+    size divisor), and the log says so. A pipeline with anything else is refused, naming it, rather
+    than predicting on other pixels.
     """
     data = _read_json(folder / PREPROCESSING, "its preprocessing (input size, normalisation)")
     steps = (data.get("transform") or {}).get("transforms") or []
     kinds = [str(step.get("__class_fullname__", "?")).rsplit(".", 1)[-1] for step in steps]
     other = [k for k in kinds if k not in ("Resize", "Normalize", "ToTensorV2")]
-    if other or kinds.count("Resize") != 1 or kinds.count("Normalize") != 1:
+    if other or kinds.count("Resize") > 1 or kinds.count("Normalize") != 1:
         raise CheckpointError(
-            f"{folder / PREPROCESSING} holds {kinds or 'no transforms'}; segkit reproduces exactly one Resize(height, "
-            "width) and one Normalize(mean, std), so it cannot predict as this model expects"
+            f"{folder / PREPROCESSING} holds {kinds or 'no transforms'}; segkit reproduces at most one Resize(height, "
+            "width) and exactly one Normalize(mean, std), so it cannot predict as this model expects"
         )
-    resize, norm = steps[kinds.index("Resize")], steps[kinds.index("Normalize")]
+    norm = steps[kinds.index("Normalize")]
     if norm.get("normalization", "standard") != "standard":
         raise CheckpointError(
             f"{folder / PREPROCESSING}: Normalize(normalization={norm['normalization']!r}); segkit "
@@ -231,6 +235,10 @@ def preprocessing(folder: Path) -> tuple[tuple[int, int], tuple[float, ...], tup
     scale = float(norm.get("max_pixel_value", 255.0)) / 255.0  # albumentations: (x - mean * m) / (std * m)
     mean = tuple(float(v) * scale for v in norm["mean"])
     std = tuple(float(v) * scale for v in norm["std"])
+    if "Resize" not in kinds:  # e.g. smp-hub's ADE20K SegFormers: each image at its own size
+        log.info("%s has no Resize: the model runs at each image's own size", folder / PREPROCESSING)
+        return OWN_SIZE, mean, std
+    resize = steps[kinds.index("Resize")]
     return (int(resize["height"]), int(resize["width"])), mean, std
 
 
