@@ -53,11 +53,11 @@ class Backend:
 
     name: str  # what --backend / --backends call it
     devices: tuple[str, ...]  # "cpu", "cuda"
-    packages: tuple[str, ...]  # Python modules it imports ("" none beyond torch)
-    install: str  # how to install them
-    lossless: bool  # same fp32 weights and arithmetic as eager (only rounding order may differ)
     build: Callable[[BuildContext], nn.Module]  # the runnable model
     doc: str  # what it is and why it is here (README "How fast is it?")
+    lossless: bool = True  # same fp32 weights and arithmetic as eager (only rounding order may differ)
+    packages: tuple[str, ...] = ()  # Python modules it imports beyond torch
+    install: str = ""  # how to install them
     int8: bool = False  # needs calibration images (post-training quantisation)
     provider: str = ""  # the onnxruntime execution provider it needs, if any
 
@@ -190,111 +190,81 @@ def _openvino(int8: bool) -> Callable[[BuildContext], nn.Module]:
 # ----------------------------------------------------------------------------- the registry
 
 _ORT_CPU = ["CPUExecutionProvider"]
+_ORT = {"packages": ("onnx", "onnxruntime"), "install": ONNX_HINT}
+_OV = {"packages": ("onnx", "openvino", "nncf"), "install": OPENVINO_HINT}
+_GPU_ORT = {"packages": ("onnx", "onnxruntime"), "install": "pip install onnxruntime-gpu (and tensorrt for TensorRT)"}
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend(
-            "eager",
-            ("cpu", "cuda"),
-            (),
-            "",
-            True,
-            _eager,
-            "PyTorch as trained: the reference every other backend is compared with",
-        ),
+        Backend("eager", ("cpu", "cuda"), _eager, "PyTorch as trained: the reference the others are compared with"),
         Backend(
             "channels_last",
             ("cpu", "cuda"),
-            (),
-            "",
-            True,
             _channels_last,
             "PyTorch with NHWC memory: oneDNN / cuDNN pick faster convolution kernels for it on many machines",
         ),
         Backend(
             "compile",
             ("cpu", "cuda"),
-            (),
-            "",
-            True,
             _compile,
             "torch.compile (Inductor): fuses element-wise work around the convolutions; the first call compiles",
         ),
         Backend(
             "onnxruntime",
             ("cpu",),
-            ("onnx", "onnxruntime"),
-            ONNX_HINT,
-            True,
             _ort(_ORT_CPU),
             "ONNX Runtime on the CPU: a graph-optimising runtime with no Python in the loop",
+            **_ORT,
         ),
         Backend(
             "onnxruntime-int8",
             ("cpu",),
-            ("onnx", "onnxruntime"),
-            ONNX_HINT,
-            False,
             _ort(_ORT_CPU, int8=True),
             "ONNX Runtime static int8 (QDQ, per-channel weights, min/max calibrated on training images)",
+            lossless=False,
             int8=True,
+            **_ORT,
         ),
         Backend(
             "openvino",
             ("cpu",),
-            ("onnx", "openvino"),
-            OPENVINO_HINT,
-            True,
             _openvino(int8=False),
             "OpenVINO fp32 on the CPU: Intel's runtime, the fastest CPU runtime for convolutional nets on x86",
+            **_OV,
         ),
         Backend(
             "openvino-int8",
             ("cpu",),
-            ("onnx", "openvino", "nncf"),
-            OPENVINO_HINT,
-            False,
             _openvino(int8=True),
             "OpenVINO int8 by NNCF post-training quantisation calibrated on training images",
+            lossless=False,
             int8=True,
+            **_OV,
         ),
         Backend(
             "onnxruntime-cuda",
             ("cuda",),
-            ("onnx", "onnxruntime"),
-            "pip install onnxruntime-gpu",
-            True,
             _ort(["CUDAExecutionProvider"]),
             "ONNX Runtime's CUDA execution provider",
             provider="CUDAExecutionProvider",
+            **_GPU_ORT,
         ),
         Backend(
             "tensorrt",
             ("cuda",),
-            ("onnx", "onnxruntime"),
-            "pip install onnxruntime-gpu tensorrt",
-            False,
             _ort([("TensorrtExecutionProvider", _TRT_OPTIONS), "CUDAExecutionProvider"]),
             "TensorRT fp16 through ONNX Runtime's TensorRT execution provider (engines cached beside the model)",
+            lossless=False,
             provider="TensorrtExecutionProvider",
+            **_GPU_ORT,
         ),
-        Backend(
-            "fp16",
-            ("cuda",),
-            (),
-            "",
-            False,
-            _autocast(torch.float16),
-            "CUDA autocast to float16: tensor cores on every GPU since Volta (the T4 included)",
-        ),
+        Backend("fp16", ("cuda",), _autocast(torch.float16), "CUDA autocast to float16 (tensor cores)", lossless=False),
         Backend(
             "bf16",
             ("cuda",),
-            (),
-            "",
-            False,
             _autocast(torch.bfloat16),
             "CUDA autocast to bfloat16: native on Ampere (sm80) and newer; the T4 (sm75) has no native bf16",
+            lossless=False,
         ),
     )
 }
@@ -465,7 +435,7 @@ def calibration_batches(ctx: BuildContext) -> list[np.ndarray]:
         SegkitError: no data to calibrate with (no --data-root and none recorded in the checkpoint).
     """
     roots = calibration_roots(ctx.data_root, ctx.ckpt)
-    split = "train" if "train" in _splits(roots) else sorted(_splits(roots))[0]
+    split = "train" if "train" in _splits(roots) else min(_splits(roots))
     samples = list_samples(roots, split)[: ctx.calibration_images]
     divisor = _size_divisor(ctx.ckpt)
     h, w = (max(divisor, round(s / divisor) * divisor) for s in ctx.ckpt["image_size"])

@@ -325,11 +325,10 @@ def format_table(record: dict) -> str:
     """speed.json as a table: one row per backend; mIoU and its change in points."""
     head = f"{'backend':<17} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'fps':>7} {'e2e fps':>8} {'peak MB':>8} "
     head += f"{'mIoU':>6} {'change':>7}  equal"
-    lines = [
-        f"{record['device']}, {record['threads']} thread(s), {record['image_size'][0]}x{record['image_size'][1]}, "
-        f"batch {record['batch_size']}, torch {record['torch']}; peak memory: {MEMORY_NOTE[record['device'][:4]]}",
-        head,
-    ]
+    size = "x".join(str(s) for s in record["image_size"])
+    memory = MEMORY_NOTE[record["device"][:4]]
+    title = f"{record['device']}, {record['threads']} thread(s), {size}, batch {record['batch_size']}, "
+    lines = [title + f"torch {record['torch']}; peak memory: {memory}", head]
     for name, r in record["backends"].items():
         if r.get("unavailable"):
             lines.append(f"{name:<17} not measured: {r['unavailable']}")

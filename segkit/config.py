@@ -267,10 +267,8 @@ class PredictConfig:
     format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video:
     # also one PNG per frame, except color (the overlay video shows it)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
-    backend: str = (
-        "torch"  # torch (= eager), onnx (= onnxruntime), another of segkit benchmark's backends, or auto (the
-    )
-    # fastest in the checkpoint's speed.json within max_miou_drop, else eager)
+    backend: str = "torch"  # torch (= eager), onnx (= onnxruntime), another of segkit benchmark's backends, or
+    # auto (the fastest in the checkpoint's speed.json within max_miou_drop, else eager)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
     video: bool = False  # read the --img folder as the frames of one video (sorted by name), not as separate images
