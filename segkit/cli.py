@@ -111,7 +111,11 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
 # checks it equals what each module registers).
 EXTENSIONS: dict[str, tuple[str, str]] = {
     "prepare": ("segkit.data.cache", "build the preprocessing cache (decoded, label-mapped, resized arrays)"),
-    "export": ("segkit.export", "export a checkpoint to ONNX (for onnxruntime / segkit predict --backend onnx)"),
+    "export": (
+        "segkit.backends",
+        "export a checkpoint to ONNX or OpenVINO, fp32 or int8 (for segkit predict --backend)",
+    ),
+    "benchmark": ("segkit.benchmark", "latency, frames/s, peak memory and mIoU cost of each inference backend"),
     "dashboard": ("segkit.dashboard", "serve TensorBoard on 127.0.0.1 (--public: + ngrok link with basic auth)"),
     "kaggle": ("segkit.kaggle", "Kaggle: environment preflight and kernel bundle"),
     "demo": ("segkit.demo", "synthetic data -> notebooks 01..05 headless -> a trained run (~5 min on CPU)"),

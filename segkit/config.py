@@ -39,7 +39,23 @@ INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
 PREDICT_FORMATS = ("color", "overlay", "trainIds", "labelIds")
 SCORE_FORMATS = ("labelIds", "trainIds", "color")  # prediction PNGs `segkit evaluate --predictions` scores
-BACKENDS = ("torch", "onnx")
+# Inference backends: segkit.backends.BACKENDS's names (a test checks), their former aliases and auto.
+BACKEND_NAMES = (
+    "eager",
+    "channels_last",
+    "compile",
+    "onnxruntime",
+    "onnxruntime-int8",
+    "openvino",
+    "openvino-int8",
+    "onnxruntime-cuda",
+    "tensorrt",
+    "fp16",
+    "bf16",
+)
+BACKENDS = ("auto", "torch", "onnx", *BACKEND_NAMES)
+EXPORT_FORMATS = ("onnx", "openvino")
+DEVICES = ("cpu", "cuda")
 # Data layouts (segkit.data.layouts.BUILT_IN, a test checks), "auto" (found) and "glob" (image_glob + label_glob).
 LAYOUTS = (
     "auto",
@@ -259,7 +275,8 @@ class PredictConfig:
     format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video:
     # also one PNG per frame, except color (the overlay video shows it)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
-    backend: str = "torch"  # torch or onnx (exports the checkpoint to <checkpoint>.onnx, needs onnxruntime)
+    backend: str = "torch"  # torch (= eager), onnx (= onnxruntime), another of segkit benchmark's backends, or
+    # auto (the fastest in the checkpoint's speed.json within max_miou_drop, else eager)
     device: str = "auto"  # auto, cpu, cuda
     overwrite: bool = False  # replace prediction files that already exist in output
     video: bool = False  # read the --img folder as the frames of one video (sorted by name), not as separate images
@@ -268,10 +285,11 @@ class PredictConfig:
     pairs: str = "auto"  # are the images pairs (photo left, colour mask right: Kaggle's Cityscapes Image Pairs)? auto
     # (when the checkpoint trained on pairs and the file is one), on (predict each file's left half), off (the whole
     # file)
+    max_miou_drop: float = 0.5  # --backend auto: the largest mIoU loss (points) a faster backend may cost
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        check_non_negative(self, "fps")
+        check_non_negative(self, "fps", "max_miou_drop")
         check_choice("format", self.format, PREDICT_FORMATS)
         check_choice("pairs", self.pairs, PAIR_INPUTS)
         check_choice("inference", self.inference, INFERENCE_MODES)
@@ -370,11 +388,56 @@ class ExportConfig:
     output: str = ""  # ONNX file to write, "" = the checkpoint path with .onnx
     opset: int = 17  # ONNX opset version
     static: bool = False  # fix the input to (1, 3, *image_size) instead of dynamic batch, height, width
+    format: str = "onnx"  # onnx (onnxruntime) or openvino (OpenVINO IR: model.xml + model.bin in a folder)
+    int8: bool = False  # post-training int8 quantisation (onnx: onnxruntime static QDQ; openvino: NNCF), calibrated on
+    # calibration_images training images
+    calibration_images: int = 32  # int8: training images that calibrate the quantisation
+    data_root: str = ""  # int8: the data set whose training images calibrate it, "" = the data the checkpoint was
+    # trained on
 
     def __post_init__(self) -> None:
         coerce_fields(self)
         check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
-        check_positive(self, "opset")
+        check_positive(self, "opset", "calibration_images")
+        check_choice("format", self.format, EXPORT_FORMATS)
+        if self.format == "openvino" and self.static:
+            raise ConfigError("--static is for ONNX; an OpenVINO model is compiled per input size when it runs")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """`segkit benchmark`: latency, frames/s, peak memory and mIoU cost of each inference backend."""
+
+    checkpoint: str = ""  # checkpoint file or a released model (a Hugging Face repo id, or a save_pretrained folder)
+    preset: str = ""  # instead of a checkpoint: a preset's architecture with random weights (speed alone)
+    image_size: tuple[int, int] = (0, 0)  # height width of the frames timed, (0, 0) = the checkpoint's (preset's)
+    # training size
+    batch_size: int = 1  # images per forward pass when timing the model alone (end to end is one image at a time)
+    device: str = "cpu"  # cpu or cuda
+    threads: int = 0  # CPU threads of every backend, 0 = every core this process may use
+    backends: tuple[str, ...] = ()  # backends to time, () = every one installed for the device
+    data_root: str = ""  # score each backend on this data set's validation split against eager (mIoU and change);
+    # int8 calibrates on its training split
+    max_images: int = 0  # score only the first N validation images, 0 = all
+    calibration_images: int = 32  # int8: training images that calibrate the quantisation
+    warmup: int = 5  # untimed runs first (compilation, caches, thread pools)
+    iterations: int = 30  # timed runs of each measurement
+    output: str = ""  # speed.json to write, "" = beside the checkpoint (a preset: runs/benchmark/<preset>/speed.json)
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        if bool(self.checkpoint) == bool(self.preset):
+            raise ConfigError(
+                "give one of --checkpoint (a trained model) or --preset (its architecture with random weights, for "
+                f"speed alone), not {'both' if self.checkpoint else 'neither'}; e.g. --preset cpu-quick"
+            )
+        check_choice("device", self.device, DEVICES)
+        for name in self.backends:
+            check_choice("backends", name, BACKEND_NAMES)
+        check_positive(self, "batch_size", "iterations", "calibration_images")
+        check_non_negative(self, "threads", "warmup", "max_images")
+        if tuple(self.image_size) != (0, 0):
+            check_image_size(self.image_size)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,18 +127,25 @@ class OnnxModel(nn.Module):
         path: The .onnx file (from `export_onnx`).
         threads: Intra-op threads; 0 = torch.get_num_threads(), so both backends use the same.
         size_divisor: Input sizes must be multiples of this (stored in the file's metadata).
+        providers: onnxruntime execution providers, in order of preference (`segkit.backends`).
 
     Shape:
         (B, 3, H, W) float tensor -> (B, num_classes, H, W) float32 CPU tensor.
     """
 
-    def __init__(self, path: str | Path, threads: int = 0, size_divisor: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int = 0,
+        size_divisor: int | None = None,
+        providers: Sequence[Any] = ("CPUExecutionProvider",),
+    ) -> None:
         super().__init__()
         ort = _require("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         meta = self.session.get_modelmeta().custom_metadata_map
         norm = json.loads(meta.get("normalization") or "{}")
         set_facts(
@@ -187,7 +195,7 @@ def register_cli(sub: Any) -> None:
     """`segkit export`: every ExportConfig field is a flag."""
     p = sub.add_parser(
         "export",
-        help="export a checkpoint to ONNX (for onnxruntime / segkit predict --backend onnx)",
+        help="export a checkpoint to ONNX or OpenVINO, fp32 or int8 (for segkit predict --backend)",
         description=__doc__.split("\n\n")[0],
     )
     add_config_flags(p, ExportConfig)

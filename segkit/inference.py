@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit import runtime
+from segkit import backends, runtime
 from segkit.data.layouts import IMAGE_ENDINGS
 from segkit.data.transforms import MEAN, STD, cover_size, normalize_image
 from segkit.errors import SegkitError
-from segkit.export import OnnxModel, ensure_onnx
 from segkit.labels import CITYSCAPES, LabelSpace, space_of_record
 from segkit.metrics import OWN_SIZE
-from segkit.models import facts, model_from_checkpoint, open_checkpoint, unwrap
+from segkit.models import facts, open_checkpoint, unwrap
 from segkit.viz import overlay
 
 # Scales, relative to the size the model trained at (the image resized, aspect kept, to cover the
@@ -187,25 +186,27 @@ def load_predictor(
     inference: str = "whole",
     device: str = "auto",
     ckpt: dict | None = None,
+    max_miou_drop: float = 0.5,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function image (H, W, 3) uint8 RGB -> trainIds (H, W) uint8, for `segkit predict`.
 
     Args:
         checkpoint: a segkit checkpoint (best_model.pth / last.pth) or a released model (a
             save_pretrained folder or its Hugging Face repo id: `segkit.models.open_checkpoint`).
-        backend: "torch", or "onnx" (onnxruntime on the CPU; exported next to the checkpoint
-            when the .onnx file is missing or older than it).
+        backend: a `segkit.backends` name (torch = eager, onnx = onnxruntime: exported next to the
+            checkpoint when the .onnx file is missing or older than it), or auto: the fastest in the
+            checkpoint's speed.json within `max_miou_drop`, else eager (the choice and why are logged).
         inference: whole, slide, flip or ms.
-        device: torch backend only: auto, cpu, cuda.
+        device: auto, cpu, cuda; auto runs a CPU-only backend on the CPU.
         ckpt: the checkpoint dict, when the caller opened it already.
+        max_miou_drop: backend auto: the largest mIoU loss, in points, a faster backend may cost.
     """
     ckpt = ckpt if ckpt is not None else open_checkpoint(checkpoint)
-    if backend == "onnx":
-        model: nn.Module = OnnxModel(ensure_onnx(checkpoint, ckpt))
-    elif backend == "torch":
-        model = model_from_checkpoint(ckpt, runtime.resolve_device(device))
-    else:
-        raise SegkitError(f"backend must be torch or onnx; got {backend!r}")
+    dev = runtime.resolve_device(device)
+    name = backends.resolve_name(backend, checkpoint, ckpt, dev.type, max_miou_drop)
+    if device == "auto" and dev.type not in backends.backend(name).devices:
+        dev = torch.device("cpu")  # e.g. --backend onnx on a GPU machine: onnxruntime's CPU provider
+    model = backends.load_backend(backends.BuildContext(checkpoint, ckpt, device=str(dev)), name)
     return Predictor(model, ckpt, inference, space_of_record(ckpt))
 
 

@@ -47,7 +47,9 @@ def predict_images(cfg: PredictConfig) -> list[Path]:
             "choose another --output or pass --overwrite to replace them"
         )
     ckpt = open_checkpoint(cfg.checkpoint)
-    predict = load_predictor(cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, ckpt=ckpt)
+    predict = load_predictor(
+        cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, ckpt=ckpt, max_miou_drop=cfg.max_miou_drop
+    )
     inputs = PredictInputs(cfg.pairs, trained_on_pairs(ckpt))  # photos as seen, image pairs' photo halves
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -449,7 +449,7 @@ def predict_video(cfg: PredictConfig) -> list[Path]:
             f"{existing[0].name}); choose another --output or pass --overwrite to replace them"
         )
     predict = load_predictor(
-        cfg.checkpoint, cfg.backend, cfg.inference, cfg.device
+        cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, max_miou_drop=cfg.max_miou_drop
     )  # a file or (main) a released model id
     out_dir.mkdir(parents=True, exist_ok=True)
     done = predict_clip(clip, predict, out_dir, frame_format)

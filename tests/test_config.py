@@ -8,6 +8,7 @@ import pytest
 
 from segkit.cli import build_parser
 from segkit.config import (
+    BenchmarkConfig,
     BundleConfig,
     CompareConfig,
     DashboardConfig,
@@ -91,6 +92,7 @@ COMMAND_CONFIGS = [
     (("synth",), SynthConfig),
     (("prepare",), PrepareConfig),
     (("export",), ExportConfig),
+    (("benchmark",), BenchmarkConfig),
     (("demo",), DemoConfig),
     (("runs",), CompareConfig),
     (("dashboard",), DashboardConfig),

@@ -1,0 +1,213 @@
+"""`segkit benchmark` and the backend registry: speed.json's schema and values, lossless backends' class maps
+equal eager's, int8 scored against eager, `--backend auto`, and every bad input as one clear message.
+
+Real runtimes (PyTorch, onnxruntime, its int8 quantiser) on a tiny U-Net at 64x128, a few iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("onnxruntime")
+
+import conftest
+
+from segkit import backends
+from segkit.benchmark import format_table, run_benchmark
+from segkit.checkpoint import FORMAT, VERSION, atomic_save
+from segkit.cli import main as cli_main
+from segkit.config import BACKEND_NAMES, BenchmarkConfig
+from segkit.data.transforms import MEAN, STD
+from segkit.inference import load_predictor
+from segkit.models import create_model, model_spec
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURED = ("eager", "channels_last", "onnxruntime", "onnxruntime-int8")
+FIELDS = {"latency_ms", "fps", "end_to_end_fps", "peak_memory_mb", "miou", "miou_delta", "outputs_equal"}
+
+
+def make_checkpoint(path: Path, image_size=(64, 128)) -> Path:
+    """A tiny U-Net checkpoint with seeded random weights and non-trivial BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = create_model("unet", 19, base_channels=8, depth=2)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, *image_size) * 2 + 0.5)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "model_spec": model_spec(model),
+        "num_classes": 19,
+        "image_size": list(image_size),
+        "normalization": {"mean": list(MEAN), "std": list(STD)},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_save(payload, path)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """One benchmark run: four backends, scored on a tiny data set's validation split, int8 calibrated on it."""
+    base = tmp_path_factory.mktemp("bench")
+    data = conftest.write_cityscapes(base / "data", {"train": 3, "val": 2}, size=(64, 128))
+    ckpt = make_checkpoint(base / "run" / "best_model.pth")
+    cfg = BenchmarkConfig(
+        checkpoint=str(ckpt),
+        backends=MEASURED[1:],
+        data_root=str(data),
+        warmup=1,
+        iterations=4,
+        calibration_images=3,
+    )
+    record, out = run_benchmark(cfg)
+    return record, out, ckpt, data
+
+
+def test_speed_json_has_the_schema_and_sane_values(measured):
+    record, out, ckpt, _ = measured
+    assert out == ckpt.parent / "speed.json" and json.loads(out.read_text()) == record
+    assert set(record) == {"device", "threads", "image_size", "batch_size", "torch", "backends"}
+    assert record["device"] == "cpu" and record["image_size"] == [64, 128] and record["torch"] == torch.__version__
+    assert list(record["backends"]) == list(MEASURED)  # eager first: the reference
+    for name, r in record["backends"].items():
+        assert set(r) == FIELDS, (name, r)
+        lat = r["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert r["fps"] > 0 and r["end_to_end_fps"] > 0 and r["peak_memory_mb"] > 50  # torch alone is > 50 MB
+        assert 0 <= r["miou"] <= 1
+    assert record["backends"]["eager"]["miou_delta"] == 0.0
+    assert "onnxruntime-int8" in format_table(record)
+
+
+def test_lossless_backends_give_eagers_class_maps(measured):
+    record = measured[0]
+    for name in ("eager", "channels_last", "onnxruntime"):
+        assert record["backends"][name]["outputs_equal"] is True, name
+        assert record["backends"][name]["miou"] == record["backends"]["eager"]["miou"]
+
+
+def test_int8_is_scored_with_its_miou_change(measured):
+    b = measured[0]["backends"]
+    int8 = b["onnxruntime-int8"]
+    assert int8["miou_delta"] == pytest.approx(int8["miou"] - b["eager"]["miou"])
+    assert isinstance(int8["outputs_equal"], bool)
+
+
+def test_auto_picks_the_fastest_within_the_budget_from_speed_json(measured, caplog):
+    record, _, ckpt, _ = measured
+    expected, best = "eager", -1.0
+    for name, r in record["backends"].items():  # the rule, restated: lossless and equal, or measured within 0.5
+        ok = r["outputs_equal"] if backends.BACKENDS[name].lossless else -100 * r["miou_delta"] <= 0.5
+        if ok and -100 * r["miou_delta"] <= 0.5 and r["end_to_end_fps"] > best:
+            expected, best = name, r["end_to_end_fps"]
+    with caplog.at_level(logging.INFO, logger="segkit"):
+        predict = load_predictor(ckpt, "auto", device="cpu")
+    assert f"backend auto -> {expected}:" in caplog.text and "frames/s end to end" in caplog.text
+    assert predict(np.zeros((64, 128, 3), np.uint8)).shape == (64, 128)
+
+
+def test_auto_known_answers():
+    speed = {
+        "device": "cpu",
+        "backends": {
+            "eager": {"end_to_end_fps": 10.0, "miou_delta": 0.0, "outputs_equal": True},
+            "onnxruntime": {"end_to_end_fps": 20.0, "miou_delta": None, "outputs_equal": True},
+            "channels_last": {"end_to_end_fps": 30.0, "miou_delta": None, "outputs_equal": False},
+            "onnxruntime-int8": {"end_to_end_fps": 40.0, "miou_delta": -0.01, "outputs_equal": False},
+        },
+    }
+    assert backends.choose_auto(speed, "cpu", 0.5)[0] == "onnxruntime"  # int8 costs 1 point; channels_last unequal
+    assert backends.choose_auto(speed, "cpu", 2.0)[0] == "onnxruntime-int8"
+    name, why = backends.choose_auto({**speed, "device": "cuda (Tesla T4)"}, "cpu", 0.5)
+    assert name == "eager" and "measured on cuda" in why
+
+
+def test_auto_without_speed_json_falls_back_to_eager_and_says_why(tmp_path, caplog):
+    ckpt = make_checkpoint(tmp_path / "run" / "best_model.pth")
+    with caplog.at_level(logging.INFO, logger="segkit"):
+        load_predictor(ckpt, "auto", device="cpu")
+    assert "backend auto -> eager: no speed.json beside the checkpoint" in caplog.text
+
+
+def test_registry_names_are_the_configs():
+    assert tuple(backends.BACKENDS) == BACKEND_NAMES
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("plain")
+    Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(base / "frame.png")
+    return make_checkpoint(base / "run" / "best_model.pth"), base / "frame.png"
+
+
+def _fails(capsys, argv: list[str]) -> str:
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_unknown_backend_suggests_the_nearest(plain, capsys):
+    ckpt, frame = plain
+    err = _fails(capsys, ["predict", "--checkpoint", str(ckpt), "--img", str(frame), "--backend", "onxruntime"])
+    assert "did you mean 'onnxruntime'" in err
+    err = _fails(capsys, ["benchmark", "--checkpoint", str(ckpt), "--backends", "eager", "openvno"])
+    assert "did you mean 'openvino'" in err
+
+
+def test_backend_not_installed_names_the_package(plain, tmp_path):
+    ckpt, frame = plain
+    # OpenVINO taken off the import path of a real segkit process (it may be installed here).
+    code = (
+        "import os, sys; sys.path = [p for p in sys.path if not os.path.isdir(os.path.join(p, 'openvino'))]; "
+        "from segkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    args = ["predict", "--checkpoint", str(ckpt), "--img", str(frame), "--backend", "openvino"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args, "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "not installed" in done.stderr and "pip install 'segkit[openvino]'" in done.stderr
+
+
+def test_int8_export_without_calibration_data(plain, capsys):
+    err = _fails(capsys, ["export", "--checkpoint", str(plain[0]), "--int8"])
+    assert "int8 needs calibration images" in err and "--data-root" in err
+
+
+def test_benchmark_needs_a_model_and_a_device_that_exists(plain, capsys):
+    err = _fails(capsys, ["benchmark"])
+    assert "--checkpoint" in err and "--preset" in err
+    if not torch.cuda.is_available():
+        err = _fails(capsys, ["benchmark", "--checkpoint", str(plain[0]), "--device", "cuda"])
+        assert "CUDA is not available on this machine" in err
+
+
+def test_openvino_export_and_backend_when_installed(plain, tmp_path):
+    pytest.importorskip("openvino")
+    ckpt = shutil.copy(plain[0], tmp_path / "best_model.pth")
+    assert cli_main(["export", "--checkpoint", str(ckpt), "--format", "openvino"]) == 0
+    xml = backends.artifact_path(ckpt, {}, "openvino")
+    assert xml.is_file() and xml.with_suffix(".bin").is_file()
+    image = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    assert np.array_equal(load_predictor(ckpt, "openvino")(image), load_predictor(ckpt, "eager")(image))
