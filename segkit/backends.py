@@ -291,12 +291,20 @@ def backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
+def _installed(package: str) -> bool:
+    """Whether `package` can be imported (a package whose lookup itself fails counts as missing)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def unavailable(name: str, device: str) -> str | None:
     """Why backend `name` cannot run on `device` here (None: it can)."""
     entry = backend(name)
     if device not in entry.devices:
         return f"runs on {' or '.join(entry.devices)}, not {device}"
-    missing = [p for p in entry.packages if importlib.util.find_spec(p) is None]
+    missing = [p for p in entry.packages if not _installed(p)]
     if missing:
         return f"not installed ({', '.join(missing)}): {entry.install}"
     if device == "cuda":

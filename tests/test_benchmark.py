@@ -172,10 +172,17 @@ def test_unknown_backend_suggests_the_nearest(plain, capsys):
 
 def test_backend_not_installed_names_the_package(plain, tmp_path):
     ckpt, frame = plain
-    # OpenVINO taken off the import path of a real segkit process (it may be installed here).
+    # OpenVINO hidden from a real segkit process (`make setup` installs it): a finder that knows no
+    # `openvino`, as on a machine without the package.
     code = (
-        "import os, sys; sys.path = [p for p in sys.path if not os.path.isdir(os.path.join(p, 'openvino'))]; "
-        "from segkit.cli import main; sys.exit(main(sys.argv[1:]))"
+        "import sys, importlib.abc\n"
+        "class NoOpenVINO(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('openvino', 'nncf'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoOpenVINO())\n"
+        "from segkit.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
     )
     args = ["predict", "--checkpoint", str(ckpt), "--img", str(frame), "--backend", "openvino"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
