@@ -13,7 +13,8 @@ DEMO_DIR ?= runs/demo
 LOCK ?= requirements/dev.lock
 PIP_SPEC ?= pip==26.3
 LATEST_VENV ?= .venv-latest
-# `make test` spreads the tests over every core (pytest-xdist); PYTEST_WORKERS=0 runs them in one process.
+# `make test` spreads the tests over every core (pytest-xdist) and names the ten slowest (keep the suite
+# under 7 minutes on 2 cores); PYTEST_WORKERS=0 runs them in one process.
 PYTEST_WORKERS ?= auto
 
 .PHONY: setup lock browser demo test test-fast test-latest test-min-versions lint notebook-params kaggle-bundle clean-demo help
@@ -89,7 +90,7 @@ demo: setup
 	$(BIN)/python -m segkit demo --out $(DEMO_DIR)
 
 test: setup browser
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=10 tests
 
 # requirements/dev.lock from pyproject.toml (pip-tools' pip-compile, run by pip's resolver so that
 # it sees the torch builds pip installs); UPGRADE=1 moves every pin to the newest admitted release.
