@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from segkit import backends, progress, runtime
-from segkit.checkpoint import FORMAT, VERSION, atomic_save
+from segkit.checkpoint import atomic_save
 from segkit.config import BenchmarkConfig, TrainConfig
 from segkit.data.cityscapes import read_sample, sample_image
 from segkit.data.discover import list_samples
@@ -43,8 +43,9 @@ from segkit.errors import SegkitError
 from segkit.evaluation.command import data_roots_for
 from segkit.files import write_json
 from segkit.inference import encode_prediction, predict_image, predicted_classes
+from segkit.labels import NUM_CLASSES
 from segkit.metrics import ConfusionMatrix
-from segkit.models import build_model, facts, model_spec, open_checkpoint
+from segkit.models import build_model, checkpoint_payload, facts, open_checkpoint
 from segkit.recipes import apply_preset
 from segkit.reflect import add_config_flags, config_from_args
 
@@ -119,19 +120,9 @@ def preset_checkpoint(preset: str, path: Path, image_size: tuple[int, int] = (0,
     """
     cfg = apply_preset(TrainConfig(preset=preset), explicit={"preset"})
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""), 19)  # no weights to fetch
+    model = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""), NUM_CLASSES)  # no weights to fetch
     size = tuple(image_size) if tuple(image_size) != (0, 0) else tuple(cfg.image_size)
-    mean, std = facts(model).normalization
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": model.state_dict(),
-        "model_spec": model_spec(model),
-        "num_classes": 19,
-        "image_size": list(size),
-        "normalization": {"mean": list(mean), "std": list(std)},
-        "random_weights": f"preset {preset}, seed 0 (segkit benchmark: speed alone)",
-    }
+    payload = checkpoint_payload(model, size, random_weights=f"preset {preset}, seed 0 (segkit benchmark: speed alone)")
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_save(payload, path)
 

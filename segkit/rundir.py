@@ -26,12 +26,12 @@ from torch import nn
 
 import segkit
 from segkit import runtime
-from segkit.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
+from segkit.checkpoint import atomic_save, load_checkpoint
 from segkit.config import TrainConfig
 from segkit.errors import ConfigError
 from segkit.files import atomic_write, hold_lock, lock_holder, remove_stale_temp_files, write_json
 from segkit.labels import CITYSCAPES, LabelSpace, space_of_record
-from segkit.models import facts, model_spec, unwrap
+from segkit.models import checkpoint_payload, facts
 from segkit.reflect import from_dict, to_dict
 from segkit.runtime import log
 
@@ -402,26 +402,15 @@ class Run:
 
     def model_payload(self, model: nn.Module) -> dict:
         """What any checkpoint carries: weights, how to rebuild the model, how it was trained."""
-        plain, known = unwrap(model), facts(model)
-        weights = {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()}
-        mean, std = known.normalization
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "segkit_version": segkit.__version__,
-            "model": weights,
-            "model_spec": model_spec(plain),
-            "num_classes": self.space.num_classes,
-            "label_space": self.space.tag,
-            "class_names": list(self.space.names),
-            "space": self.space.to_dict(),  # the whole label space travels with the weights
-            "image_size": list(self.cfg.image_size),
-            "normalization": {"mean": list(mean), "std": list(std)},
+        return checkpoint_payload(
+            model,
+            self.cfg.image_size,
+            self.space,
             # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
-            "pretrained": known.pretrained,
-            "config": to_dict(self.cfg),
-            "data": self.data,  # the data trained on (DataRoots.record): evaluation finds it again
-        }
+            pretrained=facts(model).pretrained,
+            config=to_dict(self.cfg),
+            data=self.data,  # the data trained on (DataRoots.record): evaluation finds it again
+        )
 
 
 # ----------------------------------------------------------------------------- resume

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_export import make_checkpoint as export_checkpoint
 
 pytest.importorskip("onnxruntime")
 
@@ -25,36 +26,18 @@ import conftest
 
 from segkit import backends
 from segkit.benchmark import format_table, run_benchmark
-from segkit.checkpoint import FORMAT, VERSION, atomic_save
 from segkit.cli import main as cli_main
 from segkit.config import BACKEND_NAMES, BenchmarkConfig
-from segkit.data.transforms import MEAN, STD
 from segkit.inference import load_predictor
-from segkit.models import create_model, model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = ("eager", "channels_last", "onnxruntime", "onnxruntime-int8")
 FIELDS = {"latency_ms", "fps", "end_to_end_fps", "peak_memory_mb", "miou", "miou_delta", "outputs_equal"}
 
 
-def make_checkpoint(path: Path, image_size=(64, 128)) -> Path:
-    """A tiny U-Net checkpoint with seeded random weights and non-trivial BatchNorm statistics."""
-    torch.manual_seed(0)
-    model = create_model("unet", 19, base_channels=8, depth=2)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 3, *image_size) * 2 + 0.5)
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": {k: v.clone() for k, v in model.state_dict().items()},
-        "model_spec": model_spec(model),
-        "num_classes": 19,
-        "image_size": list(image_size),
-        "normalization": {"mean": list(MEAN), "std": list(STD)},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_save(payload, path)
+def make_checkpoint(path: Path) -> Path:
+    """test_export's tiny U-Net checkpoint, at the size these tests predict at."""
+    return export_checkpoint(path, image_size=(64, 128))
 
 
 @pytest.fixture(scope="module")

@@ -13,25 +13,15 @@ import conftest
 import numpy as np
 import pytest
 from PIL import Image
+from test_layouts import isolated  # noqa: F401  (autouse: no real data leaks in)
 
 from segkit.config import TrainConfig
 from segkit.data.cityscapes import read_label, read_label_values
 from segkit.data.discover import DataRoots, find_data_roots, list_samples, list_splits
 from segkit.data.layouts import BUILT_IN, layouts_for, layouts_of
 from segkit.errors import DataError
-from segkit.kaggle_env import KAGGLE_INPUT_ENV
 
 SIZE = (24, 32)  # (H, W): a few frames at a small size
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No real data may leak in: no $CITYSCAPES_DATASET, an empty Kaggle mount, cwd in tmp."""
-    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
-    monkeypatch.setenv(KAGGLE_INPUT_ENV, str(tmp_path / "kaggle_input"))
-    (tmp_path / "work").mkdir()
-    monkeypatch.chdir(tmp_path / "work")
-    return tmp_path
 
 
 # ----------------------------------------------------------------------------- writing the native trees

@@ -251,19 +251,7 @@ BUILT_IN = {
     )
 }
 # Tried when no layout is named; gtcoarse only by name (cityscapes already uses gtCoarse where gtFine is missing).
-AUTO = (
-    CITYSCAPES,
-    KITTI,
-    ACDC,
-    DARK_ZURICH,
-    IMAGE_PAIRS,
-    CAMVID,
-    CAMVID_KAGGLE,
-    MAPILLARY_V12,
-    MAPILLARY_V20,
-    ADE20K,
-    PASCAL_VOC,
-)
+AUTO = tuple(layout for layout in BUILT_IN.values() if layout is not GTCOARSE)
 # Image name endings `segkit predict` drops to name a prediction after the frame's stem.
 IMAGE_ENDINGS = tuple(dict.fromkeys(e for lay in AUTO if (e := PurePosixPath(lay.images).stem[1:])))
 # Label file endings of the built-in layouts, to read a bare label path's stem and format (scoring).

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+import segkit
+from segkit.checkpoint import FORMAT, VERSION
 from segkit.checks import check_image_size
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import CheckpointError, ConfigError
@@ -364,6 +367,35 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
         `{"name", "num_classes", "encoder", **options}` with every option filled in.
     """
     return dict(facts(model).spec)
+
+
+def checkpoint_payload(
+    model: nn.Module, image_size: Sequence[int], space: LabelSpace | None = None, **extra: Any
+) -> dict[str, Any]:
+    """What every segkit checkpoint carries: weights, how to rebuild the model, its label space, its
+    input size and normalisation (the run directory adds how it was trained; `extra` anything else).
+
+    Args:
+        model: a model made by `create_model` (or a DDP / torch.compile wrapper of one).
+        image_size: (H, W) its inputs are resized to cover.
+        space: its label space (None = cityscapes).
+    """
+    space = space or builtin_space("cityscapes")
+    mean, std = facts(model).normalization
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "segkit_version": segkit.__version__,
+        "model": {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()},
+        "model_spec": model_spec(model),
+        "num_classes": space.num_classes,
+        "label_space": space.tag,
+        "class_names": list(space.names),
+        "space": space.to_dict(),  # the whole label space travels with the weights
+        "image_size": list(image_size),
+        "normalization": {"mean": list(mean), "std": list(std)},
+        **extra,
+    }
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
