@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -401,3 +402,56 @@ def test_a_space_without_ignored_values_reads_back_what_it_writes_for_ignored_pi
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def _scene(space: L.LabelSpace) -> np.ndarray:
+    """(96, 128) class indices: sky, building, car, a 2-pixel pole, road, an ignored corner."""
+    index = np.full((96, 128), space.names.index("Road"), np.uint8)
+    index[:40] = space.names.index("Sky")
+    index[40:70, :60] = space.names.index("Building")
+    index[50:80, 70:110] = space.names.index("Car")
+    index[20:80, 64:66] = space.names.index("Column_Pole")
+    index[80:, :30] = 255
+    return index
+
+
+def test_lossy_colour_masks_decode_by_context_far_pixels_counted(tmp_path):
+    """A JPEG'd or resized colour mask is decoded by context; pixels far from every colour are ignored up to
+    MAX_UNDECIDED_SHARE and refused over it, counted; a lossless PNG with an unknown colour stays refused."""
+    from segkit.data.cityscapes import MAX_UNDECIDED_SHARE, read_label
+
+    space = L.builtin_space("camvid-32")
+    truth = _scene(space)
+    rgb = space.to_color(truth)
+    jpeg = tmp_path / "f_L.jpg"
+
+    def write(mask, path=jpeg):
+        ok = cv2.imwrite(str(path), np.ascontiguousarray(mask[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 75])
+        assert ok
+        return path
+
+    write(rgb)
+    with pytest.raises(DataError):  # JPEG moved colours: not exact any more
+        space.colors_to_index(cv2.imread(str(jpeg))[..., ::-1])
+    assert (read_label(jpeg, "color", space=space) == truth).mean() > 0.99
+    resized = cv2.resize(
+        cv2.resize(rgb, (256, 192), interpolation=cv2.INTER_LINEAR), (128, 96), interpolation=cv2.INTER_AREA
+    )
+    assert (read_label(write(resized, tmp_path / "r_L.png"), "color", space=space) == truth).mean() > 0.97
+
+    small = rgb.copy()
+    small[2:8, 2:8] = (255, 0, 255)  # 36 px, 0.3%: far from every colour, ignored
+    got = read_label(write(small), "color", space=space)
+    assert (got[2:8, 2:8] == 255).all() and (got[10:] == truth[10:]).mean() > 0.99
+    big = rgb.copy()
+    big[:30, :60] = (255, 0, 255)  # 1,800 px, 14.6%: refused, counted
+    with pytest.raises(DataError) as err:
+        read_label(write(big), "color", space=space)
+    message = str(err.value)
+    assert "f_L.jpg" in message and "14." in message and f"{100 * MAX_UNDECIDED_SHARE:g}%" in message
+    assert "(255, 0, 25" in message and "--classes FILE" in message
+
+    exact = rgb.copy()
+    exact[:4, :4] = (1, 2, 3)  # a lossless mask with a colour the space lacks: refused, not decoded
+    with pytest.raises(DataError, match=r"\(1, 2, 3\) \(16 px\)"):
+        read_label(write(exact, tmp_path / "e_L.png"), "color", space=space)

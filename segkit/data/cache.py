@@ -232,10 +232,13 @@ def _source_record(sample: Sample, shape: tuple[int, int], resized: tuple[int, i
 
 
 def _decoding(sample: Sample) -> dict[str, Any]:
-    """How an image pair's colour mask became trainIds (a cache decoded otherwise is stale); {} for id files."""
+    """How a colour mask (an image pair's, or a colour-coded space's: lossy ones are decoded by context)
+    became class indices (a cache decoded otherwise is stale); {} for id files."""
+    from segkit.data.layouts import COLOR_FORMAT
     from segkit.data.pairs import DECODER, is_pair_sample, tolerance_of
 
-    return {"decoder": DECODER, "color_tolerance": tolerance_of(sample)} if is_pair_sample(sample) else {}
+    colored = is_pair_sample(sample) or sample.label_format == COLOR_FORMAT
+    return {"decoder": DECODER, "color_tolerance": tolerance_of(sample)} if colored else {}
 
 
 def _write_manifest(out: Path, manifest: dict) -> None:
@@ -368,7 +371,7 @@ def _stale_reason(folder: Path, entry: dict, samples: Sequence[Sample]) -> str |
                 return f"{path} changed since the cache was built (size, time or location)"
         if {k: record.get(k) for k in _decoding(sample)} != _decoding(sample):
             return (
-                f"its masks of image pairs were decoded with {record.get('color_tolerance')} as color_tolerance "
+                f"its colour masks were decoded with {record.get('color_tolerance')} as color_tolerance "
                 f"({record.get('decoder')}), now {_decoding(sample)['color_tolerance']}"
             )
     hw = tuple(entry["shape"])  # version 2 manifests always have it; older ones were refused above

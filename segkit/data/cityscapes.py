@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
+from segkit.data.colormask import decode_colors
 from segkit.data.discover import Sample
 from segkit.data.images import orientation, photo_size, read_photo
 from segkit.data.layouts import COLOR_FORMAT, DEFAULT_COLOR_TOLERANCE, LABEL_FORMATS, PAIR_FORMAT, VALUES_FORMAT
@@ -22,6 +23,8 @@ from segkit.labels import CITYSCAPES, IGNORE_INDEX, LABEL_TO_TRAIN, MAX_LABEL_ID
 
 # OpenCV's own thread pool multiplies with DataLoader workers (N workers x all cores) and can
 # deadlock after fork; parallelism comes from the workers instead.
+MAX_UNDECIDED_SHARE = 0.02  # a lossy colour mask may have this share of pixels matching no colour (ignored), no more
+
 cv2.setNumThreads(0)
 cv2.ocl.setUseOpenCL(False)
 
@@ -68,7 +71,7 @@ def read_label(
             f"got {label_format!r}"
         )
     if label_format in (VALUES_FORMAT, COLOR_FORMAT) or (space is not None and space != CITYSCAPES):
-        return _read_in_space(Path(path), label_format, space or CITYSCAPES)
+        return _read_in_space(Path(path), label_format, space or CITYSCAPES, color_tolerance)
     label = _as_single_channel_uint8(read_label_values(path), path)
     if label_format == "labelIds":
         _check_label_ids(label, path)
@@ -112,14 +115,66 @@ def _is_palette_png(path: Path) -> bool:
     return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[25] == 3
 
 
-def _read_in_space(path: Path, label_format: str, space: LabelSpace) -> np.ndarray:
-    """A label file of any space: values (a palette PNG's indices), class indices or exact mask colours."""
+def _read_in_space(path: Path, label_format: str, space: LabelSpace, color_tolerance: float) -> np.ndarray:
+    """A label file of any space: values (a palette PNG's indices), class indices or mask colours."""
     label = read_label_values(path)
     if label.ndim == 3:  # colour mask (OpenCV: BGR or BGRA)
-        return space.colors_to_index(label[..., 2::-1], where=str(path))
+        return colors_in_space(np.ascontiguousarray(label[..., 2::-1]), space, path, color_tolerance)
     if label_format == "labelTrainIds":
         return space.check_index(label, where=str(path)).astype(np.uint8)
     return space.to_index(label, where=str(path))
+
+
+def colors_in_space(rgb: np.ndarray, space: LabelSpace, path: Path, tolerance: float) -> np.ndarray:
+    """A colour mask's class indices: its exact colours, or, for a lossy mask, each pixel's colour by context.
+
+    A lossless mask holds only its space's colours; one that holds colours the space lacks is refused,
+    naming them (`LabelSpace.colors_to_index`). A lossy mask (a JPEG file, or more distinct colours than
+    the space has: resized or re-encoded) is decoded by context (`colormask.decode_colors`, the image
+    pairs' decoder, with the space's palette); its pixels farther than `tolerance` from every
+    explanation are ignored (255) when they are at most MAX_UNDECIDED_SHARE of the mask, and refused
+    over it, counted, with the colours found there.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        space: the run's label space.
+        path: the file, for messages.
+        tolerance: levels (`--color-tolerance`).
+
+    Returns:
+        (H, W) uint8 class indices 0..N-1, 255 = ignore.
+    """
+    try:
+        return space.colors_to_index(rgb, where=str(path))
+    except DataError:
+        if not _lossy(rgb, space, path):
+            raise
+    palette = np.array([*space.palette, *space.ignore_colors, space.ignore_color], np.uint8)
+    classes = np.array([*range(space.num_classes), *[IGNORE_INDEX] * (len(palette) - space.num_classes)], np.uint8)
+    decoded = decode_colors(rgb, palette, tolerance)
+    undecided = decoded < 0
+    share = float(undecided.mean())
+    if share > MAX_UNDECIDED_SHARE:
+        colors, counts = np.unique(rgb[undecided].reshape(-1, 3), axis=0, return_counts=True)
+        top = np.argsort(-counts)[:5]
+        shown = ", ".join(f"{tuple(int(v) for v in colors[i])} ({int(counts[i]):,} px)" for i in top)
+        raise DataError(
+            f"colour mask {path} is lossy (JPEG or resized) and {int(undecided.sum()):,} of its {undecided.size:,} "
+            f"pixels ({100 * share:.1f}%) are farther than {tolerance:g} levels from every colour of the "
+            f"{space.describe()} space and every blend of their neighbours' colours (most common: {shown}); "
+            f"segkit ignores at most {100 * MAX_UNDECIDED_SHARE:g}% of a lossy mask. Fix: pass --classes FILE "
+            "with the colours these masks use, raise --color-tolerance, or use lossless PNG masks."
+        )
+    return np.where(undecided, IGNORE_INDEX, classes[np.maximum(decoded, 0)]).astype(np.uint8)
+
+
+def _lossy(rgb: np.ndarray, space: LabelSpace, path: Path) -> bool:
+    """Whether a colour mask was saved lossy: a JPEG file, or more distinct colours than its space draws."""
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        return True
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    distinct = len(np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]))
+    return distinct > space.num_classes + len(space.ignore_colors) + 1
 
 
 def _unreadable(path: Path, kind: str) -> str:
