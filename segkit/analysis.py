@@ -64,7 +64,12 @@ class LoadedRun:
 
 
 def load_run(
-    run_dir: str | Path, data_root: str = "", checkpoint: str = "", device: str = "auto", layouts: tuple = AUTO
+    run_dir: str | Path,
+    data_root: str = "",
+    checkpoint: str = "",
+    device: str = "auto",
+    layouts: tuple = AUTO,
+    image_size: tuple[int, int] = (0, 0),
 ) -> LoadedRun:
     """Read a run directory written by `segkit train` / notebook 02.
 
@@ -75,6 +80,7 @@ def load_run(
             Hugging Face repo id; it has no run directory: figures go to runs/released/<name>/);
             "" = `<run_dir>/best_model.pth`.
         device: auto, cpu, cuda.
+        image_size: the size the model's inputs are resized to cover, (0, 0) = the checkpoint's.
         layouts: the data layout to evaluate on (`layouts.layouts_of(cfg)`); AUTO with data_root ""
             = the data the run was trained on.
 
@@ -90,7 +96,7 @@ def load_run(
             f"checkpoint to a released model, e.g. {EXAMPLE}"
         )
     dev = runtime.resolve_device(device)
-    model, ckpt = load_model(ref, dev)
+    model, ckpt = load_model(ref, dev, image_size)
     if is_released(ckpt):  # no training run behind it: nothing to read back, figures go beside its reports
         run_dir = derived_dir(ref, ckpt)
         return LoadedRun(

@@ -249,6 +249,8 @@ class EvalConfig(DataConfig):
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
     eval_resolution: str = "label"  # label (official protocol) or train (resized labels, faster)
     batch_size: int = 1  # images per forward pass
+    image_size: tuple[int, int] = (0, 0)  # height width the model's inputs are resized to cover, (0, 0) = the
+    # checkpoint's (a released model without a Resize: each image's own size)
     max_images: int = 0  # evaluate only the first N images, 0 = all
     device: str = "auto"  # auto, cpu, cuda
     output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>.json beside the checkpoint
@@ -262,6 +264,8 @@ class EvalConfig(DataConfig):
         check_choice("eval_resolution", self.eval_resolution, EVAL_RESOLUTIONS)
         check_positive(self, "batch_size")
         check_non_negative(self, "max_images")
+        if tuple(self.image_size) != (0, 0):
+            check_image_size(self.image_size)
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,8 @@ class PredictConfig:
     format: str = "color"  # color, overlay, trainIds or labelIds (labelIds = Cityscapes submission format); a video:
     # also one PNG per frame, except color (the overlay video shows it)
     inference: str = "whole"  # whole, slide (sliding window), flip, ms (multi-scale + flip)
+    image_size: tuple[int, int] = (0, 0)  # height width the model's inputs are resized to cover, (0, 0) = the
+    # checkpoint's (a released model without a Resize: each image's own size)
     backend: str = "torch"  # torch (= eager), onnx (= onnxruntime), another of segkit benchmark's backends, or
     # auto (the fastest in the checkpoint's speed.json within max_miou_drop, else eager)
     device: str = "auto"  # auto, cpu, cuda
@@ -296,6 +302,8 @@ class PredictConfig:
         check_choice("backend", self.backend, BACKENDS)
         check_required(self, "checkpoint", "e.g. --checkpoint runs/train/best_model.pth")
         check_required(self, "img", "an image file, a folder of images, or a video")
+        if tuple(self.image_size) != (0, 0):
+            check_image_size(self.image_size)
 
 
 @dataclass(frozen=True)

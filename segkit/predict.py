@@ -18,7 +18,7 @@ from segkit.data.inputs import PredictInputs
 from segkit.data.pairs import trained_on_pairs
 from segkit.errors import SegkitError
 from segkit.inference import encode_prediction, list_images, load_predictor, prediction_name
-from segkit.models import open_checkpoint
+from segkit.models import at_image_size, open_checkpoint
 
 
 def run_prediction(cfg: PredictConfig) -> list[Path]:
@@ -46,7 +46,7 @@ def predict_images(cfg: PredictConfig) -> list[Path]:
             f"{len(clobber)} prediction file(s) already exist in {out_dir} (e.g. {clobber[0].name}); "
             "choose another --output or pass --overwrite to replace them"
         )
-    ckpt = open_checkpoint(cfg.checkpoint)
+    ckpt = at_image_size(open_checkpoint(cfg.checkpoint), cfg.image_size)
     predict = load_predictor(
         cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, ckpt=ckpt, max_miou_drop=cfg.max_miou_drop
     )

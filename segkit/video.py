@@ -28,6 +28,7 @@ from segkit.errors import SegkitError
 from segkit.files import AtomicFile
 from segkit.inference import IMAGE_EXTENSIONS, encode_prediction, load_predictor, prediction_name
 from segkit.labels import CITYSCAPES
+from segkit.models import at_image_size, open_checkpoint
 from segkit.viz import draw_legend, overlay
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
@@ -448,9 +449,10 @@ def predict_video(cfg: PredictConfig) -> list[Path]:
             f"{len(existing)} output file(s) of this video already exist in {out_dir} (e.g. "
             f"{existing[0].name}); choose another --output or pass --overwrite to replace them"
         )
+    ckpt = at_image_size(open_checkpoint(cfg.checkpoint), cfg.image_size)  # a file or (main) a released model id
     predict = load_predictor(
-        cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, max_miou_drop=cfg.max_miou_drop
-    )  # a file or (main) a released model id
+        cfg.checkpoint, cfg.backend, cfg.inference, cfg.device, ckpt=ckpt, max_miou_drop=cfg.max_miou_drop
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     done = predict_clip(clip, predict, out_dir, frame_format)
     progress.log.info(

@@ -25,7 +25,7 @@ from PIL import Image
 
 from segkit.errors import CheckpointError, ConfigError
 from segkit.inference import predict_image, to_input
-from segkit.models import facts, model_from_checkpoint, open_checkpoint
+from segkit.models import at_image_size, facts, model_from_checkpoint, open_checkpoint
 from segkit.models.weights import WeightsUnavailable
 
 REPO_ID = "smp-hub/segformer-test-64x128-city"
@@ -301,6 +301,9 @@ def test_a_released_model_with_normalize_alone_runs_at_each_images_own_size(tmp_
     image = np.random.default_rng(0).integers(0, 256, size=(70, 100, 3), dtype=np.uint8)
     assert predict_image(model, ckpt, image).shape == (70, 100)
     assert seen == [(96, 128)]  # 70x100 as it is, padded to multiples of 32; never resized
+    sized = at_image_size(ckpt, (32, 32))  # --image-size 32 32: resized to cover 32x32, aspect kept (32x46 -> 32x64)
+    assert predict_image(model, sized, image).shape == (70, 100) and seen[-1] == (32, 64)
+    assert at_image_size(ckpt, (0, 0)) is ckpt and tuple(ckpt["image_size"]) == (0, 0)  # the checkpoint untouched
     data = write_cityscapes(tmp_path / "data", splits={"val": 1}, size=(64, 96))
     from segkit.data.discover import find_data_roots
 

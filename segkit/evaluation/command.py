@@ -21,7 +21,7 @@ from segkit.evaluation.network import evaluate_split
 from segkit.evaluation.predictions import score_predictions
 from segkit.files import write_json
 from segkit.labels import LabelSpace, load_space, space_of_record
-from segkit.models import model_from_checkpoint, open_checkpoint
+from segkit.models import at_image_size, model_from_checkpoint, open_checkpoint
 from segkit.models.released import derived_dir
 
 
@@ -30,9 +30,14 @@ def checkpoint_path(run_dir: str, checkpoint: str) -> str:
     return checkpoint or str(Path(run_dir) / "best_model.pth")
 
 
-def load_model(ref: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint or released model describes; returns (model in eval mode, checkpoint dict)."""
-    ckpt = open_checkpoint(ref)
+def load_model(
+    ref: str | Path, device: torch.device, image_size: tuple[int, int] = (0, 0)
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint or released model describes; returns (model in eval mode, checkpoint dict).
+
+    `image_size`: the size its inputs are resized to cover, (0, 0) = the checkpoint's (`at_image_size`).
+    """
+    ckpt = at_image_size(open_checkpoint(ref), image_size)
     return model_from_checkpoint(ckpt, device), ckpt
 
 
@@ -130,7 +135,7 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
     else:
         device = runtime.resolve_device(cfg.device)
         ref = checkpoint_path(cfg.run_dir, cfg.checkpoint)
-        model, ckpt = load_model(ref, device)
+        model, ckpt = load_model(ref, device, cfg.image_size)
         roots = data_roots_for(cfg.data_root, ckpt, layouts=layouts_of(cfg))
         summary = evaluate_checkpoint(
             model,

@@ -31,13 +31,14 @@ from segkit.errors import CheckpointError, ConfigError
 from segkit.labels import NUM_CLASSES, ClassMap, LabelSpace, builtin_space, space_of_record
 from segkit.model_choice import RETIRED_MODELS, ModelChoice
 from segkit.models import weights, zoo
-from segkit.models.released import checkpoint_origin, is_released, open_checkpoint
+from segkit.models.released import at_image_size, checkpoint_origin, is_released, open_checkpoint
 from segkit.models.unet import UNet
 
 __all__ = [
     "ModelFacts",
     "UNet",
     "architecture_of",
+    "at_image_size",
     "build_model",
     "check_input_size",
     "check_model",

@@ -242,6 +242,22 @@ def preprocessing(folder: Path) -> tuple[tuple[int, int], tuple[float, ...], tup
     return (int(resize["height"]), int(resize["width"])), mean, std
 
 
+def at_image_size(ckpt: dict[str, Any], image_size: tuple[int, int] | list[int] = (0, 0)) -> dict[str, Any]:
+    """The checkpoint to run at `image_size` (`--image-size H W`; (0, 0) = its own), the log saying which.
+
+    A model is run at the size its inputs are resized to cover; a released model whose preprocessing has
+    no Resize runs at each image's own size (`OWN_SIZE`) unless a size is given.
+    """
+    size, own = tuple(int(v) for v in image_size), tuple(int(v) for v in ckpt["image_size"])
+    own_text = "each image's own size (its preprocessing has no Resize)" if own == OWN_SIZE else f"{own[0]}x{own[1]}"
+    if size == (0, 0):
+        if own == OWN_SIZE:
+            log.info("the model runs at %s; --image-size H W runs it at another", own_text)
+        return ckpt
+    log.info("the model runs at %dx%d (--image-size; its own: %s)", size[0], size[1], own_text)
+    return {**ckpt, "image_size": size}
+
+
 def checkpoint_origin(ckpt: dict[str, Any]) -> str:
     """Where a checkpoint dict came from, for logs and a run's record."""
     released = ckpt.get("released")
