@@ -131,6 +131,43 @@ PRESETS: dict[str, Recipe] = {
             ),
         ),
     ),
+    "cpu-realtime": Recipe(
+        doc="2 CPU cores, real time (>= 30 frames/s at 256x512 with OpenVINO), 15 minutes: LinkNet on a frozen "
+        "EfficientNet-Lite0",
+        fields={
+            "model": "linknet",
+            "encoder": "tu-tf_efficientnet_lite0",
+            "encoder_weights": "imagenet",
+            "image_size": (256, 512),
+            "crop_size": (192, 384),
+            "batch_size": 8,
+            "lr": 3e-3,
+            "encoder_lr_scale": 0.0,
+            "freeze_encoder_bn": True,
+            "optimizer": "adamw",
+            "scheduler": "poly",
+            "warmup_epochs": 0.5,
+            "epochs": 1000,
+            "time_budget": 15.0,
+            "scale_range": (0.75, 1.5),
+            "amp": "off",
+            "eval_resolution": "train",
+            "eval_every": 5,
+            "loss": "ohem",
+            "class_weights": "none",
+            "focus_crop": 0.5,
+            "cache": "build",
+        },
+        evidence=(
+            (
+                "segkit benchmark, 256x512, 2 cores, random weights, one run 2026-12-04 (benchmarks/README.md, "
+                "'Real time on 2 cores'): the model alone p50 9.7 ms with OpenVINO fp32 (eager 52.2), end to end "
+                "54.5 frames/s (eager 15.4); U-Net on the same encoder 36.4 ms / 23.0, FPN 29.5 / 26.7, U-Net on "
+                "MobileNetV2 38.7 / 20.5: LinkNet's decoder (additions, no concatenation at full width) is the one "
+                "at >= 30 frames/s end to end"
+            ),
+        ),
+    ),
     "t4-fast": Recipe(
         doc="Kaggle T4 x2, 512x1024, fast: SegFormer-B0 (mit_b0, ImageNet), fp16",
         fields={
