@@ -12,7 +12,8 @@ untimed runs it times:
 
 With `--data-root` every backend predicts the validation split too: its mIoU, its change against
 eager's, and whether its class maps equal eager's. The result goes to speed.json beside the
-checkpoint (written whole or not at all), which `segkit predict --backend auto` reads.
+checkpoint (written whole or not at all), which `segkit predict --backend auto` reads; when the
+checkpoint is a training run's (its folder has tb/), the table goes into that TensorBoard as text.
 """
 
 from __future__ import annotations
@@ -97,7 +98,20 @@ def run_benchmark(cfg: BenchmarkConfig) -> tuple[dict, Path]:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, record)
+    if cfg.checkpoint:
+        _to_tensorboard(Path(checkpoint).parent, record)
     return record, out
+
+
+def _to_tensorboard(folder: Path, record: dict) -> None:
+    """The table as text in the run's TensorBoard when the checkpoint is a training run's (its folder has tb/)."""
+    if not (folder / "tb").is_dir():
+        return
+    from segkit.tb import write_text  # imports TensorBoard: only for a run directory
+
+    size = "x".join(str(s) for s in record["image_size"])
+    tag = f"benchmark/{record['device'][:4]}_{size}"
+    runtime.log.info("speed table added to %s as text %s", write_text(folder, tag, format_table(record)), tag)
 
 
 def _checkpoint_and_output(cfg: BenchmarkConfig) -> tuple[str, Path]:

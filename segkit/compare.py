@@ -4,8 +4,9 @@
 (model, encoder, size, epochs done/asked, training time, status, best val mIoU with its protocol,
 and what is wrong with the folder); `runs_table` is the DataFrame notebook 05 shows and
 `format_runs` the text `segkit runs` prints; `run_histories` are the history.csv files the curves
-are drawn from. A broken folder (unreadable JSON, a truncated checkpoint, missing files) gives a
-row that says what is wrong, never an exception.
+are drawn from; `speed_tables` the speed.json `segkit benchmark` wrote beside a run's checkpoint.
+A broken folder (unreadable JSON, a truncated checkpoint, missing files) gives a row that says
+what is wrong, never an exception.
 
 Status comes from last.pth's saved status (`run.saved_state`) and from train.lock, which the
 training process holds while it runs (`run.training_now`): a run whose last.pth says "running"
@@ -268,6 +269,22 @@ def run_histories(rows: list[RunRow]) -> dict[str, pd.DataFrame]:
             resolution = "label" if row.eval_resolution == "label" else f"train {row.image_size or '?'}"
             out[f"{row.path} (val at {resolution} resolution)"] = history
     return out
+
+
+def speed_tables(rows: list[RunRow]) -> dict[str, str]:
+    """{run directory: its speed table} for each run with a readable speed.json beside its checkpoint
+    (what `segkit benchmark --checkpoint RUN/best_model.pth` writes), as `segkit benchmark` prints it."""
+    from segkit.backends import SPEED_FILE
+    from segkit.benchmark import format_table  # imports torch: only when asked
+
+    tables = {}
+    for row in rows:
+        try:
+            record = json.loads((Path(row.path) / SPEED_FILE).read_text())
+            tables[row.path] = format_table(record)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no speed.json (never benchmarked) or not one segkit benchmark wrote
+    return tables
 
 
 # ----------------------------------------------------------------------------- CLI

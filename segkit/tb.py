@@ -187,3 +187,18 @@ def final_results(metrics: dict | None) -> dict[str, float]:
         for k in ("miou", "mean_dice", "pixel_accuracy")
         if metrics and metrics.get(k) is not None
     }
+
+
+def write_text(run_dir: str | Path, tag: str, text: str) -> Path:
+    """Add `text` (shown as monospaced Markdown) under `tag` in the TensorBoard folder `run_dir/tb`.
+
+    `segkit benchmark` records its table here when it times a run's checkpoint, so the run's
+    TensorBoard shows its speed beside its curves. Returns the tb folder.
+    """
+    from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
+
+    folder = Path(run_dir) / "tb"
+    writer = SummaryWriter(str(folder))
+    writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()))  # indented: a code block
+    writer.close()
+    return folder
