@@ -8,7 +8,8 @@ untimed runs it times:
 
 - the model alone: a (batch_size, 3, H, W) normalised tensor in, logits out (p50/p90/p99 latency, frames/s);
 - the whole path a user runs, one frame at a time: decode a PNG -> preprocess -> forward -> class
-  map -> colour PNG written (`segkit predict`'s path: `segkit.inference.predict_image`).
+  map -> colour PNG written (`segkit predict --image-size H W`'s path: `segkit.inference.predict_image`),
+  the network at the frame size as when timed alone.
 
 With `--data-root` every backend predicts the validation split too: its mIoU, its change against
 eager's, and whether its class maps equal eager's. The result goes to speed.json beside the
@@ -46,7 +47,7 @@ from segkit.files import write_json
 from segkit.inference import encode_prediction, predict_image, predicted_classes
 from segkit.labels import NUM_CLASSES
 from segkit.metrics import ConfusionMatrix
-from segkit.models import build_model, checkpoint_payload, facts, open_checkpoint
+from segkit.models import at_image_size, build_model, checkpoint_payload, facts, open_checkpoint
 from segkit.recipes import apply_preset
 from segkit.reflect import add_config_flags, config_from_args
 
@@ -247,10 +248,11 @@ def measure(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
     with torch.no_grad():
         latencies = _timed(forward, spec["warmup"], spec["iterations"], cuda)
         maps = {"timing": predicted_classes(model(x)).to(torch.uint8).cpu().numpy()}
-    e2e = _timed(lambda: _end_to_end(model, ckpt, spec["frame"]), spec["warmup"], spec["iterations"], cuda)
+    at_size = at_image_size(ckpt, spec["image_size"])  # the user's path with the network at the frame size too
+    e2e = _timed(lambda: _end_to_end(model, at_size, spec["frame"]), spec["warmup"], spec["iterations"], cuda)
     miou = None
     if spec["data_root"]:
-        miou, val_maps = _score(model, ckpt, spec["data_root"], spec["max_images"])
+        miou, val_maps = _score(model, at_size, spec["data_root"], spec["max_images"])
         maps.update(val_maps)
     p50, p90, p99 = (float(v) for v in np.percentile(latencies, [50, 90, 99]))
     record = {
