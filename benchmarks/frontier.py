@@ -196,7 +196,7 @@ def run_facts(run_dir: Path, sizes: list[str]) -> dict:
     cost = {size: model_cost(model_from_checkpoint(ckpt), qpc.parse_size(size)) for size in sizes}
     return {
         "model": config["model"],
-        "encoder": config.get("encoder") or "segkit U-Net",
+        "encoder": config.get("encoder", ""),
         "preset": config.get("preset", ""),
         "train_size": "x".join(map(str, config["image_size"])),
         "epochs": len(history),
@@ -284,12 +284,12 @@ def markdown(record: dict) -> str:
             q = r["quality"][size]
             cells = [
                 r["name"],
-                f"{r['model']} on {r['encoder']}",
+                f"{r['model']} on {r['encoder']}" if r["encoder"] else f"{r['model']} (segkit's own)",
                 f"{r['train_size']}, {r['epochs']} epochs"
                 + (f", {r['train_minutes']:.0f} min" if r["train_minutes"] else ""),
                 f"{r['params_m']:.2f} M",
                 size,
-                f"{r['gflops'][size]:.1f}",
+                f"{r['gflops'][size]:.3g}",
                 f"{q['val']['miou']:.1f}" if "val" in q else "-",
                 f"{q['test']['miou']:.1f}" if "test" in q else "-",
                 f"{q['val']['worst'][0]} {q['val']['worst'][1]:.1f}" if "val" in q else "-",
@@ -323,35 +323,44 @@ def plot(record: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     sizes = record["sizes"]
-    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(5.2 * (len(sizes) + 1), 4.4))
+    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(5.2 * (len(sizes) + 1), 4.6))
+    colours = {r["name"]: f"C{i % 10}" for i, r in enumerate(record["candidates"])}
     for ax, size in zip(axes, sizes):
         pts = record["points"].get(size, [])
-        for p in pts:
-            ax.scatter(p["fps"], p["miou"], s=40, marker="o" if p["pareto"] else "x")
-            ax.annotate(f"{p['name']}\n({p['backend']})", (p["fps"], p["miou"]), fontsize=7, xytext=(4, 2),
-                        textcoords="offset points")  # fmt: skip
+        for i, p in _by_height(pts, "miou"):
+            ax.scatter(p["fps"], p["miou"], s=45, color=colours[p["name"]], marker="o" if p["pareto"] else "x")
+            _label(ax, p["fps"], p["miou"], f"{p['name']} ({p['backend']})", i)
         front = sorted((p["fps"], p["miou"]) for p in pts if p["pareto"])
         if len(front) > 1:
             ax.plot(*zip(*front), linestyle="--", linewidth=1, color="grey")
-        ax.set(xlabel="end-to-end frames/s (decode to PNG written)", ylabel="val mIoU (%)")
-        ax.set_title(f"measured here: {size}, {record['machine']['threads']} CPU thread(s)", fontsize=9)
-        ax.grid(alpha=0.3)
+        ax.set(xlabel="end-to-end frames/s (decode to PNG written)", ylabel="val mIoU (%), network at the frame size")
+        ax.set_title(f"measured here: {size} frames, {record['machine']['threads']} CPU thread(s)", fontsize=9)
     ax = axes[-1]
-    for p in PUBLISHED:
+    for i, p in _by_height(list(PUBLISHED), "miou"):
         ax.scatter(1000 / p["ms"], p["miou"], marker="s", color="tab:red")
-        ax.annotate(f"{p['model']}\n({p['hardware']})", (1000 / p["ms"], p["miou"]), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")  # fmt: skip
-    ax.set(xlabel="frames/s (published, GPU)", ylabel="Cityscapes val mIoU (%)")
+        _label(ax, 1000 / p["ms"], p["miou"], f"{p['model']} ({p['hardware']})", i)
+    ax.set(xlabel="frames/s (published, GPU, 1024x2048)", ylabel="Cityscapes val mIoU (%)")
     ax.set_title(
-        "published, other hardware / protocol / data set:\nnot comparable with the panels on the left", fontsize=9
+        "published (issue 28): other hardware, protocol, data set;\nnot comparable with the panels left", fontsize=9
     )
-    ax.grid(alpha=0.3)
+    for ax in axes:
+        ax.margins(x=0.3, y=0.15)
+        ax.grid(alpha=0.3)
     fig.suptitle(f"speed/accuracy frontier, {record['date']}: {record['data']}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _by_height(pts: list[dict], key: str) -> list[tuple[int, dict]]:
+    return list(enumerate(sorted(pts, key=lambda p: p[key])))
+
+
+def _label(ax: object, x: float, y: float, text: str, i: int) -> None:
+    """A point's name beside it; by height, below then above, so that close points stay legible."""
+    ax.annotate(text, (x, y), fontsize=7, xytext=(5, -12 if i % 2 == 0 else 6), textcoords="offset points")
 
 
 def report(results: list[dict], args: argparse.Namespace, data: str) -> dict:
