@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from segkit.benchmark import format_table
 from segkit.checkpoint import atomic_save, load_checkpoint
-from segkit.compare import find_run_dirs, format_runs, list_runs, run_histories, runs_table
+from segkit.compare import find_run_dirs, format_runs, list_runs, run_histories, runs_table, speed_tables
 from segkit.config import TrainConfig
 from segkit.errors import ConfigError
 from segkit.metrics import protocol_text
@@ -71,7 +72,31 @@ def runs_root(tiny_run: Path, tmp_path_factory) -> Path:
     (broken / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "protocol"}))
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("not a run")
+    (root / "done" / "speed.json").write_text(json.dumps(SPEED))
+    (root / "budget" / "speed.json").write_text("{not json")
     return root
+
+
+# speed.json as `segkit benchmark --checkpoint RUN/best_model.pth` writes it beside the checkpoint.
+SPEED = {
+    "device": "cpu",
+    "threads": 2,
+    "image_size": [32, 64],
+    "batch_size": 1,
+    "torch": "2.x",
+    "backends": {
+        "eager": {
+            "latency_ms": {"p50": 1.5, "p90": 1.75, "p99": 2.0},
+            "fps": 650.0,
+            "end_to_end_fps": 210.5,
+            "peak_memory_mb": 400.0,
+            "miou": None,
+            "miou_delta": None,
+            "outputs_equal": True,
+        },
+        "openvino": {"unavailable": "not installed: pip install openvino"},
+    },
+}
 
 
 def by_name(rows: list, root: Path) -> dict:
@@ -153,6 +178,12 @@ def test_table_text_and_curves(runs_root: Path) -> None:
     curves = run_histories(rows)
     assert len(curves) == 6 and all(len(h) == 2 for h in curves.values())  # every run but the one without history
     assert any(label.endswith("(val at label resolution)") for label in curves)
+
+
+def test_speed_tables_of_the_runs_benchmarked(runs_root: Path) -> None:
+    tables = speed_tables(list_runs(runs_root))
+    assert tables == {str(runs_root / "done"): format_table(SPEED)}  # budget's speed.json is unreadable: left out
+    assert "210.5" in tables[str(runs_root / "done")] and "openvino          not measured" in format_table(SPEED)
 
 
 def test_find_run_dirs_refuses_a_missing_folder(tmp_path: Path) -> None:
@@ -242,6 +273,13 @@ def test_notebook_05_on_every_kind_of_run(runs_root: Path, tmp_path: Path) -> No
         for o in c.get("outputs", [])
     )
     assert "stopped by budget" in html and "config.json is unreadable" in html
+    printed = "".join(
+        "".join(o.get("text", ""))
+        for c in nbformat.read(out, as_version=4).cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert format_table(SPEED) in printed and "1 of 7 run(s) benchmarked" in printed
     assert (runs_root / "compare_runs.png").stat().st_size > 10_000
 
 
