@@ -201,3 +201,26 @@ def test_openvino_export_and_backend_when_installed(plain, tmp_path):
     assert xml.is_file() and xml.with_suffix(".bin").is_file()
     image = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
     assert np.array_equal(load_predictor(ckpt, "openvino")(image), load_predictor(ckpt, "eager")(image))
+
+
+def test_end_to_end_runs_the_network_at_the_frame_size(tiny_run, tmp_path):
+    """At --image-size 64 128 (the run trained at 32x64) the user's path is scored as `segkit evaluate
+    --image-size 64 128` scores it: the same mIoU, another than at the run's own size."""
+    from segkit.benchmark import measure
+    from segkit.config import EvalConfig
+    from segkit.evaluation.command import run_evaluation
+
+    ckpt = tiny_run / "best_model.pth"
+    data = json.loads((tiny_run / "config.json").read_text())["config"]["data_root"]
+    spec = {"checkpoint": str(ckpt), "device": "cpu", "threads": 1, "image_size": [64, 128], "batch_size": 1}
+    spec |= {"warmup": 0, "iterations": 1, "data_root": data, "max_images": 0, "calibration_images": 1}
+    frame = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(frame)
+    record, _ = measure({**spec, "backend": "eager", "frame": str(frame)})
+
+    def evaluate(size: tuple[int, int]) -> float:
+        cfg = EvalConfig(checkpoint=str(ckpt), data_root=data, image_size=size, output=str(tmp_path / "e.json"))
+        return run_evaluation(cfg)[0]["miou"]
+
+    assert record["miou"] == pytest.approx(evaluate((64, 128)))
+    assert record["miou"] != pytest.approx(evaluate((0, 0)))
