@@ -74,7 +74,7 @@ def plan_runs(args: argparse.Namespace) -> dict[str, dict]:
     unknown = [n for n in names if n not in specs and n not in reused]
     if unknown:
         raise SystemExit(f"--only {' '.join(unknown)}: no such candidate; known: {', '.join([*specs, *reused])}")
-    plan = {n: {"flags": specs.get(n, ""), "run_dir": reused.get(n)} for n in names}
+    plan = {n: {"flags": specs.get(n, ""), "run_dir": reused.get(n), "trained_here": n not in reused} for n in names}
     for name, entry in plan.items():
         if entry["run_dir"] is not None and not (Path(entry["run_dir"]) / "best_model.pth").is_file():
             raise SystemExit(
@@ -145,7 +145,8 @@ def measure(name: str, entry: dict, args: argparse.Namespace, data_root: str) ->
     run_dir = Path(entry["run_dir"])
     checkpoint = str(run_dir / "best_model.pth")
     out = Path(args.out) / "runs" / name
-    result = {"name": name, "flags": entry["flags"], "run_dir": str(run_dir), **run_facts(run_dir, args.sizes)}
+    result = {"name": name, "flags": entry["flags"], "run_dir": str(run_dir), "trained_here": entry["trained_here"]}
+    result |= run_facts(run_dir, args.sizes)
     split, eval_flags = qpc.eval_split_and_flags(shlex.split(args.data_flags))
     data = ["--data-root", data_root] if data_root else []
     result["quality"], result["speed"] = {}, {}
@@ -363,6 +364,17 @@ def _label(ax: object, x: float, y: float, text: str, i: int) -> None:
     ax.annotate(text, (x, y), fontsize=7, xytext=(5, -12 if i % 2 == 0 else 6), textcoords="offset points")
 
 
+def _training_text(results: list[dict], args: argparse.Namespace) -> str:
+    trained = [r["name"] for r in results if r["trained_here"]]
+    reused = [r["name"] for r in results if not r["trained_here"]]
+    budget = (
+        "2 epochs (quick)" if args.quick else f"{args.budget_min} min" + (" as equal steps" if args.equal_steps else "")
+    )
+    parts = [f"{', '.join(trained)} trained here, {budget} each"] if trained else []
+    parts += [f"{', '.join(reused)} reused as trained (column 'trained')"] if reused else []
+    return "; ".join(parts)
+
+
 def report(results: list[dict], args: argparse.Namespace, data: str) -> dict:
     """frontier.json, frontier.md and frontier.png under --out; returns the record."""
     protocol = (
@@ -371,13 +383,8 @@ def report(results: list[dict], args: argparse.Namespace, data: str) -> dict:
         + ", label resolution, whole image; speed: segkit benchmark, end to end, one frame at a time, after "
         + f"{args.warmup} warm-up runs, {args.iterations} timed; "
         + ("lossless and int8 backends" if args.int8 else "lossless backends only")
-        + "; training: "
-        + (
-            "2 epochs (quick)"
-            if args.quick
-            else f"{args.budget_min} min each" + (" as equal steps" if args.equal_steps else "")
-        )
-        + " (reused runs: as they were trained)"
+        + "; the network at the frame size; training: "
+        + _training_text(results, args)
     )
     record = {
         "date": datetime.date.today().isoformat(),

@@ -42,6 +42,7 @@ def test_reused_run_is_scored_timed_and_reported(measured, tiny_run: Path) -> No
         {"name": "tiny", "backend": "eager", "fps": fps, "miou": val["miou"], "pareto": True}
     ]
     assert json.loads((out / "frontier.json").read_text()) == record
+    assert "tiny reused as trained" in record["protocol"] and "network at the frame size" in record["protocol"]
     table = (out / "frontier.md").read_text()
     assert "| tiny | unet (segkit's own) | 32x64, 2 epochs" in table and f"**eager {fps:.1f}**" in table
     assert all(p["model"] in table for p in frontier.PUBLISHED)
