@@ -40,12 +40,13 @@ from segkit.checkpoint import atomic_save
 from segkit.config import BenchmarkConfig, TrainConfig
 from segkit.data.cityscapes import read_sample, sample_image
 from segkit.data.discover import list_samples
+from segkit.data.spaces import space_of
 from segkit.data.transforms import resize_image
 from segkit.errors import SegkitError
 from segkit.evaluation.command import data_roots_for
 from segkit.files import write_json
 from segkit.inference import encode_prediction, predict_image, predicted_classes
-from segkit.labels import NUM_CLASSES
+from segkit.labels import NUM_CLASSES, space_of_record
 from segkit.metrics import ConfusionMatrix
 from segkit.models import at_image_size, build_model, checkpoint_payload, facts, open_checkpoint
 from segkit.recipes import apply_preset
@@ -293,12 +294,20 @@ def _end_to_end(model: torch.nn.Module, ckpt: dict, frame: str) -> None:
 
 def _score(model: torch.nn.Module, ckpt: dict, data_root: str, max_images: int) -> tuple[float, dict]:
     """mIoU on the validation split through the user's path (whole inference, labels at their own size)."""
-    samples = list_samples(data_roots_for(data_root, ckpt), "val")
+    roots = data_roots_for(data_root, ckpt)
+    space, (labelled, where) = space_of_record(ckpt), space_of("", roots)
+    if labelled != space:
+        raise SegkitError(
+            f"the model predicts {space.describe()} and {roots.label_root} is labelled in {labelled.describe()} "
+            f"({where}): segkit benchmark scores a model on data of its own classes. Fix: give a --data-root "
+            "labelled like the model, or score it across spaces with segkit evaluate --class-map"
+        )
+    samples = list_samples(roots, "val")
     samples = samples[:max_images] if max_images else samples
-    cm = ConfusionMatrix(int(ckpt["num_classes"]))
+    cm = ConfusionMatrix(space.num_classes)
     maps = {}
     for i, sample in enumerate(samples):
-        image, label = read_sample(sample)
+        image, label = read_sample(sample, space)
         pred = predict_image(model, ckpt, image)
         cm.update(torch.from_numpy(pred), torch.from_numpy(label))
         maps[f"val{i}"] = pred

@@ -224,3 +224,30 @@ def test_end_to_end_runs_the_network_at_the_frame_size(tiny_run, tmp_path):
 
     assert record["miou"] == pytest.approx(evaluate((64, 128)))
     assert record["miou"] != pytest.approx(evaluate((0, 0)))
+
+
+def test_a_model_of_another_space_is_scored_in_its_own_classes(tmp_path):
+    """A CamVid model on CamVid data: benchmark's mIoU is the evaluator's (labels read in the model's space),
+    and data labelled in another space is refused, naming both."""
+    from test_label_space_runs import write_camvid
+
+    from segkit.benchmark import _score
+    from segkit.checkpoint import atomic_save
+    from segkit.data.discover import find_data_roots
+    from segkit.errors import SegkitError
+    from segkit.evaluation.network import evaluate_split
+    from segkit.labels import builtin_space
+    from segkit.models import checkpoint_payload, create_model, model_from_checkpoint
+    from segkit.models.released import open_checkpoint
+
+    camvid = write_camvid(tmp_path / "camvid", {"train": 1, "val": 2}, size=(32, 64))
+    torch.manual_seed(0)
+    payload = checkpoint_payload(create_model("unet", 11, base_channels=8, depth=2), (32, 64), builtin_space("camvid"))
+    ckpt = open_checkpoint(atomic_save(payload, tmp_path / "best_model.pth"))
+    model = model_from_checkpoint(ckpt)
+    miou, maps = _score(model, ckpt, str(camvid), 0)
+    summary = evaluate_split(model, roots=find_data_roots(camvid), image_size=(32, 64), split="val")
+    assert len(maps) == 2 and miou == pytest.approx(summary["miou"]) and miou > 0
+    city = conftest.write_cityscapes(tmp_path / "city", {"val": 1}, size=(32, 64))
+    with pytest.raises(SegkitError, match=r"predicts camvid.*labelled in cityscapes"):
+        _score(model, ckpt, str(city), 0)
