@@ -33,6 +33,7 @@ from segkit.inference import load_predictor
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = ("eager", "channels_last", "onnxruntime", "onnxruntime-int8")
 FIELDS = {"latency_ms", "fps", "end_to_end_fps", "peak_memory_mb", "miou", "miou_delta", "outputs_equal"}
+FIELDS |= {"pixel_agreement"}
 
 
 def make_checkpoint(path: Path) -> Path:
@@ -78,6 +79,7 @@ def test_lossless_backends_give_eagers_class_maps(measured):
     record = measured[0]
     for name in ("eager", "channels_last", "onnxruntime"):
         assert record["backends"][name]["outputs_equal"] is True, name
+        assert record["backends"][name]["pixel_agreement"] == 1.0, name
         assert record["backends"][name]["miou"] == record["backends"]["eager"]["miou"]
 
 
@@ -85,7 +87,8 @@ def test_int8_is_scored_with_its_miou_change(measured):
     b = measured[0]["backends"]
     int8 = b["onnxruntime-int8"]
     assert int8["miou_delta"] == pytest.approx(int8["miou"] - b["eager"]["miou"])
-    assert isinstance(int8["outputs_equal"], bool)
+    assert isinstance(int8["outputs_equal"], bool) and 0 < int8["pixel_agreement"] <= 1
+    assert int8["outputs_equal"] == (int8["pixel_agreement"] == 1.0)
 
 
 def test_auto_picks_the_fastest_within_the_budget_from_speed_json(measured, caplog):
