@@ -59,7 +59,7 @@ class Family:
 
 
 def _smp(name: str, doc: str, **facts: Any) -> Family:
-    return Family(name, doc + " (segmentation_models_pytorch, on --encoder)", smp=True, **facts)
+    return Family(name, doc + " (segmentation_models_pytorch)", smp=True, **facts)
 
 
 FAMILIES: dict[str, Family] = {
@@ -132,8 +132,9 @@ def family(model: str) -> Family:
 
 
 def describe_families() -> str:
-    """`--model`'s list: each family's name and what it is, one per line."""
-    return "\n".join(f"{f.name}: {f.doc}" for f in FAMILIES.values())
+    """`segkit models`: each family's name, what it is and what --encoder it takes, one per line."""
+    takes = {(True, False): "none", (True, True): "optional", (False, True): "required"}
+    return "\n".join(f"{f.name}: {f.doc} [--encoder: {takes[(not f.needs_encoder, f.smp)]}]" for f in FAMILIES.values())
 
 
 def is_pretrained(encoder_weights: str) -> bool:

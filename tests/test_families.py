@@ -56,6 +56,8 @@ def test_one_registry_entry_trains_saves_loads_and_exports(tinynet, tmp_path: Pa
     flags += ["--batch-size", "2", "--num-workers", "0", "--num-vis", "1", "--device", "cpu", "--eval-every", "1"]
     assert main(["train", "--model", "tinynet", *flags]) == 0
     assert "best model:" in capsys.readouterr().out
+    assert main(["models"]) == 0
+    assert "tinynet: two layers, for tests [--encoder: none]" in capsys.readouterr().out.splitlines()
 
     ckpt = load_checkpoint(run_dir / "best_model.pth")
     assert ckpt["model_spec"] == {"name": "tinynet", "num_classes": 19, "encoder": "", "width": 8}  # defaults filled
