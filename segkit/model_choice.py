@@ -32,7 +32,7 @@ class Family:
     """One model family `--model` can name: everything segkit needs to build, check, save and list it."""
 
     name: str  # the --model value and a checkpoint's model_spec["name"]: never renamed (old checkpoints name it)
-    doc: str  # one line: what it is (--model's help, listings)
+    doc: str  # one line: what it is (`segkit models` lists it)
     build: str | Callable[..., Any] | None = None  # builds it without an encoder: build(num_classes=N, **options) ->
     # nn.Module mapping (B, 3, H, W) to (B, N, H, W) logits; "module:attribute" (imported when built) or the callable;
     # None = it is built only on an encoder. Every keyword parameter is recorded in model_spec, defaults filled in.
@@ -218,8 +218,8 @@ def check_architecture(model: str, encoder: str) -> None:
     if not encoder and chosen.needs_encoder:
         own = [f.name for f in FAMILIES.values() if not f.needs_encoder]
         raise ConfigError(
-            f"model {model!r} needs an encoder, e.g. --encoder resnet34 (only {', '.join(own)} build without one: "
-            "segkit's own network, used when --encoder is empty)"
+            f"model {model!r} needs an encoder, e.g. --encoder resnet34 (built without one, as segkit's own network "
+            f"when --encoder is empty: {', '.join(own)})"
         )
     if encoder and not chosen.smp:
         raise ConfigError(
