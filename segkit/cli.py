@@ -93,6 +93,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from segkit.model_choice import describe_families
+
+    print(describe_families())
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]] = {
     "train": ("train a model; every TrainConfig field is a flag", TrainConfig, cmd_train),
     "evaluate": (
@@ -103,6 +110,7 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
     "predict": ("segment images at their own size", PredictConfig, cmd_predict),
     "synth": ("write the synthetic data set in the Cityscapes layout", SynthConfig, cmd_synth),
     "presets": ("list the named training recipes", None, cmd_presets),
+    "models": ("list the model families --model takes, and the --encoder each takes", None, cmd_models),
 }
 
 

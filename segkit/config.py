@@ -25,8 +25,8 @@ from segkit.checks import (
     check_split,
 )
 from segkit.errors import ConfigError
-from segkit.model_choice import ModelChoice, check_architecture
-from segkit.reflect import POSITIONAL, coerce_fields, flag_name
+from segkit.model_choice import ModelChoice, check_architecture, family, family_names
+from segkit.reflect import POSITIONAL, choices, coerce_fields, flag_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation ImageNet-pretrained encoders expect
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -120,10 +120,10 @@ class TrainConfig(DataConfig):
     val_split: str = "val"  # split to validate and score the best model on (KITTI has only training: training)
     run_dir: str = "runs/train"  # output directory: checkpoints, history, TensorBoard, figures
     preset: str = ""  # named recipe (segkit presets lists them), explicit values override it
-    model: str = "unet"  # architecture: unet, unetplusplus, fpn, pspnet, deeplabv3, deeplabv3plus, linknet, manet, pan,
-    # upernet, segformer, dpt
+    model: str = field(default="unet", metadata=choices(family_names))  # model family (segkit.model_choice.FAMILIES):
+    # unet without --encoder is segkit's own U-Net, the smp families take any --encoder
     encoder: str = ""  # smp/timm encoder: resnet18..152, efficientnet-b0..b7, mit_b0..b5, mobilenet_v2, tu-<timm
-    # model>; "" = segkit's own U-Net (model unet)
+    # model>; "" = the family's own network (unet: segkit's own U-Net)
     encoder_weights: str = "imagenet"  # pretrained encoder: imagenet (or a variant: ssl, swsl, advprop...), a weights
     # file, or none (random init)
     init_from: str = ""  # fine-tune: start the whole model from a segkit checkpoint or a released model (a Hugging Face
@@ -213,9 +213,12 @@ class TrainConfig(DataConfig):
 
     @property
     def size_divisor(self) -> int:
-        """Input sizes must be multiples of this: segkit's U-Net's 2**depth; an smp model's is
-        checked when it is built (`segkit.models.check_model`), here only 1."""
-        return 2**self.depth if not self.encoder else 1
+        """Input sizes must be multiples of this: the family's own network's (segkit's U-Net: 2**depth); a
+        model on an encoder is checked when it is built (`segkit.models.check_model`), here only 1."""
+        if self.encoder:
+            return 1
+        options = {name: getattr(self, name) for name in family(self.model).config_fields}
+        return family(self.model).divisor(options)
 
     @property
     def crop(self) -> tuple[int, int]:

@@ -63,8 +63,8 @@ def resolve_train_config(cfg: TrainConfig, explicit: set[str] | None = None) -> 
         cfg = merge_resumed_config(cfg, load_checkpoint(Path(cfg.run_dir) / "last.pth")["config"])
     if cfg.init_from and not cfg.resume:
         cfg = _architecture_from(cfg, explicit)  # found on disk or downloaded now, or WeightsUnavailable
-    choice = ModelChoice.from_config(cfg, explicit)  # refuses weights asked for segkit's own U-Net
-    if choice.own_unet or choice.init_from:
+    choice = ModelChoice.from_config(cfg, explicit)  # refuses weights asked for a network without an encoder
+    if choice.own_network or choice.init_from:
         cfg = replace(cfg, encoder_weights="")  # its TrainConfig default means nothing there
     check_model(choice, cfg.crop, cfg.batch_size)
     if choice.pretrained and not cfg.resume:

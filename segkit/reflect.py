@@ -4,8 +4,9 @@ Every command's flags and every notebook's parameters cell are made here, the sa
 config dataclass of `segkit.config`: one flag per field (`batch_size` -> `--batch-size`), its
 help text the field's trailing `# comment` (continued on comment lines right below it), its default
 the field's. A field whose metadata has `positional=True` is a positional argument
-(`segkit runs [DIR]`). Booleans get `--x/--no-x`, fixed tuples `nargs=N`, `tuple[str, ...]` a list
-of any length.
+(`segkit runs [DIR]`); one with `choices` (a function returning the valid names, asked when the
+parser is built: e.g. the model families registered by then) lists them in its help. Booleans get
+`--x/--no-x`, fixed tuples `nargs=N`, `tuple[str, ...]` a list of any length.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from segkit.errors import ConfigError, did_you_mean
 
 C = TypeVar("C")
 POSITIONAL = {"positional": True}  # field(metadata=POSITIONAL): a positional argument, not a --flag
+
+
+def choices(names: Callable[[], tuple[str, ...]]) -> dict[str, Any]:
+    """field(metadata=choices(f)): the flag's help lists f()'s names (the config's own check refuses others)."""
+    return {"choices": names}
 
 
 # ----------------------------------------------------------------------------- fields as data
@@ -134,7 +140,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in fields(cls):
         typ = types[f.name]
         default = "" if f.default is MISSING else f" (default: {_show(f.default)})"
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": helps.get(f.name, "") + default}
+        named = f"; one of: {', '.join(f.metadata['choices']())}" if "choices" in f.metadata else ""
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": helps.get(f.name, "") + named + default}
         args = typing.get_args(typ)
         if typ is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

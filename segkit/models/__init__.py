@@ -1,21 +1,23 @@
 """Model factory: `create_model(model, num_classes, encoder=..., encoder_weights=...)`.
 
 What to build is a `segkit.model_choice.ModelChoice` (names checked once, there); `build_model`
-builds it. Two builders: `unet` with no encoder is segkit's own U-Net (the seed's model, `UNet`);
-every other choice is a segmentation_models_pytorch architecture on an smp or timm encoder
-(`segkit.models.zoo`), its encoder starting from the pretrained weights `segkit.models.weights`
-finds or downloads. Every model maps (B, 3, H, W) images to (B, num_classes, H, W) logits and
-carries one record of what segkit knows about it, `ModelFacts` (read with `facts(model)`): the
-spec that rebuilds its architecture with no network, the divisor its input sizes must be
-multiples of, its input normalisation and where its encoder's weights came from. A checkpoint
-stores the facts, so `model_from_checkpoint` rebuilds the model with no flags and no network.
+builds it from its family's entry in `segkit.model_choice.FAMILIES`: without an encoder the
+family's own constructor (`unet`: segkit's own U-Net, the seed's model, `UNet`), on an encoder
+a segmentation_models_pytorch architecture on an smp or timm encoder (`segkit.models.zoo`), its
+encoder starting from the pretrained weights `segkit.models.weights` finds or downloads. Every
+model maps (B, 3, H, W) images to (B, num_classes, H, W) logits and carries one record of what
+segkit knows about it, `ModelFacts` (read with `facts(model)`): the spec that rebuilds its
+architecture with no network, the divisor its input sizes must be multiples of, its input
+normalisation and where its encoder's weights came from. A checkpoint stores the facts, so
+`model_from_checkpoint` rebuilds the model with no flags and no network.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from segkit.checks import check_image_size
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import CheckpointError, ConfigError
 from segkit.labels import NUM_CLASSES, ClassMap, LabelSpace, builtin_space, space_of_record
-from segkit.model_choice import RETIRED_MODELS, ModelChoice
+from segkit.model_choice import RETIRED_MODELS, Family, ModelChoice, family
 from segkit.models import weights, zoo
 from segkit.models.released import at_image_size, checkpoint_origin, is_released, open_checkpoint
 from segkit.models.unet import UNet
@@ -111,13 +113,15 @@ def create_model(
     """Build a segmentation model.
 
     Args:
-        model: "unet" or another smp architecture (`segkit.model_choice.ARCHITECTURES`).
+        model: a model family (`segkit.model_choice.FAMILIES`): "unet", "fpn", "segformer", ...
         num_classes: output channels (default: Cityscapes' classes).
-        encoder: smp encoder name or `tu-<timm model>`; "" = segkit's own U-Net (model "unet").
+        encoder: smp encoder name or `tu-<timm model>`; "" = the family's own network (model "unet": segkit's
+            own U-Net).
         encoder_weights: "imagenet" (or another variant smp lists for the encoder), a weights
             file, or "" / "none" for random initialisation. Asked-for weights that cannot be
             found or downloaded raise `WeightsUnavailable`; they never become a random init.
-        **options: own U-Net: base_channels, depth, upsample, dropout; smp: its class's arguments.
+        **options: own network: its constructor's (own U-Net: base_channels, depth, upsample, dropout); smp: its
+            class's arguments.
 
     Returns:
         The model, with its `ModelFacts` (`facts(model)`).
@@ -156,10 +160,11 @@ def build_model(
 
 
 def _built(choice: ModelChoice, num_classes: int) -> nn.Module:
-    if choice.own_unet:
-        net, options = _own_unet(num_classes, choice.options)
+    if choice.own_network:
+        chosen = family(choice.model)
+        net, options = _own_network(chosen, num_classes, choice.options)
         spec = {"name": choice.model, "num_classes": num_classes, "encoder": "", **options}
-        return set_facts(net, ModelFacts(spec, net.size_divisor, IMAGENET_MEAN, IMAGENET_STD))
+        return set_facts(net, ModelFacts(spec, chosen.divisor(options), IMAGENET_MEAN, IMAGENET_STD))
     source = weights.weights_source(choice.encoder, choice.encoder_weights) if choice.pretrained else None
     file = weights.fetch(source) if source else None
     net = zoo.build(choice.model, choice.encoder, num_classes, file, **choice.options)
@@ -237,24 +242,37 @@ def _load_all_but_head(
 
 
 def architecture_of(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The TrainConfig model fields that build a checkpoint's network: model, encoder (and the own U-Net's sizes)."""
+    """The TrainConfig model fields that build a checkpoint's network: model, encoder (and its own network's
+    `config_fields`, e.g. the own U-Net's sizes)."""
     spec = ckpt["model_spec"]
     fields = {"model": spec["name"], "encoder": spec.get("encoder", "")}
     if not fields["encoder"]:
-        fields.update({k: spec[k] for k in ("base_channels", "depth") if k in spec})
+        fields.update({k: spec[k] for k in family(spec["name"]).config_fields if k in spec})
     return fields
 
 
-def _own_unet(num_classes: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """segkit's U-Net and its options with every default filled in (so later default changes
+def constructor(chosen: Family) -> Callable[..., nn.Module]:
+    """A family's own constructor (its "module:attribute" imported now)."""
+    if callable(chosen.build):
+        return chosen.build
+    if chosen.build is None:
+        raise ConfigError(f"model {chosen.name!r} has no constructor of its own: give it an encoder")
+    module, _, name = chosen.build.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _own_network(chosen: Family, num_classes: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The family's own network and its options with every default filled in (so later default changes
     cannot alter a saved model)."""
-    valid = [p for p in inspect.signature(UNet).parameters if p != "num_classes"]
+    build = constructor(chosen)
+    signature = inspect.signature(build)
+    valid = [p for p in signature.parameters if p != "num_classes"]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for segkit's own U-Net; valid: {valid}")
-    bound = inspect.signature(UNet).bind(num_classes=num_classes, **options)
+        raise ConfigError(f"unknown option(s) {unknown} for segkit's own {chosen.name}; valid: {valid}")
+    bound = signature.bind(num_classes=num_classes, **{**chosen.defaults, **options})
     bound.apply_defaults()
-    return UNet(**bound.arguments), {k: v for k, v in bound.arguments.items() if k != "num_classes"}
+    return build(**bound.arguments), {k: v for k, v in bound.arguments.items() if k != "num_classes"}
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

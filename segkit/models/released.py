@@ -32,6 +32,7 @@ from segkit.checkpoint import FORMAT, VERSION, load_checkpoint
 from segkit.errors import CheckpointError
 from segkit.labels import CLASS_NAMES, NUM_CLASSES, LabelSpace, builtin_space
 from segkit.metrics import OWN_SIZE
+from segkit.model_choice import FAMILIES
 from segkit.models.weights import fetch, released_source
 from segkit.runtime import log
 
@@ -41,7 +42,6 @@ PREPROCESSING = "albumentations_config_eval.json"  # A.Compose(...).save_pretrai
 MODEL_CARD = "README.md"
 EXAMPLE = "smp-hub/segformer-b0-640x1280-city-160k"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_ARCHITECTURES = {cls.__name__: name for name, cls in smp.MODEL_ARCHITECTURES_MAPPING.items()}
 _NOT_OPTIONS = ("_model_class", "encoder_name", "encoder_weights", "classes")
 
 
@@ -95,22 +95,29 @@ def is_released(ckpt: dict[str, Any]) -> bool:
     return "released" in ckpt
 
 
+def _smp_families() -> dict[str, str]:
+    """smp's model class name (a save_pretrained config's `_model_class`) -> the family built on it."""
+    classes = smp.MODEL_ARCHITECTURES_MAPPING
+    return {classes[f.name].__name__: f.name for f in FAMILIES.values() if f.smp and f.name in classes}
+
+
 def released_checkpoint(folder: Path, ref: str, repo_id: str | None = None) -> dict[str, Any]:
     """Read a save_pretrained folder into a segkit checkpoint dict, refusing what segkit cannot reproduce."""
     folder = Path(folder)
     config = _read_json(folder / CONFIG, "its architecture")
     model_class = config.get("_model_class")
-    if model_class not in _ARCHITECTURES:
+    families = _smp_families()
+    if model_class not in families:
         keys = ", ".join(sorted(config)[:8])
         raise CheckpointError(
             f"{folder / CONFIG} is not a segmentation model saved by segmentation_models_pytorch: its _model_class is "
             f"{model_class!r} (keys: {keys}); segkit opens smp's save_pretrained folders, whose _model_class is one "
-            f"of {', '.join(_ARCHITECTURES)}"
+            f"of {', '.join(families)}"
         )
     space = _check_outputs(config, folder, ref)
     image_size, mean, std = preprocessing(folder)
     spec = {
-        "name": _ARCHITECTURES[model_class],
+        "name": families[model_class],
         "num_classes": space.num_classes,
         "encoder": config.get("encoder_name", ""),
         **{k: v for k, v in config.items() if k not in _NOT_OPTIONS},

@@ -23,12 +23,9 @@ from torch import nn
 from segkit.checkpoint import safe_load
 from segkit.config import IMAGENET_MEAN, IMAGENET_STD
 from segkit.errors import CheckpointError, ConfigError, did_you_mean
-from segkit.model_choice import check_architecture
+from segkit.model_choice import check_architecture, family
 
 SMP_ENCODERS_URL = "https://smp.readthedocs.io/en/latest/encoders.html"
-# Options segkit sets on an architecture unless given: Cityscapes frames are not 224x224, so
-# DPT's ViT encoder takes any size (a multiple of its patch size).
-DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"dpt": {"dynamic_img_size": True}}
 
 
 def encoder_names() -> list[str]:
@@ -73,7 +70,7 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
     """smp's `model` on `encoder`, randomly initialised or with its encoder loaded from `weights_file`.
 
     Args:
-        model: an smp architecture (`segkit.model_choice.ARCHITECTURES`).
+        model: a family of `segkit.model_choice.FAMILIES` with `smp=True` (its `defaults` apply).
         encoder: an smp encoder name or `tu-<timm model>`.
         num_classes: output channels.
         weights_file: encoder weights (.safetensors, .pth, .bin); None = random init.
@@ -84,7 +81,7 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
     """
     check_architecture(model, encoder)
     check_encoder(encoder)
-    options = {**DEFAULT_OPTIONS.get(model, {}), **options}
+    options = {**family(model).defaults, **options}
     timm_file = weights_file is not None and timm_name(encoder) is not None
     if timm_file:  # timm loads its own weights (and adapts them to the features-only model)
         options["pretrained_cfg_overlay"] = {"file": str(weights_file)}
@@ -101,7 +98,7 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
                 "Is the file for this model?"
             ) from None
         raise ConfigError(
-            f"smp cannot build model {model!r} on encoder {encoder!r}: {_first_line(e)}. " + _pairing_hint(model)
+            f"smp cannot build model {model!r} on encoder {encoder!r}: {_first_line(e)}. " + family(model).encoder_hint
         ) from None
     if weights_file is not None and not timm_file:
         load_encoder_file(net.encoder, encoder, weights_file)
@@ -111,12 +108,6 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().strip("'\"") or type(error).__name__
     return text.splitlines()[0][:300]
-
-
-def _pairing_hint(model: str) -> str:
-    if model == "dpt":
-        return "DPT takes only timm ViT-style encoders, e.g. --encoder tu-vit_small_patch16_224.augreg_in21k_ft_in1k"
-    return "Try another encoder for this architecture, e.g. resnet34 or mit_b0."
 
 
 def load_encoder_file(encoder_module: nn.Module, encoder: str, path: Path) -> None:
