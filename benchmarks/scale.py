@@ -43,7 +43,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Self
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -104,7 +103,7 @@ class Memory:
     """Peak RSS of one stage: VmHWM (exact, reset at the start through clear_refs) and a 20 Hz sample of
     the anonymous part (what the kernel cannot drop; the rest is memory-mapped file pages) and of children."""
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Memory:  # noqa: PYI034 (a final class)
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
             self.exact = True
