@@ -76,6 +76,7 @@ MEASURES = {  # key: (row label, unit)
     "peak_rss_mb": ("peak RSS, main process (all stages)", "MB"),
     "peak_anon_mb": ("peak anonymous RSS, main process (sampled)", "MB"),
     "worker_peak_rss_mb": ("peak RSS of one DataLoader worker", "MB"),
+    "worker_peak_anon_mb": ("peak anonymous RSS of one worker (sampled)", "MB"),
 }
 
 
@@ -109,7 +110,7 @@ class Memory:
             self.exact = True
         except OSError:
             self.exact = False
-        self.anon_kb, self.worker_kb = _status().get("RssAnon", 0), 0
+        self.anon_kb, self.worker_kb, self.worker_anon_kb = _status().get("RssAnon", 0), 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -118,13 +119,14 @@ class Memory:
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
             self.anon_kb = max(self.anon_kb, _status().get("RssAnon", 0))
-            for pid in _children():
-                self.worker_kb = max(self.worker_kb, _status(pid).get("VmHWM", 0))
+            self.workers_now()
 
     def workers_now(self) -> None:
-        """Read the workers' own peaks before they exit (their VmHWM covers their whole life)."""
+        """The workers' peaks so far (their VmHWM covers their whole life); called once more before they exit."""
         for pid in _children():
-            self.worker_kb = max(self.worker_kb, _status(pid).get("VmHWM", 0))
+            status = _status(pid)
+            self.worker_kb = max(self.worker_kb, status.get("VmHWM", 0))
+            self.worker_anon_kb = max(self.worker_anon_kb, status.get("RssAnon", 0))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -136,6 +138,7 @@ class Memory:
             "peak_rss_mb": self.peak_kb / 1024 if self.peak_kb else None,
             "peak_anon_mb": self.anon_kb / 1024 if self.anon_kb else None,
             "worker_peak_rss_mb": self.worker_kb / 1024 if self.worker_kb else None,
+            "worker_peak_anon_mb": self.worker_anon_kb / 1024 if self.worker_anon_kb else None,
         }
 
 
@@ -249,7 +252,7 @@ def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
         steady = (epoch["samples"] - epoch["first_samples"]) / max(1e-9, epoch["seconds"] - epoch["first_batch_s"])
         out[f"{key}_per_worker"] = steady / max(1, args.workers)
     out["stages"] = stages
-    for key in ("peak_rss_mb", "peak_anon_mb", "worker_peak_rss_mb"):
+    for key in ("peak_rss_mb", "peak_anon_mb", "worker_peak_rss_mb", "worker_peak_anon_mb"):
         values = [s[key] for s in stages.values() if s[key] is not None]
         out[key] = max(values) if values else None
     if not args.keep:
