@@ -69,10 +69,13 @@ TIMES = ("discover_s", "cache_build_s", "cache_check_s", "epoch_cached_s", "epoc
 MEASURES = {  # key: (row label, unit)
     "discover_s": ("discover (resolve_data_roots + list_samples)", "s"),
     "cache_build_s": ("cache build (prepare_cache)", "s"),
+    "cache_build_cpu_s": ("cache build, CPU time of its threads", "s"),
     "cache_gb": ("cache size on disk", "GB"),
     "cache_check_s": ("cache check (find_cache)", "s"),
     "epoch_cached_s": ("one epoch, cached", "s"),
     "epoch_png_s": ("one epoch, PNG (cache off)", "s"),
+    "epoch_cached_worker_cpu_s": ("one epoch, cached: CPU time of the workers", "s"),
+    "epoch_png_worker_cpu_s": ("one epoch, PNG: CPU time of the workers", "s"),
     "peak_rss_mb": ("peak RSS, main process (all stages)", "MB"),
     "peak_anon_mb": ("peak anonymous RSS, main process (sampled)", "MB"),
     "worker_peak_rss_mb": ("peak RSS of one DataLoader worker", "MB"),
@@ -100,6 +103,19 @@ def _children() -> list[int]:
         return []
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process so far: /proc/<pid>/schedstat (ns), else /proc/<pid>/stat (clock ticks); 0 if it ended."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 class Memory:
     """Peak RSS of one stage: VmHWM (exact, reset at the start through clear_refs) and a 20 Hz sample of
     the anonymous part (what the kernel cannot drop; the rest is memory-mapped file pages) and of children."""
@@ -111,6 +127,7 @@ class Memory:
         except OSError:
             self.exact = False
         self.anon_kb, self.worker_kb, self.worker_anon_kb = _status().get("RssAnon", 0), 0, 0
+        self.worker_cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -127,6 +144,7 @@ class Memory:
             status = _status(pid)
             self.worker_kb = max(self.worker_kb, status.get("VmHWM", 0))
             self.worker_anon_kb = max(self.worker_anon_kb, status.get("RssAnon", 0))
+            self.worker_cpu[pid] = max(self.worker_cpu.get(pid, 0.0), _cpu_seconds(pid))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -139,6 +157,7 @@ class Memory:
             "peak_anon_mb": self.anon_kb / 1024 if self.anon_kb else None,
             "worker_peak_rss_mb": self.worker_kb / 1024 if self.worker_kb else None,
             "worker_peak_anon_mb": self.worker_anon_kb / 1024 if self.worker_anon_kb else None,
+            "worker_cpu_s": sum(self.worker_cpu.values()) or None,
         }
 
 
@@ -223,26 +242,23 @@ def make_root(root: Path, n: int, pairs: list[tuple[Path, Path]]) -> str:
 def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
     """Every measure for the data root `root` of `n` frames (its cache is deleted unless --keep)."""
     out: dict = {"n": n}
-    with Memory() as mem:
-        start = time.perf_counter()
-        roots = resolve_data_roots(str(root))
-        samples = list_samples(roots, "train")
-        out["discover_s"] = time.perf_counter() - start
+    with Memory() as mem:  # cheap and easily disturbed by other jobs: the best of REPEATS
+        out["discover_s"], (roots, samples) = _best(lambda: _discover(root))
     assert len(samples) == n and not roots.synthetic, (len(samples), n)
     stages = {"discover": mem.record()}
     cfg = _config(root, args)
     with Memory() as mem:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()  # process time: all of its threads
         cache = prepare_cache(roots, cfg.image_size, ("train",), workers=args.cache_workers)
         out["cache_build_s"] = time.perf_counter() - start
+        out["cache_build_cpu_s"] = time.process_time() - cpu
     stages["cache_build"] = mem.record()
     assert cache == cache_dir_candidates(roots.image_root, cfg.image_size)[0], cache
     files = [p for p in cache.iterdir() if p.is_file()]
     out["cache_gb"] = sum(p.stat().st_blocks * 512 for p in files) / 1e9  # allocated, not apparent, bytes
     with Memory() as mem:
-        start = time.perf_counter()
-        assert find_cache(samples, cfg.image_size) == cache
-        out["cache_check_s"] = time.perf_counter() - start
+        out["cache_check_s"], found = _best(lambda: find_cache(samples, cfg.image_size))
+    assert found == cache, found
     stages["cache_check"] = mem.record()
     for mode, key in (("auto", "epoch_cached"), ("off", "epoch_png")):
         epoch, stages[key] = _epoch(_config(root, args, cache=mode))
@@ -251,6 +267,9 @@ def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
         # Steady state, the first batch (workers starting, files opening) left out: what one worker sustains.
         steady = (epoch["samples"] - epoch["first_samples"]) / max(1e-9, epoch["seconds"] - epoch["first_batch_s"])
         out[f"{key}_per_worker"] = steady / max(1, args.workers)
+        out[f"{key}_worker_cpu_s"] = stages[key]["worker_cpu_s"]  # what other jobs on the machine do not change
+        cpu = stages[key]["worker_cpu_s"]
+        out[f"{key}_per_worker_cpu_s"] = epoch["samples"] / cpu if cpu else None  # samples per CPU-second
     out["stages"] = stages
     for key in ("peak_rss_mb", "peak_anon_mb", "worker_peak_rss_mb", "worker_peak_anon_mb"):
         values = [s[key] for s in stages.values() if s[key] is not None]
@@ -258,6 +277,25 @@ def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
     if not args.keep:
         shutil.rmtree(cache.parent)  # <root>/segkit_cache: the largest thing written
     return out
+
+
+REPEATS = 5
+
+
+def _best(call) -> tuple[float, object]:
+    """(the shortest of REPEATS timed calls, the last result)."""
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def _discover(root: Path) -> tuple:
+    """What `segkit train` does first: find the data root's layout, then list and pair the train split."""
+    roots = resolve_data_roots(str(root))
+    return roots, list_samples(roots, "train")
 
 
 def _config(root: Path, args: argparse.Namespace, cache: str = "auto") -> TrainConfig:
