@@ -65,7 +65,6 @@ BLUR_SIGMA = 0.7  # the generator's sensor noise compresses worse than a real ph
 PNG_IMAGE = [cv2.IMWRITE_PNG_COMPRESSION, 6]
 PNG_LABEL = [cv2.IMWRITE_PNG_COMPRESSION, 9]
 POOL_VERSION = 1
-TIMES = ("discover_s", "cache_build_s", "cache_check_s", "epoch_cached_s", "epoch_png_s")
 MEASURES = {  # key: (row label, unit)
     "discover_s": ("discover (resolve_data_roots + list_samples)", "s"),
     "cache_build_s": ("cache build (prepare_cache)", "s"),
@@ -459,7 +458,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(report))
     if not args.keep:
         shutil.rmtree(work / "pool")
-    worst = max(TIMES, key=lambda k: report["fit"][k]["k"] or -math.inf)
+    times = [k for k in MEASURES if k.endswith("_s") and report["fit"][k]["k"] is not None]
+    if not times:
+        print("worst_exponent: n/a (one size only: nothing to fit)")
+        return report
+    worst = max(times, key=lambda k: report["fit"][k]["k"])
     print(f"results: {work / 'scale.json'}, {work / 'scale.md'}")
     print(f"worst_exponent: {report['fit'][worst]['k']:.2f} ({worst})")
     return report
