@@ -456,6 +456,7 @@ def main(argv: list[str] | None = None) -> dict:
     (work / "scale.json").write_text(json.dumps(report, indent=1))
     (work / "scale.md").write_text(table(report) + "\n")
     print(table(report))
+    print(f"results: {work / 'scale.json'}, {work / 'scale.md'}")
     if not args.keep:
         shutil.rmtree(work / "pool")
     times = [k for k in MEASURES if k.endswith("_s") and report["fit"][k]["k"] is not None]
@@ -463,7 +464,6 @@ def main(argv: list[str] | None = None) -> dict:
         print("worst_exponent: n/a (one size only: nothing to fit)")
         return report
     worst = max(times, key=lambda k: report["fit"][k]["k"])
-    print(f"results: {work / 'scale.json'}, {work / 'scale.md'}")
     print(f"worst_exponent: {report['fit'][worst]['k']:.2f} ({worst})")
     return report
 
