@@ -3,19 +3,21 @@
 For each N (default 100, 500, 2975 = Cityscapes' train split) a data root in the Cityscapes layout
 (leftImg8bit/ + gtFine/ labelIds, 18 cities) is measured as `segkit train` and `segkit prepare` use it:
 
-    discover       `resolve_data_roots` + `list_samples` (how `segkit train` finds and pairs its frames)
-    cache build    `prepare_cache` (= `segkit prepare`) at the preset's image size, with its thread count
+    discover       `resolve_data_roots` + `list_samples` (how `segkit train` finds and pairs its frames), best of 5
+    cache build    `prepare_cache` (= `segkit prepare`) at the preset's image size: wall and CPU time, its threads
     cache size     the .npy arrays and manifest on disk
-    cache check    `find_cache`: training's check that the cache matches every file (size, mtime, path)
-    epoch cached   one epoch of the training DataLoader (`build_loaders`) over the cache, --workers workers
+    cache check    `find_cache`: training's check that the cache matches every file (size, mtime, path), best of 5
+    epoch cached   one epoch of the training DataLoader (`build_loaders`) over the cache, --workers workers:
+                   wall time, the workers' CPU time, samples/s per worker
     epoch PNG      the same epoch with the cache off: every frame decoded from its PNG files
-    peak RSS       of the main process (and of each DataLoader worker), per stage
+    peak RSS       of the main process and of a DataLoader worker, per stage: all of it (VmHWM) and the
+                   anonymous part (sampled; the rest is the cache's memory-mapped file pages, which the kernel drops)
 
 then the exponent k of cost ∝ N^k for each (least squares on log cost against log N), and the cost at
 25,000 frames extrapolated from that fit (an estimate, not a measurement).
 
-    python benchmarks/scale.py --sizes 100 500        # ~5 min on 2 cores, ~1.5 GB of disk at its peak
-    python benchmarks/scale.py                        # 100 500 2975: ~20 min on 2 idle cores, ~7.5 GB at its peak
+    python benchmarks/scale.py --sizes 100 500        # ~5 min on 2 cores (3 of them drawing frames), ~1.6 GB disk
+    python benchmarks/scale.py                        # 100 500 2975: ~12 min on 2 cores, ~7 GB of disk at its peak
     python benchmarks/scale.py --quick                # seconds: N = 4, 8, 16 at 64x128 (what the test runs)
 
 Frames: --distinct scenes are drawn by segkit's synthetic generator (`render_scene`), blurred slightly
@@ -24,10 +26,10 @@ frames' size and decode time (the JSON records both; compare with --real-dir). T
 root are hard links to these (copies where the file system has no links) under distinct names: the
 data path's cost does not depend on whether two files hold the same pixels, except through the page
 cache — the distinct frames stay in RAM, where 2,975 real frames (~6.5 GB) may not, so the PNG
-epoch here is a lower bound for a cold disk. Results: <work-dir>/scale.json and scale.md; the work
-directory is deleted at the end unless --keep.
+epoch here is a lower bound for a cold disk. Results: <work-dir>/scale.json and scale.md; the frames
+and caches are deleted at the end unless --keep (each N's cache as soon as it is measured).
 
-Last line: `worst_exponent: K` (the largest k among the times).
+Last line: `worst_exponent: K` (the largest k among the times, CPU times included).
 """
 
 from __future__ import annotations
