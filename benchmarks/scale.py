@@ -403,6 +403,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the frames and caches (deleted by default)")
     p.add_argument("--quick", action="store_true", help="test-sized: N = 4 8 16, 64x128 frames, 32x64 training size")
     args = p.parse_args(argv)
+    if min(args.sizes) < 1 or args.distinct < 1 or args.workers < 0 or min(args.frame_size) < 16:
+        p.error("--sizes and --distinct must be >= 1, --workers >= 0 and --frame-size >= 16 16; e.g. --sizes 100 500")
     if args.quick:
         args.sizes, args.distinct, args.frame_size = [4, 8, 16], 4, [64, 128]
         args.image_size, args.batch_size = args.image_size or [32, 64], args.batch_size or 2
