@@ -117,11 +117,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-class Memory:
-    """Peak RSS of one stage: VmHWM (exact, reset at the start through clear_refs) and a 20 Hz sample of
-    the anonymous part (what the kernel cannot drop; the rest is memory-mapped file pages) and of children."""
+class Usage:
+    """What one stage used: peak RSS (VmHWM, exact: reset at the start through clear_refs), and sampled at
+    20 Hz the anonymous part (what only swap could free; the rest is memory-mapped file pages), the
+    DataLoader workers' peak RSS and their CPU time."""
 
-    def __enter__(self) -> Memory:  # noqa: PYI034 (a final class)
+    def __enter__(self) -> Usage:  # noqa: PYI034 (a final class)
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
             self.exact = True
@@ -243,12 +244,12 @@ def make_root(root: Path, n: int, pairs: list[tuple[Path, Path]]) -> str:
 def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
     """Every measure for the data root `root` of `n` frames (its cache is deleted unless --keep)."""
     out: dict = {"n": n}
-    with Memory() as mem:  # cheap and easily disturbed by other jobs: the best of REPEATS
+    with Usage() as mem:  # cheap and easily disturbed by other jobs: the best of REPEATS
         out["discover_s"], (roots, samples) = _best(lambda: _discover(root))
     assert len(samples) == n and not roots.synthetic, (len(samples), n)
     stages = {"discover": mem.record()}
     cfg = _config(root, args)
-    with Memory() as mem:
+    with Usage() as mem:
         start, cpu = time.perf_counter(), time.process_time()  # process time: all of its threads
         cache = prepare_cache(roots, cfg.image_size, ("train",), workers=args.cache_workers)
         out["cache_build_s"] = time.perf_counter() - start
@@ -257,7 +258,7 @@ def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
     assert cache == cache_dir_candidates(roots.image_root, cfg.image_size)[0], cache
     files = [p for p in cache.iterdir() if p.is_file()]
     out["cache_gb"] = sum(p.stat().st_blocks * 512 for p in files) / 1e9  # allocated, not apparent, bytes
-    with Memory() as mem:
+    with Usage() as mem:
         out["cache_check_s"], found = _best(lambda: find_cache(samples, cfg.image_size))
     assert found == cache, found
     stages["cache_check"] = mem.record()
@@ -320,7 +321,7 @@ def _config(root: Path, args: argparse.Namespace, cache: str = "auto") -> TrainC
 def _epoch(cfg: TrainConfig) -> tuple[dict, dict]:
     """One epoch of the training DataLoader: seconds from the first request to the last batch (workers'
     start-up included), samples, and the memory of that stage."""
-    with Memory() as mem:
+    with Usage() as mem:
         train, val = build_loaders(cfg, resolve_data_roots(cfg.data_root), torch.device("cpu"))
         train.sampler.set_epoch(0)
         start, first, first_samples, samples = time.perf_counter(), None, 0, 0
