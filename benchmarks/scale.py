@@ -269,8 +269,8 @@ def measure(root: Path, n: int, args: argparse.Namespace) -> dict:
         # Steady state, the first batch (workers starting, files opening) left out: what one worker sustains.
         steady = (epoch["samples"] - epoch["first_samples"]) / max(1e-9, epoch["seconds"] - epoch["first_batch_s"])
         out[f"{key}_per_worker"] = steady / max(1, args.workers)
-        out[f"{key}_worker_cpu_s"] = stages[key]["worker_cpu_s"]  # what other jobs on the machine do not change
-        cpu = stages[key]["worker_cpu_s"]
+        cpu = stages[key]["worker_cpu_s"]  # what other jobs on the machine change much less than wall time
+        out[f"{key}_worker_cpu_s"] = cpu
         out[f"{key}_per_worker_cpu_s"] = epoch["samples"] / cpu if cpu else None  # samples per CPU-second
     out["stages"] = stages
     for key in ("peak_rss_mb", "peak_anon_mb", "worker_peak_rss_mb", "worker_peak_anon_mb"):
