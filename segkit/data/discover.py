@@ -636,7 +636,7 @@ def _collect_listed(root: Path, pattern: str, split: str, layout: Layout, labels
     """{stem: file} of the frames a split's list file names: each must have its file, once."""
     listing = list_file(root, layout, split)
     stems = listed_stems(listing)
-    twice = next((stem for i, stem in enumerate(stems) if stem in stems[:i]), None)
+    twice = _first_repeat(stems)
     if twice is not None:
         raise DataError(_twice_message(twice, listing, listing, split))
     files = {stem: root / file_of(pattern, stem) for stem in stems}
@@ -647,6 +647,16 @@ def _collect_listed(root: Path, pattern: str, split: str, layout: Layout, labels
         stem: _File(path, (layout.label_format or label_format_of(path)) if labels else "", "")
         for stem, path in files.items()
     }
+
+
+def _first_repeat(stems: list[str]) -> str | None:
+    """The first stem that a list names a second time, or None (one pass: lists run to 25,000 frames)."""
+    seen: set[str] = set()
+    for stem in stems:
+        if stem in seen:
+            return stem
+        seen.add(stem)
+    return None
 
 
 def _unlisted_message(
