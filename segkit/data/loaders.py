@@ -239,7 +239,7 @@ def check_same_data(cfg: TrainConfig, roots, space: LabelSpace | None = None) ->
             f"{split}/{name}" for split in splits for name in _relative_files(list_samples(roots, split), roots)
         )
     except SegkitError as e:  # said to the others too: they would wait for this rank at the next collective
-        files = str(e)
+        files = str(e).rstrip(".")
     classes = {k: v for k, v in space.to_dict().items() if k != "source"} if space is not None else None
     mine = hashlib.sha1(json.dumps([files, classes], sort_keys=True).encode()).hexdigest()
     if len(set(runtime.gathered(mine))) == 1 and not isinstance(files, str):
