@@ -7,8 +7,10 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -20,6 +22,7 @@ import torch
 from conftest import write_cityscapes
 
 from segkit import runtime
+from segkit.cli import build_parser
 from segkit.config import TrainConfig
 from segkit.data.cache import BUILD_LOCK, prepare_cache, read_manifest
 from segkit.data.discover import resolve_data_roots
@@ -28,6 +31,7 @@ from segkit.files import hold_lock
 from segkit.labels import CITYSCAPES
 from segkit.rundir import LOCK_FILE, Run
 
+REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 
 
@@ -185,3 +189,19 @@ def test_nodes_sharing_one_cache_folder_take_turns(tmp_path):
     assert read_manifest(shared)["splits"]["train"]["count"] == 3
     assert not list(shared.glob(".*.tmp"))
     shutil.rmtree(shared)
+
+
+def test_the_slurm_script_is_valid_bash_and_is_the_readmes():
+    script = REPO / "scripts" / "slurm_train.sbatch"
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    text = script.read_text()
+    assert text in (REPO / "README.md").read_text()  # the README shows the file as it is
+    [launch] = [line for line in text.splitlines() if "torchrun --nnodes" in line]
+    for flag in ('--nnodes "$SLURM_NNODES"', '--node-rank "$SLURM_NODEID"', '--master-addr "$MASTER_ADDR"'):
+        assert flag in launch, flag
+    assert 'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)' in text
+    for header in ("--nodes=", "--ntasks-per-node=1", "--gpus-per-node="):
+        assert f"#SBATCH {header}" in text, header
+    argv = shlex.split(launch.split("-m segkit ", 1)[1].split("' torchrun")[0].replace('"$@"', ""))
+    build_parser().parse_args(argv)  # segkit train's flags as written (argparse exits on an unknown one)

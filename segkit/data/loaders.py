@@ -236,7 +236,7 @@ def check_same_data(cfg: TrainConfig, roots, space: LabelSpace | None = None) ->
     splits = tuple(dict.fromkeys((cfg.train_split, cfg.val_split)))
     try:
         files: list[str] | str = sorted(
-            f"{split}/{name}" for split in splits for name in _relative_files(list_samples(roots, split), roots)
+            {name for split in splits for name in _relative_files(list_samples(roots, split), roots)}
         )
     except SegkitError as e:  # said to the others too: they would wait for this rank at the next collective
         files = str(e).rstrip(".")

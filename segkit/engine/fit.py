@@ -42,7 +42,8 @@ def fit(
 
     Args:
         cfg: the config to train, exactly (resolve presets, resume and the Kaggle budget first:
-            `segkit.launch.resolve_train_config`).
+            `segkit.launch.resolve_train_config`); under torchrun, rank 0's, with each node's
+            own NODE_FIELDS.
         on_epoch_end: called with each epoch's `HistoryRow` (e.g. a notebook's live plot).
         stop_at_step: stop cleanly after this many optimizer steps in total (as a time budget
             would), checkpointing the exact state — used to test resume equivalence.
