@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -265,13 +266,21 @@ def start_node(node: Path, node_rank: int, port: int, *args: str) -> subprocess.
             "node",
             *cmd,
         ]
-    return subprocess.Popen(cmd, cwd=node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(  # a session of its own: a hung node is stopped with its workers
+        cmd, cwd=node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def run_nodes(nodes: list[Path], *args: str) -> list[str]:
     port = free_port()
     procs = [start_node(node, rank, port, *args) for rank, node in enumerate(nodes)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    try:
+        outputs = [p.communicate(timeout=240) for p in procs]
+    except subprocess.TimeoutExpired:  # a rank waiting for another forever: stop both nodes, show what they said
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+        outputs = [p.communicate() for p in procs]
+        pytest.fail("the nodes hung:\n" + "\n".join(err[-3000:] for _, err in outputs))
     for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, f"{p.args}\n{out[-2000:]}\n{err[-6000:]}"
     return [err for _, err in outputs]
