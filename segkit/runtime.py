@@ -263,6 +263,30 @@ def gathered(value: Any) -> list[Any]:
     return out
 
 
+def on_every_rank(step: Callable[[], Any]) -> Any:
+    """Run `step` on every rank; when it raises a SegkitError on any of them, every rank raises one.
+
+    For what each node checks on its own disk (its data root): a rank that stopped alone would
+    leave the others waiting at the next collective. The message names each node that failed.
+    """
+    if not dist.is_initialized():
+        return step()
+    try:
+        value, failure = step(), None
+    except SegkitError as e:
+        value, failure = None, (type(e), str(e))
+    failed = {place: f for place, f in gathered((node(), failure)) if f is not None}  # one line per node
+    if failed:
+        cls = next(iter(failed.values()))[0]
+        message = " | ".join(f"{place}: {text}" for place, (_, text) in failed.items())
+        try:
+            error = cls(message)
+        except TypeError:
+            error = SegkitError(message)
+        raise error
+    return value
+
+
 def main_decides(decide: Callable[[], Any]) -> Any:
     """Run `decide` on rank 0 only; every rank returns its result, or raises its SegkitError.
 

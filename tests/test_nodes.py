@@ -118,6 +118,20 @@ def test_a_node_without_some_files_is_refused_before_training(tmp_path):
     assert not (folders[0] / "run").exists()  # refused before the run directory was made
 
 
+def test_a_node_without_the_data_set_stops_every_node(tmp_path):
+    folders = nodes(tmp_path)
+    write_cityscapes(folders[0] / "data", splits={"train": 2, "val": 1}, size=(16, 32))  # node 1: no copy
+
+    def train() -> None:
+        from segkit.engine import fit
+
+        fit(TrainConfig(data_root="data", run_dir="run", epochs=1, device="cpu", num_workers=0))
+
+    for code, err in run_nodes(folders, [train, train]):  # node 0 does not wait for node 1 forever
+        assert code == 2 and "Traceback" not in err, err
+        assert "error: node 1 (host " in err and "data" in err and "node 0 (host" not in err, err
+
+
 def test_a_rendezvous_that_never_completes_times_out_with_what_to_check(tmp_path):
     folders = nodes(tmp_path, 1)
     start = time.monotonic()

@@ -55,8 +55,8 @@ def fit(
     cfg = _main_config(cfg)
     budget = Budget(cfg.time_budget)  # everything counts, data preparation included
     precision = runtime.resolve_precision(cfg.amp, device)
-    roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
-    space, where = space_of(cfg.classes, roots)  # the classes the label files hold: the head's outputs
+    # Each node finds its own copy of the data; a node without one stops every node, named.
+    roots, (space, where) = runtime.on_every_rank(lambda: _data_of(cfg))  # space: the head's classes
     if runtime.is_main():
         log.info("%s", where)
     check_same_data(cfg, roots, space)  # every node's copy of the data: the same files, or refused here
@@ -127,6 +127,12 @@ def fit(
         # or the group outlives destroy_process_group and gloo aborts at interpreter exit.
         model = train_model = None
         runtime.leave_process_group()  # every rank leaves together, after rank 0's last write
+
+
+def _data_of(cfg: TrainConfig) -> tuple[DataRoots, tuple[LabelSpace, str]]:
+    """The data roots and the classes their label files hold (with where that was decided)."""
+    roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
+    return roots, space_of(cfg.classes, roots)
 
 
 # What each node keeps for itself under torchrun: its copy of the data, its CPUs, its cache.
