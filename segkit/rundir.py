@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -303,7 +302,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def _several_nodes_hint() -> str:
     """Where the run directory is under torchrun on several nodes ("" on one machine)."""
-    if runtime.world_size() <= int(os.environ.get("LOCAL_WORLD_SIZE", runtime.world_size())):
+    if not runtime.several_nodes():
         return ""
     return (
         f" With several nodes the run directory lives on global rank 0's host, here {runtime.node()}; torchrun's "

@@ -245,6 +245,11 @@ def is_local_main() -> bool:
     return local_rank() == 0
 
 
+def several_nodes() -> bool:
+    """Whether this torchrun job spans several nodes (more processes than this node's own)."""
+    return world_size() > int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+
+
 def from_main(value: Any) -> Any:
     """Rank 0's `value` on every rank (pickled, so keep it to what others cannot read themselves)."""
     if not dist.is_initialized():

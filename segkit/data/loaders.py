@@ -231,8 +231,8 @@ def check_same_data(cfg: TrainConfig, roots, space: LabelSpace | None = None) ->
     think, and see some twice or never. Every rank lists the training and validation files,
     relative to its roots; rank 0's list is the reference. Only a digest travels unless they differ.
     """
-    if runtime.world_size() <= 1:
-        return
+    if not runtime.several_nodes():
+        return  # one machine: every process reads the same folder
     splits = tuple(dict.fromkeys((cfg.train_split, cfg.val_split)))
     try:
         files: list[str] | str = sorted(
