@@ -4,7 +4,8 @@
 
 `Run` creates the folder (never clobbering a finished run, nor one another process is training
 into: train.lock is held while training), writes config.json, checkpoints, history.csv and
-metrics.json, and reads last.pth back for `--resume`. Only rank 0 writes. What
+metrics.json, and reads last.pth back for `--resume`. Only global rank 0 writes, on its own host: the
+other ranks (other nodes) never read the folder but get what they need from rank 0. What
 goes into TensorBoard is `segkit.tb`'s job; the training loop is `segkit.engine`'s.
 """
 
@@ -279,6 +280,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                 f"--resume: there is no {run_dir / 'last.pth'} to continue from"
                 + (f" (the folder holds {', '.join(existing)})" if existing else "")
                 + ". Start a new run without --resume, or point --run-dir at the run to continue."
+                + _several_nodes_hint()
             )
         return
     if not any((run_dir / n).exists() for n in RUN_MARKERS):
@@ -296,6 +298,18 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             target = run_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         log.warning("--overwrite: removed %s from %s", ", ".join(existing), run_dir)
+
+
+def _several_nodes_hint() -> str:
+    """Where the run directory is under torchrun on several nodes ("" on one machine)."""
+    if not runtime.several_nodes():
+        return ""
+    return (
+        f" With several nodes the run directory lives on global rank 0's host, here {runtime.node()}; torchrun's "
+        "c10d rendezvous gives rank 0 to the node whose host name sorts first (--node-rank is ignored there). "
+        "Start the job with --rdzv-backend static --master-addr <the run's host> --node-rank 0 on that host, "
+        "or keep --run-dir on a file system every node shares."
+    )
 
 
 class Run:
@@ -323,15 +337,21 @@ class Run:
     ) -> Run:
         """Check the folder (refuse to clobber; resume must match the saved run and its space), write config.json."""
         run = cls(cfg, data, space, space_from)
-        prepare_run_dir(run.run_dir, cfg.resume, cfg.overwrite)
-        if runtime.is_main() and run.run_dir.is_dir():
-            for stale in remove_stale_temp_files(run.run_dir):
-                log.warning("removed %s, left by an interrupted write", stale.name)
-        runtime.barrier()  # nobody reads the folder before rank 0 has cleaned it
-        if cfg.resume:
-            run.resume_ckpt = load_checkpoint(run.run_dir / "last.pth")
-            check_resumable(cfg, run.resume_ckpt["config"])
-            check_same_space(space_of_record(run.resume_ckpt), space, run.run_dir)
+
+        def check() -> dict | None:  # rank 0, on the host that holds the run directory
+            prepare_run_dir(run.run_dir, cfg.resume, cfg.overwrite)
+            if run.run_dir.is_dir():
+                for stale in remove_stale_temp_files(run.run_dir):
+                    log.warning("removed %s, left by an interrupted write", stale.name)
+            if not cfg.resume:
+                return None
+            ckpt = load_checkpoint(run.run_dir / "last.pth")
+            check_resumable(cfg, ckpt["config"])
+            check_same_space(space_of_record(ckpt), space, run.run_dir)
+            return ckpt
+
+        # Every rank gets rank 0's verdict and last.pth: the other nodes may not see its files.
+        run.resume_ckpt = runtime.main_decides(check)
         if runtime.is_main():
             (run.run_dir / "figures").mkdir(parents=True, exist_ok=True)
             run._lock = hold_lock(run.run_dir / LOCK_FILE)

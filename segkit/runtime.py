@@ -6,15 +6,18 @@ import gc
 import logging
 import os
 import random
+import socket
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from segkit.errors import ConfigError
+from segkit.errors import ConfigError, SegkitError
 from segkit.progress import setup_logging
 
 log = logging.getLogger("segkit")
@@ -126,12 +129,69 @@ def distributed_env() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+# Seconds a process waits for the others (joining the group, then at each collective); unset: torch's default.
+DIST_TIMEOUT_ENV = "SEGKIT_DIST_TIMEOUT"
+
+
 def init_distributed(device: torch.device) -> None:
-    """Join the torchrun process group (NCCL on GPUs, gloo on CPU); no-op for one process."""
+    """Join the torchrun process group (NCCL on GPUs, gloo on CPU); no-op for one process.
+
+    When the others do not join within SEGKIT_DIST_TIMEOUT seconds (torch's default when unset),
+    a ConfigError names this process, the endpoint it waited on and what to check.
+    """
     if distributed_env() and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        timeout = dist_timeout()
+        try:
+            dist.init_process_group(
+                backend="nccl" if device.type == "cuda" else "gloo",
+                **({"timeout": timeout} if timeout is not None else {}),
+            )
+        except (RuntimeError, TimeoutError) as e:  # DistStoreError / DistNetworkError are RuntimeErrors
+            raise ConfigError(_never_joined(e, timeout)) from None
+
+
+def dist_timeout() -> timedelta | None:
+    """SEGKIT_DIST_TIMEOUT as a timedelta, None when unset (torch's own default then)."""
+    raw = os.environ.get(DIST_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ConfigError(f"{DIST_TIMEOUT_ENV} must be a number of seconds > 0, got {raw!r}")
+    return timedelta(seconds=seconds)
+
+
+def node() -> str:
+    """This process's node: "node 1 (host h)" (torchrun's GROUP_RANK)."""
+    return f"node {os.environ.get('GROUP_RANK', '0')} (host {socket.gethostname()})"
+
+
+def where() -> str:
+    """This process among the others: "rank 1 of 2, local rank 0 on node 1 (host h)"."""
+    return (
+        f"rank {os.environ.get('RANK', '0')} of {os.environ.get('WORLD_SIZE', '1')}, "
+        f"local rank {os.environ.get('LOCAL_RANK', '0')} on {node()}"
+    )
+
+
+def _never_joined(error: BaseException, timeout: timedelta | None) -> str:
+    endpoint = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    waited = f"{timeout.total_seconds():.0f} s" if timeout is not None else "torch's default timeout"
+    host, port = endpoint.rsplit(":", 1)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{where()} waited {waited} for the other {int(os.environ.get('WORLD_SIZE', '1')) - 1} processes to "
+        f"join the process group at {endpoint}, and they did not ({first}). Check that every node runs the "
+        "same torchrun command with the same --nnodes, --nproc-per-node and --rdzv-endpoint, that none of "
+        f"them failed before joining (their own output), and that this host reaches {endpoint}: "
+        f"python -c \"import socket; socket.create_connection(('{host}', {port}), 5)\". "
+        f"{DIST_TIMEOUT_ENV}=SECONDS sets how long to wait."
+    )
 
 
 def setup_device(device: str = "auto") -> torch.device:
@@ -171,8 +231,88 @@ def world_size() -> int:
 
 
 def is_main() -> bool:
-    """Rank 0 alone logs and writes files."""
+    """Global rank 0 alone logs and writes the run directory (on its own host: other nodes may not see it)."""
     return rank() == 0
+
+
+def local_rank() -> int:
+    """This process's rank on its own node (torchrun's LOCAL_RANK; 0 for one process)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_local_main() -> bool:
+    """The first process of this node: it alone builds what each node keeps for itself (the cache)."""
+    return local_rank() == 0
+
+
+def several_nodes() -> bool:
+    """Whether this torchrun job spans several nodes (more processes than this node's own)."""
+    return world_size() > int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+
+
+def from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (pickled, so keep it to what others cannot read themselves)."""
+    if not dist.is_initialized():
+        return value
+    box = [value if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gathered(value: Any) -> list[Any]:
+    """Every rank's `value`, in rank order, on every rank ([value] for one process)."""
+    if not dist.is_initialized():
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def on_every_rank(step: Callable[[], Any]) -> Any:
+    """Run `step` on every rank; when it raises a SegkitError on any of them, every rank raises one.
+
+    For what each node checks on its own disk (its data root): a rank that stopped alone would
+    leave the others waiting at the next collective. The message names each node that failed.
+    """
+    if not dist.is_initialized():
+        return step()
+    try:
+        value, failure = step(), None
+    except SegkitError as e:
+        value, failure = None, (type(e), str(e))
+    failed = {place: f for place, f in gathered((node(), failure)) if f is not None}  # one line per node
+    if failed:
+        cls = next(iter(failed.values()))[0]
+        message = " | ".join(f"{place}: {text}" for place, (_, text) in failed.items())
+        try:
+            error = cls(message)
+        except TypeError:
+            error = SegkitError(message)
+        raise error
+    return value
+
+
+def main_decides(decide: Callable[[], Any]) -> Any:
+    """Run `decide` on rank 0 only; every rank returns its result, or raises its SegkitError.
+
+    For what only rank 0's host can see (the run directory): the others would otherwise decide
+    differently, or wait at the next collective for a rank that has already stopped.
+    """
+    outcome: tuple[str, Any] = ("ok", None)
+    if is_main():
+        try:
+            outcome = ("ok", decide())
+        except SegkitError as e:
+            outcome = ("error", (type(e), str(e)))
+    kind, value = from_main(outcome)
+    if kind == "error":
+        cls, message = value
+        try:
+            error = cls(message)
+        except TypeError:  # an error class built from other arguments: its message says it all
+            error = SegkitError(message)
+        raise error
+    return value
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -7,12 +7,17 @@ import csv
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_cityscapes
 
 from segkit.cli import main as cli_main
 
@@ -38,6 +43,9 @@ TINY = [
     "--device",
     "cpu",
 ]
+
+TINY_SPLITS = {"train": 8, "val": 5}
+RESUME_TO_3 = ["--resume", "--epochs", "3", "--num-workers", "0", "--device", "cpu"]  # the run's own settings
 
 pytestmark = [
     pytest.mark.slow,
@@ -93,19 +101,45 @@ def evaluate_single_process(checkpoint: Path, data: Path, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def test_torchrun_two_processes_train_evaluate_resume(cityscapes_factory, tmp_path):
-    # 5 val images: an odd count, so a sampler that pads the split to 2 x 3 would count one twice.
-    data = cityscapes_factory(splits={"train": 8, "val": 5}, size=(32, 64))
-    run = tmp_path / "run"
-    done = torchrun("train", "--data-root", str(data), "--run-dir", str(run), "--epochs", "1", *TINY)
+@dataclass
+class OneHostRun:
+    """A `torchrun --standalone --nproc_per_node=2` run: 1 epoch, then --resume to 3 epochs."""
 
+    data: Path
+    run: Path
+    first: subprocess.CompletedProcess  # the first launch
+    first_metrics: dict  # metrics.json after it
+    weights: list[dict]  # last.pth's model weights after each launch
+    last_epoch: int  # last.pth's state after the resume
+
+
+@pytest.fixture(scope="module")
+def one_host(tmp_path_factory) -> OneHostRun:
+    """Shared by this module's tests: the two-node run below must end with exactly these weights."""
+    base = tmp_path_factory.mktemp("one_host")
+    # 5 val images: an odd count, so a sampler that pads the split to 2 x 3 would count one twice.
+    data = write_cityscapes(base / "data", splits=TINY_SPLITS, size=(32, 64))
+    run = base / "run"
+    first = torchrun("train", "--data-root", str(data), "--run-dir", str(run), "--epochs", "1", *TINY)
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes
-    assert [int(r["epoch"]) for r in read_history(run)] == [0]
-    assert not list(run.glob(".*.tmp"))
-    assert done.stderr.count("val mIoU") == 1  # rank 0 alone logs
-    metrics = json.loads((run / "metrics.json").read_text())
+    first_metrics = json.loads((run / "metrics.json").read_text())
+    shutil.copy(run / "best_model.pth", base / "best_after_first.pth")
+    weights = [model_weights(run / "last.pth")]
+    torchrun("train", "--data-root", str(data), "--run-dir", str(run), *RESUME_TO_3)
+    weights.append(model_weights(run / "last.pth"))
+    last_epoch = torch.load(run / "last.pth", map_location="cpu", weights_only=True)["state"]["epoch"]
+    return OneHostRun(data, run, first, first_metrics, weights, last_epoch)
+
+
+def model_weights(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+
+
+def test_torchrun_two_processes_train_evaluate_resume(one_host, tmp_path):
+    data, run, metrics = one_host.data, one_host.run, one_host.first_metrics
+    assert one_host.first.stderr.count("val mIoU") == 1  # rank 0 alone logs
     assert metrics["protocol"]["images"] == 5 and metrics["protocol"]["resolution"] == "label"
-    single = evaluate_single_process(run / "best_model.pth", data, tmp_path / "eval.json")
+    single = evaluate_single_process(run.parent / "best_after_first.pth", data, tmp_path / "eval.json")
     assert single["protocol"]["images"] == 5
     assert metrics["miou"] == pytest.approx(single["miou"], abs=1e-6)
     for name, row in metrics["per_class"].items():  # the same confusion matrix, class by class
@@ -113,26 +147,12 @@ def test_torchrun_two_processes_train_evaluate_resume(cityscapes_factory, tmp_pa
         assert (row["iou"] is None) == (single["per_class"][name]["iou"] is None), name
         assert row["iou"] is None or row["iou"] == pytest.approx(single["per_class"][name]["iou"], abs=1e-6), name
 
-    torchrun(
-        "train",
-        "--data-root",
-        str(data),
-        "--run-dir",
-        str(run),
-        "--resume",
-        "--epochs",
-        "3",
-        "--num-workers",
-        "0",
-        "--device",
-        "cpu",
-    )
-    rows = read_history(run)
+    rows = read_history(run)  # after the resume
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert int(rows[-1]["steps"]) == 3 * 2  # 8 images / (2 processes x batch 2) = 2 steps per epoch
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2  # one per launch
-    last = torch.load(run / "last.pth", map_location="cpu", weights_only=True)
-    assert last["state"]["epoch"] == 3
+    assert not list(run.glob(".*.tmp"))
+    assert one_host.last_epoch == 3
     metrics = json.loads((run / "metrics.json").read_text())
     single = evaluate_single_process(run / "best_model.pth", data, tmp_path / "eval2.json")
     assert metrics["miou"] == pytest.approx(single["miou"], abs=1e-6)
@@ -195,3 +215,109 @@ def test_torchrun_runs_end_cleanly_under_load(cityscapes_factory, tmp_path):
         for p in busy:
             p.kill()
             p.wait()
+
+
+# ----------------------------------------------------------------------------- several nodes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def private_tmp() -> str | None:
+    """Why a node cannot get a /tmp of its own here (None: it can, with `unshare --mount`)."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return "needs root and unshare(1)"
+    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /tmp"]
+    done = subprocess.run(probe, capture_output=True, text=True, check=False)
+    return None if done.returncode == 0 else f"unshare --mount failed: {done.stderr.strip()}"
+
+
+def start_node(node: Path, node_rank: int, port: int, *args: str) -> subprocess.Popen:
+    """One "node": `torchrun --nnodes 2 --node-rank R --rdzv-backend c10d` in its own folder (and /tmp).
+
+    c10d ignores --node-rank and gives rank 0 to the node whose address sorts first: 127.0.0.1
+    for node 0 and 127.0.0.2 for node 1 (both loopback) make node 0 the run directory's host.
+    """
+    launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "SEGKIT_PROGRESS": "log"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [launcher, "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node_rank)]
+    cmd += [
+        "--rdzv_backend",
+        "c10d",
+        "--rdzv_endpoint",
+        f"127.0.0.1:{port}",
+        "--local_addr",
+        f"127.0.0.{node_rank + 1}",
+    ]
+    cmd += ["--rdzv_conf", "join_timeout=60", "-m", "segkit", *args]
+    if private_tmp() is None:  # cd first: the node's folder (under pytest's /tmp) stays its working directory
+        cmd = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount -t tmpfs tmpfs /tmp && exec "$@"',
+            "node",
+            *cmd,
+        ]
+    return subprocess.Popen(  # a session of its own: a hung node is stopped with its workers
+        cmd, cwd=node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def run_nodes(nodes: list[Path], *args: str) -> list[str]:
+    port = free_port()
+    procs = [start_node(node, rank, port, *args) for rank, node in enumerate(nodes)]
+    try:
+        outputs = [p.communicate(timeout=240) for p in procs]
+    except subprocess.TimeoutExpired:  # a rank waiting for another forever: stop both nodes, show what they said
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+        outputs = [p.communicate() for p in procs]
+        pytest.fail("the nodes hung:\n" + "\n".join(err[-3000:] for _, err in outputs))
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, f"{p.args}\n{out[-2000:]}\n{err[-6000:]}"
+    return [err for _, err in outputs]
+
+
+def test_two_nodes_on_loopback_train_like_one_host(one_host, tmp_path):
+    """Two "nodes" of one process each: own folder, own copy of the data, own /tmp (where unshare works).
+
+    The known answer is the one-host run of `one_host` (2 processes, the same global batch of 2 x 2):
+    where the ranks live changes nothing, so the weights are equal bit for bit, after the first
+    launch and after a --resume on both nodes. (A single process with batch 4 is not that answer:
+    BatchNorm statistics and the loss's mean over valid pixels are per process under DDP, so its
+    weights differ beyond rounding; test_torchrun_two_processes_train_evaluate_resume compares the
+    two-process run's metrics with a single process's evaluation instead.)
+    """
+    if reason := private_tmp():
+        warnings.warn(f"the nodes share /tmp in this test: {reason}", stacklevel=1)
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    for node in nodes:
+        write_cityscapes(node / "data", splits=TINY_SPLITS, size=(32, 64))  # each node its own copy
+    logs = run_nodes(nodes, "train", "--data-root", "data", "--run-dir", "run", "--epochs", "1", *TINY)
+    run = nodes[0] / "run"
+    assert logs[0].count("val mIoU") == 1 and "val mIoU" not in logs[1]  # global rank 0 alone logs
+    assert not (nodes[1] / "run").exists()  # nor writes: the run directory lives on node 0 only
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1
+    assert (run / "metrics.json").is_file() and (run / "best_model.pth").is_file()
+    assert_same_weights(model_weights(run / "last.pth"), one_host.weights[0])
+
+    # The job restarted: node 1 has no last.pth, so it trains rank 0's settings and state.
+    run_nodes(nodes, "train", "--data-root", "data", "--run-dir", "run", *RESUME_TO_3)
+    assert not (nodes[1] / "run").exists()
+    rows = read_history(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and int(rows[-1]["steps"]) == 3 * 2  # each image once
+    assert_same_weights(model_weights(run / "last.pth"), one_host.weights[1])
+
+
+def assert_same_weights(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(got[name], tensor), name

@@ -598,7 +598,10 @@ def test_every_run_directory_file_is_written_to_a_temporary_name_then_renamed(da
     root = run_dir.resolve()
     opened = {Path(p).resolve().relative_to(root) for p, _ in writes_below(run_dir)}
     final = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
-    exempt = {Path("train.lock")}  # a lock, never content; tb/ is TensorBoard's own appending writer
+    exempt = {
+        Path("train.lock"),
+        Path("cache") / "build.lock",
+    }  # locks, never content; tb/: TensorBoard's appending writer
     files = {f for f in final - exempt if f.parts[0] != "tb"}
     assert {
         "config.json",

@@ -10,6 +10,8 @@ A cache directory (`<data root>/segkit_cache/<H>x<W>/`; when the data root is re
     <split>_masks.npy   uint8 (N, Hmax, Wmax) trainIds (255 = ignore), nearest-exact
     manifest.json       sources (paths, bytes, mtimes, original and resized sizes), label
                         mapping, image_size, versions
+    build.lock          held while a process builds the folder: several nodes sharing one file
+                        system take turns, and the later ones find the splits up to date
 
 Rows are padded at the bottom and right when a split's images differ in shape (e.g. KITTI);
 each row's own size is in the manifest and only that part is served.
@@ -23,15 +25,16 @@ given explicitly (`find_cache(..., cache_dir=...)`) that does not match raises i
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -56,6 +59,7 @@ FORMAT = "segkit-cache"
 VERSION = 2  # bump when the array layout or the resize changes: older caches are then rebuilt
 CACHE_DIR_NAME = "segkit_cache"
 MANIFEST = "manifest.json"
+BUILD_LOCK = "build.lock"  # held while a process builds the folder (`_building`)
 RESIZE = {
     "image": "aspect kept, covering image_size; INTER_AREA when shrinking, else INTER_LINEAR",
     "mask": "INTER_NEAREST_EXACT",
@@ -126,11 +130,49 @@ def prepare_cache(
     Returns:
         The cache folder.
     """
-    from segkit.data.discover import list_samples
-
     size = check_image_size(image_size)
     out = Path(out) if out is not None else default_cache_dir(roots.image_root, size)
     out.mkdir(parents=True, exist_ok=True)
+    with _building(out):
+        return _prepare(roots, size, splits, out, workers, space)
+
+
+@contextmanager
+def _building(out: Path) -> Iterator[None]:
+    """Hold the cache folder's build lock: builders of one folder (several nodes on a shared file system,
+    or two `segkit prepare`) take turns, and each later one finds the splits it needs up to date."""
+    with open(out / BUILD_LOCK, "a") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no other node there
+            yield
+            return
+        if not _try_lock(f, fcntl):
+            log.info("cache %s: another process is building it; waiting for it to finish", out)
+            fcntl.lockf(f, fcntl.LOCK_EX)
+        yield  # closing the file drops the lock
+
+
+def _try_lock(f: IO, fcntl: Any) -> bool:
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def _prepare(
+    roots: DataRoots,
+    size: tuple[int, int],
+    splits: Sequence[str],
+    out: Path,
+    workers: int,
+    space: LabelSpace | None,
+) -> Path:
+    from segkit.data.discover import list_samples
+
     manifest = _usable_manifest(out, size, space) or _new_manifest(size, space)
     for split in splits:
         samples = list_samples(roots, split)
@@ -314,7 +356,7 @@ def find_cache(
             continue
         reason = _why_not(folder, split, samples, image_size, space)
         if reason is None:
-            if runtime.is_main():  # every torchrun process looks; one says so
+            if runtime.is_local_main():  # every torchrun process looks; one per node (its own copy) says so
                 log.info("%s data: cache %s (%d images at %dx%d)", split, folder, len(samples), *image_size)
             return folder
         message = (
@@ -323,7 +365,7 @@ def find_cache(
         )
         if explicit:
             raise DataError(message)
-        if runtime.is_main():
+        if runtime.is_local_main():
             log.warning("%s; meanwhile the PNG files are read (slower)", message)
     return None
 

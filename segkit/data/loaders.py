@@ -6,6 +6,8 @@ number of workers or processes see the same crops as an uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +24,7 @@ from segkit.data.cityscapes import CityscapesDataset
 from segkit.data.discover import list_samples
 from segkit.data.pairs import size_note
 from segkit.data.transforms import MEAN, STD, eval_transform, train_transform
+from segkit.errors import DataError, SegkitError
 from segkit.labels import LabelSpace, thin_classes
 from segkit.runtime import log
 
@@ -204,17 +207,85 @@ def build_cache(cfg: TrainConfig, roots, space: LabelSpace | None = None) -> Non
     """cache="build": decode, map and resize every training image once into run_dir/cache.
 
     The train transform starts by resizing to image_size, so training on the cache sees exactly
-    the pixels it would have seen from the PNGs — minus the decoding, every epoch.
+    the pixels it would have seen from the PNGs — minus the decoding, every epoch. Under torchrun
+    each node's local rank 0 builds its own (its copy of the data, its disk; the other ranks
+    wait); nodes that share one file system take turns (`prepare_cache`'s lock) and the later
+    ones find it up to date.
     """
     if cfg.cache != "build":
         return
-    if runtime.is_main():
+    if runtime.is_local_main():
         splits = (cfg.train_split, cfg.val_split) if cfg.eval_resolution == "train" else (cfg.train_split,)
         splits = tuple(dict.fromkeys(splits))  # KITTI may train and validate on one split
         t0 = time.monotonic()
         prepare_cache(roots, cfg.image_size, splits, out=Path(cfg.run_dir) / "cache", space=space)
         log.info("cache of %s at %dx%d ready in %.0f s", "+".join(splits), *cfg.image_size, time.monotonic() - t0)
     runtime.barrier()
+
+
+def check_same_data(cfg: TrainConfig, roots, space: LabelSpace | None = None) -> None:
+    """Refuse, on every rank, a run whose nodes do not hold the same files (before anything trains).
+
+    Each node reads its own copy of the data root; EpochSampler shards one list of samples by
+    position, so a node with a file more or less would train on other images than the others
+    think, and see some twice or never. Every rank lists the training and validation files,
+    relative to its roots; rank 0's list is the reference. Only a digest travels unless they differ.
+    """
+    if not runtime.several_nodes():
+        return  # one machine: every process reads the same folder
+    splits = tuple(dict.fromkeys((cfg.train_split, cfg.val_split)))
+    try:
+        files: list[str] | str = sorted(
+            {name for split in splits for name in _relative_files(list_samples(roots, split), roots)}
+        )
+    except SegkitError as e:  # said to the others too: they would wait for this rank at the next collective
+        files = str(e).rstrip(".")
+    classes = {k: v for k, v in space.to_dict().items() if k != "source"} if space is not None else None
+    mine = hashlib.sha1(json.dumps([files, classes], sort_keys=True).encode()).hexdigest()
+    if len(set(runtime.gathered(mine))) == 1 and not isinstance(files, str):
+        return
+    everyone = runtime.gathered((runtime.node(), str(roots.image_root), files, classes))
+    _, _, reference, reference_classes = everyone[0]
+    problems: dict[str, str] = {}  # one line per node (its processes list the same files)
+    for node, root, theirs, their_classes in everyone:
+        if isinstance(theirs, str):
+            problems.setdefault(node, f"{node}, data root {root}: {theirs}")
+            continue
+        if isinstance(reference, str):
+            continue
+        missing, extra = sorted(set(reference) - set(theirs)), sorted(set(theirs) - set(reference))
+        parts = [
+            _listed(f"lacks {len(missing)} files rank 0 has", missing),
+            _listed(f"has {len(extra)} files rank 0 lacks", extra),
+            "reads another label space (--classes or the data set's class file)"
+            if their_classes != reference_classes
+            else "",
+        ]
+        if any(parts):
+            problems.setdefault(node, f"{node}, data root {root}: " + "; ".join(p for p in parts if p))
+    raise DataError(
+        f"the nodes of this run do not hold the same data as rank 0 on {everyone[0][0]} (data root "
+        f"{everyone[0][1]}): "
+        + " | ".join(problems.values())
+        + ". Copy the same data set to every node (e.g. rsync -a from rank 0's host), or point --data-root at it."
+    )
+
+
+def _relative_files(samples: list, roots) -> list[str]:
+    """Each sample's image and label file, relative to its root (nodes may keep the data at different paths)."""
+    out = []
+    for sample in samples:
+        for path, root in ((sample.image, roots.image_root), (sample.label, roots.label_root)):
+            if path is not None:
+                out.append(path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name)
+    return out
+
+
+def _listed(what: str, names: list[str], shown: int = 5) -> str:
+    if not names:
+        return ""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{what} ({', '.join(names[:shown])}{more})"
 
 
 def _limit(samples: list, n: int) -> list:

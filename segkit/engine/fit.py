@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ from segkit.checkpoint import load_checkpoint
 from segkit.config import TrainConfig
 from segkit.data.discover import DataRoots, list_samples, resolve_data_roots
 from segkit.data.layouts import layouts_of
-from segkit.data.loaders import build_cache, build_loaders
+from segkit.data.loaders import build_cache, build_loaders, check_same_data
 from segkit.data.spaces import space_of
 from segkit.engine.loop import EpochResult, check_finite_weights, train_one_epoch
 from segkit.engine.setup import (
@@ -41,7 +42,8 @@ def fit(
 
     Args:
         cfg: the config to train, exactly (resolve presets, resume and the Kaggle budget first:
-            `segkit.launch.resolve_train_config`).
+            `segkit.launch.resolve_train_config`); under torchrun, rank 0's, with each node's
+            own NODE_FIELDS.
         on_epoch_end: called with each epoch's `HistoryRow` (e.g. a notebook's live plot).
         stop_at_step: stop cleanly after this many optimizer steps in total (as a time budget
             would), checkpointing the exact state — used to test resume equivalence.
@@ -50,12 +52,14 @@ def fit(
         How the run ended, its best mIoU, metrics.json and history (`RunSummary`).
     """
     device = runtime.setup_device(cfg.device)  # GPU check, torchrun process group, cudnn settings
+    cfg = _main_config(cfg)
     budget = Budget(cfg.time_budget)  # everything counts, data preparation included
     precision = runtime.resolve_precision(cfg.amp, device)
-    roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
-    space, where = space_of(cfg.classes, roots)  # the classes the label files hold: the head's outputs
+    # Each node finds its own copy of the data; a node without one stops every node, named.
+    roots, (space, where) = runtime.on_every_rank(lambda: _data_of(cfg))  # space: the head's classes
     if runtime.is_main():
         log.info("%s", where)
+    check_same_data(cfg, roots, space)  # every node's copy of the data: the same files, or refused here
     run = Run.create(cfg, roots.record(), space, where)  # the data found, layout included: evaluation finds it again
     board = model = train_model = None
     try:
@@ -123,6 +127,28 @@ def fit(
         # or the group outlives destroy_process_group and gloo aborts at interpreter exit.
         model = train_model = None
         runtime.leave_process_group()  # every rank leaves together, after rank 0's last write
+
+
+def _data_of(cfg: TrainConfig) -> tuple[DataRoots, tuple[LabelSpace, str]]:
+    """The data roots and the classes their label files hold (with where that was decided)."""
+    roots = resolve_data_roots(cfg.data_root or None, layouts=layouts_of(cfg))
+    return roots, space_of(cfg.classes, roots)
+
+
+# What each node keeps for itself under torchrun: its copy of the data, its CPUs, its cache.
+NODE_FIELDS = ("data_root", "num_workers", "cache")
+
+
+def _main_config(cfg: TrainConfig) -> TrainConfig:
+    """Rank 0's config on every rank, but each node's own NODE_FIELDS.
+
+    Only rank 0's host may hold the run directory: with --resume the other nodes cannot read the
+    run's own settings from last.pth (`launch.resolve_train_config`), so they train rank 0's.
+    """
+    if runtime.world_size() <= 1:
+        return cfg
+    main = runtime.from_main(cfg)
+    return replace(main, **{name: getattr(cfg, name) for name in NODE_FIELDS})
 
 
 def _advance(state: TrainState, result: EpochResult, elapsed_seconds: float) -> HistoryRow:
@@ -226,10 +252,10 @@ def final_evaluation(
     protocol, and the log says how to get the official ones.
     """
     best = run.run_dir / "best_model.pth"
-    runtime.barrier()  # rank 0 wrote best_model.pth
-    if not best.exists():
+    # Rank 0 wrote best_model.pth on its own host; the other nodes get its content from it.
+    ckpt = runtime.main_decides(lambda: load_checkpoint(best) if best.exists() else None)
+    if ckpt is None:
         return None
-    ckpt = load_checkpoint(best, map_location=device)
     model = model_from_checkpoint(ckpt, device)
     n_images = len(list_samples(roots, cfg.val_split)[: cfg.max_val_images or None])
     if seconds_left is not None:

@@ -131,7 +131,10 @@ def build_loss_fn(
     """The configured loss over `space`'s classes, with class weights from the training labels (cached in run_dir)."""
     weights = None
     if cfg.class_weights != "none":
-        stats = class_statistics(train_samples, cache_path=run_dir / "class_counts.json", space=space)
+        # Rank 0 counts (class_counts.json lives in its run directory); the other ranks take its counts.
+        stats = runtime.main_decides(
+            lambda: class_statistics(train_samples, cache_path=run_dir / "class_counts.json", space=space)
+        )
         w = class_weights(stats["pixels"], cfg.class_weights, image_pixels=stats["image_pixels"])
         weights = torch.as_tensor(w, dtype=torch.float32, device=device)
     return build_loss(cfg.loss, space.num_classes, IGNORE_INDEX, class_weights=weights)
