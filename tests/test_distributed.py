@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -226,11 +227,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _kept_under_tmp() -> list[str]:
+    """What a node must still see under /tmp once it has a /tmp of its own: the Python environment and the
+    repository (a clean clone under /tmp, as CI makes one). The node's own folder needs nothing: it is the
+    node's working directory, entered before /tmp is replaced."""
+    tmp = Path("/tmp").resolve()
+    kept = sorted(p for p in {Path(p).resolve() for p in (sys.prefix, REPO)} if p.is_relative_to(tmp))
+    return [str(p) for p in kept if not any(p != q and p.is_relative_to(q) for q in kept)]  # outermost only
+
+
+def _private_tmp_script() -> str:
+    """sh: give this process a fresh /tmp (tmpfs), with `_kept_under_tmp` bound back in, then exec "$@"."""
+    kept, tmp = _kept_under_tmp(), Path("/tmp").resolve()
+    if not kept:
+        return 'mount -t tmpfs tmpfs /tmp && exec "$@"'
+    # the old /tmp parked on /mnt (this mount namespace only) while the kept folders are bound back
+    binds = " && ".join(
+        f"mkdir -p {shlex.quote(p)} && mount --bind {shlex.quote(str(Path('/mnt', Path(p).relative_to(tmp))))} "
+        f"{shlex.quote(p)}"
+        for p in kept
+    )
+    return f'mount --bind /tmp /mnt && mount -t tmpfs tmpfs /tmp && {binds} && umount -l /mnt && exec "$@"'
+
+
 def private_tmp() -> str | None:
     """Why a node cannot get a /tmp of its own here (None: it can, with `unshare --mount`)."""
     if not shutil.which("unshare") or os.geteuid() != 0:
         return "needs root and unshare(1)"
-    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /tmp"]
+    if _kept_under_tmp() and not Path("/mnt").is_dir():
+        return "the Python environment or the repository is under /tmp and there is no /mnt to park /tmp on"
+    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _private_tmp_script(), "probe", "true"]
     done = subprocess.run(probe, capture_output=True, text=True, check=False)
     return None if done.returncode == 0 else f"unshare --mount failed: {done.stderr.strip()}"
 
@@ -262,7 +288,7 @@ def start_node(node: Path, node_rank: int, port: int, *args: str) -> subprocess.
             "private",
             "sh",
             "-c",
-            'mount -t tmpfs tmpfs /tmp && exec "$@"',
+            _private_tmp_script(),
             "node",
             *cmd,
         ]
