@@ -33,6 +33,32 @@ class Recipe:
 # schedule, scale 0.5-2.0 augmentation); nobody has measured them on a T4 yet.
 _T4 = "not measured on a T4: recipe from common Cityscapes practice (poly schedule, scale 0.5-2.0)"
 
+# cpu-pretrained's training (and, at another frame size, cpu-realtime's): one dict, so the two cannot drift.
+_CPU_PRETRAINED = {
+    "model": "unet",
+    "encoder": "tu-tf_efficientnet_lite0",
+    "encoder_weights": "imagenet",
+    "image_size": (192, 384),
+    "crop_size": (128, 256),
+    "batch_size": 8,
+    "lr": 3e-3,
+    "encoder_lr_scale": 0.0,
+    "freeze_encoder_bn": True,
+    "optimizer": "adamw",
+    "scheduler": "poly",
+    "warmup_epochs": 0.5,
+    "epochs": 1000,
+    "time_budget": 15.0,
+    "scale_range": (0.75, 1.5),
+    "amp": "off",
+    "eval_resolution": "train",
+    "eval_every": 5,
+    "loss": "ohem",
+    "class_weights": "none",
+    "focus_crop": 0.5,
+    "cache": "build",
+}
+
 PRESETS: dict[str, Recipe] = {
     "seed": Recipe(
         doc="the seed's train.py: U-Net (base 64) at 256x512, batch 4, lr 1e-4, 20 epochs (= the defaults)",
@@ -87,30 +113,7 @@ PRESETS: dict[str, Recipe] = {
     ),
     "cpu-pretrained": Recipe(
         doc="laptop / 2 CPU cores, 15 minutes, ImageNet encoder: U-Net on a frozen EfficientNet-Lite0, 128x256 crops",
-        fields={
-            "model": "unet",
-            "encoder": "tu-tf_efficientnet_lite0",
-            "encoder_weights": "imagenet",
-            "image_size": (192, 384),
-            "crop_size": (128, 256),
-            "batch_size": 8,
-            "lr": 3e-3,
-            "encoder_lr_scale": 0.0,
-            "freeze_encoder_bn": True,
-            "optimizer": "adamw",
-            "scheduler": "poly",
-            "warmup_epochs": 0.5,
-            "epochs": 1000,
-            "time_budget": 15.0,
-            "scale_range": (0.75, 1.5),
-            "amp": "off",
-            "eval_resolution": "train",
-            "eval_every": 5,
-            "loss": "ohem",
-            "class_weights": "none",
-            "focus_crop": 0.5,
-            "cache": "build",
-        },
+        fields=_CPU_PRETRAINED,
         cpu_img_s=11.4,  # 2026-12-02, at the crop, encoder frozen; cpu-quick 33.0 in the same run
         evidence=(
             (
@@ -134,30 +137,7 @@ PRESETS: dict[str, Recipe] = {
     "cpu-realtime": Recipe(
         doc="2 CPU cores, real time (>= 30 frames/s end to end at 256x512 with OpenVINO int8), 15 minutes: "
         "U-Net on a frozen EfficientNet-Lite0 at 256x512, 128x256 crops",
-        fields={
-            "model": "unet",
-            "encoder": "tu-tf_efficientnet_lite0",
-            "encoder_weights": "imagenet",
-            "image_size": (256, 512),
-            "crop_size": (128, 256),
-            "batch_size": 8,
-            "lr": 3e-3,
-            "encoder_lr_scale": 0.0,
-            "freeze_encoder_bn": True,
-            "optimizer": "adamw",
-            "scheduler": "poly",
-            "warmup_epochs": 0.5,
-            "epochs": 1000,
-            "time_budget": 15.0,
-            "scale_range": (0.75, 1.5),
-            "amp": "off",
-            "eval_resolution": "train",
-            "eval_every": 5,
-            "loss": "ohem",
-            "class_weights": "none",
-            "focus_crop": 0.5,
-            "cache": "build",
-        },
+        fields={**_CPU_PRETRAINED, "image_size": (256, 512), "crop_size": (128, 256)},  # its frame size
         evidence=(
             (
                 "segkit benchmark, 256x512 frames, 2 cores, random weights, 2026-12-04 (benchmarks/README.md, "

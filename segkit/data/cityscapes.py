@@ -144,11 +144,12 @@ def colors_in_space(rgb: np.ndarray, space: LabelSpace, path: Path, tolerance: f
     Returns:
         (H, W) uint8 class indices 0..N-1, 255 = ignore.
     """
-    try:
-        return space.colors_to_index(rgb, where=str(path))
-    except DataError:
-        if not _lossy(rgb, space, path):
-            raise
+    if not _is_jpeg(path):  # a JPEG is never exact: straight to the decoder
+        try:
+            return space.colors_to_index(rgb, where=str(path))
+        except DataError:
+            if not _more_colors_than(rgb, space):
+                raise
     palette = np.array([*space.palette, *space.ignore_colors, space.ignore_color], np.uint8)
     classes = np.array([*range(space.num_classes), *[IGNORE_INDEX] * (len(palette) - space.num_classes)], np.uint8)
     decoded = decode_colors(rgb, palette, tolerance)
@@ -168,10 +169,12 @@ def colors_in_space(rgb: np.ndarray, space: LabelSpace, path: Path, tolerance: f
     return np.where(undecided, IGNORE_INDEX, classes[np.maximum(decoded, 0)]).astype(np.uint8)
 
 
-def _lossy(rgb: np.ndarray, space: LabelSpace, path: Path) -> bool:
-    """Whether a colour mask was saved lossy: a JPEG file, or more distinct colours than its space draws."""
-    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        return True
+def _is_jpeg(path: Path) -> bool:
+    return Path(path).suffix.lower() in (".jpg", ".jpeg")
+
+
+def _more_colors_than(rgb: np.ndarray, space: LabelSpace) -> bool:
+    """Whether a mask holds more distinct colours than its space draws: resized or re-encoded (lossy)."""
     flat = rgb.reshape(-1, 3).astype(np.int32)
     distinct = len(np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]))
     return distinct > space.num_classes + len(space.ignore_colors) + 1
