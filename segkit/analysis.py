@@ -46,6 +46,7 @@ class LoadedRun:
     ckpt: dict  # the checkpoint dict (image_size, normalization, epoch, ...)
     roots: Any  # DataRoots the evaluation reads
     device: Any  # torch.device
+    checkpoint: str = ""  # the checkpoint file or released model it was loaded from
 
     @property
     def space(self) -> LabelSpace:
@@ -99,15 +100,28 @@ def load_run(
     model, ckpt = load_model(ref, dev, image_size)
     if is_released(ckpt):  # no training run behind it: nothing to read back, figures go beside its reports
         run_dir = derived_dir(ref, ckpt)
-        return LoadedRun(
-            run_dir, {}, pd.DataFrame(), None, model, ckpt, data_roots_for(data_root, ckpt, layouts=layouts), dev
-        )
+        roots = data_roots_for(data_root, ckpt, layouts=layouts)
+        return LoadedRun(run_dir, {}, pd.DataFrame(), None, model, ckpt, roots, dev, str(ref))
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else pd.DataFrame()
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else None
-    return LoadedRun(
-        run_dir, config, history, metrics, model, ckpt, data_roots_for(data_root, ckpt, layouts=layouts), dev
-    )
+    roots = data_roots_for(data_root, ckpt, layouts=layouts)
+    return LoadedRun(run_dir, config, history, metrics, model, ckpt, roots, dev, str(ref))
+
+
+def speed_report(run: LoadedRun) -> str:
+    """The speed table `segkit benchmark` measured for this checkpoint (its speed.json), or how to measure it."""
+    from segkit import backends  # imports the runtimes' registry: only when asked
+    from segkit.benchmark import format_table
+
+    record = backends.read_speed(run.checkpoint, run.ckpt)
+    if record is None:
+        where = backends.speed_path(run.checkpoint, run.ckpt)
+        return (
+            f"not benchmarked yet (no {where}). Measure latency, frames/s and memory per backend, and what each "
+            f"costs in mIoU, with: segkit benchmark --checkpoint {run.checkpoint} --data-root <data set>"
+        )
+    return format_table(record)
 
 
 def per_class_table(summary: dict) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Real runtimes (PyTorch, onnxruntime, its int8 quantiser) on a tiny U-Net at 64x1
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,10 +26,12 @@ pytest.importorskip("onnxruntime")
 import conftest
 
 from segkit import backends
+from segkit.analysis import LoadedRun, speed_report
 from segkit.benchmark import format_table, run_benchmark
 from segkit.cli import main as cli_main
 from segkit.config import BACKEND_NAMES, BenchmarkConfig
 from segkit.inference import load_predictor
+from segkit.models import open_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = ("eager", "channels_last", "onnxruntime", "onnxruntime-int8")
@@ -73,6 +76,16 @@ def test_speed_json_has_the_schema_and_sane_values(measured):
         assert 0 <= r["miou"] <= 1
     assert record["backends"]["eager"]["miou_delta"] == 0.0
     assert "onnxruntime-int8" in format_table(record)
+
+
+def test_notebook_03s_speed_report_is_the_checkpoints_table_or_the_command(measured, tmp_path):
+    record, _, ckpt, _ = measured
+    run = LoadedRun(ckpt.parent, {}, None, None, None, open_checkpoint(ckpt), None, "cpu", str(ckpt))
+    assert speed_report(run) == format_table(record)
+    other = tmp_path / "best_model.pth"  # the same model, never benchmarked where it lies
+    shutil.copy(ckpt, other)
+    report = speed_report(dataclasses.replace(run, checkpoint=str(other)))
+    assert "not benchmarked yet" in report and f"segkit benchmark --checkpoint {other}" in report
 
 
 def test_lossless_backends_give_eagers_class_maps(measured):
