@@ -193,6 +193,16 @@ def _measure_all(names: list[str], spec: dict, work: Path) -> dict[str, dict]:
         eager_miou = results.get("eager", rec).get("miou")
         rec["miou_delta"] = None if rec["miou"] is None or eager_miou is None else rec["miou"] - eager_miou
         results[name] = rec
+        if not progress.watching():  # headless, the bar is silent: a line per backend says how far it got
+            runtime.log.info(
+                "%s: %.1f frames/s (model), %.1f end to end, p50 %.1f ms [%d of %d backends]",
+                name,
+                rec["fps"],
+                rec["end_to_end_fps"],
+                rec["latency_ms"]["p50"],
+                len(results),
+                len(names),
+            )
     return results
 
 
