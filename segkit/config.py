@@ -145,6 +145,8 @@ class TrainConfig(DataConfig):
     # scale the model trains and predicts at
     crop_size: tuple[int, int] = (0, 0)  # training crop height width, (0, 0) = image_size; smaller crops train faster
     # at the same scale
+    infer_size: tuple[int, int] = (0, 0)  # height width the trained model is run at (the checkpoint's size: predict,
+    # evaluate, benchmark, the final evaluation), (0, 0) = image_size; validation while training stays at image_size
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
     focus_crop: float = 0.0  # share of training crops centred on a thin or small class (pole, light, sign, person,
     # rider, bikes)
@@ -208,6 +210,8 @@ class TrainConfig(DataConfig):
         check_image_size(self.image_size, multiple=self.size_divisor, model=self.model)
         if tuple(self.crop_size) != (0, 0):
             check_image_size(self.crop_size, multiple=self.size_divisor, model=self.model)
+        if tuple(self.infer_size) != (0, 0):
+            check_image_size(self.infer_size, multiple=self.size_divisor, model=self.model)
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other: pick one")
 
@@ -224,6 +228,11 @@ class TrainConfig(DataConfig):
     def crop(self) -> tuple[int, int]:
         """The training crop (H, W): `crop_size`, or `image_size` when it is (0, 0)."""
         return tuple(self.image_size) if tuple(self.crop_size) == (0, 0) else tuple(self.crop_size)
+
+    @property
+    def inference_size(self) -> tuple[int, int]:
+        """The size the trained model runs at (H, W): `infer_size`, or `image_size` when it is (0, 0)."""
+        return tuple(self.image_size) if tuple(self.infer_size) == (0, 0) else tuple(self.infer_size)
 
     @property
     def model_choice(self) -> ModelChoice:

@@ -424,7 +424,7 @@ class Run:
         """What any checkpoint carries: weights, how to rebuild the model, how it was trained."""
         return checkpoint_payload(
             model,
-            self.cfg.image_size,
+            self.cfg.inference_size,  # what predict, evaluate and benchmark run it at
             self.space,
             # Where the encoder's initial weights came from (provenance; rebuilding never fetches them).
             pretrained=facts(model).pretrained,

@@ -185,3 +185,42 @@ def test_focus_crop_centres_crops_on_thin_classes():
     assert share_with_pole(1.0) == 1.0  # every crop holds part of the pole
     half = share_with_pole(0.5)
     assert 0.4 < half < 0.66
+
+
+def test_infer_size_is_the_size_the_checkpoint_and_the_final_evaluation_run_at(tmp_path):
+    """cpu-realtime trains small and runs large: validation stays at image_size, the rest uses infer_size."""
+    import json
+
+    from conftest import write_cityscapes
+
+    from segkit.checkpoint import load_checkpoint
+    from segkit.config import TrainConfig
+    from segkit.engine import fit
+    from segkit.errors import ConfigError
+
+    assert TrainConfig(image_size=(64, 128)).inference_size == (64, 128)
+    with pytest.raises(ConfigError, match="not a multiple of 4"):
+        TrainConfig(base_channels=8, depth=2, image_size=(32, 64), infer_size=(50, 96))
+    data = write_cityscapes(tmp_path / "data", {"train": 2, "val": 1}, size=(96, 192))
+    cfg = TrainConfig(
+        data_root=str(data),
+        run_dir=str(tmp_path / "run"),
+        base_channels=8,
+        depth=2,
+        image_size=(32, 64),
+        infer_size=(48, 96),
+        batch_size=2,
+        epochs=1,
+        num_workers=0,
+        num_vis=0,
+        eval_resolution="train",
+        device="cpu",
+    )
+    result = fit(cfg)
+    for name in ("best_model.pth", "last.pth"):
+        assert load_checkpoint(tmp_path / "run" / name)["image_size"] == [48, 96]
+    validation = load_checkpoint(tmp_path / "run" / "best_model.pth")["metrics"]["protocol"]
+    assert "32x64" in validation["input"]  # chosen on validation at the training size
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "cover 48x96" in metrics["protocol"]["input"] and metrics["protocol"]["resolution"] == "label"
+    assert result.metrics["miou"] == metrics["miou"]

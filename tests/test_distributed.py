@@ -185,14 +185,16 @@ def test_torchrun_runs_end_cleanly_under_load(cityscapes_factory, tmp_path):
     Before the fix, DistributedDataParallel (in reference cycles) kept the gloo group alive past
     destroy_process_group; freed during interpreter shutdown, it aborted rank 1 ("terminate called
     without an active exception", exit -6) in a few runs out of ten under load, and torchrun
-    failed the finished run. Each worker here also checks that no DDP object outlives `fit`.
+    failed the finished run. Each worker here also checks that no DDP object outlives `fit`: the
+    cause itself, which fails on every run, where the abort showed only in some (two runs, a plain
+    U-Net and an smp model, not more repeats: the suite's time goes to what can fail).
     """
     data = cityscapes_factory(splits={"train": 4, "val": 2}, size=(32, 64))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     busy = _busy_cpus(os.cpu_count() or 2)
     try:
-        for i in range(3):
+        for i in range(2):
             cfg = {
                 "data_root": str(data),
                 "run_dir": str(tmp_path / f"run{i}"),

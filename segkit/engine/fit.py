@@ -262,7 +262,7 @@ def final_evaluation(
         probe = evaluate_split(
             model,
             roots=roots,
-            image_size=cfg.image_size,
+            image_size=cfg.inference_size,
             split=cfg.val_split,
             max_images=1,
             precision=precision,
@@ -286,7 +286,7 @@ def final_evaluation(
     metrics = evaluate_split(
         model,
         roots=roots,
-        image_size=cfg.image_size,
+        image_size=cfg.inference_size,
         split=cfg.val_split,
         max_images=cfg.max_val_images,
         precision=precision,
