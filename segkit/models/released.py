@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import segmentation_models_pytorch as smp
 from safetensors.torch import load_file
 
 import segkit
@@ -34,6 +33,7 @@ from segkit.labels import CLASS_NAMES, NUM_CLASSES, LabelSpace, builtin_space
 from segkit.metrics import OWN_SIZE
 from segkit.model_choice import FAMILIES
 from segkit.models.weights import fetch, released_source
+from segkit.models.zoo import smp_module
 from segkit.runtime import log
 
 CONFIG = "config.json"  # smp's save_pretrained: the architecture's arguments and `_model_class`
@@ -97,7 +97,7 @@ def is_released(ckpt: dict[str, Any]) -> bool:
 
 def _smp_families() -> dict[str, str]:
     """smp's model class name (a save_pretrained config's `_model_class`) -> the family built on it."""
-    classes = smp.MODEL_ARCHITECTURES_MAPPING
+    classes = smp_module().MODEL_ARCHITECTURES_MAPPING
     return {classes[f.name].__name__: f.name for f in FAMILIES.values() if f.smp and f.name in classes}
 
 

@@ -33,8 +33,6 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import segmentation_models_pytorch as smp
-import timm
 from huggingface_hub import (
     constants,
     get_hf_file_metadata,
@@ -47,7 +45,7 @@ from huggingface_hub.file_download import repo_folder_name
 from segkit.errors import ConfigError, SegkitError, did_you_mean
 from segkit.kaggle_env import KAGGLE_INPUT_ENV, kaggle_input_root
 from segkit.model_choice import is_pretrained
-from segkit.models.zoo import check_encoder, timm_name
+from segkit.models.zoo import check_encoder, smp_module, timm_module, timm_name
 
 logger = logging.getLogger("segkit")
 
@@ -161,7 +159,7 @@ def _file_source(encoder: str, path: Path) -> WeightsSource:
 def _smp_source(encoder: str, weights: str) -> WeightsSource:
     """A variant from smp's registry: smp-hub/<encoder>.<variant> at the commit smp pins."""
     check_encoder(encoder)
-    variants = smp.encoders.encoders[encoder].get("pretrained_settings") or {}
+    variants = smp_module().encoders.encoders[encoder].get("pretrained_settings") or {}
     if not variants:
         raise ConfigError(
             f"encoder {encoder!r} has no pretrained weights in smp. "
@@ -183,11 +181,11 @@ def _timm_source(encoder: str, weights: str) -> WeightsSource:
     model = timm_name(encoder)
     assert model is not None  # _timm_source is only called for tu- encoders
     arch = model.split(".")[0]
-    tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"{arch}.*")]
+    tags = [name.split(".", 1)[1] for name in timm_module().list_pretrained(f"{arch}.*")]
     if not tags:
         raise ConfigError(
             f"timm has no pretrained weights for {arch!r}. Fix: --encoder-weights none, or one "
-            f"of the pretrained models{did_you_mean(arch, timm.list_models(pretrained=True), n=3)}."
+            f"of the pretrained models{did_you_mean(arch, timm_module().list_models(pretrained=True), n=3)}."
         )
     if weights != "imagenet":
         example = f"tu-{arch}.{weights if weights in tags else tags[0]}"
@@ -205,7 +203,7 @@ def _timm_source(encoder: str, weights: str) -> WeightsSource:
 
 
 def _timm_hub_source(encoder: str, model: str) -> WeightsSource:
-    cfg = timm.models.get_pretrained_cfg(model)
+    cfg = timm_module().models.get_pretrained_cfg(model)
     if not cfg.hf_hub_id:
         raise ConfigError(
             f"timm downloads {model} ({cfg.tag}) from {cfg.url or 'no known place'}, not from the "

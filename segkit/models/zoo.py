@@ -13,11 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import segmentation_models_pytorch as smp
-import timm
 import torch
 from safetensors.torch import load_file
-from segmentation_models_pytorch.encoders import is_equivalent_to_timm_universal
 from torch import nn
 
 from segkit.checkpoint import safe_load
@@ -28,9 +25,24 @@ from segkit.model_choice import check_architecture, family
 SMP_ENCODERS_URL = "https://smp.readthedocs.io/en/latest/encoders.html"
 
 
+def smp_module() -> Any:
+    """segmentation_models_pytorch, imported when a model on an encoder first needs it: with timm and
+    torchvision that is ~1.2 s of every process's start (2 cores), which segkit's own U-Net never pays."""
+    import segmentation_models_pytorch
+
+    return segmentation_models_pytorch
+
+
+def timm_module() -> Any:
+    """timm, imported when first needed (see `smp_module`)."""
+    import timm
+
+    return timm
+
+
 def encoder_names() -> list[str]:
     """smp's own encoder names; any timm model also works as `tu-<name>`."""
-    return smp.encoders.get_encoder_names()
+    return smp_module().encoders.get_encoder_names()
 
 
 def timm_name(encoder: str) -> str | None:
@@ -39,7 +51,8 @@ def timm_name(encoder: str) -> str | None:
     The one answer to "is this a timm encoder": its weights, their loading and its normalisation
     follow from it (smp's own `timm-efficientnet-*` encoders are not timm models: None).
     """
-    if is_equivalent_to_timm_universal(encoder):  # smp maps these deprecated names to timm
+    if encoder.startswith("timm-") and smp_module().encoders.is_equivalent_to_timm_universal(encoder):
+        # smp maps these deprecated names to timm
         encoder = encoder.replace("timm-", "tu-" + ("tf_" if "mobilenetv3" in encoder else ""))
     return encoder[3:] if encoder.startswith("tu-") else None
 
@@ -58,8 +71,8 @@ def check_encoder(encoder: str) -> None:
             "python -c 'import segmentation_models_pytorch as smp; print(smp.encoders.get_encoder_names())' "
             f"({SMP_ENCODERS_URL}) - and any timm model as tu-<name>, e.g. tu-convnext_tiny"
         )
-    if name is not None and not timm.is_model(name.split(".")[0]):
-        names = ["tu-" + model for model in timm.list_models()]
+    if name is not None and not timm_module().is_model(name.split(".")[0]):
+        names = ["tu-" + model for model in timm_module().list_models()]
         raise ConfigError(
             f"unknown timm model {name.split('.')[0]!r} in encoder {encoder!r}{did_you_mean(encoder, names, n=3)}; "
             "valid: 'tu-' + any of timm.list_models() (with pretrained weights: timm.list_models(pretrained=True))"
@@ -88,7 +101,7 @@ def build(model: str, encoder: str, num_classes: int, weights_file: Path | None 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # smp: "encoder_weights should be True for tu-"
-            net = smp.create_model(
+            net = smp_module().create_model(
                 model, encoder_name=encoder, encoder_weights=True if timm_file else None, classes=num_classes, **options
             )
     except (KeyError, ValueError, TypeError, AssertionError, RuntimeError) as e:
@@ -139,7 +152,7 @@ def normalization(encoder: str, weights_file: Path | None = None) -> tuple[tuple
     name = timm_name(encoder)
     if name is not None:
         try:
-            cfg = timm.models.get_pretrained_cfg(name)
+            cfg = timm_module().models.get_pretrained_cfg(name)
         except (RuntimeError, KeyError, ValueError):
             cfg = None
         if cfg is not None and cfg.mean and cfg.std:
