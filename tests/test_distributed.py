@@ -168,7 +168,9 @@ from segkit.engine import fit
 cfg = TrainConfig(**json.loads(sys.argv[1]))
 fit(cfg)
 left = [type(o).__name__ for o in gc.get_objects() if isinstance(o, torch.nn.parallel.DistributedDataParallel)]
-print("DDP objects alive after fit:", len(left), flush=True)
+# One write of the whole line: both ranks share the pipe, and print()'s pieces (unbuffered) interleaved.
+sys.stdout.write(f"DDP objects alive after fit: {len(left)}\\n")
+sys.stdout.flush()
 assert not left, "fit returned with a DistributedDataParallel wrapper (and its process group) still alive"
 assert not torch.distributed.is_initialized()
 """
