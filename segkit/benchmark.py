@@ -132,12 +132,12 @@ def preset_checkpoint(preset: str, path: Path, image_size: tuple[int, int] = (0,
     Args:
         preset: a `segkit presets` name.
         path: the file to write.
-        image_size: its training size, (0, 0) = the preset's.
+        image_size: the size it runs at, (0, 0) = the preset's (its `infer_size`, else its `image_size`).
     """
     cfg = apply_preset(TrainConfig(preset=preset), explicit={"preset"})
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(cfg.model_choice, encoder_weights=""), NUM_CLASSES)  # no weights to fetch
-    size = tuple(image_size) if tuple(image_size) != (0, 0) else tuple(cfg.image_size)
+    size = tuple(image_size) if tuple(image_size) != (0, 0) else cfg.inference_size
     payload = checkpoint_payload(model, size, random_weights=f"preset {preset}, seed 0 (segkit benchmark: speed alone)")
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_save(payload, path)

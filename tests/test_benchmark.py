@@ -267,3 +267,14 @@ def test_a_model_of_another_space_is_scored_in_its_own_classes(tmp_path):
     city = conftest.write_cityscapes(tmp_path / "city", {"val": 1}, size=(32, 64))
     with pytest.raises(SegkitError, match=r"predicts camvid.*labelled in cityscapes"):
         _score(model, ckpt, str(city), 0)
+
+
+def test_a_presets_checkpoint_runs_at_the_size_the_preset_runs_at(tmp_path):
+    from segkit.benchmark import preset_checkpoint
+    from segkit.checkpoint import load_checkpoint
+
+    sizes = {
+        name: load_checkpoint(preset_checkpoint(name, tmp_path / f"{name}.pth"))["image_size"]
+        for name in ("cpu-realtime", "cpu-pretrained")
+    }
+    assert sizes == {"cpu-realtime": [256, 512], "cpu-pretrained": [192, 384]}  # infer_size, else image_size
