@@ -141,6 +141,18 @@ def test_help_starts_without_importing_torch():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_segkits_own_unet_needs_neither_smp_nor_timm():
+    """smp, timm and torchvision (~1.2 s of a process's start on 2 cores) load only for a model on an encoder."""
+    code = (
+        "import sys\nimport segkit.launch, segkit.engine, segkit.inference, segkit.evaluation\n"
+        "from segkit.models import create_model, model_spec\n"
+        "model_spec(create_model('unet', 19, base_channels=8, depth=2))\n"
+        "print(sorted(m for m in ('segmentation_models_pytorch', 'timm', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_listed_help_of_lazy_commands_equals_their_own():
     """The help `segkit --help` shows for a lazily registered command is what its module registers."""
     import argparse
