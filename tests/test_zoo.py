@@ -129,6 +129,11 @@ def test_a_weights_file_path_works_and_a_wrong_file_is_refused(offline_hub, tmp_
 # ----------------------------------------------------------------------------- training and everything after
 
 
+# Exact resume is checked on a CNN with BatchNorm (U-Net on ResNet-18) and on the transformer (SegFormer, with
+# drop-path drawing from the RNG); DeepLabV3+ and FPN hold no state of another kind, and train and rebuild here too.
+RESUMED = {("unet", "resnet18"), ("segformer", "mit_b0")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "encoder"), FAMILIES, ids=IDS)
 def test_family_trains_resumes_exactly_and_rebuilds_offline(offline_hub, data, tmp_path, model, encoder):
@@ -138,14 +143,16 @@ def test_family_trains_resumes_exactly_and_rebuilds_offline(offline_hub, data, t
     assert (
         straight.status == "completed" and straight.history[-1]["train_loss"] < straight.history[0]["train_loss"] * 1.5
     )
-    first = fit(replace(cfg, run_dir=str(tmp_path / "resumed")), stop_at_step=3)  # 2 steps per epoch
-    assert first.status == "stopped"
-    resumed_cfg = resolve_train_config(replace(cfg, run_dir=str(tmp_path / "resumed"), resume=True), {"resume"})
-    fit(resumed_cfg)
-    a, b = (load_checkpoint(tmp_path / name / "last.pth") for name in ("straight", "resumed"))
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    assert a["pretrained"]["encoder_weights"] == b["pretrained"]["encoder_weights"] == "imagenet"
+    if (model, encoder) in RESUMED:
+        first = fit(replace(cfg, run_dir=str(tmp_path / "resumed")), stop_at_step=3)  # 2 steps per epoch
+        assert first.status == "stopped"
+        resumed_cfg = resolve_train_config(replace(cfg, run_dir=str(tmp_path / "resumed"), resume=True), {"resume"})
+        fit(resumed_cfg)
+        a, b = (load_checkpoint(tmp_path / name / "last.pth") for name in ("straight", "resumed"))
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), key
+        assert a["pretrained"]["encoder_weights"] == b["pretrained"]["encoder_weights"] == "imagenet"
+    assert load_checkpoint(tmp_path / "straight" / "last.pth")["pretrained"]["encoder_weights"] == "imagenet"
 
     # The checkpoint rebuilds with no network and no weights on disk (smp issue #957).
     for repo in (Path(tmp_path / "hf" / "hub")).glob("models--*"):
