@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -129,28 +130,31 @@ def test_user_error_is_one_message_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "missing" in proc.stderr
 
 
+def loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
 def test_help_starts_without_importing_torch():
     """`segkit --help` and usage errors answer before torch (~2 s) is imported."""
     code = (
-        "import sys\nfrom segkit.cli import main\n"
+        "from segkit.cli import main\n"
         "for argv in (['--help'], ['train', '--help'], ['train', '--epoch', '3']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-        "print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert loaded_after(code, ("torch",)) == []
 
 
 def test_segkits_own_unet_needs_neither_smp_nor_timm():
     """smp, timm and torchvision (~1.2 s of a process's start on 2 cores) load only for a model on an encoder."""
     code = (
-        "import sys\nimport segkit.launch, segkit.engine, segkit.inference, segkit.evaluation\n"
+        "import segkit.launch, segkit.engine, segkit.inference, segkit.evaluation\n"
         "from segkit.models import create_model, model_spec\n"
         "model_spec(create_model('unet', 19, base_channels=8, depth=2))\n"
-        "print(sorted(m for m in ('segmentation_models_pytorch', 'timm', 'torchvision') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert loaded_after(code, ("segmentation_models_pytorch", "timm", "torchvision")) == []
 
 
 def test_listed_help_of_lazy_commands_equals_their_own():
