@@ -293,3 +293,22 @@ def test_budget_reserves_time_for_the_final_evaluation(monkeypatch):
     budget.reserve = 15
     assert budget.exhausted()
     assert not Budget(0).exhausted() and Budget(0).left() is None
+
+
+def test_the_final_evaluations_estimate_leaves_out_the_warm_up():
+    from segkit.engine.fit import PROBE_IMAGES, evaluation_estimate
+
+    calls = []
+
+    def probe(k):  # seconds to evaluate the first k images: the first call pays a 5 s warm-up
+        calls.append(k)
+        return (5.0 if len(calls) == 1 else 0.0) + 0.25 * k
+
+    # 101 val images at 0.25 s each: ~25 s, not the 530 s one cold image implies
+    assert evaluation_estimate(probe, 101) == pytest.approx(0.25 * 101)
+    assert calls == [1, PROBE_IMAGES]
+    calls.clear()
+    # under torchrun each process evaluates its share and times its own: 51 of 101 images on rank 0
+    per_rank = lambda k: 0.25 * -(-k // 2)  # noqa: E731 (warm: rank 0's ceil(k / 2) images)
+    assert evaluation_estimate(per_rank, 101, world_size=2) == pytest.approx(0.25 * 51)
+    assert evaluation_estimate(probe, 2) == pytest.approx(0.5) and calls == [1, 2]  # never more than there are

@@ -34,6 +34,8 @@ from segkit.rundir import SIGNALS, HistoryRow, Run, RunSummary, Status, TrainSta
 from segkit.runtime import Precision, log
 from segkit.tb import TensorBoardLog
 
+PROBE_IMAGES = 4  # warm images timed to estimate the final evaluation's time (after one discarded)
+
 
 def fit(
     cfg: TrainConfig, *, on_epoch_end: Callable[[HistoryRow], None] | None = None, stop_at_step: int | None = None
@@ -236,6 +238,18 @@ def _say_how_it_ended(state: TrainState, run: Run) -> None:
         )
 
 
+def evaluation_estimate(probe: Callable[[int], float], n_images: int, world_size: int = 1) -> float:
+    """Seconds an evaluation of `n_images` will take, from `probe(k)` = seconds to evaluate the first k.
+
+    The first call pays for the warm-up (the first forward pass, the allocator, the data workers
+    starting), which one image would multiply by `n_images`: it is run and discarded, then
+    PROBE_IMAGES images per process are timed warm. Under torchrun each process evaluates its share.
+    """
+    probe(1)
+    k = max(1, min(n_images, PROBE_IMAGES * world_size))
+    return probe(k) * math.ceil(n_images / world_size) / math.ceil(k / world_size)
+
+
 def final_evaluation(
     cfg: TrainConfig,
     run: Run,
@@ -247,7 +261,7 @@ def final_evaluation(
 ) -> dict | None:
     """best_model.pth scored as `segkit evaluate` scores it (label resolution) -> metrics.json.
 
-    With a time budget, it runs only if it fits in what is left (estimated from one image);
+    With a time budget, it runs only if it fits in what is left (estimated from a few warm images);
     otherwise metrics.json keeps the best model's training-time numbers, labelled so in their
     protocol, and the log says how to get the official ones.
     """
@@ -259,16 +273,12 @@ def final_evaluation(
     model = model_from_checkpoint(ckpt, device)
     n_images = len(list_samples(roots, cfg.val_split)[: cfg.max_val_images or None])
     if seconds_left is not None:
-        probe = evaluate_split(
-            model,
-            roots=roots,
-            image_size=cfg.inference_size,
-            split=cfg.val_split,
-            max_images=1,
-            precision=precision,
-            space=space,
-        )
-        estimate = probe["seconds"] * n_images / runtime.world_size()
+
+        def probe(k: int) -> float:
+            kwargs = dict(image_size=cfg.inference_size, split=cfg.val_split, precision=precision, space=space)
+            return evaluate_split(model, roots=roots, max_images=k, **kwargs)["seconds"]
+
+        estimate = evaluation_estimate(probe, n_images, runtime.world_size())
         if runtime.any_rank(estimate > seconds_left + 60, device):
             if runtime.is_main():
                 log.warning(
