@@ -477,9 +477,40 @@ def calibration_roots(data_root: str, ckpt: dict) -> DataRoots:
     )
 
 
+# Ops that take a shape-derived tensor as an argument (pads, sizes, indices) and the image's data as input:
+# what comes out of them is data again, so the walk from a Shape stops there.
+_SHAPE_CONSUMERS = {"Pad", "Resize", "Reshape", "Expand", "Slice", "Tile", "ConstantOfShape", "Upsample"}
+
+
+def shape_arithmetic(model: Any) -> list[str]:
+    """Names of the nodes of an ONNX graph that compute on a tensor's shape, not on the image.
+
+    An export with dynamic height and width computes some arguments at run time from the input's
+    shape: timm's TensorFlow "same" padding (tf_efficientnet_*: Shape -> Cast -> Div -> Ceil -> Mul
+    -> Sub -> ... -> Pad), sizes to interpolate to. These are integers carried as floats; a quantiser
+    that calibrates every float tensor would round them to uint8 steps and pad by the wrong amount
+    (FPN on Lite0 then failed in its first addition of two maps; a U-Net on Lite0, whose decoder
+    resizes to match, lost 18 mIoU points where OpenVINO's int8 lost 0.2: probably the same cause, not re-measured).
+    """
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    todo = [out for node in model.graph.node if node.op_type == "Shape" for out in node.output]
+    found: dict[int, Any] = {}
+    while todo:
+        for node in consumers.get(todo.pop(), ()):
+            if node.op_type not in _SHAPE_CONSUMERS and id(node) not in found:
+                found[id(node)] = node
+                todo.extend(node.output)
+    return [node.name for node in found.values() if node.name]
+
+
 def _quantize_onnx(onnx_path: Path, out: Path, batches: list[np.ndarray]) -> None:
-    """onnxruntime static int8 (QDQ, per-channel int8 weights, uint8 activations, min/max calibration)."""
+    """onnxruntime static int8 (QDQ, per-channel int8 weights, uint8 activations, min/max calibration),
+    the graph's shape arithmetic left in float (`shape_arithmetic`)."""
     require("onnxruntime", ONNX_HINT)
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -500,6 +531,7 @@ def _quantize_onnx(onnx_path: Path, out: Path, batches: list[np.ndarray]) -> Non
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=shape_arithmetic(onnx.load(str(onnx_path), load_external_data=False)),
         )
         _copy_metadata(onnx_path, tmp)
 

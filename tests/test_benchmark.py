@@ -275,6 +275,38 @@ def test_a_presets_checkpoint_runs_at_the_size_the_preset_runs_at(tmp_path):
 
     sizes = {
         name: load_checkpoint(preset_checkpoint(name, tmp_path / f"{name}.pth"))["image_size"]
-        for name in ("cpu-realtime", "cpu-pretrained")
+        for name in ("cpu-realtime", "cpu-quick")
     }
-    assert sizes == {"cpu-realtime": [256, 512], "cpu-pretrained": [192, 384]}  # infer_size, else image_size
+    assert sizes == {"cpu-realtime": [256, 512], "cpu-quick": [64, 128]}  # infer_size, else image_size
+
+
+def test_onnxruntime_int8_leaves_the_graphs_shape_arithmetic_in_float(tmp_path, capsys):
+    """FPN on Lite0, the preset's network: timm's TF "same" padding computes its pads from the input's shape
+    in the dynamic export. Quantised with the rest, the pads came out wrong: this model failed in its
+    first addition of two maps ("broadcast ... 30 by 32") at every input size."""
+    import onnx
+
+    from segkit.checkpoint import FORMAT, VERSION, atomic_save
+    from segkit.models import create_model, model_spec
+
+    torch.manual_seed(0)
+    model = create_model("fpn", 19, encoder="tu-tf_efficientnet_lite0", encoder_weights="none").eval()
+    ckpt = tmp_path / "run" / "best_model.pth"
+    ckpt.parent.mkdir()
+    payload = {"format": FORMAT, "version": VERSION, "model_spec": model_spec(model), "num_classes": 19}
+    payload |= {"model": model.state_dict(), "image_size": [64, 128]}
+    atomic_save(payload, ckpt)
+    data = conftest.write_cityscapes(tmp_path / "data", {"train": 2}, size=(64, 128))
+    argv = ["export", "--checkpoint", str(ckpt), "--int8", "--data-root", str(data), "--calibration-images", "2"]
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    fp32 = onnx.load(str(backends.artifact_path(ckpt, {}, "onnx")))
+    int8 = onnx.load(str(backends.artifact_path(ckpt, {}, "onnx-int8")))
+    shape_nodes = set(backends.shape_arithmetic(fp32))
+    assert {n.op_type for n in fp32.graph.node if n.name in shape_nodes} >= {"Cast", "Div", "Ceil", "Sub"}
+    made_by = {out: node.name for node in int8.graph.node for out in node.output}
+    quantised = {made_by.get(n.input[0]) for n in int8.graph.node if n.op_type == "QuantizeLinear"}
+    assert not quantised & shape_nodes  # no pad, size or index rounded to a uint8 step
+    eager, quant = load_predictor(ckpt, "eager"), load_predictor(ckpt, "onnxruntime-int8")
+    for size in ((64, 128), (96, 160)):  # the calibration's size and another one
+        image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+        assert quant(image).shape == eager(image).shape == size

@@ -309,6 +309,6 @@ def test_the_final_evaluations_estimate_leaves_out_the_warm_up():
     assert calls == [1, PROBE_IMAGES]
     calls.clear()
     # under torchrun each process evaluates its share and times its own: 51 of 101 images on rank 0
-    per_rank = lambda k: 0.25 * -(-k // 2)  # noqa: E731 (warm: rank 0's ceil(k / 2) images)
+    per_rank = lambda k: 0.25 * -(-k // 2)  # warm: rank 0's ceil(k / 2) images
     assert evaluation_estimate(per_rank, 101, world_size=2) == pytest.approx(0.25 * 51)
     assert evaluation_estimate(probe, 2) == pytest.approx(0.5) and calls == [1, 2]  # never more than there are

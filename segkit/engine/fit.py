@@ -275,8 +275,15 @@ def final_evaluation(
     if seconds_left is not None:
 
         def probe(k: int) -> float:
-            kwargs = dict(image_size=cfg.inference_size, split=cfg.val_split, precision=precision, space=space)
-            return evaluate_split(model, roots=roots, max_images=k, **kwargs)["seconds"]
+            return evaluate_split(
+                model,
+                roots=roots,
+                image_size=cfg.inference_size,
+                split=cfg.val_split,
+                max_images=k,
+                precision=precision,
+                space=space,
+            )["seconds"]
 
         estimate = evaluation_estimate(probe, n_images, runtime.world_size())
         if runtime.any_rank(estimate > seconds_left + 60, device):
