@@ -287,6 +287,38 @@ def speed_tables(rows: list[RunRow]) -> dict[str, str]:
     return tables
 
 
+def speed_points(rows: list[RunRow]) -> list[dict[str, Any]]:
+    """Each benchmarked backend of each run as a point of mIoU against end-to-end frames/s.
+
+    A backend's mIoU is the one `segkit benchmark --data-root` scored for it (at the benchmark's frame
+    size); else, for a lossless backend (its class maps equal eager's), the run's own val mIoU; a lossy
+    backend that was never scored is left out (its mIoU is not known).
+
+    Returns:
+        [{"run", "backend", "image_size" ("HxW"), "end_to_end_fps", "miou" (0..1)}], in the rows' order.
+    """
+    from segkit.backends import SPEED_FILE
+
+    points = []
+    for row in rows:
+        try:
+            record = json.loads((Path(row.path) / SPEED_FILE).read_text())
+            size = "x".join(str(n) for n in record["image_size"])
+            measured = record["backends"].items()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # never benchmarked, or not a speed.json segkit benchmark wrote
+        for name, rec in measured:
+            if not isinstance(rec, dict) or not rec.get("end_to_end_fps"):
+                continue  # unavailable or failed here
+            miou = rec.get("miou")
+            if miou is None and rec.get("outputs_equal") is True:
+                miou = row.miou
+            if miou is not None:
+                point = {"run": row.path, "backend": name, "image_size": size}
+                points.append({**point, "end_to_end_fps": rec["end_to_end_fps"], "miou": miou})
+    return points
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

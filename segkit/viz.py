@@ -316,6 +316,35 @@ def plot_runs(histories: dict, title: str = ""):
     return fig
 
 
+def plot_speed_accuracy(points: Sequence[dict], real_time_fps: float = 30.0, title: str = ""):
+    """mIoU against end-to-end frames/s: one colour per run, one point per backend, named.
+
+    Args:
+        points: `segkit.compare.speed_points` ({"run", "backend", "image_size", "end_to_end_fps", "miou"}).
+        real_time_fps: where the dashed "real time" line is drawn.
+        title: figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    runs = list(dict.fromkeys(p["run"] for p in points))
+    for i, run in enumerate(runs):
+        mine = [p for p in points if p["run"] == run]
+        fps, miou = [p["end_to_end_fps"] for p in mine], [100 * p["miou"] for p in mine]
+        ax.scatter(fps, miou, color=f"C{i % 10}", label=f"{Path(run).name} ({mine[0]['image_size']})", zorder=3)
+        for p, x, y in zip(mine, fps, miou):
+            ax.annotate(p["backend"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.axvline(real_time_fps, color="0.5", ls="--", lw=1)
+    ax.text(real_time_fps, ax.get_ylim()[0], f" {real_time_fps:g} frames/s", color="0.4", fontsize=7, va="bottom")
+    ax.set(xlabel="end-to-end frames/s (segkit benchmark: decode, predict, write)", ylabel="val mIoU %")
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def figure_to_array(fig) -> np.ndarray:
     """Render a matplotlib figure to an (H, W, 3) uint8 array (for TensorBoard) and close it."""
     import matplotlib.pyplot as plt

@@ -299,3 +299,30 @@ def test_history_csv_is_written_from_the_typed_rows_and_read_back_as_them(tmp_pa
     )
     back = read_history(tmp_path / "history.csv")
     assert back == rows and isinstance(back[1].steps, int) and back[0].miou is None
+
+
+def test_speed_points_are_each_backends_miou_against_its_frame_rate(tmp_path: Path) -> None:
+    from segkit.compare import RunRow, speed_points
+    from segkit.viz import plot_speed_accuracy
+
+    backends = {
+        "eager": {**SPEED["backends"]["eager"], "end_to_end_fps": 9.0},  # lossless: the run's own mIoU
+        "openvino-int8": {**SPEED["backends"]["eager"], "end_to_end_fps": 40.0, "miou": 0.69, "outputs_equal": False},
+        "onnxruntime-int8": {**SPEED["backends"]["eager"], "end_to_end_fps": 30.0, "outputs_equal": False},  # unscored
+        "onnxruntime": {"failed": "exit status 1"},
+        "openvino": {"unavailable": "not installed: pip install openvino"},
+    }
+    scored = tmp_path / "scored"
+    scored.mkdir()
+    (scored / "speed.json").write_text(json.dumps({**SPEED, "image_size": [256, 512], "backends": backends}))
+    rows = [RunRow(str(scored), miou=0.70), RunRow(str(tmp_path / "never-benchmarked"), miou=0.5)]
+    points = speed_points(rows)
+    assert [(p["backend"], p["end_to_end_fps"], p["miou"]) for p in points] == [
+        ("eager", 9.0, 0.70),
+        ("openvino-int8", 40.0, 0.69),
+    ]
+    assert {p["run"] for p in points} == {str(scored)} and points[0]["image_size"] == "256x512"
+    fig = plot_speed_accuracy(points)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts[:2]] == ["eager", "openvino-int8"]
+    assert ax.get_legend().get_texts()[0].get_text() == "scored (256x512)"
