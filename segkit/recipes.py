@@ -124,8 +124,9 @@ PRESETS: dict[str, Recipe] = {
             (
                 "CamVid (benchmarks/README.md, 'cpu-pretrained moved to FPN'), 15 min each, 2 cores, val at label "
                 "resolution: FPN at 256x512 70.5 / 69.9 / 70.2 (three runs; pole 12.2 / 12.5 / 10.6, sign 45.1 / "
-                "46.1 / 37.1) against the U-Net it replaced at 192x384 68.0 / 66.6 (pole 11.0 / 7.7, sign 24.8 / "
-                "21.1); test 59.4 / 59.0 / 59.6 against 59.6 / 58.2"
+                "46.1 / 37.1) against the U-Net it replaced, 68.0 / 66.6 at 192x384 and 65.9 at 256x512 on the same "
+                "machine and evening as the FPN's 69.9 (pole 11.0 / 7.7 / 10.6, sign 24.8 / 21.1 / 31.7); test 59.4 / "
+                "59.0 / 59.6 against 59.6 / 58.2 / 57.6"
             ),
             (
                 "kitti-mini (36 train / 12 val), 15 min: FPN better on every class the U-Net had above 1 (pole 48.1 "
@@ -152,7 +153,7 @@ PRESETS: dict[str, Recipe] = {
     ),
     "cpu-realtime": Recipe(
         doc="cpu-pretrained under the name for real time, run with --backend openvino-int8: 43.4 frames/s end to end "
-        "at 256x512 on 2 Intel Xeon cores, 21.5 on 2 AMD EPYC ones (FPN on a frozen EfficientNet-Lite0)",
+        "at 256x512 on 2 Intel Xeon cores, 30.1 on 2 AMD EPYC ones (FPN on a frozen EfficientNet-Lite0)",
         # The frontier's best point on CamVid (benchmarks/frontier.py): the highest val mIoU at >= 30 frames/s,
         # which is also cpu-pretrained's best mIoU: one recipe, two names (what a user looks for).
         fields=_CPU_PRETRAINED,
@@ -162,7 +163,11 @@ PRESETS: dict[str, Recipe] = {
                 "benchmarks/frontier.py on CamVid, 15 minutes each, 2 cores, 2026-12-04 (benchmarks/README.md, 'The "
                 "speed/accuracy frontier'): FPN on frozen Lite0 at 256x512: val 70.5 (pole 12.2), test 59.4, "
                 "openvino-int8 43.4 frames/s end to end (mIoU change -0.18 points); the U-Net at 256x512: val 68.9, "
-                "test 59.0, 56.1 frames/s"
+                "test 59.0, 56.1 frames/s (Intel Xeon)"
+            ),
+            (
+                "the second frontier, three decoders on one AMD EPYC: FPN val 69.9 at 30.1 frames/s end to end "
+                "(openvino-int8, -0.34 points), U-Net 65.9 at 33.6, LinkNet 34.7 at 50.8"
             ),
             (
                 "segkit benchmark, 256x512 frames, 2 cores, random weights (benchmarks/README.md, 'Real time on 2 "
