@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,19 +272,30 @@ def run_histories(rows: list[RunRow]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def speed_tables(rows: list[RunRow]) -> dict[str, str]:
-    """{run directory: its speed table} for each run with a readable speed.json beside its checkpoint
-    (what `segkit benchmark --checkpoint RUN/best_model.pth` writes), as `segkit benchmark` prints it."""
+def _speed_records(rows: list[RunRow]) -> Iterator[tuple[RunRow, dict]]:
+    """(row, its speed.json) for each run with a readable one beside its checkpoint (what `segkit benchmark
+    --checkpoint RUN/best_model.pth` writes); runs never benchmarked, or with another file there, are left out."""
     from segkit.backends import SPEED_FILE
-    from segkit.benchmark import format_table  # imports torch: only when asked
 
-    tables = {}
     for row in rows:
         try:
             record = json.loads((Path(row.path) / SPEED_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("backends"), dict) and record.get("image_size"):
+            yield row, record
+
+
+def speed_tables(rows: list[RunRow]) -> dict[str, str]:
+    """{run directory: its speed table} for each benchmarked run, as `segkit benchmark` prints it."""
+    from segkit.benchmark import format_table  # imports torch: only when asked
+
+    tables = {}
+    for row, record in _speed_records(rows):
+        try:
             tables[row.path] = format_table(record)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # no speed.json (never benchmarked) or not one segkit benchmark wrote
+        except (KeyError, TypeError, ValueError):
+            continue  # not a speed.json segkit benchmark wrote
     return tables
 
 
@@ -297,17 +309,10 @@ def speed_points(rows: list[RunRow]) -> list[dict[str, Any]]:
     Returns:
         [{"run", "backend", "image_size" ("HxW"), "end_to_end_fps", "miou" (0..1)}], in the rows' order.
     """
-    from segkit.backends import SPEED_FILE
-
     points = []
-    for row in rows:
-        try:
-            record = json.loads((Path(row.path) / SPEED_FILE).read_text())
-            size = "x".join(str(n) for n in record["image_size"])
-            measured = record["backends"].items()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue  # never benchmarked, or not a speed.json segkit benchmark wrote
-        for name, rec in measured:
+    for row, record in _speed_records(rows):
+        size = "x".join(str(n) for n in record["image_size"])
+        for name, rec in record["backends"].items():
             if not isinstance(rec, dict) or not rec.get("end_to_end_fps"):
                 continue  # unavailable or failed here
             miou = rec.get("miou")

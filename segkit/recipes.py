@@ -129,8 +129,8 @@ PRESETS: dict[str, Recipe] = {
                 "59.0 / 59.6 against 59.6 / 58.2 / 57.6"
             ),
             (
-                "kitti-mini (36 train / 12 val), 15 min: FPN better on every class the U-Net had above 1 (pole 48.1 "
-                "vs 41.4, light 55.0 vs 30.0, sign 21.2 vs 5.5, sidewalk 28.4 vs 12.9) but mIoU 42.4 vs 47.2: it "
+                "kitti-mini (36 train / 12 val), 15 min: FPN ahead on pole 48.1 vs 41.4, light 55.0 vs 30.0, sign "
+                "21.2 vs 5.5, sidewalk 28.4 vs 12.9, within 0.7 on the rest, but mIoU 42.4 vs 47.2: it "
                 "also put pixels into 3 classes no val label has (wall, bus, bicycle: 0 each, 15 classes in the "
                 "mean, not 12); on those 12 classes 53.0"
             ),
@@ -166,7 +166,7 @@ PRESETS: dict[str, Recipe] = {
                 "test 59.0, 56.1 frames/s (Intel Xeon)"
             ),
             (
-                "the second frontier, three decoders on one AMD EPYC: FPN val 69.9 at 30.1 frames/s end to end "
+                "the frontier on one AMD EPYC, three decoders: FPN val 69.9 at 30.1 frames/s end to end "
                 "(openvino-int8, -0.34 points), U-Net 65.9 at 33.6, LinkNet 34.7 at 50.8"
             ),
             (

@@ -272,20 +272,20 @@ def final_evaluation(
         return None
     model = model_from_checkpoint(ckpt, device)
     n_images = len(list_samples(roots, cfg.val_split)[: cfg.max_val_images or None])
+
+    def score(max_images: int) -> dict:  # the official evaluation, on the first `max_images` (0 = all)
+        return evaluate_split(
+            model,
+            roots=roots,
+            image_size=cfg.inference_size,
+            split=cfg.val_split,
+            max_images=max_images,
+            precision=precision,
+            space=space,
+        )
+
     if seconds_left is not None:
-
-        def probe(k: int) -> float:
-            return evaluate_split(
-                model,
-                roots=roots,
-                image_size=cfg.inference_size,
-                split=cfg.val_split,
-                max_images=k,
-                precision=precision,
-                space=space,
-            )["seconds"]
-
-        estimate = evaluation_estimate(probe, n_images, runtime.world_size())
+        estimate = evaluation_estimate(lambda k: score(k)["seconds"], n_images, runtime.world_size())
         if runtime.any_rank(estimate > seconds_left + 60, device):
             if runtime.is_main():
                 log.warning(
@@ -300,15 +300,7 @@ def final_evaluation(
             metrics = {**ckpt["metrics"], "epoch": ckpt.get("epoch"), "checkpoint": str(best)}
             run.write_metrics(metrics)
             return metrics
-    metrics = evaluate_split(
-        model,
-        roots=roots,
-        image_size=cfg.inference_size,
-        split=cfg.val_split,
-        max_images=cfg.max_val_images,
-        precision=precision,
-        space=space,
-    )
+    metrics = score(cfg.max_val_images)
     metrics.update(epoch=ckpt.get("epoch"), checkpoint=str(best))
     run.write_metrics(metrics)
     if runtime.is_main():
