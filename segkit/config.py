@@ -33,7 +33,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("poly", "plateau", "none")
 AMP_MODES = ("auto", "fp16", "bf16", "off")
-LOSSES = ("ce", "dice", "ohem", "ce+dice", "ohem+dice")
+LOSSES = ("ce", "dice", "ohem", "lovasz", "ce+dice", "ohem+dice", "ce+lovasz", "ohem+lovasz")
 CLASS_WEIGHTS = ("none", "inverse", "median", "enet")
 INFERENCE_MODES = ("whole", "slide", "flip", "ms")
 EVAL_RESOLUTIONS = ("label", "train")
@@ -150,7 +150,8 @@ class TrainConfig(DataConfig):
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
     focus_crop: float = 0.0  # share of training crops centred on a thin or small class (pole, light, sign, person,
     # rider, bikes)
-    loss: str = "ce"  # ce, dice, ohem, ce+dice or ohem+dice (255 always ignored)
+    loss: str = "ce"  # ce, ohem (pixel losses), dice, lovasz (per-class region losses) or pixel+region, e.g.
+    # ohem+lovasz (255 always ignored)
     class_weights: str = "none"  # class weighting of the loss: none, inverse, median or enet
     amp: str = "auto"  # mixed precision: auto (fp16 on T4/P100, bf16 on Ampere+, off on CPU), fp16, bf16, off
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1

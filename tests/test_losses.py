@@ -80,13 +80,65 @@ def test_dice_known_answers(probs, labels, expected) -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_sums_add_dice_times_weight() -> None:
+# Hand-computed Lovasz-softmax: per present class, the errors |[y = c] - p_c| in decreasing order
+# dotted with the increments of 1 - IoU_c as those pixels join class c's prediction.
+LOVASZ_TABLE = [
+    # class 0: errors (0.25 fg, 0.6 bg) -> order (0.6 bg, 0.25 fg): 1 - IoU 0.5 then 1: 0.6*0.5 + 0.25*0.5;
+    # class 1: errors (0.25 bg, 0.6 fg) -> order (0.6 fg, 0.25 bg): 1 - IoU 1 then 1: 0.6*1 + 0.25*0.
+    ([[0.75, 0.25], [0.6, 0.4]], [0, 1], (0.425 + 0.6) / 2),
+    # only class 1 present (class 0 left out), one pixel ignored: its error 0.9 alone, 1 - IoU 1.
+    ([[0.9, 0.1], [0.5, 0.5]], [1, IGNORE], 0.9),
+    # right with certainty: 0.
+    ([[1.0, 0.0], [0.0, 1.0]], [0, 1], 0.0),
+]
+
+
+@pytest.mark.parametrize(("probs", "labels", "expected"), LOVASZ_TABLE)
+def test_lovasz_known_answers(probs, labels, expected) -> None:
+    loss = build_loss("lovasz", num_classes=2)(_logits_from_probs(probs), _target(labels))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("num_classes", [3, 11])
+def test_lovasz_equals_the_reference_library_value_and_gradient(num_classes: int) -> None:
+    # segmentation_models_pytorch's LovaszLoss (multiclass, whole batch, present classes): the
+    # authors' algorithm as that library ships it.
+    losses = pytest.importorskip("segmentation_models_pytorch.losses")
+    torch.manual_seed(num_classes)
+    target = torch.randint(0, num_classes, (2, 12, 16))
+    target[target == num_classes - 1] = 0  # one class absent: left out of both means
+    target[:, :3] = IGNORE
+    logits = (3 * torch.randn(2, num_classes, 12, 16, dtype=torch.float64)).float().requires_grad_()
+    ours = build_loss("lovasz", num_classes)(logits, target)
+    (grad,) = torch.autograd.grad(ours, logits)
+    reference_fn = losses.LovaszLoss("multiclass", per_image=False, ignore_index=IGNORE, from_logits=True)
+    reference = reference_fn(logits, target)
+    (reference_grad,) = torch.autograd.grad(reference, logits)
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_lovasz_puts_a_thin_class_on_a_par_with_a_large_one() -> None:
+    # 1,000 road pixels right, the 10 pole pixels all wrong (p(pole) = 0.4): cross-entropy's mean
+    # hardly moves, the Lovasz loss (a mean over classes) is about half its worst.
+    target = torch.zeros(1, 1, 1010, dtype=torch.int64)
+    target[..., :10] = 1
+    probs = [[0.6, 0.4]] * 10 + [[0.99, 0.01]] * 1000
+    logits = _logits_from_probs(probs)
+    assert build_loss("ce", 2)(logits, target).item() < 0.02
+    assert build_loss("lovasz", 2)(logits, target).item() > 0.3
+
+
+def test_sums_add_the_region_loss_times_its_weight() -> None:
     torch.manual_seed(0)
     logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
     ce, dice = build_loss("ce", 3)(logits, target), build_loss("dice", 3)(logits, target)
     ohem = build_loss("ohem", 3, ohem_min_kept=20)(logits, target)
-    assert build_loss("ce+dice", 3, dice_weight=0.5)(logits, target) == pytest.approx((ce + 0.5 * dice).item())
+    lovasz = build_loss("lovasz", 3)(logits, target)
+    assert build_loss("ce+dice", 3, region_weight=0.5)(logits, target) == pytest.approx((ce + 0.5 * dice).item())
     assert build_loss("ohem+dice", 3, ohem_min_kept=20)(logits, target) == pytest.approx((ohem + dice).item())
+    assert build_loss("ce+lovasz", 3, region_weight=2.0)(logits, target) == pytest.approx((ce + 2 * lovasz).item())
+    assert build_loss("ohem+lovasz", 3, ohem_min_kept=20)(logits, target) == pytest.approx((ohem + lovasz).item())
 
 
 @pytest.mark.parametrize("name", LOSSES)
