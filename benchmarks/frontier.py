@@ -40,8 +40,8 @@ import quality_per_compute as qpc  # benchmarks/ is on sys.path when this script
 
 # One recipe (cpu-pretrained's: frozen Lite0, 128x256 crops of 192x384 frames, 15 min), three decoders.
 CANDIDATES = {
-    "unet-lite0": "--preset cpu-pretrained --model unet",  # cpu-pretrained until 2026-12-04
-    "fpn-lite0": "--preset cpu-pretrained",  # = cpu-pretrained and cpu-realtime since 2026-12-04
+    "unet-lite0": "--preset cpu-pretrained --model unet",  # cpu-pretrained's network until 2026-12-04
+    "fpn-lite0": "--preset cpu-pretrained",  # cpu-pretrained's and cpu-realtime's training (run at the sizes below)
     "linknet-lite0": "--preset cpu-pretrained --model linknet",
 }
 QUICK_CANDIDATES = {
