@@ -266,8 +266,8 @@ class EvalConfig(DataConfig):
     # checkpoint's (a released model without a Resize: each image's own size)
     max_images: int = 0  # evaluate only the first N images, 0 = all
     device: str = "auto"  # auto, cpu, cuda
-    output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>.json beside the checkpoint
-    # (print only for --predictions)
+    output: str = ""  # metrics JSON to write, "" = eval_<split>_<inference>_<resolution>[_<H>x<W> if --image-size].json
+    # beside the checkpoint (print only for --predictions)
 
     def __post_init__(self) -> None:
         super().__post_init__()

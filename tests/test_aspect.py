@@ -224,3 +224,12 @@ def test_infer_size_is_the_size_the_checkpoint_and_the_final_evaluation_run_at(t
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "cover 48x96" in metrics["protocol"]["input"] and metrics["protocol"]["resolution"] == "label"
     assert result.metrics["miou"] == metrics["miou"]
+    # A sweep of sizes with `segkit evaluate` keeps each size's result beside the checkpoint's own.
+    from segkit.config import EvalConfig
+    from segkit.evaluation import run_evaluation
+
+    _, own = run_evaluation(EvalConfig(run_dir=str(tmp_path / "run"), device="cpu"))
+    _, other = run_evaluation(EvalConfig(run_dir=str(tmp_path / "run"), device="cpu", image_size=(32, 64)))
+    assert (own.name, other.name) == ("eval_val_whole_label.json", "eval_val_whole_label_32x64.json")
+    assert "cover 48x96" in json.loads(own.read_text())["protocol"]["input"]
+    assert "cover 32x64" in json.loads(other.read_text())["protocol"]["input"]

@@ -150,8 +150,10 @@ def run_evaluation(cfg: EvalConfig) -> tuple[dict, Path | None]:
             class_map=cfg.class_map,
         )
         summary["checkpoint"] = ref
-        # Never replace training's metrics.json silently: evaluations get their own name.
-        name = f"eval_{cfg.split}_{cfg.inference}_{cfg.eval_resolution}.json"
+        # Never replace training's metrics.json silently: evaluations get their own name, and one at a
+        # size asked for its own too (a sweep of --image-size keeps every size's result).
+        size = "_{}x{}".format(*cfg.image_size) if tuple(cfg.image_size) != (0, 0) else ""
+        name = f"eval_{cfg.split}_{cfg.inference}_{cfg.eval_resolution}{size}.json"
         out = Path(cfg.output) if cfg.output else derived_dir(ref, ckpt) / name
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
