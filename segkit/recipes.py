@@ -126,11 +126,11 @@ PRESETS: dict[str, Recipe] = {
         evidence=(
             (
                 "CamVid (benchmarks/README.md, 'Thin classes: OHEM + Dice, run at 320x640'), 15 min, 2 cores, val at "
-                "label resolution, seeds 0 / 1: OHEM + Dice run at 320x640 70.9 / 70.8 with pole 16.9 / 17.0, every "
-                "class >= 15 (at 256x512: 71.0 / 71.3, pole 13.1 / 12.7); test 58.9 / 59.2 at 320x640, 59.6 / 59.9 "
-                "at 256x512 (pole 21.1 / 19.8 and 18.7 / 17.9). OHEM alone at 256x512: 70.5 / 70.2 / 69.9, pole "
-                "10.6-12.5, and 69.3 with pole 15.4 at 320x640. OHEM + Lovasz (seed 0): 69.8, pole 15.1 at "
-                "256x512, its steps 25 % slower (a sort of the batch's pixels per class)"
+                "label resolution, seeds 0 / 1 / 2: OHEM + Dice run at 320x640 70.9 / 70.8 / 69.7 (mean 70.5) with "
+                "every class >= 15 in each (pole 16.9 / 17.0 / 17.7); at 256x512 71.0 / 71.3 / 69.5, pole 13.1 / 12.7 "
+                "/ 15.9; test 58.9 / 59.2 / 59.6 at 320x640, 59.6 / 59.9 / 60.6 at 256x512. OHEM alone at 256x512: "
+                "70.5 / 70.2 / 69.9, pole 10.6-12.5, and 69.3 with pole 15.4 at 320x640. OHEM + Lovasz (seed 0): "
+                "69.8, pole 15.1 at 256x512, its steps 25 % slower (a sort of the batch's pixels per class)"
             ),
             (
                 "CamVid (benchmarks/README.md, 'cpu-pretrained moved to FPN'), 15 min each, 2 cores, val at label "
@@ -176,8 +176,8 @@ PRESETS: dict[str, Recipe] = {
         cpu_img_s=CPU_PRETRAINED_IMG_S,
         evidence=(
             (
-                "CamVid val at 256x512 with the OHEM + Dice training (two seeds): 71.0 / 71.3, pole 13.1 / 12.7, test "
-                "59.6 / 59.9; the network is the same as the frontier's FPN, so are its frame rates"
+                "CamVid val at 256x512 with the OHEM + Dice training (three seeds): 71.0 / 71.3 / 69.5, pole "
+                "12.7-15.9, test 59.6 / 59.9 / 60.6; openvino-int8 31.4 frames/s end to end on 2 AMD EPYC cores, -0.27 points"
             ),
             (
                 "benchmarks/frontier.py on CamVid, 15 minutes each, 2 cores, 2026-12-04 (benchmarks/README.md, 'The "
