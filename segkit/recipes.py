@@ -177,7 +177,8 @@ PRESETS: dict[str, Recipe] = {
         evidence=(
             (
                 "CamVid val at 256x512 with the OHEM + Dice training (three seeds): 71.0 / 71.3 / 69.5, pole "
-                "12.7-15.9, test 59.6 / 59.9 / 60.6; openvino-int8 31.4 frames/s end to end on 2 AMD EPYC cores, -0.27 points"
+                "12.7-15.9, test 59.6 / 59.9 / 60.6; openvino-int8 31.4 frames/s end to end on 2 AMD EPYC cores, "
+                "-0.27 points"
             ),
             (
                 "benchmarks/frontier.py on CamVid, 15 minutes each, 2 cores, 2026-12-04 (benchmarks/README.md, 'The "
