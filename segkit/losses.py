@@ -157,7 +157,9 @@ class LovaszSoftmaxLoss(nn.Module):
     classes. Like the official mIoU, every class counts the same however few its pixels are,
     which is why it is used for thin classes (pole, sign) that cross-entropy's pixel mean drowns.
     Classes absent from the target are left out (as DiceLoss does). A batch with no valid pixel
-    gives 0. Sorts the batch's pixels once per class: a few per cent of a CPU step.
+    gives 0. Sorts the batch's pixels once per class: on 2 CPU cores, at a batch of 8 x 128x256 and
+    11 classes, a quarter of a training step (cpu-pretrained's recipe made 1,158 steps in 15 minutes
+    with it, 1,702 with Dice); cheap on a GPU.
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = 255) -> None:
