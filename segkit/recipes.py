@@ -37,7 +37,7 @@ _T4 = "not measured on a T4: recipe from common Cityscapes practice (poly schedu
 # >= 15; 256x512: >= 30 frames/s), one dict, so the two cannot drift. A cpu-pretrained checkpoint runs in real time
 # with --image-size 256 512, a cpu-realtime one at cpu-pretrained's accuracy with --image-size 320 640.
 # train_throughput.py --steps 3 --presets cpu-quick cpu-pretrained, 2026-12-04: 10.9 img/s at the crop (cpu-quick 31.2;
-# measured with OHEM alone, before the Dice term, which adds a softmax and three sums)
+# the model alone with plain cross-entropy, as for every preset: the recipe's OHEM + Dice loss is not in it)
 CPU_PRETRAINED_IMG_S = 10.9
 _CPU_PRETRAINED = {
     "model": "fpn",
