@@ -521,6 +521,7 @@ def _quantize_onnx(onnx_path: Path, out: Path, batches: list[np.ndarray]) -> Non
             x = next(self.items, None)
             return None if x is None else {"image": x}
 
+    fp32 = onnx.load(str(onnx_path))  # read once: its shape arithmetic and its metadata
     with AtomicFile(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Please consider to run pre-processing": shapes are dynamic on purpose
         quantize_static(
@@ -531,16 +532,16 @@ def _quantize_onnx(onnx_path: Path, out: Path, batches: list[np.ndarray]) -> Non
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=shape_arithmetic(onnx.load(str(onnx_path), load_external_data=False)),
+            nodes_to_exclude=shape_arithmetic(fp32),
         )
-        _copy_metadata(onnx_path, tmp)
+        _copy_metadata(fp32, tmp)
 
 
-def _copy_metadata(source: Path, target: Path) -> None:
-    """The segkit metadata of the fp32 export (size divisor, normalisation, classes) onto the int8 file."""
+def _copy_metadata(src: Any, target: Path) -> None:
+    """The segkit metadata of the fp32 export `src` (size divisor, normalisation, classes) onto the int8 file."""
     import onnx
 
-    src, dst = onnx.load(str(source)), onnx.load(str(target))
+    dst = onnx.load(str(target))
     have = {p.key for p in dst.metadata_props}
     for prop in src.metadata_props:
         if prop.key not in have:

@@ -319,8 +319,10 @@ def speed_points(rows: list[RunRow]) -> list[dict[str, Any]]:
             if miou is None and rec.get("outputs_equal") is True:
                 miou = row.miou
             if miou is not None:
-                point = {"run": row.path, "backend": name, "image_size": size}
-                points.append({**point, "end_to_end_fps": rec["end_to_end_fps"], "miou": miou})
+                fps = rec["end_to_end_fps"]
+                points.append(
+                    {"run": row.path, "backend": name, "image_size": size, "end_to_end_fps": fps, "miou": miou}
+                )
     return points
 
 

@@ -178,8 +178,8 @@ class LovaszSoftmaxLoss(nn.Module):
         # its increments are the weights of the sorted errors.
         gts = truth.sum(0)
         intersection = gts - truth.cumsum(0)
-        union = gts + (1 - truth).cumsum(0)  # >= 1 everywhere for a present class
-        jaccard = 1 - intersection / union.clamp(min=1)
+        union = gts + (1 - truth).cumsum(0)  # >= 1: the first pixel is in the truth or in the prediction
+        jaccard = 1 - intersection / union
         weights = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
         present = (gts > 0).float()
         per_class = (errors * weights).sum(0)
@@ -241,11 +241,11 @@ def build_loss(
     if not 0.0 < ohem_thresh <= 1.0 or (ohem_min_kept is not None and ohem_min_kept < 0):
         raise ConfigError(f"need 0 < ohem_thresh <= 1 and ohem_min_kept >= 0, got {ohem_thresh} and {ohem_min_kept}")
     weights = _class_weights(class_weights, num_classes)
-    pixel = {
+    pixel = {  # keys: config.PIXEL_LOSSES (a test builds every name of LOSSES)
         "ce": lambda: CrossEntropyLoss(num_classes, ignore_index, weights),
         "ohem": lambda: OhemCrossEntropyLoss(num_classes, ignore_index, weights, ohem_thresh, ohem_min_kept),
     }
-    region = {
+    region = {  # keys: config.REGION_LOSSES
         "dice": lambda: DiceLoss(num_classes, ignore_index),
         "lovasz": lambda: LovaszSoftmaxLoss(num_classes, ignore_index),
     }
